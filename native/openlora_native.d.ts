@@ -1,0 +1,89 @@
+/**
+ * The native boundary: the declaration of build/Release/openlora_native.node, kept next to the C++
+ * (test/native/binding-drift.test.ts fails when the exported names drift from this list).
+ *
+ * Conventions
+ * - All calls are synchronous and run on the calling thread plus the native thread pool. Heavy
+ *   ones are meant to be called from the engine's worker thread, never the HTTP event loop.
+ * - Tensors are TypedArrays, row-major. Quantized weights are raw bytes in ggml's block layout;
+ *   a weight matrix W has N rows (outputs) of K elements (inputs): W[n, k].
+ * - Type ids are ggml's: F32 = 0, F16 = 1, Q4_0 = 2, Q8_0 = 8, BF16 = 30.
+ * - Determinism: every output element is reduced in one fixed order that depends only on K (never
+ *   on M, on the thread count, or on which thread computes it). So a row's result is bit-identical
+ *   alone or inside any batch, with any number of threads.
+ * - Arguments are validated (lengths vs dimensions) before any memory is touched; violations throw
+ *   a JS TypeError / RangeError, never crash.
+ */
+export type KernelImpl = "avx2" | "reference";
+
+export interface OpenLoraNative {
+  /** CPU features detected at load time. */
+  cpuFeatures(): { avx2: boolean; fma: boolean; f16c: boolean };
+  /** The kernels in use: "avx2" when the CPU has AVX2+FMA+F16C, else "reference". */
+  getKernelImpl(): KernelImpl;
+  /** Force an implementation (parity tests, benchmarks). Throws if "avx2" is unsupported here. */
+  setKernelImpl(impl: KernelImpl): void;
+  /** Threads used by each kernel call (the caller plus n-1 pool workers). Default 1. */
+  setThreads(n: number): void;
+  getThreads(): number;
+
+  /**
+   * Maps a whole file privately (copy-on-write, so a stray write never reaches the file) and
+   * returns it as an ArrayBuffer without copying. Throws on a missing or empty file.
+   */
+  mapFile(path: string): ArrayBuffer;
+
+  /**
+   * out[m, n] = Σ_k x[m, k] · W[n, k]   x: [M, K] f32, W: [N, K] of type wType, out: [M, N] f32.
+   * Like ggml, x is first rounded to W's dot type: Q8_0 for Q8_0/Q4_0 weights, F16 for F16,
+   * BF16 for BF16, none for F32. K must be a multiple of 32 for block types.
+   */
+  matmul(out: Float32Array, x: Float32Array, w: Uint8Array, wType: number, M: number, N: number, K: number): void;
+
+  /** out[i, :] = dequantize(W[ids[i], :])   W: [rows, K] of type wType, out: [ids.length, K]. */
+  getRows(out: Float32Array, w: Uint8Array, wType: number, K: number, ids: Int32Array): void;
+
+  /** Quantizes src (length a multiple of the type's block) into dst in ggml's layout (ggml's reference rounding). */
+  quantize(dst: Uint8Array, src: Float32Array, type: number): void;
+  /** Inverse of quantize; also converts F16/BF16 to F32. */
+  dequantize(dst: Float32Array, src: Uint8Array, type: number): void;
+
+  /** out[r, :] = x[r, :] / sqrt(mean(x[r, :]²) + eps) · weight   x, out: [rows, dim]; out may alias x. */
+  rmsNorm(out: Float32Array, x: Float32Array, weight: Float32Array, rows: number, dim: number, eps: number): void;
+
+  /**
+   * Rotary embedding in place. x: [rows, nHeads, headDim], rows = positions.length. The first
+   * ropeDim dims of each head rotate with angle positions[r] · invFreq[i], i < ropeDim/2.
+   * neox = true pairs (i, i + ropeDim/2) (Qwen2/3, HF "rotate_half" layout); false pairs (2i, 2i+1)
+   * (GGUF llama layout, whose q/k weights are permuted at conversion).
+   */
+  rope(x: Float32Array, positions: Int32Array, nHeads: number, headDim: number, ropeDim: number, neox: boolean, invFreq: Float32Array): void;
+
+  /**
+   * Writes rows of K and V into the paged f16 pools. kPool, vPool: [numSlots, kvDim] f16 bits;
+   * k, v: [T, kvDim] f32; slots[t] = block · blockSize + offset for row t.
+   */
+  kvStore(kPool: Uint16Array, vPool: Uint16Array, k: Float32Array, v: Float32Array, slots: Int32Array, kvDim: number): void;
+
+  /**
+   * Causal attention over the paged cache, for T query rows of S sequences.
+   *   q, out: [T, nHeads, headDim] f32; kPool, vPool: [numSlots, nKvHeads · headDim] f16 bits.
+   *   Row t belongs to sequence rowSeq[t] and sits at position rowPos[t]; it attends to positions
+   *   0..rowPos[t] of that sequence, whose position p lives in slot
+   *   blockTables[tableOffsets[s] + floor(p / blockSize)] · blockSize + p % blockSize.
+   *   Head h reads kv head floor(h / (nHeads / nKvHeads)) (grouped-query attention).
+   *   out = softmax(scale · q·Kᵀ) · V, softmax in f32 with max subtraction.
+   */
+  attention(
+    out: Float32Array, q: Float32Array, kPool: Uint16Array, vPool: Uint16Array,
+    rowSeq: Int32Array, rowPos: Int32Array, blockTables: Int32Array, tableOffsets: Int32Array,
+    nHeads: number, nKvHeads: number, headDim: number, blockSize: number, scale: number,
+  ): void;
+
+  /** out = silu(gate) ⊙ up, elementwise; out may alias gate or up. */
+  siluMul(out: Float32Array, gate: Float32Array, up: Float32Array): void;
+  /** out = a + b, elementwise; out may alias a or b. */
+  add(out: Float32Array, a: Float32Array, b: Float32Array): void;
+  /** x[r, :] += bias, x: [rows, dim]. */
+  addBias(x: Float32Array, bias: Float32Array, rows: number, dim: number): void;
+}

@@ -1,0 +1,60 @@
+/**
+ * The one registry of typed errors. Every failure a user can cause (a bad file, a bad request)
+ * is an OpenLoraError with a stable `code` from this table; tests assert codes, never messages.
+ * `httpStatus` is what the server answers with when the error reaches a client.
+ */
+export const ERROR_TABLE = {
+  // Model files (GGUF, safetensors, Hugging Face folders)
+  MODEL_NOT_FOUND: { status: 404, summary: "The model path does not exist." },
+  MODEL_FILE_TRUNCATED: { status: 400, summary: "The file ends before the data its header declares." },
+  MODEL_BAD_MAGIC: { status: 400, summary: "The file does not start with the magic of its format." },
+  MODEL_UNSUPPORTED_VERSION: { status: 400, summary: "The file format version is not supported." },
+  MODEL_METADATA_INVALID: { status: 400, summary: "A metadata entry is malformed or has the wrong type." },
+  MODEL_TENSOR_OUT_OF_BOUNDS: { status: 400, summary: "A tensor's data lies (partly) outside the file." },
+  MODEL_TENSOR_OVERLAP: { status: 400, summary: "Two tensors claim overlapping byte ranges." },
+  MODEL_UNSUPPORTED_TENSOR_TYPE: { status: 400, summary: "A tensor uses a data type openlora cannot read." },
+  MODEL_UNSUPPORTED_ARCHITECTURE: { status: 400, summary: "The model architecture is not supported." },
+  MODEL_MISSING_TENSOR: { status: 400, summary: "A tensor the architecture needs is absent." },
+  MODEL_TENSOR_SHAPE_MISMATCH: { status: 400, summary: "A tensor's shape disagrees with the model configuration." },
+  MODEL_CONFIG_INVALID: { status: 400, summary: "The model configuration is missing or inconsistent." },
+  SAFETENSORS_HEADER_INVALID: { status: 400, summary: "The safetensors header is malformed or lies about its length." },
+  SAFETENSORS_OFFSETS_INVALID: { status: 400, summary: "A safetensors tensor's offsets disagree with its shape or the file." },
+  TOKENIZER_MISSING: { status: 400, summary: "No tokenizer was found for the model." },
+  TOKENIZER_INVALID: { status: 400, summary: "The tokenizer definition is malformed or unsupported." },
+  // Requests and arguments
+  INVALID_ARGUMENT: { status: 400, summary: "An argument is missing or out of range." },
+  CONTEXT_OVERFLOW: { status: 413, summary: "The prompt and requested tokens exceed the context length." },
+  KV_CACHE_FULL: { status: 503, summary: "No free KV cache blocks are left for the sequence." },
+  // Native layer
+  NATIVE_UNAVAILABLE: { status: 500, summary: "The native addon is not built or failed to load." },
+  INTERNAL: { status: 500, summary: "An internal invariant was violated." },
+} as const satisfies Record<string, { status: number; summary: string }>;
+
+export type ErrorCode = keyof typeof ERROR_TABLE;
+
+export class OpenLoraError extends Error {
+  readonly code: ErrorCode;
+  readonly httpStatus: number;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, details?: Record<string, unknown>, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "OpenLoraError";
+    this.code = code;
+    this.httpStatus = ERROR_TABLE[code].status;
+    this.details = details;
+  }
+
+  toJSON(): { code: ErrorCode; message: string; details?: Record<string, unknown> } {
+    return { code: this.code, message: this.message, ...(this.details ? { details: this.details } : {}) };
+  }
+}
+
+/** Shorthand: `throw oerr("MODEL_BAD_MAGIC", "...")`. */
+export function oerr(code: ErrorCode, message: string, details?: Record<string, unknown>): OpenLoraError {
+  return new OpenLoraError(code, message, details);
+}
+
+export function isOpenLoraError(e: unknown, code?: ErrorCode): e is OpenLoraError {
+  return e instanceof OpenLoraError && (code === undefined || e.code === code);
+}
