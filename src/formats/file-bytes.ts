@@ -1,0 +1,38 @@
+/**
+ * Opens a model or adapter file as bytes: a private memory map through the native addon when it
+ * is available (no copy; the OS pages weights in on demand), else a plain read.
+ */
+import { readFileSync, statSync } from "node:fs";
+import { oerr } from "../errors.js";
+
+type MapFile = (path: string) => ArrayBuffer;
+let mapFile: MapFile | null | undefined;
+
+async function loadMapper(): Promise<MapFile | null> {
+  try {
+    const native = await import("../native/index.js");
+    return (native.native as { mapFile: MapFile }).mapFile;
+  } catch {
+    return null;
+  }
+}
+
+export async function initFileMapping(): Promise<void> {
+  if (mapFile === undefined) mapFile = await loadMapper();
+}
+
+/** Returns the file's bytes; a missing path or a directory is MODEL_NOT_FOUND. */
+export function openFileBytes(path: string): Uint8Array {
+  let size: number;
+  try {
+    const st = statSync(path);
+    if (!st.isFile()) throw oerr("MODEL_NOT_FOUND", `${path} is not a file`);
+    size = st.size;
+  } catch (e) {
+    if ((e as { code?: string }).code === "ENOENT") throw oerr("MODEL_NOT_FOUND", `${path} does not exist`);
+    throw e;
+  }
+  if (size === 0) throw oerr("MODEL_FILE_TRUNCATED", `${path} is empty`);
+  if (mapFile) return new Uint8Array(mapFile(path));
+  return readFileSync(path);
+}
