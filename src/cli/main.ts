@@ -1,0 +1,45 @@
+/**
+ * `openlora <command>`: generate, synth. Errors print as `error [CODE]: message` on stderr with
+ * exit code 1; usage errors exit with 2.
+ */
+import { isOpenLoraError } from "../errors.js";
+import { runGenerate } from "./generate.js";
+import { runSynth } from "./synth.js";
+
+const USAGE = `openlora — serve many LoRA adapters on one base model, with attributed inference
+
+Usage:
+  openlora generate [--model <gguf file | HF folder>] --prompt <text> [--max-tokens N]
+                    [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--seed S]
+                    [--repeat-penalty R] [--presence-penalty P] [--frequency-penalty F]
+                    [--stop <text>]... [--ignore-eos] [--quantize q8_0|q4_0] [--threads N] [--json]
+        Without --model, uses the embedded default demo model (generated once and cached).
+  openlora synth --preset <name> --out <path> [--format gguf|hf] [--type f32|f16|bf16|q8_0|q4_0] [--seed S]
+        Writes a random-weight model with a real tokenizer. 'openlora synth --list' lists presets.
+`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    switch (cmd) {
+      case "generate": return await runGenerate(rest);
+      case "synth": return await runSynth(rest);
+      case undefined: case "help": case "--help": case "-h":
+        process.stdout.write(USAGE);
+        return cmd === undefined ? 2 : 0;
+      default:
+        process.stderr.write(`error [INVALID_ARGUMENT]: unknown command "${cmd}"\n\n${USAGE}`);
+        return 2;
+    }
+  } catch (e) {
+    if (isOpenLoraError(e)) {
+      process.stderr.write(`error [${e.code}]: ${e.message}\n`);
+      return e.code === "INVALID_ARGUMENT" ? 2 : 1;
+    }
+    if ((e as { code?: string }).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" || (e as { code?: string }).code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {
+      process.stderr.write(`error [INVALID_ARGUMENT]: ${(e as Error).message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+}
