@@ -34,5 +34,6 @@ export function openFileBytes(path: string): Uint8Array {
   }
   if (size === 0) throw oerr("MODEL_FILE_TRUNCATED", `${path} is empty`);
   if (mapFile) return new Uint8Array(mapFile(path));
-  return readFileSync(path);
+  const b = readFileSync(path);
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }

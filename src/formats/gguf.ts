@@ -109,7 +109,7 @@ class Cursor {
   }
   typed<T extends ArrayBufferView>(n: number, elemBytes: number, make: (b: ArrayBuffer) => T): T {
     this.need(n * elemBytes, "an array");
-    const copy = this.bytes.slice(this.pos, this.pos + n * elemBytes);
+    const copy = Uint8Array.prototype.slice.call(this.bytes, this.pos, this.pos + n * elemBytes);
     this.pos += n * elemBytes;
     return make(copy.buffer);
   }
@@ -170,7 +170,9 @@ function readArray(c: Cursor, where: string, depth: number): { value: GgufValue;
 }
 
 /** Parses and validates a GGUF file held in `bytes` (typically a memory map). */
-export function parseGguf(bytes: Uint8Array, source = "<gguf>"): GgufFile {
+export function parseGguf(input: Uint8Array, source = "<gguf>"): GgufFile {
+  // A Buffer's slice() is a view, not a copy: hold a plain Uint8Array so views and copies behave.
+  const bytes = new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
   if (bytes.byteLength < 4) throw oerr("MODEL_FILE_TRUNCATED", `${source}: ${bytes.byteLength} bytes is too short for a GGUF file`);
   const c = new Cursor(bytes, source);
   const magic = c.u32();

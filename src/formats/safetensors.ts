@@ -32,7 +32,8 @@ export interface SafetensorsFile {
 
 const MAX_HEADER = 100 * 1024 * 1024;
 
-export function parseSafetensors(bytes: Uint8Array, source = "<safetensors>"): SafetensorsFile {
+export function parseSafetensors(input: Uint8Array, source = "<safetensors>"): SafetensorsFile {
+  const bytes = new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
   const bad = (msg: string, details?: Record<string, unknown>) => oerr("SAFETENSORS_HEADER_INVALID", `${source}: ${msg}`, details);
   if (bytes.byteLength < 8) throw oerr("MODEL_FILE_TRUNCATED", `${source}: ${bytes.byteLength} bytes is too short for a safetensors file`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
