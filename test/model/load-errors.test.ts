@@ -53,13 +53,10 @@ describe("model loading rejects bad models with typed errors", () => {
     await expectCode(loadModel(p), "MODEL_TENSOR_SHAPE_MISMATCH");
   });
 
-  it("an unsupported tensor type (Q4_K)", async () => {
-    const p = join(dir, "q4k.gguf");
-    rewriteGguf(good, p, { tensors: (t) => t.map((x) => x.name === "blk.0.ffn_up.weight" ? { ...x, dims: [256, 32], type: GGML_TYPE.Q4_K, data: new Uint8Array(144 * 32) } : x) });
-    await expectCode(loadModel(p), "MODEL_TENSOR_SHAPE_MISMATCH"); // [256, 32] disagrees with [64, 128] first
-    const p2 = join(dir, "q4k2.gguf");
-    rewriteGguf(good, p2, { meta: (m) => { m["llama.embedding_length"] = { type: "u32", value: 256 }; }, tensors: (t) => t });
-    await expectCode(loadModel(p2), "MODEL_TENSOR_SHAPE_MISMATCH");
+  it("a known but unsupported tensor type (Q4_1, the same path as K-quants)", async () => {
+    const p = join(dir, "q41.gguf");
+    rewriteGguf(good, p, { tensors: (t) => t.map((x) => x.name === "blk.0.ffn_up.weight" ? { ...x, type: GGML_TYPE.Q4_1, data: new Uint8Array(20 * 2 * 128) } : x) });
+    await expectCode(loadModel(p), "MODEL_UNSUPPORTED_TENSOR_TYPE");
   });
 
   it("inconsistent hyper-parameters", async () => {
