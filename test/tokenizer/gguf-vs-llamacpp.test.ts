@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import { tokenizerFromGguf } from "../../src/tokenizer/gguf-vocab.js";
 import { tokenizerFromHfFiles } from "../../src/tokenizer/hf.js";
 import type { Tokenizer } from "../../src/tokenizer/tokenizer.js";
-import { CORPUS, loadFamily, writeVocabGguf } from "./helpers.js";
+import { CORPUS, fuzzStrings, loadFamily, rng, writeVocabGguf } from "./helpers.js";
 
 let llama: Llama;
 
@@ -80,6 +80,36 @@ describe.each(FAMILIES)("%s: GGUF vocabulary vs llama.cpp", (name) => {
         }
         streamed += dec.flush();
         if (streamed !== got) mismatches.push(`${JSON.stringify(text)} skip=${skipSpecial}: stream ${JSON.stringify(streamed)} decode ${JSON.stringify(got)}`);
+      }
+    }
+    expect(mismatches).toEqual([]);
+  });
+
+  it("tokenizes random strings like llama_tokenize", () => {
+    const mismatches: string[] = [];
+    for (const [i, text] of fuzzStrings(1234, 400).entries()) {
+      const parseSpecial = i % 2 === 0;
+      const want = llamaTokenize(text, parseSpecial, true);
+      const got = ours.encode(text, { parseSpecial });
+      if (JSON.stringify(got) !== JSON.stringify(want)) mismatches.push(`${JSON.stringify(text)} parse=${parseSpecial}: ours ${JSON.stringify(got)} llama.cpp ${JSON.stringify(want)}`);
+    }
+    expect(mismatches).toEqual([]);
+  });
+
+  it("detokenizes random id sequences like llama_detokenize, streaming included", () => {
+    const r = rng(99);
+    const mismatches: string[] = [];
+    for (let i = 0; i < 200; i++) {
+      // Mix arbitrary ids with low ids (byte tokens in SPM, single bytes in BPE) to split UTF-8.
+      const ids = Array.from({ length: 1 + Math.floor(r() * 10) }, () =>
+        Math.floor(r() * (r() < 0.5 ? 300 : ours.vocabSize)));
+      for (const skipSpecial of [false, true]) {
+        const want = model.detokenize(ids as Token[], !skipSpecial);
+        const got = ours.decode(ids, { skipSpecial });
+        if (got !== want) mismatches.push(`${JSON.stringify(ids)} skip=${skipSpecial}: ours ${JSON.stringify(got)} llama.cpp ${JSON.stringify(want)}`);
+        const dec = ours.createDecoder({ skipSpecial });
+        const streamed = ids.map((id) => dec.push(id)).join("") + dec.flush();
+        if (streamed !== got) mismatches.push(`${JSON.stringify(ids)} skip=${skipSpecial}: stream ${JSON.stringify(streamed)} decode ${JSON.stringify(got)}`);
       }
     }
     expect(mismatches).toEqual([]);

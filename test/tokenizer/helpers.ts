@@ -106,3 +106,36 @@ export const CORPUS: readonly string[] = [
   "a".repeat(300),
   "The quick brown fox jumps over the lazy dog. ".repeat(8),
 ];
+
+/** Deterministic PRNG (mulberry32) so fuzz failures reproduce. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const FUZZ_PIECES = [
+  " ", " ", " ", "  ", "\t", "\n", "\r\n", "\n\n", "'", "'s", "'RE", "'ll", "a", "e", "the", "The", " of", "ing",
+  "0", "1", "12", "123", "4567", ".", ",", "!", "?", "...", "-", "_", "(", ")", "{", "}", "<", ">", "/", "\\", "\"", "#",
+  "é", "ñ", "ß", "Ж", "ω", "中", "文", "日本", "한", "ا", "ل", "ש", "ह", "ไ", "😀", "👍🏽", "🇫🇷", "\u200b", "\u00a0",
+  "\u3000", "\u0085", "\u2028", "²", "½", "Ⅻ", "٣", "<s>", "</s>", "<unk>", "<|begin_of_text|>", "<|eot_id|>",
+  "<|im_start|>", "<|im_end|>", "<|endoftext|>", "<think>", "</think>", "▁", "<0x0A>", "Ġ", "<|", "|>",
+];
+
+/** Random strings built from pieces that stress the pre-tokenizers and special-token matching. */
+export function fuzzStrings(seed: number, count: number): string[] {
+  const r = rng(seed);
+  const out: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const n = 1 + Math.floor(r() * 12);
+    let s = "";
+    for (let k = 0; k < n; k++) s += FUZZ_PIECES[Math.floor(r() * FUZZ_PIECES.length)];
+    out.push(s);
+  }
+  return out;
+}
