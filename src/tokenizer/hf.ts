@@ -7,7 +7,7 @@
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import { oerr } from "../errors.js";
 import { configChatTemplate, configTokenText, postProcessorAddsBos } from "./to-gguf.js";
-import { EOG_TEXTS, prefixStreamDecoder, type DecodeOptions, type EncodeOptions, type StreamDecoder, type Tokenizer } from "./tokenizer.js";
+import { EOG_TEXTS, windowStreamDecoder, type DecodeOptions, type EncodeOptions, type StreamDecoder, type Tokenizer } from "./tokenizer.js";
 
 type Json = Record<string, unknown>;
 
@@ -87,7 +87,7 @@ export function tokenizerFromHfFiles(tokenizerJson: object, tokenizerConfig: obj
     },
     decode,
     createDecoder(opts: DecodeOptions = {}): StreamDecoder {
-      return prefixStreamDecoder((ids) => decode(ids, opts));
+      return windowStreamDecoder((ids) => decode(ids, opts));
     },
     isSpecial: (id: number): boolean => specialIds.has(id),
     tokenText(id: number): string {

@@ -48,29 +48,35 @@ export const EOG_TEXTS: ReadonlySet<string> = new Set([
 ]);
 
 /**
- * A streaming decoder for tokenizers that can only decode whole sequences: re-decodes everything
- * pushed so far and emits the part that can no longer change. Quadratic, so meant for the HF path.
+ * A streaming decoder for tokenizers that can only decode whole sequences (the HF path): decodes a
+ * short window of recent tokens and emits what it adds. Trailing U+FFFD (half a character), spaces
+ * and apostrophes (clean-up rules may still drop them) are held back until the next token.
  */
-export function prefixStreamDecoder(decodeAll: (ids: readonly number[]) => string): StreamDecoder {
+export function windowStreamDecoder(decodeAll: (ids: readonly number[]) => string, context = 4): StreamDecoder {
   const ids: number[] = [];
-  let emitted = "";
+  let start = 0; // window start in ids
+  let sent = 0; // chars of decode(ids[start:]) already emitted
   return {
     push(id: number): string {
       ids.push(id);
-      const text = decodeAll(ids);
-      // Hold back a trailing replacement char (maybe half a character) and trailing spaces
-      // (clean-up rules may still remove them).
+      const text = decodeAll(ids.slice(start));
       let end = text.length;
-      while (end > emitted.length && (text[end - 1] === "\uFFFD" || text[end - 1] === " " || text[end - 1] === "'")) end--;
-      if (end <= emitted.length || !text.startsWith(emitted)) return "";
-      const out = text.slice(emitted.length, end);
-      emitted += out;
+      while (end > sent && (text[end - 1] === "\uFFFD" || text[end - 1] === " " || text[end - 1] === "'")) end--;
+      // A high surrogate alone is never emitted.
+      if (end > sent && /[\uD800-\uDBFF]/.test(text[end - 1]!)) end--;
+      const out = end > sent ? text.slice(sent, end) : "";
+      sent = Math.max(sent, end);
+      if (end === text.length) {
+        // Everything so far is out: restart the window a few tokens back, all of it counted as sent.
+        start = Math.max(start, ids.length - context);
+        sent = decodeAll(ids.slice(start)).length;
+      }
       return out;
     },
     flush(): string {
-      const text = decodeAll(ids);
-      const out = text.startsWith(emitted) ? text.slice(emitted.length) : "";
-      emitted += out;
+      const text = decodeAll(ids.slice(start));
+      const out = text.slice(sent);
+      sent = text.length;
       return out;
     },
   };

@@ -9,6 +9,7 @@ import { readFileSync } from "node:fs";
 import { tokenizerFromGguf } from "../../src/tokenizer/gguf-vocab.js";
 import { tokenizerFromHfFiles } from "../../src/tokenizer/hf.js";
 import type { Tokenizer } from "../../src/tokenizer/tokenizer.js";
+import type { GgufEntry } from "../../src/formats/gguf-writer.js";
 import { CORPUS, fuzzStrings, loadFamily, rng, writeVocabGguf } from "./helpers.js";
 
 let llama: Llama;
@@ -21,14 +22,23 @@ afterAll(async () => {
   await llama?.dispose();
 });
 
-const FAMILIES = ["llama3", "qwen3", "llama2"] as const;
+// The three bundled vocabularies, plus Llama 3's vocabulary under the other pre-tokenizers and
+// without add_bos, to cover the GPT-2 splitter, llama.cpp's four-regex "default" and the flags.
+const VARIANTS: { label: string; name: "llama3" | "qwen3" | "llama2"; overrides?: Record<string, GgufEntry> }[] = [
+  { label: "llama3", name: "llama3" },
+  { label: "qwen3", name: "qwen3" },
+  { label: "llama2", name: "llama2" },
+  { label: "llama3-vocab/gpt-2-pre", name: "llama3", overrides: { "tokenizer.ggml.pre": { type: "string", value: "gpt-2" } } },
+  { label: "llama3-vocab/default-pre", name: "llama3", overrides: { "tokenizer.ggml.pre": { type: "string", value: "default" }, "tokenizer.ggml.add_bos_token": { type: "bool", value: false } } },
+  { label: "llama2-no-space-prefix", name: "llama2", overrides: { "tokenizer.ggml.add_space_prefix": { type: "bool", value: false }, "tokenizer.ggml.add_eos_token": { type: "bool", value: true } } },
+];
 
-describe.each(FAMILIES)("%s: GGUF vocabulary vs llama.cpp", (name) => {
+describe.each(VARIANTS)("$label: GGUF vocabulary vs llama.cpp", ({ label, name, overrides }) => {
   let model: LlamaModel;
   let ours: Tokenizer;
 
   beforeAll(async () => {
-    const { path } = writeVocabGguf(name);
+    const { path } = writeVocabGguf(name, overrides, label.replace(/\W/g, "_"));
     model = await llama.loadModel({ modelPath: path, vocabOnly: true });
     ours = tokenizerFromGguf(parseGguf(readFileSync(path), path).metadata, path);
   });
@@ -40,7 +50,9 @@ describe.each(FAMILIES)("%s: GGUF vocabulary vs llama.cpp", (name) => {
   const llamaTokenize = (text: string, parseSpecial: boolean, addSpecial: boolean): number[] => {
     const ids = text === "" ? [] : model.tokenize(text, parseSpecial);
     // node-llama-cpp tokenizes with add_special = false; BOS is what llama.cpp would prepend.
-    return addSpecial && model.tokens.shouldPrependBosToken ? [model.tokens.bos!, ...ids] : ids;
+    const bos = addSpecial && model.tokens.shouldPrependBosToken ? [model.tokens.bos!] : [];
+    const eos = addSpecial && model.tokens.shouldAppendEosToken ? [model.tokens.eos!] : [];
+    return [...bos, ...ids, ...eos];
   };
 
   it("agrees on special ids and flags", () => {

@@ -51,13 +51,17 @@ export function archMetadata(arch: string, vocabSize: number): Record<string, Gg
 let dir: string | undefined;
 
 /** Writes a vocab-only (tensor-less) GGUF for the family and returns its path. */
-export function writeVocabGguf(name: TokenizerFamily["name"]): { path: string; metadata: Record<string, GgufEntry> } {
+export function writeVocabGguf(
+  name: TokenizerFamily["name"],
+  overrides: Record<string, GgufEntry> = {},
+  tag = "",
+): { path: string; metadata: Record<string, GgufEntry> } {
   dir ??= mkdtempSync(join(tmpdir(), "openlora-tok-"));
   const { family, json, config } = loadFamily(name);
   const tok = ggufTokenizerMetadata(json, config);
   const n = (tok["tokenizer.ggml.tokens"]!.value as readonly string[]).length;
-  const metadata = { ...archMetadata(family.architecture, n), ...tok };
-  const path = join(dir, `${name}-vocab.gguf`);
+  const metadata = { ...archMetadata(family.architecture, n), ...tok, ...overrides };
+  const path = join(dir, `${name}${tag}-vocab.gguf`);
   writeGguf(path, metadata, []);
   return { path, metadata };
 }

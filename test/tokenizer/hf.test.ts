@@ -1,7 +1,7 @@
 /** The tokenizer.json path (@huggingface/tokenizers) on the bundled vocabularies. */
 import { describe, expect, it } from "vitest";
 import { tokenizerFromHfFiles } from "../../src/tokenizer/hf.js";
-import { CORPUS, loadFamily } from "./helpers.js";
+import { CORPUS, fuzzStrings, loadFamily, rng } from "./helpers.js";
 
 const hf = (name: "llama3" | "qwen3" | "llama2") => {
   const { json, config } = loadFamily(name);
@@ -67,6 +67,25 @@ describe("tokenizer.json path", () => {
       const dec = t.createDecoder();
       const streamed = ids.map((id) => dec.push(id)).join("") + dec.flush();
       if (streamed !== back) failures.push(`stream ${JSON.stringify(streamed)} vs ${JSON.stringify(back)}`);
+    }
+    expect(failures).toEqual([]);
+  });
+
+  it.each(["llama3", "qwen3", "llama2"] as const)("%s: the stream decoder joins to decode on random text and random ids", (name) => {
+    const t = hf(name);
+    const r = rng(7);
+    const failures: string[] = [];
+    const cases = [
+      ...fuzzStrings(42, 150).map((s) => t.encode(s)),
+      ...Array.from({ length: 150 }, () => Array.from({ length: 1 + Math.floor(r() * 12) }, () => Math.floor(r() * (r() < 0.5 ? 300 : t.vocabSize)))),
+    ];
+    for (const ids of cases) {
+      for (const skipSpecial of [false, true]) {
+        const whole = t.decode(ids, { skipSpecial });
+        const dec = t.createDecoder({ skipSpecial });
+        const streamed = ids.map((id) => dec.push(id)).join("") + dec.flush();
+        if (streamed !== whole) failures.push(`${JSON.stringify(ids)}: stream ${JSON.stringify(streamed)} decode ${JSON.stringify(whole)}`);
+      }
     }
     expect(failures).toEqual([]);
   });
