@@ -185,7 +185,8 @@ export function tokenizerFromGguf(metadata: Map<string, GgufValue>, source: stri
 
   const specials: number[] = [];
   for (let i = 0; i < n; i++) if (attrs[i]! & (ATTR.CONTROL | ATTR.USER_DEFINED | ATTR.UNKNOWN)) specials.push(i);
-  specials.sort((a, b) => utf8enc.encode(texts[b]!).length - utf8enc.encode(texts[a]!).length || a - b);
+  const byteLen = new Map(specials.map((id) => [id, utf8enc.encode(texts[id]!).length]));
+  specials.sort((a, b) => byteLen.get(b)! - byteLen.get(a)! || a - b);
 
   const chatTemplate = optString(metadata, "tokenizer.chat_template", source);
   return new GgufTokenizer(vocab, bpe, specials, {

@@ -77,7 +77,7 @@ function lowerAscii(c: number): number {
 
 /**
  * Port of unicode_regex_split_custom_{gpt2,llama3,qwen2}: returns the lengths (in code points) of
- * the words of `cpts`. `digits` is the \p{N} run limit (3 for llama3, 1 for qwen2).
+ * the words of `cpts`. llama3 and qwen2 differ only in \p{N} runs (up to 3 digits vs one).
  */
 function scan(cpts: readonly number[], kind: "gpt2" | "llama3" | "qwen2"): number[] {
   const lens: number[] = [];
