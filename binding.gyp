@@ -1,17 +1,33 @@
 {
+  "target_defaults": {
+    "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+    "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+    "cflags!": ["-fno-exceptions", "-O2", "-O0"],
+    "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-O2", "-O0"],
+    "cflags": ["-O3", "-fPIC"],
+    "cflags_cc": ["-std=c++17", "-O3", "-fPIC", "-fexceptions", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"]
+  },
   "targets": [
     {
+      # The AVX2/FMA/F16C kernels, alone with the flags that allow those instructions. The addon
+      # calls into them only after __builtin_cpu_supports says the CPU has all three.
+      "target_name": "openlora_kernels_avx2",
+      "type": "static_library",
+      "sources": ["native/src/kernels_avx2.cc"],
+      "conditions": [
+        ["target_arch=='x64' or target_arch=='ia32'", {
+          "cflags_cc": ["-mavx2", "-mfma", "-mf16c"]
+        }]
+      ]
+    },
+    {
       "target_name": "openlora_native",
+      "dependencies": ["openlora_kernels_avx2"],
       "sources": [
         "native/src/addon.cc",
         "native/src/threadpool.cc",
-        "native/src/kernels_ref.cc",
-        "native/src/kernels_avx2.cc"
+        "native/src/kernels_ref.cc"
       ],
-      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
-      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
-      "cflags_cc": ["-std=c++17", "-O3", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"],
-      "cflags_cc!": ["-fno-exceptions"],
       "libraries": ["-lpthread"]
     }
   ]

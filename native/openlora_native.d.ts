@@ -12,7 +12,10 @@
  *   on M, on the thread count, or on which thread computes it). So a row's result is bit-identical
  *   alone or inside any batch, with any number of threads.
  * - Arguments are validated (lengths vs dimensions) before any memory is touched; violations throw
- *   a JS TypeError / RangeError, never crash.
+ *   a JS TypeError (wrong kind of argument) / RangeError (bad length, index or value), never crash.
+ *   Lengths must match the dimensions exactly (pass subarray views of larger scratch buffers).
+ *   Outputs must not overlap inputs, except where an alias is explicitly allowed (then it must be
+ *   the very same array).
  */
 export type KernelImpl = "avx2" | "reference";
 
@@ -29,7 +32,9 @@ export interface OpenLoraNative {
 
   /**
    * Maps a whole file privately (copy-on-write, so a stray write never reaches the file) and
-   * returns it as an ArrayBuffer without copying. Throws on a missing or empty file.
+   * returns it as an ArrayBuffer without copying; the mapping is released when the ArrayBuffer is
+   * garbage-collected. Throws an Error with a Node-style `code` ('ENOENT', 'EACCES', 'EISDIR', ...;
+   * 'EINVAL' for an empty file) and `path`, `syscall`, on a missing or empty file.
    */
   mapFile(path: string): ArrayBuffer;
 
@@ -86,4 +91,15 @@ export interface OpenLoraNative {
   add(out: Float32Array, a: Float32Array, b: Float32Array): void;
   /** x[r, :] += bias, x: [rows, dim]. */
   addBias(x: Float32Array, bias: Float32Array, rows: number, dim: number): void;
+
+  /**
+   * Benchmark helper: reads a native buffer of `bytes` bytes (rounded down to 4 KiB, at least
+   * 1 MiB) with the current thread count, `reps` times; returns each rep's GB/s (1e9 bytes/s).
+   */
+  measureReadBandwidth(bytes: number, reps: number): Float64Array;
+  /**
+   * The machine's read bandwidth in bytes/s: the best of a few passes over a 256 MiB buffer with
+   * `threads` threads (the thread count set by setThreads is restored afterwards).
+   */
+  memoryBandwidth(threads: number): number;
 }

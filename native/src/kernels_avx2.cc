@@ -1,0 +1,299 @@
+// AVX2 + FMA + F16C kernels. This file is compiled on its own with -mavx2 -mfma -mf16c (see
+// binding.gyp); nothing here may run unless cpuFeatures() reports all three. Every kernel follows
+// the reduction scheme in common.h exactly, so results equal kernels_ref.cc bit for bit.
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "common.h"
+
+namespace ol {
+namespace {
+
+static inline void store_hsum(float* dst, __m256 acc) {
+  // ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)), the same order as hsum8.
+  __m128 lo = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+  lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+  *dst = _mm_cvtss_f32(lo);
+}
+
+// ------------------------------------------------------------------ float dot types
+
+template <int WT>
+static inline __m256 load_w8(const uint8_t* row, size_t k) {
+  if constexpr (WT == T_F32) {
+    return _mm256_loadu_ps((const float*)row + k);
+  } else if constexpr (WT == T_F16) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(row + 2 * k)));
+  } else {
+    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)(row + 2 * k)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+  }
+}
+
+template <int WT>
+static inline float load_w1(const uint8_t* row, size_t k) {
+  if constexpr (WT == T_F32) {
+    float f; std::memcpy(&f, row + 4 * k, 4); return f;
+  } else {
+    uint16_t h; std::memcpy(&h, row + 2 * k, 2);
+    return WT == T_F16 ? fp16_to_f32(h) : bf16_to_f32(h);
+  }
+}
+
+// out[i * ldo + j] = dot(x row i, w row j) for i < RM, j < RN.
+template <int WT, int RM, int RN>
+static inline void tile_float(float* out, size_t ldo, const float* x, size_t K, const uint8_t* w, size_t rb) {
+  __m256 acc[RM][RN];
+  for (int i = 0; i < RM; i++)
+    for (int j = 0; j < RN; j++) acc[i][j] = _mm256_setzero_ps();
+  const size_t K8 = K & ~(size_t)7;
+  for (size_t k = 0; k < K8; k += 8) {
+    __m256 wv[RN];
+    for (int j = 0; j < RN; j++) wv[j] = load_w8<WT>(w + j * rb, k);
+    for (int i = 0; i < RM; i++) {
+      const __m256 xv = _mm256_loadu_ps(x + i * K + k);
+      for (int j = 0; j < RN; j++) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < RM; i++) {
+    for (int j = 0; j < RN; j++) {
+      if (K8 == K) {
+        store_hsum(out + i * ldo + j, acc[i][j]);
+      } else {
+        alignas(32) float a[8];
+        _mm256_store_ps(a, acc[i][j]);
+        for (size_t k = K8; k < K; k++) a[k % 8] = std::fma(x[i * K + k], load_w1<WT>(w + j * rb, k), a[k % 8]);
+        out[i * ldo + j] = hsum8(a);
+      }
+    }
+  }
+}
+
+// ------------------------------------------------------------------ block dot types (x in Q8_0)
+
+template <int WT>
+static inline __m256i load_wq(const uint8_t* blk) {
+  if constexpr (WT == T_Q8_0) {
+    return _mm256_loadu_si256((const __m256i*)(blk + 2));
+  } else {
+    const __m128i t = _mm_loadu_si128((const __m128i*)(blk + 2));
+    const __m128i m = _mm_set1_epi8(0x0f);
+    const __m128i lo = _mm_and_si128(t, m);
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(t, 4), m);
+    return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+  }
+}
+
+static inline float load_d(const uint8_t* blk) {
+  uint16_t h; std::memcpy(&h, blk, 2);
+  return _cvtsh_ss(h);
+}
+
+template <int WT, int RM, int RN>
+static inline void tile_block(float* out, size_t ldo, const int8_t* xq, const float* xd, size_t K,
+                              const uint8_t* w, size_t rb) {
+  constexpr size_t BB = WT == T_Q8_0 ? Q8_BYTES : Q4_BYTES;
+  const size_t nb = K / QK;
+  __m256 acc[RM][RN];
+  for (int i = 0; i < RM; i++)
+    for (int j = 0; j < RN; j++) acc[i][j] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (size_t b = 0; b < nb; b++) {
+    __m256i aw[RN], wq[RN];
+    float dw[RN];
+    for (int j = 0; j < RN; j++) {
+      const uint8_t* blk = w + j * rb + b * BB;
+      wq[j] = load_wq<WT>(blk);
+      aw[j] = _mm256_sign_epi8(wq[j], wq[j]);
+      dw[j] = load_d(blk);
+    }
+    for (int i = 0; i < RM; i++) {
+      const __m256i xv = _mm256_loadu_si256((const __m256i*)(xq + i * K + b * QK));
+      const float dx = xd[i * nb + b];
+      for (int j = 0; j < RN; j++) {
+        const __m256i sx = _mm256_sign_epi8(xv, wq[j]);
+        const __m256i s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[j], sx), ones);
+        acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(dx * dw[j]), _mm256_cvtepi32_ps(s32), acc[i][j]);
+      }
+    }
+  }
+  for (int i = 0; i < RM; i++)
+    for (int j = 0; j < RN; j++) store_hsum(out + i * ldo + j, acc[i][j]);
+}
+
+// ------------------------------------------------------------------ range drivers
+
+template <int WT>
+static void range_float(float* out, const PreparedX& x, const uint8_t* w, size_t N, size_t n0, size_t n1) {
+  const size_t K = x.K, M = x.M, rb = row_bytes(WT, K);
+  if (M == 1) {
+    size_t n = n0;
+    for (; n + 4 <= n1; n += 4) tile_float<WT, 1, 4>(out + n, N, x.f, K, w + n * rb, rb);
+    for (; n < n1; n++) tile_float<WT, 1, 1>(out + n, N, x.f, K, w + n * rb, rb);
+    return;
+  }
+  size_t n = n0;
+  for (; n + 2 <= n1; n += 2) {
+    size_t m = 0;
+    for (; m + 4 <= M; m += 4) tile_float<WT, 4, 2>(out + m * N + n, N, x.f + m * K, K, w + n * rb, rb);
+    switch (M - m) {
+      case 3: tile_float<WT, 3, 2>(out + m * N + n, N, x.f + m * K, K, w + n * rb, rb); break;
+      case 2: tile_float<WT, 2, 2>(out + m * N + n, N, x.f + m * K, K, w + n * rb, rb); break;
+      case 1: tile_float<WT, 1, 2>(out + m * N + n, N, x.f + m * K, K, w + n * rb, rb); break;
+    }
+  }
+  for (; n < n1; n++) {
+    size_t m = 0;
+    for (; m + 4 <= M; m += 4) tile_float<WT, 4, 1>(out + m * N + n, N, x.f + m * K, K, w + n * rb, rb);
+    for (; m < M; m++) tile_float<WT, 1, 1>(out + m * N + n, N, x.f + m * K, K, w + n * rb, rb);
+  }
+}
+
+template <int WT>
+static void range_block(float* out, const PreparedX& x, const uint8_t* w, size_t N, size_t n0, size_t n1) {
+  const size_t K = x.K, M = x.M, rb = row_bytes(WT, K), nb = K / QK;
+  if (M == 1) {
+    size_t n = n0;
+    for (; n + 4 <= n1; n += 4) tile_block<WT, 1, 4>(out + n, N, x.q, x.d, K, w + n * rb, rb);
+    for (; n < n1; n++) tile_block<WT, 1, 1>(out + n, N, x.q, x.d, K, w + n * rb, rb);
+    return;
+  }
+  size_t n = n0;
+  for (; n + 2 <= n1; n += 2) {
+    size_t m = 0;
+    for (; m + 4 <= M; m += 4)
+      tile_block<WT, 4, 2>(out + m * N + n, N, x.q + m * K, x.d + m * nb, K, w + n * rb, rb);
+    switch (M - m) {
+      case 3: tile_block<WT, 3, 2>(out + m * N + n, N, x.q + m * K, x.d + m * nb, K, w + n * rb, rb); break;
+      case 2: tile_block<WT, 2, 2>(out + m * N + n, N, x.q + m * K, x.d + m * nb, K, w + n * rb, rb); break;
+      case 1: tile_block<WT, 1, 2>(out + m * N + n, N, x.q + m * K, x.d + m * nb, K, w + n * rb, rb); break;
+    }
+  }
+  for (; n < n1; n++) {
+    size_t m = 0;
+    for (; m + 4 <= M; m += 4)
+      tile_block<WT, 4, 1>(out + m * N + n, N, x.q + m * K, x.d + m * nb, K, w + n * rb, rb);
+    for (; m < M; m++) tile_block<WT, 1, 1>(out + m * N + n, N, x.q + m * K, x.d + m * nb, K, w + n * rb, rb);
+  }
+}
+
+static void matmul_range_avx2(float* out, const PreparedX& x, const uint8_t* w, int wType, size_t N,
+                              size_t n0, size_t n1) {
+  switch (wType) {
+    case T_F32: range_float<T_F32>(out, x, w, N, n0, n1); break;
+    case T_F16: range_float<T_F16>(out, x, w, N, n0, n1); break;
+    case T_BF16: range_float<T_BF16>(out, x, w, N, n0, n1); break;
+    case T_Q8_0: range_block<T_Q8_0>(out, x, w, N, n0, n1); break;
+    case T_Q4_0: range_block<T_Q4_0>(out, x, w, N, n0, n1); break;
+  }
+}
+
+// ------------------------------------------------------------------ attention
+
+static inline float dot_q_k(const float* q, const uint16_t* k, int D) {
+  __m256 acc = _mm256_setzero_ps();
+  const int D8 = D & ~7;
+  for (int d = 0; d < D8; d += 8)
+    acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(k + d))), acc);
+  alignas(32) float a[8];
+  _mm256_store_ps(a, acc);
+  for (int d = D8; d < D; d++) a[d % 8] = std::fma(q[d], fp16_to_f32(k[d]), a[d % 8]);
+  return hsum8(a);
+}
+
+static inline void dot_q_k4(float* s, const float* q, const uint16_t* k0, const uint16_t* k1,
+                            const uint16_t* k2, const uint16_t* k3, int D) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  const int D8 = D & ~7;
+  for (int d = 0; d < D8; d += 8) {
+    const __m256 qv = _mm256_loadu_ps(q + d);
+    a0 = _mm256_fmadd_ps(qv, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(k0 + d))), a0);
+    a1 = _mm256_fmadd_ps(qv, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(k1 + d))), a1);
+    a2 = _mm256_fmadd_ps(qv, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(k2 + d))), a2);
+    a3 = _mm256_fmadd_ps(qv, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(k3 + d))), a3);
+  }
+  const uint16_t* ks[4] = {k0, k1, k2, k3};
+  __m256 as[4] = {a0, a1, a2, a3};
+  for (int r = 0; r < 4; r++) {
+    alignas(32) float a[8];
+    _mm256_store_ps(a, as[r]);
+    for (int d = D8; d < D; d++) a[d % 8] = std::fma(q[d], fp16_to_f32(ks[r][d]), a[d % 8]);
+    s[r] = hsum8(a);
+  }
+}
+
+static void attn_task_avx2(const AttnArgs& a, int t, int h, float* scores) {
+  const int D = a.headDim, group = a.nHeads / a.nKvHeads, kvh = h / group;
+  const size_t kvDim = (size_t)a.nKvHeads * D;
+  const float* q = a.q + ((size_t)t * a.nHeads + h) * D;
+  float* out = a.out + ((size_t)t * a.nHeads + h) * D;
+  const int32_t pos = a.rowPos[t];
+  const int32_t* table = a.blockTables + a.tableOffsets[a.rowSeq[t]];
+  const int bs = a.blockSize;
+  auto kptr = [&](int32_t p) {
+    return a.kPool + ((size_t)table[p / bs] * bs + p % bs) * kvDim + (size_t)kvh * D;
+  };
+  int32_t p = 0;
+  for (; p + 4 <= pos + 1; p += 4) dot_q_k4(scores + p, q, kptr(p), kptr(p + 1), kptr(p + 2), kptr(p + 3), D);
+  for (; p <= pos; p++) scores[p] = dot_q_k(q, kptr(p), D);
+  float mx = -INFINITY;
+  for (p = 0; p <= pos; p++) {
+    scores[p] = scores[p] * a.scale;
+    mx = std::max(mx, scores[p]);
+  }
+  float sum = 0.0f;
+  for (p = 0; p <= pos; p++) {
+    scores[p] = std::exp(scores[p] - mx);
+    sum += scores[p];
+  }
+  const float inv = 1.0f / sum;
+  const int D8 = D & ~7;
+  for (int d = 0; d < D; d++) out[d] = 0.0f;
+  for (p = 0; p <= pos; p++) {
+    const uint16_t* v = a.vPool + ((size_t)table[p / bs] * bs + p % bs) * kvDim + (size_t)kvh * D;
+    const float pr = scores[p] * inv;
+    const __m256 pv = _mm256_set1_ps(pr);
+    for (int d = 0; d < D8; d += 8) {
+      const __m256 vv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(v + d)));
+      _mm256_storeu_ps(out + d, _mm256_fmadd_ps(pv, vv, _mm256_loadu_ps(out + d)));
+    }
+    for (int d = D8; d < D; d++) out[d] = std::fma(pr, fp16_to_f32(v[d]), out[d]);
+  }
+}
+
+// ------------------------------------------------------------------ rmsNorm
+
+static void rms_norm_row_avx2(float* out, const float* x, const float* w, size_t dim, float eps) {
+  __m256 acc = _mm256_setzero_ps();
+  const size_t D8 = dim & ~(size_t)7;
+  for (size_t i = 0; i < D8; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    acc = _mm256_fmadd_ps(v, v, acc);
+  }
+  alignas(32) float a[8];
+  _mm256_store_ps(a, acc);
+  for (size_t i = D8; i < dim; i++) a[i % 8] = std::fma(x[i], x[i], a[i % 8]);
+  const float mean = hsum8(a) / (float)dim;
+  const float scale = 1.0f / std::sqrt(mean + eps);
+  const __m256 sv = _mm256_set1_ps(scale);
+  for (size_t i = 0; i < D8; i += 8)
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), sv), _mm256_loadu_ps(w + i)));
+  for (size_t i = D8; i < dim; i++) out[i] = (x[i] * scale) * w[i];
+}
+
+}  // namespace
+
+const KernelTable kAvx2Kernels = {"avx2", matmul_range_avx2, attn_task_avx2, rms_norm_row_avx2};
+
+}  // namespace ol
+
+#else  // not an x86 build with AVX2 flags: an empty table the addon never selects.
+#include "common.h"
+namespace ol {
+const KernelTable kAvx2Kernels = {"avx2-unavailable", nullptr, nullptr, nullptr};
+}  // namespace ol
+#endif

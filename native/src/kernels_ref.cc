@@ -1,0 +1,262 @@
+// Reference kernels: plain scalar C++, compiled without AVX flags and with -ffp-contract=off.
+// They define the numerics (see the reduction scheme in common.h); the AVX2 kernels reproduce
+// them bit for bit.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "common.h"
+
+namespace ol {
+
+// ---------------------------------------------------------------- quantization (ggml reference)
+
+void quantize_row_q8_0(uint8_t* dst, const float* src, size_t K) {
+  for (size_t b = 0; b < K / QK; b++) {
+    const float* x = src + b * QK;
+    float amax = 0.0f;
+    for (int j = 0; j < QK; j++) amax = std::max(amax, std::fabs(x[j]));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    uint8_t* blk = dst + b * Q8_BYTES;
+    const uint16_t dh = f32_to_fp16(d);
+    std::memcpy(blk, &dh, 2);
+    for (int j = 0; j < QK; j++) blk[2 + j] = (uint8_t)(int8_t)std::roundf(x[j] * id);
+  }
+}
+
+void quantize_row_q8_0_split(int8_t* q, float* d, const float* src, size_t K) {
+  for (size_t b = 0; b < K / QK; b++) {
+    const float* x = src + b * QK;
+    float amax = 0.0f;
+    for (int j = 0; j < QK; j++) amax = std::max(amax, std::fabs(x[j]));
+    const float db = amax / 127.0f;
+    const float id = db != 0.0f ? 1.0f / db : 0.0f;
+    d[b] = fp16_to_f32(f32_to_fp16(db));
+    for (int j = 0; j < QK; j++) q[b * QK + j] = (int8_t)std::roundf(x[j] * id);
+  }
+}
+
+void quantize_row_q4_0(uint8_t* dst, const float* src, size_t K) {
+  for (size_t b = 0; b < K / QK; b++) {
+    const float* x = src + b * QK;
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < QK; j++) {
+      if (amax < std::fabs(x[j])) { amax = std::fabs(x[j]); max = x[j]; }
+    }
+    const float d = max / -8.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    uint8_t* blk = dst + b * Q4_BYTES;
+    const uint16_t dh = f32_to_fp16(d);
+    std::memcpy(blk, &dh, 2);
+    for (int j = 0; j < QK / 2; j++) {
+      const uint8_t x0 = (uint8_t)std::min(15, (int)(int8_t)(x[j] * id + 8.5f));
+      const uint8_t x1 = (uint8_t)std::min(15, (int)(int8_t)(x[QK / 2 + j] * id + 8.5f));
+      blk[2 + j] = (uint8_t)(x0 | (x1 << 4));
+    }
+  }
+}
+
+void dequantize_row(float* dst, const uint8_t* src, int type, size_t K) {
+  switch (type) {
+    case T_F32: std::memcpy(dst, src, K * 4); break;
+    case T_F16:
+      for (size_t i = 0; i < K; i++) { uint16_t h; std::memcpy(&h, src + 2 * i, 2); dst[i] = fp16_to_f32(h); }
+      break;
+    case T_BF16:
+      for (size_t i = 0; i < K; i++) { uint16_t h; std::memcpy(&h, src + 2 * i, 2); dst[i] = bf16_to_f32(h); }
+      break;
+    case T_Q8_0:
+      for (size_t b = 0; b < K / QK; b++) {
+        const uint8_t* blk = src + b * Q8_BYTES;
+        uint16_t dh; std::memcpy(&dh, blk, 2);
+        const float d = fp16_to_f32(dh);
+        for (int j = 0; j < QK; j++) dst[b * QK + j] = (float)(int8_t)blk[2 + j] * d;
+      }
+      break;
+    case T_Q4_0:
+      for (size_t b = 0; b < K / QK; b++) {
+        const uint8_t* blk = src + b * Q4_BYTES;
+        uint16_t dh; std::memcpy(&dh, blk, 2);
+        const float d = fp16_to_f32(dh);
+        for (int j = 0; j < QK / 2; j++) {
+          dst[b * QK + j] = (float)((int)(blk[2 + j] & 0x0f) - 8) * d;
+          dst[b * QK + QK / 2 + j] = (float)((int)(blk[2 + j] >> 4) - 8) * d;
+        }
+      }
+      break;
+  }
+}
+
+void round_row_f16(float* dst, const float* src, size_t K) {
+  for (size_t i = 0; i < K; i++) dst[i] = fp16_to_f32(f32_to_fp16(src[i]));
+}
+void round_row_bf16(float* dst, const float* src, size_t K) {
+  for (size_t i = 0; i < K; i++) dst[i] = bf16_to_f32(f32_to_bf16(src[i]));
+}
+
+// ---------------------------------------------------------------- matmul
+
+// Loads weight element k of row `row` as f32 (float dot types only).
+static inline float w_at(const uint8_t* row, int wType, size_t k) {
+  if (wType == T_F32) { float f; std::memcpy(&f, row + 4 * k, 4); return f; }
+  uint16_t h; std::memcpy(&h, row + 2 * k, 2);
+  return wType == T_F16 ? fp16_to_f32(h) : bf16_to_f32(h);
+}
+
+static float dot_float_ref(const float* x, const uint8_t* wrow, int wType, size_t K) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (size_t k = 0; k < K; k++) acc[k % 8] = std::fma(x[k], w_at(wrow, wType, k), acc[k % 8]);
+  return hsum8(acc);
+}
+
+static float dot_block_ref(const int8_t* xq, const float* xd, const uint8_t* wrow, int wType, size_t K) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  const size_t bpb = (size_t)type_block_bytes(wType);
+  for (size_t b = 0; b < K / QK; b++) {
+    const uint8_t* blk = wrow + b * bpb;
+    uint16_t dh; std::memcpy(&dh, blk, 2);
+    int8_t wq[QK];
+    if (wType == T_Q8_0) {
+      for (int j = 0; j < QK; j++) wq[j] = (int8_t)blk[2 + j];
+    } else {
+      for (int j = 0; j < QK / 2; j++) {
+        wq[j] = (int8_t)((blk[2 + j] & 0x0f) - 8);
+        wq[j + QK / 2] = (int8_t)((blk[2 + j] >> 4) - 8);
+      }
+    }
+    const float d = xd[b] * fp16_to_f32(dh);
+    const int8_t* xb = xq + b * QK;
+    for (int j = 0; j < 8; j++) {
+      int s = 0;
+      for (int i = 0; i < 4; i++) s += (int)xb[4 * j + i] * (int)wq[4 * j + i];
+      acc[j] = std::fma(d, (float)s, acc[j]);
+    }
+  }
+  return hsum8(acc);
+}
+
+static void matmul_range_ref(float* out, const PreparedX& x, const uint8_t* w, int wType, size_t N,
+                             size_t n0, size_t n1) {
+  const size_t K = x.K, rb = row_bytes(wType, K);
+  for (size_t n = n0; n < n1; n++) {
+    const uint8_t* wrow = w + n * rb;
+    for (size_t m = 0; m < x.M; m++) {
+      out[m * N + n] = x.type == T_Q8_0
+                           ? dot_block_ref(x.q + m * K, x.d + m * (K / QK), wrow, wType, K)
+                           : dot_float_ref(x.f + m * K, wrow, wType, K);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- attention
+
+// One (row, head): scores over positions 0..pos, softmax, weighted sum of V.
+// scratch holds at least pos + 1 floats.
+static void attn_task_ref(const AttnArgs& a, int t, int h, float* scores) {
+  const int D = a.headDim, group = a.nHeads / a.nKvHeads, kvh = h / group;
+  const size_t kvDim = (size_t)a.nKvHeads * D;
+  const float* q = a.q + ((size_t)t * a.nHeads + h) * D;
+  float* out = a.out + ((size_t)t * a.nHeads + h) * D;
+  const int32_t pos = a.rowPos[t];
+  const int32_t* table = a.blockTables + a.tableOffsets[a.rowSeq[t]];
+  float mx = -INFINITY;
+  for (int32_t p = 0; p <= pos; p++) {
+    const size_t slot = (size_t)table[p / a.blockSize] * a.blockSize + p % a.blockSize;
+    const uint16_t* k = a.kPool + slot * kvDim + (size_t)kvh * D;
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int d = 0; d < D; d++) acc[d % 8] = std::fma(q[d], fp16_to_f32(k[d]), acc[d % 8]);
+    const float s = hsum8(acc) * a.scale;
+    scores[p] = s;
+    mx = std::max(mx, s);
+  }
+  float sum = 0.0f;
+  for (int32_t p = 0; p <= pos; p++) {
+    scores[p] = std::exp(scores[p] - mx);
+    sum += scores[p];
+  }
+  const float inv = 1.0f / sum;
+  for (int d = 0; d < D; d++) out[d] = 0.0f;
+  for (int32_t p = 0; p <= pos; p++) {
+    const size_t slot = (size_t)table[p / a.blockSize] * a.blockSize + p % a.blockSize;
+    const uint16_t* v = a.vPool + slot * kvDim + (size_t)kvh * D;
+    const float pr = scores[p] * inv;
+    for (int d = 0; d < D; d++) out[d] = std::fma(pr, fp16_to_f32(v[d]), out[d]);
+  }
+}
+
+// ---------------------------------------------------------------- rmsNorm
+
+static void rms_norm_row_ref(float* out, const float* x, const float* w, size_t dim, float eps) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (size_t i = 0; i < dim; i++) acc[i % 8] = std::fma(x[i], x[i], acc[i % 8]);
+  const float mean = hsum8(acc) / (float)dim;
+  const float scale = 1.0f / std::sqrt(mean + eps);
+  for (size_t i = 0; i < dim; i++) out[i] = (x[i] * scale) * w[i];
+}
+
+// ---------------------------------------------------------------- elementwise (shared by both tables)
+
+void rope_ref(float* x, const int32_t* positions, size_t rows, int nHeads, int headDim, int ropeDim,
+              bool neox, const float* invFreq) {
+  const int half = ropeDim / 2;
+  std::vector<float> cs(half), sn(half);
+  for (size_t r = 0; r < rows; r++) {
+    const float p = (float)positions[r];
+    for (int i = 0; i < half; i++) {
+      const float ang = p * invFreq[i];
+      cs[i] = std::cos(ang);
+      sn[i] = std::sin(ang);
+    }
+    for (int h = 0; h < nHeads; h++) {
+      float* v = x + (r * nHeads + h) * (size_t)headDim;
+      for (int i = 0; i < half; i++) {
+        const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
+        const float a = v[i0], b = v[i1];
+        v[i0] = a * cs[i] - b * sn[i];
+        v[i1] = a * sn[i] + b * cs[i];
+      }
+    }
+  }
+}
+
+void kv_store_ref(uint16_t* kPool, uint16_t* vPool, const float* k, const float* v, const int32_t* slots,
+                  size_t T, size_t kvDim) {
+  for (size_t t = 0; t < T; t++) {
+    uint16_t* kd = kPool + (size_t)slots[t] * kvDim;
+    uint16_t* vd = vPool + (size_t)slots[t] * kvDim;
+    for (size_t i = 0; i < kvDim; i++) {
+      kd[i] = f32_to_fp16(k[t * kvDim + i]);
+      vd[i] = f32_to_fp16(v[t * kvDim + i]);
+    }
+  }
+}
+
+void silu_mul_ref(float* out, const float* gate, const float* up, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    const float g = gate[i];
+    out[i] = (g / (1.0f + std::exp(-g))) * up[i];
+  }
+}
+
+void add_ref(float* out, const float* a, const float* b, size_t n) {
+  for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+void add_bias_ref(float* x, const float* bias, size_t rows, size_t dim) {
+  for (size_t r = 0; r < rows; r++)
+    for (size_t i = 0; i < dim; i++) x[r * dim + i] += bias[i];
+}
+
+uint64_t read_sum_u64(const uint8_t* p, size_t bytes) {
+  const uint64_t* w = (const uint64_t*)p;
+  uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  size_t n = bytes / 8, i = 0;
+  for (; i + 4 <= n; i += 4) { s0 += w[i]; s1 += w[i + 1]; s2 += w[i + 2]; s3 += w[i + 3]; }
+  for (; i < n; i++) s0 += w[i];
+  return s0 + s1 + s2 + s3;
+}
+
+const KernelTable kRefKernels = {"reference", matmul_range_ref, attn_task_ref, rms_norm_row_ref};
+
+}  // namespace ol

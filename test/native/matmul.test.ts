@@ -1,0 +1,118 @@
+/**
+ * matmul: every weight type against an f64 dot product of the rounded operands, the AVX2 kernels
+ * against the reference twin (bit-exact: both follow the reduction scheme of native/src/common.h),
+ * and batch / thread invariance (bit-exact).
+ */
+import { describe, expect, it } from "vitest";
+import {
+  dequantized, firstBitDiff, GGML_TYPE, hasAvx2, IMPLS, matmul, matmulF64, native, randomF32, randomWeights,
+  roundedX, withConfig,
+} from "./helpers.js";
+
+const FLOAT_TYPES = [GGML_TYPE.F32, GGML_TYPE.F16, GGML_TYPE.BF16];
+const BLOCK_TYPES = [GGML_TYPE.Q8_0, GGML_TYPE.Q4_0];
+const NAMES: Record<number, string> = { 0: "F32", 1: "F16", 2: "Q4_0", 8: "Q8_0", 30: "BF16" };
+const MS = [1, 3, 7, 32, 33];
+
+function shapes(type: number): number[] {
+  return FLOAT_TYPES.includes(type as never) ? [1, 7, 45, 130] : [32, 96, 160];
+}
+
+describe("matmul vs f64 on the rounded operands", () => {
+  for (const type of [...FLOAT_TYPES, ...BLOCK_TYPES]) {
+    for (const impl of IMPLS) {
+      it(`${NAMES[type]} ${impl}`, () => {
+        withConfig(impl, 2, () => {
+          for (const K of shapes(type)) {
+            for (const M of [1, 3, 33]) {
+              const N = 37;
+              const w = randomWeights(type, N, K, 1000 + K);
+              const x = randomF32(M * K, 2000 + K + M);
+              const out = matmul(type, w, x, M, N, K);
+              const { out: ref, mag } = matmulF64(roundedX(type, x, K), dequantized(type, w, N, K), M, N, K);
+              // f32 accumulation in 8 lanes: about K/8 roundings per lane plus 3 in the final sum.
+              const tolFactor = (K / 8 + 8) * 2 ** -23;
+              for (let i = 0; i < M * N; i++) {
+                const err = Math.abs(out[i]! - ref[i]!);
+                if (err > tolFactor * mag[i]! + 1e-30) {
+                  throw new Error(`${NAMES[type]} K=${K} M=${M} i=${i}: ${out[i]} vs ${ref[i]} (err ${err}, tol ${tolFactor * mag[i]!})`);
+                }
+              }
+            }
+          }
+        });
+      });
+    }
+  }
+});
+
+describe.skipIf(!hasAvx2)("avx2 kernels equal the reference kernels bit for bit", () => {
+  for (const type of [...FLOAT_TYPES, ...BLOCK_TYPES]) {
+    it(NAMES[type]!, () => {
+      for (const K of shapes(type)) {
+        for (const M of MS) {
+          for (const N of [1, 5, 37]) {
+            const w = randomWeights(type, N, K, 31 * K + N);
+            const x = randomF32(M * K, 77 * M + K);
+            const a = withConfig("avx2", 2, () => matmul(type, w, x, M, N, K));
+            const r = withConfig("reference", 1, () => matmul(type, w, x, M, N, K));
+            const d = firstBitDiff(a, r);
+            expect(d, `${NAMES[type]} M=${M} N=${N} K=${K} at ${d}: ${a[d]} vs ${r[d]}`).toBe(-1);
+          }
+        }
+      }
+    });
+  }
+});
+
+describe("batch and thread invariance (bit-exact)", () => {
+  for (const type of [...FLOAT_TYPES, ...BLOCK_TYPES]) {
+    for (const impl of IMPLS) {
+      it(`${NAMES[type]} ${impl}`, () => {
+        const K = type === GGML_TYPE.F32 || type === GGML_TYPE.F16 || type === GGML_TYPE.BF16 ? 200 : 192;
+        const N = 67;
+        const w = randomWeights(type, N, K, 5);
+        const Mmax = 33;
+        const x = randomF32(Mmax * K, 6);
+        // Each row alone, one thread: the baseline.
+        const alone = withConfig(impl, 1, () => {
+          const rows: Float32Array[] = [];
+          for (let m = 0; m < Mmax; m++) rows.push(matmul(type, w, x.subarray(m * K, (m + 1) * K), 1, N, K));
+          return rows;
+        });
+        for (const threads of [1, 2, 3]) {
+          for (const M of MS) {
+            // Rows 0..M-1, and also a batch starting at an offset so rows land in different tiles.
+            for (const start of [0, Mmax - M]) {
+              const out = withConfig(impl, threads, () => matmul(type, w, x.subarray(start * K, (start + M) * K), M, N, K));
+              for (let m = 0; m < M; m++) {
+                const d = firstBitDiff(out.subarray(m * N, (m + 1) * N), alone[start + m]!);
+                expect(d, `${NAMES[type]} threads=${threads} M=${M} start=${start} row ${m} col ${d}`).toBe(-1);
+              }
+            }
+          }
+        }
+      });
+    }
+  }
+});
+
+describe("matmul edge cases", () => {
+  it("large N and M with many tasks matches the single-thread result", () => {
+    const type = GGML_TYPE.Q4_0;
+    const K = 256, N = 1001, M = 70;
+    const w = randomWeights(type, N, K, 9);
+    const x = randomF32(M * K, 10);
+    const one = withConfig(IMPLS[0]!, 1, () => matmul(type, w, x, M, N, K));
+    const two = withConfig(IMPLS[0]!, 2, () => matmul(type, w, x, M, N, K));
+    expect(firstBitDiff(one, two)).toBe(-1);
+  });
+
+  it("zero rows of activations and all-zero blocks", () => {
+    const K = 64, N = 3;
+    const w = randomWeights(GGML_TYPE.Q8_0, N, K, 1);
+    native.matmul(new Float32Array(0), new Float32Array(0), w, GGML_TYPE.Q8_0, 0, N, K);
+    const out = matmul(GGML_TYPE.Q8_0, w, new Float32Array(K), 1, N, K);
+    expect(Array.from(out)).toEqual([0, 0, 0]);
+  });
+});
