@@ -55,7 +55,7 @@ class SequenceState {
   constructor(readonly index: number, readonly req: GenerateRequest, loaded: LoadedModel) {
     this.promptTokens = typeof req.prompt === "string" ? loaded.tokenizer.encode(req.prompt) : [...req.prompt];
     this.rng = new Rng(req.sampling?.seed ?? 0);
-    this.decoder = loaded.tokenizer.createDecoder();
+    this.decoder = loaded.tokenizer.createDecoder({ continuation: true });
     this.stopper = new StopMatcher(req.stop ?? []);
   }
 

