@@ -262,10 +262,11 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
     int8_t* q = scratch.q.data();
     float* d = scratch.d.data();
     const float* xs = x.data;
+    const KernelTable* kq = g_kernels.load();
     if (M > 1 && nth > 1) {
-      parallel_for(M, [&](size_t m) { quantize_row_q8_0_split(q + m * K, d + m * (K / QK), xs + m * K, K); });
+      parallel_for(M, [&](size_t m) { kq->quantize_q8_split(q + m * K, d + m * (K / QK), xs + m * K, K); });
     } else {
-      for (size_t m = 0; m < M; m++) quantize_row_q8_0_split(q + m * K, d + m * (K / QK), xs + m * K, K);
+      for (size_t m = 0; m < M; m++) kq->quantize_q8_split(q + m * K, d + m * (K / QK), xs + m * K, K);
     }
     px.q = q;
     px.d = d;
@@ -273,8 +274,8 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
     px.type = T_F32;
     scratch.f.resize(M * K);
     float* f = scratch.f.data();
-    if (wType == T_F16) round_row_f16(f, x.data, M * K);
-    else round_row_bf16(f, x.data, M * K);
+    if (wType == T_F16) g_kernels.load()->round_f16(f, x.data, M * K);
+    else g_kernels.load()->round_bf16(f, x.data, M * K);
     px.f = f;
   } else {
     px.type = T_F32;
@@ -600,11 +601,12 @@ Napi::Value MeasureReadBandwidth(const Napi::CallbackInfo& info) {
   const size_t chunk = 1 << 20, nchunks = (bytes + chunk - 1) / chunk;
   std::vector<uint64_t> sums(nchunks);
   Napi::Float64Array res = Napi::Float64Array::New(env, reps);
+  const auto rs = (avx2_ok() ? &kAvx2Kernels : &kRefKernels)->read_sum;
   for (int r = 0; r < reps; r++) {
     const auto t0 = std::chrono::steady_clock::now();
     parallel_for(nchunks, [&](size_t c) {
       const size_t b0 = c * chunk, b1 = std::min(bytes, b0 + chunk);
-      sums[c] = read_sum_u64(buf.data() + b0, b1 - b0);
+      sums[c] = rs(buf.data() + b0, b1 - b0);
     });
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     res[r] = (double)bytes / s / 1e9;
@@ -626,10 +628,11 @@ Napi::Value MemoryBandwidth(const Napi::CallbackInfo& info) {
   std::vector<uint8_t> buf(bytes);
   parallel_for(nchunks, [&](size_t c) { std::memset(buf.data() + c * chunk, (int)c, chunk); });
   std::vector<uint64_t> sums(nchunks);
+  const auto rs = (avx2_ok() ? &kAvx2Kernels : &kRefKernels)->read_sum;
   double best = 0;
   for (int r = 0; r < 5; r++) {
     const auto t0 = std::chrono::steady_clock::now();
-    parallel_for(nchunks, [&](size_t c) { sums[c] = read_sum_u64(buf.data() + c * chunk, chunk); });
+    parallel_for(nchunks, [&](size_t c) { sums[c] = rs(buf.data() + c * chunk, chunk); });
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     best = std::max(best, (double)bytes / s);
   }

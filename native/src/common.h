@@ -132,6 +132,11 @@ struct KernelTable {
   MatmulRangeFn matmul_range;
   AttnTaskFn attn_task;
   RmsNormRowFn rms_norm_row;
+  // Activation preparation for matmul; results identical to the reference functions.
+  void (*quantize_q8_split)(int8_t* q, float* d, const float* src, size_t K);
+  void (*round_f16)(float* dst, const float* src, size_t n);
+  void (*round_bf16)(float* dst, const float* src, size_t n);
+  uint64_t (*read_sum)(const uint8_t* p, size_t bytes);  // bandwidth probe
 };
 
 // Implemented in kernels_ref.cc / kernels_avx2.cc.

@@ -45,13 +45,24 @@ static inline float load_w1(const uint8_t* row, size_t k) {
 }
 
 // out[i * ldo + j] = dot(x row i, w row j) for i < RM, j < RN.
+// Software prefetch of the next tile's weight rows (contiguous after this tile's), spread over
+// this tile's iterations: for M = 1 the rows are short streams the hardware prefetcher ramps up
+// on too late. `step` = bytes of the next tile to prefetch per iteration.
+static inline void prefetch_range(const uint8_t* p, size_t bytes) {
+  for (size_t o = 0; o < bytes; o += 64) _mm_prefetch((const char*)(p + o), _MM_HINT_T0);
+}
+
 template <int WT, int RM, int RN>
 static inline void tile_float(float* out, size_t ldo, const float* x, size_t K, const uint8_t* w, size_t rb) {
+  constexpr bool PF = RM == 1 && RN == 4 && WT != T_F32;  // F32 rows are long enough for the HW prefetcher
+  constexpr size_t ESZ = WT == T_F32 ? 4 : 2;
+  const uint8_t* next = w + RN * rb;
   __m256 acc[RM][RN];
   for (int i = 0; i < RM; i++)
     for (int j = 0; j < RN; j++) acc[i][j] = _mm256_setzero_ps();
   const size_t K8 = K & ~(size_t)7;
   for (size_t k = 0; k < K8; k += 8) {
+    if constexpr (PF) prefetch_range(next + k * ESZ * RN, 8 * ESZ * RN);
     __m256 wv[RN];
     for (int j = 0; j < RN; j++) wv[j] = load_w8<WT>(w + j * rb, k);
     for (int i = 0; i < RM; i++) {
@@ -84,7 +95,7 @@ static inline __m256i load_wq(const uint8_t* blk) {
     const __m128i m = _mm_set1_epi8(0x0f);
     const __m128i lo = _mm_and_si128(t, m);
     const __m128i hi = _mm_and_si128(_mm_srli_epi16(t, 4), m);
-    return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
+    return _mm256_set_m128i(hi, lo);  // unsigned 0..15; the -8 is applied through Σx (see tile_block)
   }
 }
 
@@ -97,27 +108,40 @@ template <int WT, int RM, int RN>
 static inline void tile_block(float* out, size_t ldo, const int8_t* xq, const float* xd, size_t K,
                               const uint8_t* w, size_t rb) {
   constexpr size_t BB = WT == T_Q8_0 ? Q8_BYTES : Q4_BYTES;
+  constexpr bool PF = RM == 1 && RN == 4;
+  const uint8_t* next = w + RN * rb;
   const size_t nb = K / QK;
   __m256 acc[RM][RN];
   for (int i = 0; i < RM; i++)
     for (int j = 0; j < RN; j++) acc[i][j] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1);
   for (size_t b = 0; b < nb; b++) {
+    if constexpr (PF) prefetch_range(next + b * BB * RN, BB * RN);
     __m256i aw[RN], wq[RN];
     float dw[RN];
     for (int j = 0; j < RN; j++) {
       const uint8_t* blk = w + j * rb + b * BB;
       wq[j] = load_wq<WT>(blk);
-      aw[j] = _mm256_sign_epi8(wq[j], wq[j]);
+      if constexpr (WT == T_Q8_0) aw[j] = _mm256_sign_epi8(wq[j], wq[j]);
       dw[j] = load_d(blk);
     }
     for (int i = 0; i < RM; i++) {
       const __m256i xv = _mm256_loadu_si256((const __m256i*)(xq + i * K + b * QK));
       const float dx = xd[i * nb + b];
-      for (int j = 0; j < RN; j++) {
-        const __m256i sx = _mm256_sign_epi8(xv, wq[j]);
-        const __m256i s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[j], sx), ones);
-        acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(dx * dw[j]), _mm256_cvtepi32_ps(s32), acc[i][j]);
+      if constexpr (WT == T_Q8_0) {
+        // |w| · sign(x, w): maddubs needs one unsigned operand (|x| <= 127, so no saturation).
+        for (int j = 0; j < RN; j++) {
+          const __m256i sx = _mm256_sign_epi8(xv, wq[j]);
+          const __m256i s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[j], sx), ones);
+          acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(dx * dw[j]), _mm256_cvtepi32_ps(s32), acc[i][j]);
+        }
+      } else {
+        // Σ x·(q − 8) = Σ x·q − 8·Σ x per lane of 4, all exact in int32.
+        const __m256i x8 = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), xv), ones), 3);
+        for (int j = 0; j < RN; j++) {
+          const __m256i s32 = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wq[j], xv), ones), x8);
+          acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(dx * dw[j]), _mm256_cvtepi32_ps(s32), acc[i][j]);
+        }
       }
     }
   }
@@ -285,15 +309,97 @@ static void rms_norm_row_avx2(float* out, const float* x, const float* w, size_t
   for (size_t i = D8; i < dim; i++) out[i] = (x[i] * scale) * w[i];
 }
 
+// ------------------------------------------------------------------ activation preparation
+
+// roundf (half away from zero) of each lane, exactly: t = trunc(v); v - t is exact.
+static inline __m256 round_away(__m256 v) {
+  const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256 f = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
+  const __m256 one = _mm256_or_ps(_mm256_and_ps(v, sign), _mm256_set1_ps(1.0f));
+  const __m256 up = _mm256_and_ps(_mm256_cmp_ps(f, _mm256_set1_ps(0.5f), _CMP_GE_OQ), one);
+  return _mm256_add_ps(t, up);
+}
+
+static void quantize_q8_split_avx2(int8_t* q, float* d, const float* src, size_t K) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  for (size_t b = 0; b < K / QK; b++) {
+    const float* x = src + b * QK;
+    __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                             _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    const float db = amax / 127.0f;
+    const float id = db != 0.0f ? 1.0f / db : 0.0f;
+    d[b] = fp16_to_f32(f32_to_fp16(db));
+    const __m256 iv = _mm256_set1_ps(id);
+    const __m256i i0 = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v0, iv)));
+    const __m256i i1 = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v1, iv)));
+    const __m256i i2 = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v2, iv)));
+    const __m256i i3 = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v3, iv)));
+    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    _mm256_storeu_si256((__m256i*)(q + b * QK), _mm256_permutevar8x32_epi32(p, perm));
+  }
+}
+
+static void round_f16_avx2(float* dst, const float* src, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT)));
+  for (; i < n; i++) dst[i] = fp16_to_f32(f32_to_fp16(src[i]));
+}
+
+static void round_bf16_avx2(float* dst, const float* src, size_t n) {
+  size_t i = 0;
+  const __m256i bias = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1);
+  const __m256i hi = _mm256_set1_epi32((int)0xffff0000u), qnan = _mm256_set1_epi32(0x400000);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(src + i);
+    const __m256i u = _mm256_castps_si256(v);
+    const __m256i r = _mm256_and_si256(
+        _mm256_add_epi32(_mm256_add_epi32(u, bias), _mm256_and_si256(_mm256_srli_epi32(u, 16), one)), hi);
+    const __m256i nanv = _mm256_and_si256(_mm256_or_si256(u, qnan), hi);
+    const __m256 isnan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+    _mm256_storeu_ps(dst + i, _mm256_blendv_ps(_mm256_castsi256_ps(r), _mm256_castsi256_ps(nanv), isnan));
+  }
+  for (; i < n; i++) dst[i] = bf16_to_f32(f32_to_bf16(src[i]));
+}
+
+// Bandwidth probe: four interleaved streams per call, 256-bit loads.
+static uint64_t read_sum_avx2(const uint8_t* p, size_t bytes) {
+  const size_t q = bytes / 4 / 128 * 128;
+  __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+  for (size_t o = 0; o < q; o += 64) {
+    s0 = _mm256_add_epi64(s0, _mm256_add_epi64(_mm256_loadu_si256((const __m256i*)(p + o)),
+                                                _mm256_loadu_si256((const __m256i*)(p + o + 32))));
+    s1 = _mm256_add_epi64(s1, _mm256_add_epi64(_mm256_loadu_si256((const __m256i*)(p + q + o)),
+                                                _mm256_loadu_si256((const __m256i*)(p + q + o + 32))));
+    s2 = _mm256_add_epi64(s2, _mm256_add_epi64(_mm256_loadu_si256((const __m256i*)(p + 2 * q + o)),
+                                                _mm256_loadu_si256((const __m256i*)(p + 2 * q + o + 32))));
+    s3 = _mm256_add_epi64(s3, _mm256_add_epi64(_mm256_loadu_si256((const __m256i*)(p + 3 * q + o)),
+                                                _mm256_loadu_si256((const __m256i*)(p + 3 * q + o + 32))));
+  }
+  alignas(32) uint64_t a[4];
+  _mm256_store_si256((__m256i*)a, _mm256_add_epi64(_mm256_add_epi64(s0, s1), _mm256_add_epi64(s2, s3)));
+  uint64_t s = a[0] + a[1] + a[2] + a[3];
+  for (size_t o = 4 * q; o + 8 <= bytes; o += 8) { uint64_t v; std::memcpy(&v, p + o, 8); s += v; }
+  return s;
+}
+
 }  // namespace
 
-const KernelTable kAvx2Kernels = {"avx2", matmul_range_avx2, attn_task_avx2, rms_norm_row_avx2};
+const KernelTable kAvx2Kernels = {"avx2",         matmul_range_avx2, attn_task_avx2, rms_norm_row_avx2,
+                                  quantize_q8_split_avx2, round_f16_avx2, round_bf16_avx2, read_sum_avx2};
 
 }  // namespace ol
 
 #else  // not an x86 build with AVX2 flags: an empty table the addon never selects.
 #include "common.h"
 namespace ol {
-const KernelTable kAvx2Kernels = {"avx2-unavailable", nullptr, nullptr, nullptr};
+const KernelTable kAvx2Kernels = {"avx2-unavailable", nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
 }  // namespace ol
 #endif

@@ -257,6 +257,7 @@ uint64_t read_sum_u64(const uint8_t* p, size_t bytes) {
   return s0 + s1 + s2 + s3;
 }
 
-const KernelTable kRefKernels = {"reference", matmul_range_ref, attn_task_ref, rms_norm_row_ref};
+const KernelTable kRefKernels = {"reference",      matmul_range_ref, attn_task_ref,  rms_norm_row_ref,
+                                 quantize_row_q8_0_split, round_row_f16, round_row_bf16, read_sum_u64};
 
 }  // namespace ol

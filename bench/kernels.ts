@@ -1,0 +1,120 @@
+/**
+ * Kernel benchmark: Qwen3-0.6B-shaped matmuls. M = 1 reports GB/s of weights read (vs the
+ * machine's measured read bandwidth); M = 32 reports GFLOP/s. Run: npx tsx bench/kernels.ts
+ * Options: --quick (fewer runs), --types Q8_0,Q4_0, --impl avx2|reference|both.
+ */
+import { parseArgs } from "node:util";
+import { GGML_TYPE, native, rowBytes } from "../src/native/index.js";
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: "boolean", default: false },
+    types: { type: "string", default: "Q8_0,Q4_0,F16,F32" },
+    impl: { type: "string", default: "both" },
+    threads: { type: "string", default: "1,2" },
+  },
+});
+
+const SHAPES = [
+  { name: "K1024xN3072", K: 1024, N: 3072 },
+  { name: "K1024xN1024", K: 1024, N: 1024 },
+  { name: "K3072xN1024", K: 3072, N: 1024 },
+];
+
+function stats(xs: number[]): { med: number; min: number; max: number } {
+  const s = [...xs].sort((a, b) => a - b);
+  return { med: s[Math.floor(s.length / 2)]!, min: s[0]!, max: s[s.length - 1]! };
+}
+
+function randomF32(n: number, seed: number): Float32Array {
+  let a = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
+    out[i] = (a / 4294967296 - 0.5) * 0.2;
+  }
+  return out;
+}
+
+/** Several copies of the weights so M = 1 runs read from memory, not from the 32 MiB L3. */
+function makeWeights(type: number, N: number, K: number): Uint8Array[] {
+  const rb = rowBytes(type, K);
+  const copies = Math.max(2, Math.ceil((96 << 20) / (N * rb)));
+  const f = randomF32(N * K, 7);
+  const ws: Uint8Array[] = [];
+  for (let c = 0; c < copies; c++) {
+    const w = new Uint8Array(N * rb);
+    native.quantize(w, f, type);
+    ws.push(w);
+  }
+  return ws;
+}
+
+function timeIt(fn: () => void, minMs: number, runs: number): number[] {
+  // Warm-up, then `runs` samples, each repeating fn until minMs passed.
+  fn();
+  const out: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    let iters = 0;
+    const t0 = performance.now();
+    let t = t0;
+    do {
+      fn();
+      iters++;
+      t = performance.now();
+    } while (t - t0 < minMs);
+    out.push((t - t0) / 1000 / iters);
+  }
+  return out;
+}
+
+function main(): void {
+  const runs = values.quick ? 5 : 11;
+  const minMs = values.quick ? 20 : 50;
+  const threadList = values.threads!.split(",").map(Number);
+  const impls = values.impl === "both" ? (["avx2", "reference"] as const) : ([values.impl] as ("avx2" | "reference")[]);
+  const f = native.cpuFeatures();
+  console.log(`cpu: avx2=${f.avx2} fma=${f.fma} f16c=${f.f16c}; default kernels ${native.getKernelImpl()}`);
+  const bw: Record<number, number> = {};
+  for (const t of threadList) {
+    native.setThreads(t);
+    const s = stats(Array.from(native.measureReadBandwidth(512 << 20, 7)));
+    bw[t] = s.med;
+    console.log(`read bandwidth ${t} thread(s): median ${s.med.toFixed(1)} GB/s (min ${s.min.toFixed(1)}, max ${s.max.toFixed(1)})`);
+  }
+  console.log("");
+  console.log("impl       type  shape         thr  M=1 GB/s med [min..max]   %bw   M=1 us    M=32 GFLOP/s med [min..max]");
+  for (const impl of impls) {
+    if (impl === "avx2" && !(f.avx2 && f.fma && f.f16c)) continue;
+    native.setKernelImpl(impl);
+    for (const typeName of values.types!.split(",")) {
+      const type = (GGML_TYPE as Record<string, number>)[typeName]!;
+      for (const sh of SHAPES) {
+        const ws = makeWeights(type, sh.N, sh.K);
+        const bytes = ws[0]!.length;
+        const x1 = randomF32(sh.K, 1);
+        const x32 = randomF32(32 * sh.K, 2);
+        const o1 = new Float32Array(sh.N);
+        const o32 = new Float32Array(32 * sh.N);
+        for (const t of threadList) {
+          native.setThreads(t);
+          let i = 0;
+          const tM1 = timeIt(() => native.matmul(o1, x1, ws[i++ % ws.length]!, type, 1, sh.N, sh.K), minMs, runs);
+          const gb = stats(tM1.map((s) => bytes / s / 1e9));
+          const refRuns = impl === "reference" ? Math.max(3, Math.floor(runs / 3)) : runs;
+          const tM32 = timeIt(() => native.matmul(o32, x32, ws[0]!, type, 32, sh.N, sh.K), minMs, refRuns);
+          const gf = stats(tM32.map((s) => (2 * 32 * sh.N * sh.K) / s / 1e9));
+          console.log(
+            `${impl.padEnd(10)} ${typeName.padEnd(5)} ${sh.name.padEnd(13)} ${String(t).padStart(3)}  ` +
+              `${gb.med.toFixed(1).padStart(6)} [${gb.min.toFixed(1)}..${gb.max.toFixed(1)}]`.padEnd(26) +
+              `${((100 * gb.med) / bw[t]!).toFixed(0).padStart(4)}%  ${(stats(tM1).med * 1e6).toFixed(1).padStart(7)}   ` +
+              `${gf.med.toFixed(1).padStart(6)} [${gf.min.toFixed(1)}..${gf.max.toFixed(1)}]`,
+          );
+        }
+      }
+    }
+  }
+  native.setThreads(1);
+}
+
+main();
