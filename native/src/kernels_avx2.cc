@@ -123,7 +123,33 @@ static inline void tile_block(float* out, size_t ldo, const int8_t* xq, const fl
       const uint8_t* blk = w + j * rb + b * BB;
       wq[j] = load_wq<WT>(blk);
       if constexpr (WT == T_Q8_0) aw[j] = _mm256_sign_epi8(wq[j], wq[j]);
-      dw[j] = load_d(blk);
+      if constexpr (!(RM == 1 && RN == 4)) dw[j] = load_d(blk);
+    }
+    if constexpr (RM == 1 && RN == 4) {
+      // M = 1 decode: convert the four weight scales at once and form dx·dw[j] in one multiply
+      // (the same f32 products as the scalar path), then broadcast lane j with an in-lane permute.
+      const __m256i xv = _mm256_loadu_si256((const __m256i*)(xq + b * QK));
+      uint16_t h[4];
+      for (int j = 0; j < 4; j++) std::memcpy(&h[j], w + j * rb + b * BB, 2);
+      uint64_t packed = (uint64_t)h[0] | ((uint64_t)h[1] << 16) | ((uint64_t)h[2] << 32) | ((uint64_t)h[3] << 48);
+      const __m128 d4 = _mm_mul_ps(_mm_set1_ps(xd[b]), _mm_cvtph_ps(_mm_cvtsi64_si128((long long)packed)));
+      const __m256 dd = _mm256_set_m128(d4, d4);
+      __m256 dj[4] = {_mm256_permute_ps(dd, 0x00), _mm256_permute_ps(dd, 0x55), _mm256_permute_ps(dd, 0xaa),
+                      _mm256_permute_ps(dd, 0xff)};
+      if constexpr (WT == T_Q8_0) {
+        for (int j = 0; j < 4; j++) {
+          const __m256i sx = _mm256_sign_epi8(xv, wq[j]);
+          const __m256i s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[j], sx), ones);
+          acc[0][j] = _mm256_fmadd_ps(dj[j], _mm256_cvtepi32_ps(s32), acc[0][j]);
+        }
+      } else {
+        const __m256i x8 = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), xv), ones), 3);
+        for (int j = 0; j < 4; j++) {
+          const __m256i s32 = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wq[j], xv), ones), x8);
+          acc[0][j] = _mm256_fmadd_ps(dj[j], _mm256_cvtepi32_ps(s32), acc[0][j]);
+        }
+      }
+      continue;
     }
     for (int i = 0; i < RM; i++) {
       const __m256i xv = _mm256_loadu_si256((const __m256i*)(xq + i * K + b * QK));
