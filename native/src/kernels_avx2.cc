@@ -92,10 +92,9 @@ static inline __m256i load_wq(const uint8_t* blk) {
     return _mm256_loadu_si256((const __m256i*)(blk + 2));
   } else {
     const __m128i t = _mm_loadu_si128((const __m128i*)(blk + 2));
-    const __m128i m = _mm_set1_epi8(0x0f);
-    const __m128i lo = _mm_and_si128(t, m);
-    const __m128i hi = _mm_and_si128(_mm_srli_epi16(t, 4), m);
-    return _mm256_set_m128i(hi, lo);  // unsigned 0..15; the -8 is applied through Σx (see tile_block)
+    // low nibbles → elements 0..15, high nibbles → 16..31; unsigned 0..15 (the −8 is applied
+    // through Σx, see tile_block).
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0x0f));
   }
 }
 
