@@ -45,8 +45,8 @@ export const PRESETS: Record<string, SynthPreset> = {
     description: "Mistral layout (computes as Llama), SentencePiece vocabulary, GQA",
   },
   "tiny-qwen2": {
-    name: "tiny-qwen2", modelType: "qwen2", vocabulary: "qwen3", ...tiny, rmsEps: 1e-6, ropeTheta: 1000000, tiedEmbeddings: true,
-    description: "Qwen2 layout: q/k/v biases, neox RoPE, tied embeddings",
+    name: "tiny-qwen2", modelType: "qwen2", vocabulary: "qwen3", ...tiny, rmsEps: 1e-6, ropeTheta: 1000000, tiedEmbeddings: false,
+    description: "Qwen2 layout: q/k/v biases, neox RoPE, untied output",
   },
   "tiny-qwen3": {
     name: "tiny-qwen3", modelType: "qwen3", vocabulary: "qwen3", ...tiny, headDim: 32, rmsEps: 1e-6, ropeTheta: 1000000, tiedEmbeddings: true,

@@ -63,8 +63,12 @@ export function hfTensors(p: SynthPreset, vocabSize: number, seed: number): HfTe
   const t: HfTensor[] = [];
   const add = (name: string, shape: number[], std: number, mean = 0) =>
     t.push({ name, shape, values: () => randomTensor(shape.reduce((a, b) => a * b, 1), tensorSeed(seed, name), std, mean) });
-  // Logits get a standard deviation of about 6: decisive argmaxes, so greedy parity tests are meaningful.
-  add("model.embed_tokens.weight", [vocabSize, H], 6 / Math.sqrt(H));
+  // Logits get a standard deviation of about 16, so argmaxes are decisive and greedy parity tests
+  // meaningful; residual branches get a gain of 8 so the stream is not dominated by the input
+  // token's embedding (with tied embeddings that makes a random model repeat its input).
+  const logitStd = 16;
+  const gain = 8;
+  add("model.embed_tokens.weight", [vocabSize, H], logitStd / Math.sqrt(H));
   for (let l = 0; l < p.nLayers; l++) {
     const pre = `model.layers.${l}.`;
     add(pre + "input_layernorm.weight", [H], 0.1, 1);
@@ -80,14 +84,14 @@ export function hfTensors(p: SynthPreset, vocabSize: number, seed: number): HfTe
       add(pre + "self_attn.q_norm.weight", [p.headDim], 0.1, 1);
       add(pre + "self_attn.k_norm.weight", [p.headDim], 0.1, 1);
     }
-    add(pre + "self_attn.o_proj.weight", [H, qDim], 1 / Math.sqrt(qDim));
+    add(pre + "self_attn.o_proj.weight", [H, qDim], gain / Math.sqrt(qDim));
     add(pre + "post_attention_layernorm.weight", [H], 0.1, 1);
     add(pre + "mlp.gate_proj.weight", [F, H], 1 / Math.sqrt(H));
     add(pre + "mlp.up_proj.weight", [F, H], 1 / Math.sqrt(H));
-    add(pre + "mlp.down_proj.weight", [H, F], 1 / Math.sqrt(F));
+    add(pre + "mlp.down_proj.weight", [H, F], gain / Math.sqrt(F));
   }
   add("model.norm.weight", [H], 0.1, 1);
-  if (!p.tiedEmbeddings) add("lm_head.weight", [vocabSize, H], 6 / Math.sqrt(H));
+  if (!p.tiedEmbeddings) add("lm_head.weight", [vocabSize, H], logitStd / Math.sqrt(H));
   return t;
 }
 

@@ -20,7 +20,7 @@ export interface LlamaCppRun {
 
 /** Greedy generation of n tokens (end-of-generation tokens included), recording top raw logits at `probeSteps`. */
 export async function llamaCppGreedy(model: LlamaModel, promptTokens: number[], n: number, probeSteps: number[], threads = 2): Promise<LlamaCppRun> {
-  const ctx: LlamaContext = await model.createContext({ contextSize: 512, threads, batchSize: 512, sequences: 1 });
+  const ctx: LlamaContext = await model.createContext({ contextSize: 512, threads, batchSize: 512, sequences: 1, flashAttention: false });
   try {
     const seq = ctx.getSequence();
     const tokens: number[] = [];

@@ -1,0 +1,56 @@
+/**
+ * The engine against llama.cpp (node-llama-cpp, CPU, 2 threads) on generated GGUF models of every
+ * architecture variant, in F32 and Q8_0: identical prompt tokenization, 64 identical greedy
+ * tokens, and raw logits of llama.cpp's top-20 candidates within a stated tolerance.
+ */
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { LlamaModel as LlamaCppModel } from "node-llama-cpp";
+import { generate } from "../../src/engine/generate.js";
+import { loadModel } from "../../src/model/load.js";
+import { native } from "../../src/native/index.js";
+import { TINY_PRESETS } from "../../src/synth/presets.js";
+import { writeGgufModel } from "../../src/synth/synthesize.js";
+import { llamaCpp, llamaCppGreedy } from "../helpers/llamacpp.js";
+import { tempDir } from "../helpers/tmp.js";
+
+const dir = tempDir();
+const N_TOKENS = 64;
+const PROBES = [0, 1, 17, 63];
+/**
+ * Max |our logit − llama.cpp's| over its top-20 candidates. Both keep K/V in f16 and round
+ * activations the same way (Q8_0 for Q8_0 weights); what remains is summation order.
+ */
+const TOLERANCE = { f32: 2e-3, q8_0: 2e-2 } as const;
+const PROMPTS = ["The quick brown fox jumps over the lazy dog.", "def fib(n):\n    return n if n < 2 else fib(n-1) + fib(n-2)"];
+
+describe.each(TINY_PRESETS.flatMap((p) => (["f32", "q8_0"] as const).map((t) => [p, t] as const)))("%s %s vs llama.cpp", (preset, type) => {
+  const path = join(dir, `${preset}-${type}.gguf`);
+  let cpp: LlamaCppModel;
+  beforeAll(async () => {
+    writeGgufModel(path, preset, { seed: 3, type });
+    const llama = await llamaCpp(2);
+    cpp = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
+  });
+  afterAll(async () => { await cpp?.dispose(); });
+
+  it.each(PROMPTS.map((p, i) => [i, p] as const))("prompt %i: same tokens and logits", async (_i, prompt) => {
+    native.setThreads(2);
+    const ours = await loadModel(path, { prefault: false });
+    const ourPrompt = ours.tokenizer.encode(prompt);
+    const theirs = cpp.tokenize(prompt, true);
+    const bos = ours.tokenizer.addBos ? [ours.tokenizer.bosId!] : [];
+    expect(ourPrompt).toEqual([...bos, ...theirs.map(Number)]);
+
+    const result = generate(ours, { prompt: ourPrompt, maxTokens: N_TOKENS, ignoreEos: true }, { collectLogits: true });
+    const ref = await llamaCppGreedy(cpp, ourPrompt, N_TOKENS, PROBES);
+    expect(result.tokens).toEqual(ref.tokens);
+
+    let worst = 0;
+    for (const step of PROBES) {
+      const logits = result.logits![step]!;
+      for (const [token, logit] of ref.topLogits.get(step)!) worst = Math.max(worst, Math.abs(logits[token]! - logit));
+    }
+    expect(worst).toBeLessThan(TOLERANCE[type]);
+  });
+});
