@@ -10,7 +10,8 @@
  * - Type ids are ggml's: F32 = 0, F16 = 1, Q4_0 = 2, Q8_0 = 8, BF16 = 30.
  * - Determinism: every output element is reduced in one fixed order that depends only on K (never
  *   on M, on the thread count, or on which thread computes it). So a row's result is bit-identical
- *   alone or inside any batch, with any number of threads.
+ *   alone or inside any batch, with any number of threads. The "avx2" and "reference" kernels
+ *   implement the same scheme (native/src/common.h) and give bit-identical results.
  * - Arguments are validated (lengths vs dimensions) before any memory is touched; violations throw
  *   a JS TypeError (wrong kind of argument) / RangeError (bad length, index or value), never crash.
  *   Lengths must match the dimensions exactly (pass subarray views of larger scratch buffers).
