@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "common.h"
 
@@ -105,7 +106,7 @@ static inline float load_d(const uint8_t* blk) {
 
 template <int WT, int RM, int RN>
 static inline void tile_block(float* out, size_t ldo, const int8_t* xq, const float* xd, size_t K,
-                              const uint8_t* w, size_t rb) {
+                              const uint8_t* w, size_t rb, const int32_t* x8pre = nullptr) {
   constexpr size_t BB = WT == T_Q8_0 ? Q8_BYTES : Q4_BYTES;
   constexpr bool PF = RM == 1 && RN == 4;
   const uint8_t* next = w + RN * rb;
@@ -142,7 +143,7 @@ static inline void tile_block(float* out, size_t ldo, const int8_t* xq, const fl
           acc[0][j] = _mm256_fmadd_ps(dj[j], _mm256_cvtepi32_ps(s32), acc[0][j]);
         }
       } else {
-        const __m256i x8 = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), xv), ones), 3);
+        const __m256i x8 = _mm256_loadu_si256((const __m256i*)(x8pre + b * 8));
         for (int j = 0; j < 4; j++) {
           const __m256i s32 = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wq[j], xv), ones), x8);
           acc[0][j] = _mm256_fmadd_ps(dj[j], _mm256_cvtepi32_ps(s32), acc[0][j]);
@@ -206,8 +207,21 @@ template <int WT>
 static void range_block(float* out, const PreparedX& x, const uint8_t* w, size_t N, size_t n0, size_t n1) {
   const size_t K = x.K, M = x.M, rb = row_bytes(WT, K), nb = K / QK;
   if (M == 1) {
+    // Q4_0: 8·Σx per lane of each x block, computed once per task instead of once per tile.
+    static thread_local std::vector<int32_t> x8buf;
+    const int32_t* x8 = nullptr;
+    if constexpr (WT == T_Q4_0) {
+      if (x8buf.size() < nb * 8) x8buf.resize(nb * 8);
+      const __m256i ones = _mm256_set1_epi16(1);
+      for (size_t b = 0; b < nb; b++) {
+        const __m256i xv = _mm256_loadu_si256((const __m256i*)(x.q + b * QK));
+        const __m256i v = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), xv), ones), 3);
+        _mm256_storeu_si256((__m256i*)(x8buf.data() + b * 8), v);
+      }
+      x8 = x8buf.data();
+    }
     size_t n = n0;
-    for (; n + 4 <= n1; n += 4) tile_block<WT, 1, 4>(out + n, N, x.q, x.d, K, w + n * rb, rb);
+    for (; n + 4 <= n1; n += 4) tile_block<WT, 1, 4>(out + n, N, x.q, x.d, K, w + n * rb, rb, x8);
     for (; n < n1; n++) tile_block<WT, 1, 1>(out + n, N, x.q, x.d, K, w + n * rb, rb);
     return;
   }
