@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <vector>
 
 #include "common.h"
 
@@ -143,7 +142,9 @@ static inline void tile_block(float* out, size_t ldo, const int8_t* xq, const fl
           acc[0][j] = _mm256_fmadd_ps(dj[j], _mm256_cvtepi32_ps(s32), acc[0][j]);
         }
       } else {
-        const __m256i x8 = _mm256_loadu_si256((const __m256i*)(x8pre + b * 8));
+        const __m256i x8 =
+            x8pre ? _mm256_loadu_si256((const __m256i*)(x8pre + b * 8))
+                  : _mm256_slli_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), xv), ones), 3);
         for (int j = 0; j < 4; j++) {
           const __m256i s32 = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wq[j], xv), ones), x8);
           acc[0][j] = _mm256_fmadd_ps(dj[j], _mm256_cvtepi32_ps(s32), acc[0][j]);
@@ -207,18 +208,23 @@ template <int WT>
 static void range_block(float* out, const PreparedX& x, const uint8_t* w, size_t N, size_t n0, size_t n1) {
   const size_t K = x.K, M = x.M, rb = row_bytes(WT, K), nb = K / QK;
   if (M == 1) {
-    // Q4_0: 8·Σx per lane of each x block, computed once per task instead of once per tile.
-    static thread_local std::vector<int32_t> x8buf;
+    // Q4_0: 8·Σx per lane of each x block, computed once per task instead of once per tile
+    // (on the stack up to K = 32768; beyond, tile_block computes it per tile). No std
+    // containers in this file: their template instances would be compiled with AVX2 and could
+    // be picked by the linker for the non-AVX2 code too.
+    constexpr size_t kMaxPre = 1024;
+    alignas(32) int32_t x8buf[WT == T_Q4_0 ? kMaxPre * 8 : 8];
     const int32_t* x8 = nullptr;
     if constexpr (WT == T_Q4_0) {
-      if (x8buf.size() < nb * 8) x8buf.resize(nb * 8);
-      const __m256i ones = _mm256_set1_epi16(1);
-      for (size_t b = 0; b < nb; b++) {
-        const __m256i xv = _mm256_loadu_si256((const __m256i*)(x.q + b * QK));
-        const __m256i v = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), xv), ones), 3);
-        _mm256_storeu_si256((__m256i*)(x8buf.data() + b * 8), v);
+      if (nb <= kMaxPre) {
+        const __m256i ones = _mm256_set1_epi16(1);
+        for (size_t b = 0; b < nb; b++) {
+          const __m256i xv = _mm256_loadu_si256((const __m256i*)(x.q + b * QK));
+          const __m256i v = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), xv), ones), 3);
+          _mm256_store_si256((__m256i*)(x8buf + b * 8), v);
+        }
+        x8 = x8buf;
       }
-      x8 = x8buf.data();
     }
     size_t n = n0;
     for (; n + 4 <= n1; n += 4) tile_block<WT, 1, 4>(out + n, N, x.q, x.d, K, w + n * rb, rb, x8);

@@ -108,6 +108,17 @@ describe("matmul edge cases", () => {
     expect(firstBitDiff(one, two)).toBe(-1);
   });
 
+  it.skipIf(!hasAvx2)("very long rows (K > 32768, the Q4_0 decode fallback path) equal the reference", () => {
+    const K = 33024, N = 9;
+    for (const type of [GGML_TYPE.Q4_0, GGML_TYPE.Q8_0]) {
+      const w = randomWeights(type, N, K, 21);
+      const x = randomF32(K, 22);
+      const a = withConfig("avx2", 2, () => matmul(type, w, x, 1, N, K));
+      const r = withConfig("reference", 1, () => matmul(type, w, x, 1, N, K));
+      expect(firstBitDiff(a, r)).toBe(-1);
+    }
+  });
+
   it("zero rows of activations and all-zero blocks", () => {
     const K = 64, N = 3;
     const w = randomWeights(GGML_TYPE.Q8_0, N, K, 1);
