@@ -91,10 +91,12 @@ static inline __m256i load_wq(const uint8_t* blk) {
   if constexpr (WT == T_Q8_0) {
     return _mm256_loadu_si256((const __m256i*)(blk + 2));
   } else {
-    const __m128i t = _mm_loadu_si128((const __m128i*)(blk + 2));
     // low nibbles → elements 0..15, high nibbles → 16..31; unsigned 0..15 (the −8 is applied
-    // through Σx, see tile_block).
-    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0x0f));
+    // through Σx, see tile_block). The 16 bytes are broadcast to both halves (a load-port op),
+    // the upper half shifted right by 4 per 32-bit lane (bits entering from the next byte land in
+    // the masked-off high nibble), then masked.
+    const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)(blk + 2)));
+    return _mm256_and_si256(_mm256_srlv_epi32(t, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)), _mm256_set1_epi8(0x0f));
   }
 }
 
