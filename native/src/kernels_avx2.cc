@@ -66,7 +66,8 @@ static inline void tile_float(float* out, size_t ldo, const float* x, size_t K, 
     __m256 wv[RN];
     for (int j = 0; j < RN; j++) wv[j] = load_w8<WT>(w + j * rb, k);
     for (int i = 0; i < RM; i++) {
-      const __m256 xv = _mm256_loadu_ps(x + i * K + k);
+      __m256 xv = _mm256_loadu_ps(x + i * K + k);
+      if constexpr (RN > 1) __asm__("" : "+x"(xv));  // load once into a register, not once per FMA
       for (int j = 0; j < RN; j++) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
     }
   }
@@ -180,6 +181,8 @@ static inline void tile_block(float* out, size_t ldo, const int8_t* xq, const fl
 
 // ------------------------------------------------------------------ range drivers
 
+constexpr size_t kL2Budget = 192 * 1024;  // bytes of weight rows swept per activation tile
+
 template <int WT>
 static void range_float(float* out, const PreparedX& x, const uint8_t* w, size_t N, size_t n0, size_t n1) {
   const size_t K = x.K, M = x.M, rb = row_bytes(WT, K);
@@ -189,20 +192,29 @@ static void range_float(float* out, const PreparedX& x, const uint8_t* w, size_t
     for (; n < n1; n++) tile_float<WT, 1, 1>(out + n, N, x.f, K, w + n * rb, rb);
     return;
   }
-  size_t n = n0;
-  for (; n + 2 <= n1; n += 2) {
+  // Weight rows in L2-sized groups; within a group, each 4-row activation tile (L1) sweeps the
+  // group's weight rows in pairs.
+  const size_t group = std::max<size_t>(2, (kL2Budget / rb) & ~(size_t)1);
+  for (size_t g0 = n0; g0 < n1; g0 += group) {
+    const size_t g1 = std::min(n1, g0 + group);
     size_t m = 0;
-    for (; m + 4 <= M; m += 4) tile_float<WT, 4, 2>(out + m * N + n, N, x.f + m * K, K, w + n * rb, rb);
-    switch (M - m) {
-      case 3: tile_float<WT, 3, 2>(out + m * N + n, N, x.f + m * K, K, w + n * rb, rb); break;
-      case 2: tile_float<WT, 2, 2>(out + m * N + n, N, x.f + m * K, K, w + n * rb, rb); break;
-      case 1: tile_float<WT, 1, 2>(out + m * N + n, N, x.f + m * K, K, w + n * rb, rb); break;
+    for (; m + 4 <= M; m += 4) {
+      size_t n = g0;
+      for (; n + 2 <= g1; n += 2) tile_float<WT, 4, 2>(out + m * N + n, N, x.f + m * K, K, w + n * rb, rb);
+      if (n < g1) tile_float<WT, 4, 1>(out + m * N + n, N, x.f + m * K, K, w + n * rb, rb);
     }
-  }
-  for (; n < n1; n++) {
-    size_t m = 0;
-    for (; m + 4 <= M; m += 4) tile_float<WT, 4, 1>(out + m * N + n, N, x.f + m * K, K, w + n * rb, rb);
-    for (; m < M; m++) tile_float<WT, 1, 1>(out + m * N + n, N, x.f + m * K, K, w + n * rb, rb);
+    if (m < M) {
+      size_t n = g0;
+      for (; n + 2 <= g1; n += 2) {
+        switch (M - m) {
+          case 3: tile_float<WT, 3, 2>(out + m * N + n, N, x.f + m * K, K, w + n * rb, rb); break;
+          case 2: tile_float<WT, 2, 2>(out + m * N + n, N, x.f + m * K, K, w + n * rb, rb); break;
+          case 1: tile_float<WT, 1, 2>(out + m * N + n, N, x.f + m * K, K, w + n * rb, rb); break;
+        }
+      }
+      if (n < g1)
+        for (size_t mm = m; mm < M; mm++) tile_float<WT, 1, 1>(out + mm * N + n, N, x.f + mm * K, K, w + n * rb, rb);
+    }
   }
 }
 
@@ -233,22 +245,29 @@ static void range_block(float* out, const PreparedX& x, const uint8_t* w, size_t
     for (; n < n1; n++) tile_block<WT, 1, 1>(out + n, N, x.q, x.d, K, w + n * rb, rb);
     return;
   }
-  size_t n = n0;
-  for (; n + 2 <= n1; n += 2) {
+  const size_t group = std::max<size_t>(2, (kL2Budget / rb) & ~(size_t)1);
+  for (size_t g0 = n0; g0 < n1; g0 += group) {
+    const size_t g1 = std::min(n1, g0 + group);
     size_t m = 0;
-    for (; m + 4 <= M; m += 4)
-      tile_block<WT, 4, 2>(out + m * N + n, N, x.q + m * K, x.d + m * nb, K, w + n * rb, rb);
-    switch (M - m) {
-      case 3: tile_block<WT, 3, 2>(out + m * N + n, N, x.q + m * K, x.d + m * nb, K, w + n * rb, rb); break;
-      case 2: tile_block<WT, 2, 2>(out + m * N + n, N, x.q + m * K, x.d + m * nb, K, w + n * rb, rb); break;
-      case 1: tile_block<WT, 1, 2>(out + m * N + n, N, x.q + m * K, x.d + m * nb, K, w + n * rb, rb); break;
+    for (; m + 4 <= M; m += 4) {
+      size_t n = g0;
+      for (; n + 2 <= g1; n += 2)
+        tile_block<WT, 4, 2>(out + m * N + n, N, x.q + m * K, x.d + m * nb, K, w + n * rb, rb);
+      if (n < g1) tile_block<WT, 4, 1>(out + m * N + n, N, x.q + m * K, x.d + m * nb, K, w + n * rb, rb);
     }
-  }
-  for (; n < n1; n++) {
-    size_t m = 0;
-    for (; m + 4 <= M; m += 4)
-      tile_block<WT, 4, 1>(out + m * N + n, N, x.q + m * K, x.d + m * nb, K, w + n * rb, rb);
-    for (; m < M; m++) tile_block<WT, 1, 1>(out + m * N + n, N, x.q + m * K, x.d + m * nb, K, w + n * rb, rb);
+    if (m < M) {
+      size_t n = g0;
+      for (; n + 2 <= g1; n += 2) {
+        switch (M - m) {
+          case 3: tile_block<WT, 3, 2>(out + m * N + n, N, x.q + m * K, x.d + m * nb, K, w + n * rb, rb); break;
+          case 2: tile_block<WT, 2, 2>(out + m * N + n, N, x.q + m * K, x.d + m * nb, K, w + n * rb, rb); break;
+          case 1: tile_block<WT, 1, 2>(out + m * N + n, N, x.q + m * K, x.d + m * nb, K, w + n * rb, rb); break;
+        }
+      }
+      if (n < g1)
+        for (size_t mm = m; mm < M; mm++)
+          tile_block<WT, 1, 1>(out + mm * N + n, N, x.q + mm * K, x.d + mm * nb, K, w + n * rb, rb);
+    }
   }
 }
 
