@@ -78,7 +78,9 @@ export interface OpenLoraNative {
    *   0..rowPos[t] of that sequence, whose position p lives in slot
    *   blockTables[tableOffsets[s] + floor(p / blockSize)] · blockSize + p % blockSize.
    *   Head h reads kv head floor(h / (nHeads / nKvHeads)) (grouped-query attention).
-   *   out = softmax(scale · q·Kᵀ) · V, softmax in f32 with max subtraction.
+   *   out = softmax(scale · q·Kᵀ) · V, softmax in f32 with max subtraction. As in ggml, the
+   *   operands multiplied with the f16 cache are rounded to f16 first: q before q·Kᵀ, and the
+   *   softmax weights before the weighted sum of V. headDim <= 1024.
    */
   attention(
     out: Float32Array, q: Float32Array, kPool: Uint16Array, vPool: Uint16Array,

@@ -487,7 +487,7 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   auto offs = typed<const int32_t>(info, 7, "tableOffsets", napi_int32_array);
   const int nHeads = (int)integer(info, 8, "nHeads", 1, 1 << 16);
   const int nKvHeads = (int)integer(info, 9, "nKvHeads", 1, 1 << 16);
-  const int headDim = (int)integer(info, 10, "headDim", 1, 1 << 16);
+  const int headDim = (int)integer(info, 10, "headDim", 1, kMaxAttnHeadDim);
   const int blockSize = (int)integer(info, 11, "blockSize", 1, 1 << 24);
   const float scale = (float)number(info, 12, "scale");
   if (nHeads % nKvHeads != 0)

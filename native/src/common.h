@@ -94,6 +94,24 @@ static inline uint16_t f32_to_fp16(float f) {
   return sign | (uint16_t)r;
 }
 
+static inline float round_to_fp16(float f) { return fp16_to_f32(f32_to_fp16(f)); }
+
+// RMS-norm scale of a row as ggml computes it: x² rounded to f32, summed in f64 in order, the mean
+// rounded to f32, then 1 / sqrt(mean + eps) in f32. A row-length sequential sum is cheap next to
+// the matrix products, and matching ggml here keeps the later Q8_0 rounding of activations aligned.
+static inline float rms_scale(const float* x, size_t dim, float eps) {
+  double sum = 0.0;
+  for (size_t i = 0; i < dim; i++) {
+    const float sq = x[i] * x[i];
+    sum += (double)sq;
+  }
+  const float mean = (float)(sum / (double)dim);
+  return 1.0f / std::sqrt(mean + eps);
+}
+
+// Attention keeps one head of q on the stack.
+constexpr int kMaxAttnHeadDim = 1024;
+
 static inline float bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
 static inline uint16_t f32_to_bf16(float f) {
   uint32_t u = f32_bits(f);

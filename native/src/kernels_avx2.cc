@@ -319,11 +319,13 @@ static inline void dot_q_k4(float* s, const float* q, const uint16_t* k0, const 
 static void attn_task_avx2(const AttnArgs& a, int t, int h, float* scores) {
   const int D = a.headDim, group = a.nHeads / a.nKvHeads, kvh = h / group;
   const size_t kvDim = (size_t)a.nKvHeads * D;
-  const float* q = a.q + ((size_t)t * a.nHeads + h) * D;
+  const float* q_in = a.q + ((size_t)t * a.nHeads + h) * D;
   float* out = a.out + ((size_t)t * a.nHeads + h) * D;
   const int32_t pos = a.rowPos[t];
   const int32_t* table = a.blockTables + a.tableOffsets[a.rowSeq[t]];
   const int bs = a.blockSize;
+  alignas(32) float q[kMaxAttnHeadDim];
+  for (int d = 0; d < D; d++) q[d] = round_to_fp16(q_in[d]);
   auto kptr = [&](int32_t p) {
     return a.kPool + ((size_t)table[p / bs] * bs + p % bs) * kvDim + (size_t)kvh * D;
   };
@@ -345,7 +347,7 @@ static void attn_task_avx2(const AttnArgs& a, int t, int h, float* scores) {
   for (int d = 0; d < D; d++) out[d] = 0.0f;
   for (p = 0; p <= pos; p++) {
     const uint16_t* v = a.vPool + ((size_t)table[p / bs] * bs + p % bs) * kvDim + (size_t)kvh * D;
-    const float pr = scores[p] * inv;
+    const float pr = round_to_fp16(scores[p] * inv);
     const __m256 pv = _mm256_set1_ps(pr);
     for (int d = 0; d < D8; d += 8) {
       const __m256 vv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(v + d)));
@@ -358,17 +360,8 @@ static void attn_task_avx2(const AttnArgs& a, int t, int h, float* scores) {
 // ------------------------------------------------------------------ rmsNorm
 
 static void rms_norm_row_avx2(float* out, const float* x, const float* w, size_t dim, float eps) {
-  __m256 acc = _mm256_setzero_ps();
   const size_t D8 = dim & ~(size_t)7;
-  for (size_t i = 0; i < D8; i += 8) {
-    const __m256 v = _mm256_loadu_ps(x + i);
-    acc = _mm256_fmadd_ps(v, v, acc);
-  }
-  alignas(32) float a[8];
-  _mm256_store_ps(a, acc);
-  for (size_t i = D8; i < dim; i++) a[i % 8] = std::fma(x[i], x[i], a[i % 8]);
-  const float mean = hsum8(a) / (float)dim;
-  const float scale = 1.0f / std::sqrt(mean + eps);
+  const float scale = rms_scale(x, dim, eps);
   const __m256 sv = _mm256_set1_ps(scale);
   for (size_t i = 0; i < D8; i += 8)
     _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), sv), _mm256_loadu_ps(w + i)));
@@ -377,16 +370,7 @@ static void rms_norm_row_avx2(float* out, const float* x, const float* w, size_t
 
 // ------------------------------------------------------------------ activation preparation
 
-// roundf (half away from zero) of each lane, exactly: t = trunc(v); v - t is exact.
-static inline __m256 round_away(__m256 v) {
-  const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-  const __m256 sign = _mm256_set1_ps(-0.0f);
-  const __m256 f = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
-  const __m256 one = _mm256_or_ps(_mm256_and_ps(v, sign), _mm256_set1_ps(1.0f));
-  const __m256 up = _mm256_and_ps(_mm256_cmp_ps(f, _mm256_set1_ps(0.5f), _CMP_GE_OQ), one);
-  return _mm256_add_ps(t, up);
-}
-
+// See quantize_row_q8_0_split: inverse scale 127 / amax, round to nearest even.
 static void quantize_q8_split_avx2(int8_t* q, float* d, const float* src, size_t K) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
   for (size_t b = 0; b < K / QK; b++) {
@@ -399,13 +383,13 @@ static void quantize_q8_split_avx2(int8_t* q, float* d, const float* src, size_t
     m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
     const float amax = _mm_cvtss_f32(m4);
     const float db = amax / 127.0f;
-    const float id = db != 0.0f ? 1.0f / db : 0.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
     d[b] = fp16_to_f32(f32_to_fp16(db));
     const __m256 iv = _mm256_set1_ps(id);
-    const __m256i i0 = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v0, iv)));
-    const __m256i i1 = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v1, iv)));
-    const __m256i i2 = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v2, iv)));
-    const __m256i i3 = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v3, iv)));
+    const __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, iv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, iv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, iv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, iv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
     const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
     const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     _mm256_storeu_si256((__m256i*)(q + b * QK), _mm256_permutevar8x32_epi32(p, perm));

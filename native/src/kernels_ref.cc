@@ -25,15 +25,17 @@ void quantize_row_q8_0(uint8_t* dst, const float* src, size_t K) {
   }
 }
 
+// Activations are quantized as ggml's x86 runtime path does (not its reference): the inverse scale
+// is 127 / amax and values round to nearest, ties to even.
 void quantize_row_q8_0_split(int8_t* q, float* d, const float* src, size_t K) {
   for (size_t b = 0; b < K / QK; b++) {
     const float* x = src + b * QK;
     float amax = 0.0f;
     for (int j = 0; j < QK; j++) amax = std::max(amax, std::fabs(x[j]));
     const float db = amax / 127.0f;
-    const float id = db != 0.0f ? 1.0f / db : 0.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
     d[b] = fp16_to_f32(f32_to_fp16(db));
-    for (int j = 0; j < QK; j++) q[b * QK + j] = (int8_t)std::roundf(x[j] * id);
+    for (int j = 0; j < QK; j++) q[b * QK + j] = (int8_t)std::nearbyint(x[j] * id);
   }
 }
 
@@ -156,10 +158,13 @@ static void matmul_range_ref(float* out, const PreparedX& x, const uint8_t* w, i
 static void attn_task_ref(const AttnArgs& a, int t, int h, float* scores) {
   const int D = a.headDim, group = a.nHeads / a.nKvHeads, kvh = h / group;
   const size_t kvDim = (size_t)a.nKvHeads * D;
-  const float* q = a.q + ((size_t)t * a.nHeads + h) * D;
+  const float* q_in = a.q + ((size_t)t * a.nHeads + h) * D;
   float* out = a.out + ((size_t)t * a.nHeads + h) * D;
   const int32_t pos = a.rowPos[t];
   const int32_t* table = a.blockTables + a.tableOffsets[a.rowSeq[t]];
+  // Products with the f16 cache round their other operand to f16 first, as ggml does.
+  float q[kMaxAttnHeadDim];
+  for (int d = 0; d < D; d++) q[d] = round_to_fp16(q_in[d]);
   float mx = -INFINITY;
   for (int32_t p = 0; p <= pos; p++) {
     const size_t slot = (size_t)table[p / a.blockSize] * a.blockSize + p % a.blockSize;
@@ -180,7 +185,7 @@ static void attn_task_ref(const AttnArgs& a, int t, int h, float* scores) {
   for (int32_t p = 0; p <= pos; p++) {
     const size_t slot = (size_t)table[p / a.blockSize] * a.blockSize + p % a.blockSize;
     const uint16_t* v = a.vPool + slot * kvDim + (size_t)kvh * D;
-    const float pr = scores[p] * inv;
+    const float pr = round_to_fp16(scores[p] * inv);
     for (int d = 0; d < D; d++) out[d] = std::fma(pr, fp16_to_f32(v[d]), out[d]);
   }
 }
@@ -188,10 +193,7 @@ static void attn_task_ref(const AttnArgs& a, int t, int h, float* scores) {
 // ---------------------------------------------------------------- rmsNorm
 
 static void rms_norm_row_ref(float* out, const float* x, const float* w, size_t dim, float eps) {
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  for (size_t i = 0; i < dim; i++) acc[i % 8] = std::fma(x[i], x[i], acc[i % 8]);
-  const float mean = hsum8(acc) / (float)dim;
-  const float scale = 1.0f / std::sqrt(mean + eps);
+  const float scale = rms_scale(x, dim, eps);
   for (size_t i = 0; i < dim; i++) out[i] = (x[i] * scale) * w[i];
 }
 

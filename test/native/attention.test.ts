@@ -1,6 +1,12 @@
-/** Paged causal GQA attention vs a naive f64 implementation; row / thread / impl invariance. */
+/**
+ * Paged causal GQA attention vs a naive f64 implementation (with the kernel's f16 rounding of q and
+ * of the softmax weights); row / thread / impl invariance.
+ */
 import { describe, expect, it } from "vitest";
-import { f16ToF32 } from "../../src/native/index.js";
+import { f16ToF32, f32ToF16 } from "../../src/native/index.js";
+
+/** Rounds to the nearest f16 (ties to even), as the kernel does before products with the cache. */
+const toF16 = (x: number) => f16ToF32(f32ToF16(Math.fround(x)));
 import { firstBitDiff, hasAvx2, IMPLS, native, randomF32, withConfig } from "./helpers.js";
 
 interface Setup {
@@ -48,14 +54,14 @@ function naive(s: Setup): Float64Array {
       const sc: number[] = [];
       for (let p = 0; p <= pos; p++) {
         let d = 0;
-        for (let i = 0; i < D; i++) d += s.q[(t * nHeads + h) * D + i]! * f16ToF32(s.kPool[slot(p) * kvDim + kvh * D + i]!);
+        for (let i = 0; i < D; i++) d += toF16(s.q[(t * nHeads + h) * D + i]!) * f16ToF32(s.kPool[slot(p) * kvDim + kvh * D + i]!);
         sc.push(d * s.scale);
       }
       const mx = Math.max(...sc);
       const e = sc.map((v) => Math.exp(v - mx));
       const sum = e.reduce((a, b) => a + b, 0);
       for (let p = 0; p <= pos; p++) {
-        for (let i = 0; i < D; i++) out[(t * nHeads + h) * D + i] += (e[p]! / sum) * f16ToF32(s.vPool[slot(p) * kvDim + kvh * D + i]!);
+        for (let i = 0; i < D; i++) out[(t * nHeads + h) * D + i] += toF16(e[p]! / sum) * f16ToF32(s.vPool[slot(p) * kvDim + kvh * D + i]!);
       }
     }
   }

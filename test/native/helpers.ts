@@ -41,10 +41,21 @@ export function roundedX(type: number, x: Float32Array, K: number): Float32Array
   if (type === GGML_TYPE.F32) return x.slice();
   if (type === GGML_TYPE.F16) return x.map((v) => f16ToF32(f32ToF16(v)));
   if (type === GGML_TYPE.BF16) return x.map((v) => bf16ToF32(f32ToBf16(v)));
-  const q = new Uint8Array(rowBytes(GGML_TYPE.Q8_0, x.length));
-  native.quantize(q, x, GGML_TYPE.Q8_0);
+  // Activations quantize as ggml's x86 runtime does: id = 127 / amax, round half to even.
   const out = new Float32Array(x.length);
-  native.dequantize(out, q, GGML_TYPE.Q8_0);
+  const f = Math.fround;
+  for (let b = 0; b < x.length; b += 32) {
+    let amax = 0;
+    for (let j = 0; j < 32; j++) amax = Math.max(amax, Math.abs(x[b + j]!));
+    const d = f16ToF32(f32ToF16(f(amax / 127)));
+    const id = amax !== 0 ? f(127 / amax) : 0;
+    for (let j = 0; j < 32; j++) {
+      const v = f(x[b + j]! * id);
+      let r = Math.round(v);
+      if (r - v === 0.5 && r % 2 !== 0) r -= 1; // Math.round sends ties up; ties go to even
+      out[b + j] = f(Math.max(-128, Math.min(127, r)) * d);
+    }
+  }
   void K;
   return out;
 }
