@@ -469,7 +469,11 @@ Napi::Value KvStore(const Napi::CallbackInfo& info) {
     if (slots.data[t] < 0 || (size_t)slots.data[t] >= numSlots)
       throw_range(env, "slots[" + std::to_string(t) + "] = " + std::to_string(slots.data[t]) + " is outside 0.." +
                            std::to_string(numSlots) + " (pool slots)");
-  kv_store_ref(kp.data, vp.data, k.data, v.data, slots.data, T, kvDim);
+  const KernelTable* kt = g_kernels.load();
+  for (size_t t = 0; t < T; t++) {
+    kt->to_f16(kp.data + (size_t)slots.data[t] * kvDim, k.data + t * kvDim, kvDim);
+    kt->to_f16(vp.data + (size_t)slots.data[t] * kvDim, v.data + t * kvDim, kvDim);
+  }
   return env.Undefined();
 }
 

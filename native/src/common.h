@@ -155,6 +155,7 @@ struct KernelTable {
   void (*round_f16)(float* dst, const float* src, size_t n);
   void (*round_bf16)(float* dst, const float* src, size_t n);
   uint64_t (*read_sum)(const uint8_t* p, size_t bytes);  // bandwidth probe
+  void (*to_f16)(uint16_t* dst, const float* src, size_t n);  // round to nearest even (KV cache)
 };
 
 // Implemented in kernels_ref.cc / kernels_avx2.cc.
@@ -170,8 +171,6 @@ void round_row_f16(float* dst, const float* src, size_t K);
 void round_row_bf16(float* dst, const float* src, size_t K);
 void rope_ref(float* x, const int32_t* positions, size_t rows, int nHeads, int headDim, int ropeDim,
               bool neox, const float* invFreq);
-void kv_store_ref(uint16_t* kPool, uint16_t* vPool, const float* k, const float* v, const int32_t* slots,
-                  size_t T, size_t kvDim);
 void silu_mul_ref(float* out, const float* gate, const float* up, size_t n);
 void add_ref(float* out, const float* a, const float* b, size_t n);
 void add_bias_ref(float* x, const float* bias, size_t rows, size_t dim);

@@ -316,6 +316,8 @@ static inline void dot_q_k4(float* s, const float* q, const uint16_t* k0, const 
   }
 }
 
+static void round_f16_avx2(float* dst, const float* src, size_t n);
+
 static void attn_task_avx2(const AttnArgs& a, int t, int h, float* scores) {
   const int D = a.headDim, group = a.nHeads / a.nKvHeads, kvh = h / group;
   const size_t kvDim = (size_t)a.nKvHeads * D;
@@ -325,7 +327,7 @@ static void attn_task_avx2(const AttnArgs& a, int t, int h, float* scores) {
   const int32_t* table = a.blockTables + a.tableOffsets[a.rowSeq[t]];
   const int bs = a.blockSize;
   alignas(32) float q[kMaxAttnHeadDim];
-  for (int d = 0; d < D; d++) q[d] = round_to_fp16(q_in[d]);
+  round_f16_avx2(q, q_in, (size_t)D);
   auto kptr = [&](int32_t p) {
     return a.kPool + ((size_t)table[p / bs] * bs + p % bs) * kvDim + (size_t)kvh * D;
   };
@@ -343,11 +345,13 @@ static void attn_task_avx2(const AttnArgs& a, int t, int h, float* scores) {
     sum += scores[p];
   }
   const float inv = 1.0f / sum;
+  for (p = 0; p <= pos; p++) scores[p] = scores[p] * inv;
+  round_f16_avx2(scores, scores, (size_t)pos + 1);
   const int D8 = D & ~7;
   for (int d = 0; d < D; d++) out[d] = 0.0f;
   for (p = 0; p <= pos; p++) {
     const uint16_t* v = a.vPool + ((size_t)table[p / bs] * bs + p % bs) * kvDim + (size_t)kvh * D;
-    const float pr = round_to_fp16(scores[p] * inv);
+    const float pr = scores[p];
     const __m256 pv = _mm256_set1_ps(pr);
     for (int d = 0; d < D8; d += 8) {
       const __m256 vv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(v + d)));
@@ -442,14 +446,22 @@ static uint64_t read_sum_avx2(const uint8_t* p, size_t bytes) {
 
 }  // namespace
 
+static void to_f16_avx2(uint16_t* dst, const float* src, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128((__m128i*)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; i++) dst[i] = f32_to_fp16(src[i]);
+}
+
 const KernelTable kAvx2Kernels = {"avx2",         matmul_range_avx2, attn_task_avx2, rms_norm_row_avx2,
-                                  quantize_q8_split_avx2, round_f16_avx2, round_bf16_avx2, read_sum_avx2};
+                                  quantize_q8_split_avx2, round_f16_avx2, round_bf16_avx2, read_sum_avx2,
+                                  to_f16_avx2};
 
 }  // namespace ol
 
 #else  // not an x86 build with AVX2 flags: an empty table the addon never selects.
 #include "common.h"
 namespace ol {
-const KernelTable kAvx2Kernels = {"avx2-unavailable", nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+const KernelTable kAvx2Kernels = {"avx2-unavailable", nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
 }  // namespace ol
 #endif

@@ -222,18 +222,6 @@ void rope_ref(float* x, const int32_t* positions, size_t rows, int nHeads, int h
   }
 }
 
-void kv_store_ref(uint16_t* kPool, uint16_t* vPool, const float* k, const float* v, const int32_t* slots,
-                  size_t T, size_t kvDim) {
-  for (size_t t = 0; t < T; t++) {
-    uint16_t* kd = kPool + (size_t)slots[t] * kvDim;
-    uint16_t* vd = vPool + (size_t)slots[t] * kvDim;
-    for (size_t i = 0; i < kvDim; i++) {
-      kd[i] = f32_to_fp16(k[t * kvDim + i]);
-      vd[i] = f32_to_fp16(v[t * kvDim + i]);
-    }
-  }
-}
-
 void silu_mul_ref(float* out, const float* gate, const float* up, size_t n) {
   for (size_t i = 0; i < n; i++) {
     const float g = gate[i];
@@ -259,7 +247,12 @@ uint64_t read_sum_u64(const uint8_t* p, size_t bytes) {
   return s0 + s1 + s2 + s3;
 }
 
+static void to_f16_ref(uint16_t* dst, const float* src, size_t n) {
+  for (size_t i = 0; i < n; i++) dst[i] = f32_to_fp16(src[i]);
+}
+
 const KernelTable kRefKernels = {"reference",      matmul_range_ref, attn_task_ref,  rms_norm_row_ref,
-                                 quantize_row_q8_0_split, round_row_f16, round_row_bf16, read_sum_u64};
+                                 quantize_row_q8_0_split, round_row_f16, round_row_bf16, read_sum_u64,
+                                 to_f16_ref};
 
 }  // namespace ol
