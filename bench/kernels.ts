@@ -1,7 +1,7 @@
 /**
  * Kernel benchmark: Qwen3-0.6B-shaped matmuls. M = 1 reports GB/s of weights read (vs the
  * machine's measured read bandwidth); M = 32 reports GFLOP/s. Run: npx tsx bench/kernels.ts
- * Options: --quick (fewer runs), --types Q8_0,Q4_0, --impl avx2|reference|both.
+ * Options: --quick (fewer runs), --types Q8_0,Q4_0,Q4_K,Q6_K, --impl avx2|reference|both.
  */
 import { parseArgs } from "node:util";
 import { GGML_TYPE, native, rowBytes } from "../src/native/index.js";
@@ -9,7 +9,7 @@ import { GGML_TYPE, native, rowBytes } from "../src/native/index.js";
 const { values } = parseArgs({
   options: {
     quick: { type: "boolean", default: false },
-    types: { type: "string", default: "Q8_0,Q4_0,F16,F32" },
+    types: { type: "string", default: "Q8_0,Q4_0,Q4_K,Q6_K,F16,F32" },
     impl: { type: "string", default: "both" },
     threads: { type: "string", default: "1,2" },
   },
@@ -36,6 +36,19 @@ function randomF32(n: number, seed: number): Float32Array {
   return out;
 }
 
+/** K-quants have no native quantizer: random blocks with small finite fp16 scales (speed only). */
+function randomKQuant(w: Uint8Array, type: number, seed: number): void {
+  let a = (seed * 2654435761 + 1) >>> 0;
+  for (let i = 0; i < w.length; i++) {
+    a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
+    w[i] = a >>> 24;
+  }
+  const bb = type === GGML_TYPE.Q4_K ? 144 : 210;
+  for (let o = 0; o < w.length; o += bb) {
+    if (type === GGML_TYPE.Q4_K) { w[o + 1] = 0x1c; w[o + 3] = 0x1c; } else { w[o + 209] = 0x1c; }
+  }
+}
+
 /** Several copies of the weights so M = 1 runs read from memory, not from the 32 MiB L3. */
 function makeWeights(type: number, N: number, K: number): Uint8Array[] {
   const rb = rowBytes(type, K);
@@ -44,7 +57,8 @@ function makeWeights(type: number, N: number, K: number): Uint8Array[] {
   const ws: Uint8Array[] = [];
   for (let c = 0; c < copies; c++) {
     const w = new Uint8Array(N * rb);
-    native.quantize(w, f, type);
+    if (type === GGML_TYPE.Q4_K || type === GGML_TYPE.Q6_K) randomKQuant(w, type, c);
+    else native.quantize(w, f, type);
     ws.push(w);
   }
   return ws;

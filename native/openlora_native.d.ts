@@ -7,7 +7,9 @@
  *   ones are meant to be called from the engine's worker thread, never the HTTP event loop.
  * - Tensors are TypedArrays, row-major. Quantized weights are raw bytes in ggml's block layout;
  *   a weight matrix W has N rows (outputs) of K elements (inputs): W[n, k].
- * - Type ids are ggml's: F32 = 0, F16 = 1, Q4_0 = 2, Q8_0 = 8, BF16 = 30.
+ * - Type ids are ggml's: F32 = 0, F16 = 1, Q4_0 = 2, Q8_0 = 8, Q4_K = 12, Q6_K = 14, BF16 = 30.
+ *   Q4_K / Q6_K (super-blocks of 256) are weight-only: dequantize, getRows and matmul accept them,
+ *   quantize does not.
  * - Determinism: every output element is reduced in one fixed order that depends only on K (never
  *   on M, on the thread count, or on which thread computes it). So a row's result is bit-identical
  *   alone or inside any batch, with any number of threads. The "avx2" and "reference" kernels
@@ -41,15 +43,20 @@ export interface OpenLoraNative {
 
   /**
    * out[m, n] = Σ_k x[m, k] · W[n, k]   x: [M, K] f32, W: [N, K] of type wType, out: [M, N] f32.
-   * Like ggml, x is first rounded to W's dot type: Q8_0 for Q8_0/Q4_0 weights, F16 for F16,
-   * BF16 for BF16, none for F32. K must be a multiple of 32 for block types.
+   * Like ggml, x is first rounded to W's dot type: Q8_0 for Q8_0/Q4_0 weights, Q8_K for Q4_K/Q6_K
+   * (ggml's quantize_row_q8_K_ref: per 256, iscale = −127 / signed max, q = nearest even,
+   * d = 1 / iscale in f32), F16 for F16, BF16 for BF16, none for F32. K must be a multiple of 32
+   * for Q8_0/Q4_0 and of 256 for Q4_K/Q6_K.
    */
   matmul(out: Float32Array, x: Float32Array, w: Uint8Array, wType: number, M: number, N: number, K: number): void;
 
   /** out[i, :] = dequantize(W[ids[i], :])   W: [rows, K] of type wType, out: [ids.length, K]. */
   getRows(out: Float32Array, w: Uint8Array, wType: number, K: number, ids: Int32Array): void;
 
-  /** Quantizes src (length a multiple of the type's block) into dst in ggml's layout (ggml's reference rounding). */
+  /**
+   * Quantizes src (length a multiple of the type's block) into dst in ggml's layout (ggml's reference
+   * rounding). F32, F16, BF16, Q8_0, Q4_0 only: K-quant types throw a RangeError.
+   */
   quantize(dst: Uint8Array, src: Float32Array, type: number): void;
   /** Inverse of quantize; also converts F16/BF16 to F32. */
   dequantize(dst: Float32Array, src: Uint8Array, type: number): void;

@@ -98,7 +98,7 @@ int wtype_arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   const int t = (int)integer(info, i, name, 0, 1 << 20);
   if (!type_supported(t))
     throw_range(info.Env(), std::string(name) + " " + std::to_string(t) +
-                                " is not a supported type (F32=0, F16=1, Q4_0=2, Q8_0=8, BF16=30)");
+                                " is not a supported type (F32=0, F16=1, Q4_0=2, Q8_0=8, Q4_K=12, Q6_K=14, BF16=30)");
   return t;
 }
 
@@ -225,6 +225,7 @@ Napi::Value MapFile(const Napi::CallbackInfo& info) {
 struct MatmulScratch {
   std::vector<float> f, d;
   std::vector<int8_t> q;
+  std::vector<int16_t> bs;
 };
 
 Napi::Value Matmul(const Napi::CallbackInfo& info) {
@@ -270,6 +271,22 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
     }
     px.q = q;
     px.d = d;
+  } else if (is_kquant(wType)) {
+    // Q8_K activations: the scalar reference quantizer for both kernel tables (O(M·K), small).
+    px.type = T_Q8_K;
+    scratch.q.resize(M * K);
+    scratch.d.resize(M * (K / QK_K));
+    scratch.bs.resize(M * (K / 32));
+    int8_t* q = scratch.q.data();
+    float* d = scratch.d.data();
+    int16_t* bs = scratch.bs.data();
+    const float* xs = x.data;
+    auto qrow = [&](size_t m) { quantize_row_q8_K_split(q + m * K, d + m * (K / QK_K), bs + m * (K / 32), xs + m * K, K); };
+    if (M > 1 && nth > 1) parallel_for(M, qrow);
+    else for (size_t m = 0; m < M; m++) qrow(m);
+    px.q = q;
+    px.d = d;
+    px.bs = bs;
   } else if (wType == T_F16 || wType == T_BF16) {
     px.type = T_F32;
     scratch.f.resize(M * K);
@@ -304,6 +321,10 @@ Napi::Value Matmul(const Napi::CallbackInfo& info) {
     if (px.type == T_Q8_0) {
       sub.q = px.q + m0 * K;
       sub.d = px.d + m0 * (K / QK);
+    } else if (px.type == T_Q8_K) {
+      sub.q = px.q + m0 * K;
+      sub.d = px.d + m0 * (K / QK_K);
+      sub.bs = px.bs + m0 * (K / 32);
     } else {
       sub.f = px.f + m0 * K;
     }
@@ -346,6 +367,9 @@ Napi::Value Quantize(const Napi::CallbackInfo& info) {
   auto dst = typed<uint8_t>(info, 0, "dst", napi_uint8_array);
   auto src = typed<const float>(info, 1, "src", napi_float32_array);
   const int type = wtype_arg(info, 2, "type");
+  if (!type_quantizable(type))
+    throw_range(env, std::string("quantize does not support ") + type_name(type) +
+                         " (K-quant weights are read-only: dequantize, getRows and matmul accept them)");
   const size_t blk = type_block(type);
   if (src.length % blk != 0)
     throw_range(env, "src length " + std::to_string(src.length) + " is not a multiple of the block size " +

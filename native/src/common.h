@@ -8,6 +8,19 @@
 //   * Block dot types (Q8_0, Q4_0 weights; x quantized to Q8_0): for each block b of 32 (in
 //     order) and each lane j < 8, the exact integer s = Σ_{i<4} xq[32b+4j+i]·wq[32b+4j+i]
 //     updates lane j with acc = fma(dx_b · dw_b, (float)s, acc) (dx_b · dw_b an f32 product).
+//   * K-quant dot types (Q4_K, Q6_K weights; x quantized to Q8_K, see quantize_row_q8_K_split):
+//     for each 256-element super-block b (in order), with e the element index inside b and
+//     lane(e) = (e % 32) / 4 (so lane j holds elements 4j..4j+3 of every 32-element chunk):
+//       S_j = Σ_{e: lane(e) = j} sc(e) · wq(e) · xq(e)        (exact in int32)
+//     where, for Q6_K, wq = q6 − 32 and sc = the int8 scale of the 16-element sub-block e / 16; for
+//     Q4_K, wq = the 4-bit quant (0..15) and sc = the 6-bit scale of the 32-element sub-block
+//     e / 32. Then, per lane j < 8 in this order:
+//       acc_j = fma(dx_b · d_b, (float)S_j, acc_j)
+//     and for Q4_K additionally, with Mn_j = m_j · Σ_{e in sub-block j} xq(e) (m_j the 6-bit min
+//     of sub-block j; exact int32):
+//       acc_j = fma(−(dx_b · dmin_b), (float)Mn_j, acc_j)
+//     dx_b is the Q8_K block scale (f32), d_b / dmin_b the weight's fp16 scales widened to f32,
+//     and each product is one f32 multiply (the negation is exact).
 //   * The result is hsum8(acc) = ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)).
 // All kernel TUs are compiled with -ffp-contract=off so nothing else fuses.
 #pragma once
@@ -18,16 +31,25 @@
 
 namespace ol {
 
-enum : int { T_F32 = 0, T_F16 = 1, T_Q4_0 = 2, T_Q8_0 = 8, T_BF16 = 30 };
+enum : int { T_F32 = 0, T_F16 = 1, T_Q4_0 = 2, T_Q8_0 = 8, T_Q4_K = 12, T_Q6_K = 14, T_Q8_K = 15, T_BF16 = 30 };
 
 constexpr int QK = 32;           // block size of Q8_0 / Q4_0
 constexpr int Q8_BYTES = 34;     // fp16 d + 32 int8
 constexpr int Q4_BYTES = 18;     // fp16 d + 16 bytes of nibbles
+constexpr int QK_K = 256;        // super-block size of the K-quants
+// Q4_K: fp16 d, fp16 dmin, 12 bytes of 6-bit scales and mins (8 sub-blocks of 32), 128 bytes of
+// nibbles (bytes 32c..32c+31: low nibbles = elements 64c..64c+31, high = 64c+32..64c+63).
+constexpr int Q4K_BYTES = 144;
+// Q6_K: 128 bytes ql (low 4 bits), 64 bytes qh (high 2 bits), 16 int8 scales (sub-blocks of 16),
+// fp16 d. value = d · scale · (q − 32).
+constexpr int Q6K_BYTES = 210;
 
+static inline bool is_kquant(int t) { return t == T_Q4_K || t == T_Q6_K; }
 static inline bool type_supported(int t) {
-  return t == T_F32 || t == T_F16 || t == T_Q4_0 || t == T_Q8_0 || t == T_BF16;
+  return t == T_F32 || t == T_F16 || t == T_Q4_0 || t == T_Q8_0 || t == T_BF16 || is_kquant(t);
 }
-static inline int type_block(int t) { return (t == T_Q4_0 || t == T_Q8_0) ? QK : 1; }
+static inline bool type_quantizable(int t) { return !is_kquant(t) && type_supported(t); }
+static inline int type_block(int t) { return (t == T_Q4_0 || t == T_Q8_0) ? QK : is_kquant(t) ? QK_K : 1; }
 static inline int type_block_bytes(int t) {
   switch (t) {
     case T_F32: return 4;
@@ -35,6 +57,8 @@ static inline int type_block_bytes(int t) {
     case T_BF16: return 2;
     case T_Q8_0: return Q8_BYTES;
     case T_Q4_0: return Q4_BYTES;
+    case T_Q4_K: return Q4K_BYTES;
+    case T_Q6_K: return Q6K_BYTES;
     default: return 0;
   }
 }
@@ -46,6 +70,8 @@ static inline const char* type_name(int t) {
     case T_BF16: return "BF16";
     case T_Q8_0: return "Q8_0";
     case T_Q4_0: return "Q4_0";
+    case T_Q4_K: return "Q4_K";
+    case T_Q6_K: return "Q6_K";
     default: return "unknown";
   }
 }
@@ -120,17 +146,30 @@ static inline uint16_t f32_to_bf16(float f) {
   return (uint16_t)(u >> 16);
 }
 
+// Q4_K's 12 packed bytes -> 8 six-bit scales and 8 six-bit mins (ggml's get_scale_min_k4).
+static inline void q4k_scales_mins(const uint8_t* s12, uint8_t sc[8], uint8_t mn[8]) {
+  for (int j = 0; j < 4; j++) {
+    sc[j] = s12[j] & 63;
+    mn[j] = s12[j + 4] & 63;
+  }
+  for (int j = 4; j < 8; j++) {
+    sc[j] = (uint8_t)((s12[j + 4] & 0x0f) | ((s12[j - 4] >> 6) << 4));
+    mn[j] = (uint8_t)((s12[j + 4] >> 4) | ((s12[j] >> 6) << 4));
+  }
+}
+
 static inline float hsum8(const float a[8]) {
   return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
 }
 
 // Activations prepared once per matmul call, shared by every task.
 struct PreparedX {
-  int type;               // T_F32 (f32 values, possibly rounded to f16/bf16) or T_Q8_0
+  int type;               // T_F32 (f32 values, possibly rounded to f16/bf16), T_Q8_0 or T_Q8_K
   size_t M, K;
   const float* f;         // [M, K] when type == T_F32
-  const int8_t* q;        // [M, K] quantized values when type == T_Q8_0
-  const float* d;         // [M, K/32] block scales (fp16-rounded) when type == T_Q8_0
+  const int8_t* q;        // [M, K] quantized values when type == T_Q8_0 / T_Q8_K
+  const float* d;         // [M, K/32] block scales (fp16-rounded) for T_Q8_0; [M, K/256] (f32) for T_Q8_K
+  const int16_t* bs;      // [M, K/32] sums of q over each 32 elements when type == T_Q8_K
 };
 
 // Computes out[m, n] for all m < M and n in [n0, n1).
@@ -166,6 +205,10 @@ extern const KernelTable kAvx2Kernels;
 void quantize_row_q8_0(uint8_t* dst, const float* src, size_t K);      // ggml's reference rounding
 void quantize_row_q4_0(uint8_t* dst, const float* src, size_t K);
 void quantize_row_q8_0_split(int8_t* q, float* d, const float* src, size_t K);  // for activations
+// Q8_K activations (ggml's quantize_row_q8_K_ref, which ggml's x86 runtime also uses): per 256,
+// max = the first element of largest |x|, iscale = −127 / max, q = min(127, nearest-even(iscale·x)),
+// d = 1 / iscale (f32); all zero when max == 0. bs[i] = Σ q over elements 32i..32i+31.
+void quantize_row_q8_K_split(int8_t* q, float* d, int16_t* bs, const float* src, size_t K);
 void dequantize_row(float* dst, const uint8_t* src, int type, size_t K);
 void round_row_f16(float* dst, const float* src, size_t K);
 void round_row_bf16(float* dst, const float* src, size_t K);

@@ -179,6 +179,97 @@ static inline void tile_block(float* out, size_t ldo, const int8_t* xq, const fl
     for (int j = 0; j < RN; j++) store_hsum(out + i * ldo + j, acc[i][j]);
 }
 
+// ------------------------------------------------------------------ K-quant dot types (x in Q8_K)
+
+// One weight row against RM activation rows; see the K-quant scheme in common.h. Per super-block,
+// each 32-element chunk t is unpacked once (unsigned quants in element order plus a vector of its
+// int16 scales), then for each activation row maddubs → madd(scale) gives lane j = elements
+// 4j..4j+3 of the chunk, summed over the 8 chunks in int32 (exact).
+template <int WT, int RM>
+static inline void tile_kquant(float* out, size_t ldo, const int8_t* xq, const float* xd, const int16_t* xbs, size_t K,
+                               const uint8_t* w, const uint8_t* pf) {
+  constexpr size_t BB = WT == T_Q4_K ? Q4K_BYTES : Q6K_BYTES;
+  const size_t nb = K / QK_K;
+  __m256 acc[RM];
+  for (int i = 0; i < RM; i++) acc[i] = _mm256_setzero_ps();
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  for (size_t b = 0; b < nb; b++) {
+    const uint8_t* blk = w + b * BB;
+    if (pf) prefetch_range(pf + b * BB, BB);
+    __m256i isum[RM];
+    for (int i = 0; i < RM; i++) isum[i] = _mm256_setzero_si256();
+    float d, dmin = 0.0f;
+    __m256i mins32 = _mm256_setzero_si256();
+    if constexpr (WT == T_Q4_K) {
+      uint16_t h0, h1; std::memcpy(&h0, blk, 2); std::memcpy(&h1, blk + 2, 2);
+      d = _cvtsh_ss(h0);
+      dmin = _cvtsh_ss(h1);
+      // 12 packed bytes → bytes 0..7 scales, 8..15 mins (the same bits as q4k_scales_mins).
+      uint32_t u[4];
+      std::memcpy(u, blk + 4, 12);
+      const uint32_t k1 = 0x3f3f3f3f, k2 = 0x0f0f0f0f, k3 = 0x03030303;
+      u[3] = ((u[2] >> 4) & k2) | (((u[1] >> 6) & k3) << 4);
+      const uint32_t aux = u[1] & k1;
+      u[1] = (u[2] & k2) | (((u[0] >> 6) & k3) << 4);
+      u[2] = aux;
+      u[0] &= k1;
+      const __m128i v = _mm_set_epi32((int)u[3], (int)u[2], (int)u[1], (int)u[0]);
+      mins32 = _mm256_cvtepu8_epi32(_mm_srli_si128(v, 8));
+      const __m256i sc16 = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(v));  // 8 int16 scales, both halves
+      const uint8_t* qs = blk + 16;
+      for (int c = 0; c < 4; c++) {
+        const __m256i raw = _mm256_loadu_si256((const __m256i*)(qs + 32 * c));
+        const __m256i q0 = _mm256_and_si256(raw, m4), q1 = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        const __m256i s0 = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)(((4 * c + 1) << 8) | (4 * c))));
+        const __m256i s1 = _mm256_shuffle_epi8(sc16, _mm256_set1_epi16((short)(((4 * c + 3) << 8) | (4 * c + 2))));
+        for (int i = 0; i < RM; i++) {
+          const int8_t* xb = xq + i * K + b * QK_K + 64 * c;
+          const __m256i x0 = _mm256_loadu_si256((const __m256i*)xb), x1 = _mm256_loadu_si256((const __m256i*)(xb + 32));
+          const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(q0, x0), s0);
+          const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, x1), s1);
+          isum[i] = _mm256_add_epi32(isum[i], _mm256_add_epi32(p0, p1));
+        }
+      }
+    } else {
+      uint16_t h; std::memcpy(&h, blk + 208, 2);
+      d = _cvtsh_ss(h);
+      const __m128i sc8 = _mm_loadu_si128((const __m128i*)(blk + 192));
+      const __m256i m30 = _mm256_set1_epi8(0x30), k32 = _mm256_set1_epi8(32);
+      for (int n = 0; n < 2; n++) {
+        const __m256i ql0 = _mm256_loadu_si256((const __m256i*)(blk + 64 * n));
+        const __m256i ql1 = _mm256_loadu_si256((const __m256i*)(blk + 64 * n + 32));
+        const __m256i qh = _mm256_loadu_si256((const __m256i*)(blk + 128 + 32 * n));
+        __m256i q[4];
+        q[0] = _mm256_or_si256(_mm256_and_si256(ql0, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30));
+        q[1] = _mm256_or_si256(_mm256_and_si256(ql1, m4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30));
+        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), _mm256_and_si256(qh, m30));
+        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30));
+        for (int r = 0; r < 4; r++) {
+          const int t = 4 * n + r;  // chunk: sub-blocks 2t (lanes 0..3) and 2t+1 (lanes 4..7)
+          const __m128i sel = _mm_unpacklo_epi64(_mm_set1_epi8((char)(2 * t)), _mm_set1_epi8((char)(2 * t + 1)));
+          const __m256i st = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, sel));
+          for (int i = 0; i < RM; i++) {
+            const __m256i xv = _mm256_loadu_si256((const __m256i*)(xq + i * K + b * QK_K + 32 * t));
+            // Σ (q − 32)·x per pair = maddubs(q, x) − maddubs(32, x), exact in int16.
+            const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[r], xv), _mm256_maddubs_epi16(k32, xv));
+            isum[i] = _mm256_add_epi32(isum[i], _mm256_madd_epi16(p, st));
+          }
+        }
+      }
+    }
+    for (int i = 0; i < RM; i++) {
+      const float dx = xd[i * nb + b];
+      acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dx * d), _mm256_cvtepi32_ps(isum[i]), acc[i]);
+      if constexpr (WT == T_Q4_K) {
+        const __m256i bs = _mm256_cvtepi16_epi32(_mm_loadu_si128((const __m128i*)(xbs + i * (K / 32) + b * 8)));
+        const __m256i mn = _mm256_mullo_epi32(mins32, bs);
+        acc[i] = _mm256_fnmadd_ps(_mm256_set1_ps(dx * dmin), _mm256_cvtepi32_ps(mn), acc[i]);
+      }
+    }
+  }
+  for (int i = 0; i < RM; i++) store_hsum(out + i * ldo, acc[i]);
+}
+
 // ------------------------------------------------------------------ range drivers
 
 constexpr size_t kL2Budget = 192 * 1024;  // bytes of weight rows swept per activation tile
@@ -271,6 +362,37 @@ static void range_block(float* out, const PreparedX& x, const uint8_t* w, size_t
   }
 }
 
+template <int WT>
+static void range_kquant(float* out, const PreparedX& x, const uint8_t* w, size_t N, size_t n0, size_t n1) {
+  const size_t K = x.K, M = x.M, rb = row_bytes(WT, K), nbk = K / QK_K, nb32 = K / 32;
+  if (M == 1) {
+    // Decode: one weight row at a time, prefetching the row 4 ahead (short rows defeat the
+    // hardware prefetcher).
+    for (size_t n = n0; n < n1; n++)
+      tile_kquant<WT, 1>(out + n, N, x.q, x.d, x.bs, K, w + n * rb, n + 4 < n1 ? w + (n + 4) * rb : nullptr);
+    return;
+  }
+  // Weight rows in L2-sized groups; each weight block is unpacked once per 4 activation rows.
+  const size_t group = std::max<size_t>(1, kL2Budget / rb);
+  for (size_t g0 = n0; g0 < n1; g0 += group) {
+    const size_t g1 = std::min(n1, g0 + group);
+    size_t m = 0;
+    for (; m + 4 <= M; m += 4)
+      for (size_t n = g0; n < g1; n++)
+        tile_kquant<WT, 4>(out + m * N + n, N, x.q + m * K, x.d + m * nbk, x.bs + m * nb32, K, w + n * rb, nullptr);
+    if (m < M) {
+      for (size_t n = g0; n < g1; n++) {
+        const size_t o = m * N + n;
+        switch (M - m) {
+          case 3: tile_kquant<WT, 3>(out + o, N, x.q + m * K, x.d + m * nbk, x.bs + m * nb32, K, w + n * rb, nullptr); break;
+          case 2: tile_kquant<WT, 2>(out + o, N, x.q + m * K, x.d + m * nbk, x.bs + m * nb32, K, w + n * rb, nullptr); break;
+          case 1: tile_kquant<WT, 1>(out + o, N, x.q + m * K, x.d + m * nbk, x.bs + m * nb32, K, w + n * rb, nullptr); break;
+        }
+      }
+    }
+  }
+}
+
 static void matmul_range_avx2(float* out, const PreparedX& x, const uint8_t* w, int wType, size_t N,
                               size_t n0, size_t n1) {
   switch (wType) {
@@ -279,6 +401,8 @@ static void matmul_range_avx2(float* out, const PreparedX& x, const uint8_t* w, 
     case T_BF16: range_float<T_BF16>(out, x, w, N, n0, n1); break;
     case T_Q8_0: range_block<T_Q8_0>(out, x, w, N, n0, n1); break;
     case T_Q4_0: range_block<T_Q4_0>(out, x, w, N, n0, n1); break;
+    case T_Q4_K: range_kquant<T_Q4_K>(out, x, w, N, n0, n1); break;
+    case T_Q6_K: range_kquant<T_Q6_K>(out, x, w, N, n0, n1); break;
   }
 }
 

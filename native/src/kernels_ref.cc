@@ -39,6 +39,31 @@ void quantize_row_q8_0_split(int8_t* q, float* d, const float* src, size_t K) {
   }
 }
 
+void quantize_row_q8_K_split(int8_t* q, float* d, int16_t* bs, const float* src, size_t K) {
+  for (size_t b = 0; b < K / QK_K; b++) {
+    const float* x = src + b * QK_K;
+    int8_t* qb = q + b * QK_K;
+    float amax = 0.0f, max = 0.0f;
+    for (int j = 0; j < QK_K; j++) {
+      const float ax = std::fabs(x[j]);
+      if (ax > amax) { amax = ax; max = x[j]; }
+    }
+    if (amax == 0.0f) {
+      d[b] = 0.0f;
+      for (int j = 0; j < QK_K; j++) qb[j] = 0;
+    } else {
+      const float iscale = -127.0f / max;
+      for (int j = 0; j < QK_K; j++) qb[j] = (int8_t)std::min(127, (int)std::nearbyint(iscale * x[j]));
+      d[b] = 1.0f / iscale;
+    }
+    for (int s = 0; s < QK_K / 32; s++) {
+      int sum = 0;
+      for (int j = 0; j < 32; j++) sum += qb[32 * s + j];
+      bs[b * (QK_K / 32) + s] = (int16_t)sum;
+    }
+  }
+}
+
 void quantize_row_q4_0(uint8_t* dst, const float* src, size_t K) {
   for (size_t b = 0; b < K / QK; b++) {
     const float* x = src + b * QK;
@@ -87,6 +112,84 @@ void dequantize_row(float* dst, const uint8_t* src, int type, size_t K) {
         }
       }
       break;
+    case T_Q4_K:  // ggml's dequantize_row_q4_K
+      for (size_t b = 0; b < K / QK_K; b++) {
+        const uint8_t* blk = src + b * Q4K_BYTES;
+        uint16_t h0, h1; std::memcpy(&h0, blk, 2); std::memcpy(&h1, blk + 2, 2);
+        const float d = fp16_to_f32(h0), dmin = fp16_to_f32(h1);
+        uint8_t sc[8], mn[8];
+        q4k_scales_mins(blk + 4, sc, mn);
+        const uint8_t* qs = blk + 16;
+        float* y = dst + b * QK_K;
+        for (int c = 0; c < 4; c++) {
+          const float d1 = d * sc[2 * c], m1 = dmin * mn[2 * c];
+          const float d2 = d * sc[2 * c + 1], m2 = dmin * mn[2 * c + 1];
+          for (int l = 0; l < 32; l++) y[64 * c + l] = d1 * (float)(qs[32 * c + l] & 0x0f) - m1;
+          for (int l = 0; l < 32; l++) y[64 * c + 32 + l] = d2 * (float)(qs[32 * c + l] >> 4) - m2;
+        }
+      }
+      break;
+    case T_Q6_K:  // ggml's dequantize_row_q6_K
+      for (size_t b = 0; b < K / QK_K; b++) {
+        const uint8_t* blk = src + b * Q6K_BYTES;
+        uint16_t h; std::memcpy(&h, blk + 208, 2);
+        const float d = fp16_to_f32(h);
+        float* y = dst + b * QK_K;
+        for (int n = 0; n < 2; n++) {
+          const uint8_t* ql = blk + 64 * n;
+          const uint8_t* qh = blk + 128 + 32 * n;
+          const int8_t* sc = (const int8_t*)(blk + 192 + 8 * n);
+          for (int l = 0; l < 32; l++) {
+            const int is = l / 16;
+            const int q1 = (int)((ql[l] & 0x0f) | ((qh[l] & 3) << 4)) - 32;
+            const int q2 = (int)((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32;
+            const int q3 = (int)((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+            const int q4 = (int)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+            y[128 * n + l] = d * (float)sc[is] * (float)q1;
+            y[128 * n + l + 32] = d * (float)sc[is + 2] * (float)q2;
+            y[128 * n + l + 64] = d * (float)sc[is + 4] * (float)q3;
+            y[128 * n + l + 96] = d * (float)sc[is + 6] * (float)q4;
+          }
+        }
+      }
+      break;
+  }
+}
+
+// Integer weights of one K-quant super-block in element order, with each element's scale (and,
+// for Q4_K, the 8 sub-block mins). See the reduction scheme in common.h.
+static void kquant_unpack(const uint8_t* blk, int wType, int8_t wq[QK_K], int16_t sc[QK_K], int16_t mn[8], float* d,
+                   float* dmin) {
+  if (wType == T_Q4_K) {
+    uint16_t h0, h1; std::memcpy(&h0, blk, 2); std::memcpy(&h1, blk + 2, 2);
+    *d = fp16_to_f32(h0);
+    *dmin = fp16_to_f32(h1);
+    uint8_t s8[8], m8[8];
+    q4k_scales_mins(blk + 4, s8, m8);
+    for (int j = 0; j < 8; j++) mn[j] = m8[j];
+    for (int c = 0; c < 4; c++) {
+      for (int l = 0; l < 32; l++) {
+        wq[64 * c + l] = (int8_t)(blk[16 + 32 * c + l] & 0x0f);
+        wq[64 * c + 32 + l] = (int8_t)(blk[16 + 32 * c + l] >> 4);
+      }
+    }
+    for (int e = 0; e < QK_K; e++) sc[e] = s8[e / 32];
+  } else {
+    uint16_t h; std::memcpy(&h, blk + 208, 2);
+    *d = fp16_to_f32(h);
+    *dmin = 0.0f;
+    for (int j = 0; j < 8; j++) mn[j] = 0;
+    for (int n = 0; n < 2; n++) {
+      const uint8_t* ql = blk + 64 * n;
+      const uint8_t* qh = blk + 128 + 32 * n;
+      for (int l = 0; l < 32; l++) {
+        wq[128 * n + l] = (int8_t)(((ql[l] & 0x0f) | ((qh[l] & 3) << 4)) - 32);
+        wq[128 * n + l + 32] = (int8_t)(((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32);
+        wq[128 * n + l + 64] = (int8_t)(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+        wq[128 * n + l + 96] = (int8_t)(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+      }
+    }
+    for (int e = 0; e < QK_K; e++) sc[e] = (int8_t)blk[192 + e / 16];
   }
 }
 
@@ -138,13 +241,39 @@ static float dot_block_ref(const int8_t* xq, const float* xd, const uint8_t* wro
   return hsum8(acc);
 }
 
+static float dot_kquant_ref(const int8_t* xq, const float* xd, const int16_t* xbs, const uint8_t* wrow, int wType,
+                            size_t K) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  const size_t bpb = (size_t)type_block_bytes(wType);
+  int8_t wq[QK_K];
+  int16_t sc[QK_K], mn[8];
+  for (size_t b = 0; b < K / QK_K; b++) {
+    float d, dmin;
+    kquant_unpack(wrow + b * bpb, wType, wq, sc, mn, &d, &dmin);
+    const int8_t* xb = xq + b * QK_K;
+    int32_t S[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int e = 0; e < QK_K; e++) S[(e % 32) / 4] += (int32_t)sc[e] * (int32_t)wq[e] * (int32_t)xb[e];
+    const float dd = xd[b] * d;
+    for (int j = 0; j < 8; j++) acc[j] = std::fma(dd, (float)S[j], acc[j]);
+    if (wType == T_Q4_K) {
+      const float dm = -(xd[b] * dmin);
+      for (int j = 0; j < 8; j++) {
+        const int32_t Mn = (int32_t)mn[j] * (int32_t)xbs[b * 8 + j];
+        acc[j] = std::fma(dm, (float)Mn, acc[j]);
+      }
+    }
+  }
+  return hsum8(acc);
+}
+
 static void matmul_range_ref(float* out, const PreparedX& x, const uint8_t* w, int wType, size_t N,
                              size_t n0, size_t n1) {
   const size_t K = x.K, rb = row_bytes(wType, K);
   for (size_t n = n0; n < n1; n++) {
     const uint8_t* wrow = w + n * rb;
     for (size_t m = 0; m < x.M; m++) {
-      out[m * N + n] = x.type == T_Q8_0
+      out[m * N + n] = x.type == T_Q8_K ? dot_kquant_ref(x.q + m * K, x.d + m * (K / QK_K), x.bs + m * (K / 32), wrow, wType, K)
+                       : x.type == T_Q8_0
                            ? dot_block_ref(x.q + m * K, x.d + m * (K / QK), wrow, wType, K)
                            : dot_float_ref(x.f + m * K, wrow, wType, K);
     }

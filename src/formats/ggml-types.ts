@@ -42,7 +42,7 @@ for (const [name, id, block, bytes] of [
 
 /** Types the compute kernels can use as weights. Others parse but are rejected at load. */
 export const COMPUTE_TYPES: ReadonlySet<number> = new Set([
-  GGML_TYPE.F32, GGML_TYPE.F16, GGML_TYPE.BF16, GGML_TYPE.Q8_0, GGML_TYPE.Q4_0,
+  GGML_TYPE.F32, GGML_TYPE.F16, GGML_TYPE.BF16, GGML_TYPE.Q8_0, GGML_TYPE.Q4_0, GGML_TYPE.Q4_K, GGML_TYPE.Q6_K,
 ]);
 
 export function isKnownType(type: number): boolean {

@@ -117,7 +117,7 @@ class WeightBuilder {
 
   private requireComputeType(t: RawTensor): void {
     if (!COMPUTE_TYPES.has(t.type)) {
-      throw oerr("MODEL_UNSUPPORTED_TENSOR_TYPE", `${this.src.source}: tensor "${t.name}" is ${typeName(t.type)}; supported: F32, F16, BF16, Q8_0, Q4_0`, { tensor: t.name, type: typeName(t.type) });
+      throw oerr("MODEL_UNSUPPORTED_TENSOR_TYPE", `${this.src.source}: tensor "${t.name}" is ${typeName(t.type)}; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K`, { tensor: t.name, type: typeName(t.type) });
     }
   }
 }

@@ -53,7 +53,7 @@ function load(): OpenLoraNative {
 export const native: OpenLoraNative = load();
 
 /** ggml type ids of the types the kernels accept. */
-export const GGML_TYPE = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8, BF16: 30 } as const;
+export const GGML_TYPE = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8, Q4_K: 12, Q6_K: 14, BF16: 30 } as const;
 export type KernelType = (typeof GGML_TYPE)[keyof typeof GGML_TYPE];
 
 const LAYOUT: Record<number, { block: number; bytes: number }> = {
@@ -61,16 +61,18 @@ const LAYOUT: Record<number, { block: number; bytes: number }> = {
   1: { block: 1, bytes: 2 },
   2: { block: 32, bytes: 18 },
   8: { block: 32, bytes: 34 },
+  12: { block: 256, bytes: 144 },
+  14: { block: 256, bytes: 210 },
   30: { block: 1, bytes: 2 },
 };
 
 function layout(type: number): { block: number; bytes: number } {
   const l = LAYOUT[type];
-  if (!l) throw new OpenLoraError("INVALID_ARGUMENT", `type ${type} is not a kernel type (F32, F16, BF16, Q8_0, Q4_0)`);
+  if (!l) throw new OpenLoraError("INVALID_ARGUMENT", `type ${type} is not a kernel type (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)`);
   return l;
 }
 
-/** Elements per block: 32 for Q8_0/Q4_0, 1 otherwise. */
+/** Elements per block: 32 for Q8_0/Q4_0, 256 for Q4_K/Q6_K, 1 otherwise. */
 export function blockSize(type: number): number {
   return layout(type).block;
 }

@@ -53,7 +53,7 @@ describe("model loading rejects bad models with typed errors", () => {
     await expectCode(loadModel(p), "MODEL_TENSOR_SHAPE_MISMATCH");
   });
 
-  it("a known but unsupported tensor type (Q4_1, the same path as K-quants)", async () => {
+  it("a known but unsupported tensor type (Q4_1; likewise Q2_K, Q3_K, Q5_K)", async () => {
     const p = join(dir, "q41.gguf");
     rewriteGguf(good, p, { tensors: (t) => t.map((x) => x.name === "blk.0.ffn_up.weight" ? { ...x, type: GGML_TYPE.Q4_1, data: new Uint8Array(20 * 2 * 128) } : x) });
     await expectCode(loadModel(p), "MODEL_UNSUPPORTED_TENSOR_TYPE");
