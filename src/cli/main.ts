@@ -14,7 +14,7 @@ Usage:
                     [--repeat-penalty R] [--presence-penalty P] [--frequency-penalty F]
                     [--stop <text>]... [--ignore-eos] [--quantize q8_0|q4_0] [--threads N] [--json]
         Without --model, uses the embedded default demo model (generated once and cached).
-  openlora synth --preset <name> --out <path> [--format gguf|hf] [--type f32|f16|bf16|q8_0|q4_0] [--seed S]
+  openlora synth --preset <name> --out <path> [--format gguf|hf] [--type f32|f16|bf16|q8_0|q4_0|q4_k|q6_k] [--seed S]
         Writes a random-weight model with a real tokenizer. 'openlora synth --list' lists presets.
 `;
 

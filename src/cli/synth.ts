@@ -21,7 +21,7 @@ export async function runSynth(argv: string[]): Promise<number> {
   const seed = intArg(values.seed, "seed", 0, 1)!;
   const start = Date.now();
   if (format === "gguf") {
-    const type = choiceArg(values.type, "type", ["f32", "f16", "bf16", "q8_0", "q4_0"] as const) ?? "f32";
+    const type = choiceArg(values.type, "type", ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k"] as const) ?? "f32";
     writeGgufModel(values.out, values.preset, { seed, type: type as GgufWeightType });
   } else {
     const type = choiceArg(values.type, "type", ["f32", "f16", "bf16"] as const) ?? "f32";

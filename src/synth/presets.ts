@@ -52,6 +52,11 @@ export const PRESETS: Record<string, SynthPreset> = {
     name: "tiny-qwen3", modelType: "qwen3", vocabulary: "qwen3", ...tiny, headDim: 32, rmsEps: 1e-6, ropeTheta: 1000000, tiedEmbeddings: true,
     description: "Qwen3 layout: q/k RMS norm, head_dim != hidden/heads, tied embeddings",
   },
+  "tiny-qwen3-k": {
+    name: "tiny-qwen3-k", modelType: "qwen3", vocabulary: "qwen3", hiddenSize: 256, intermediateSize: 512, nLayers: 2,
+    nHeads: 4, nKvHeads: 2, headDim: 64, contextLength: 2048, rmsEps: 1e-6, ropeTheta: 1000000, tiedEmbeddings: false,
+    description: "Qwen3 layout with 256-wide rows, small enough for tests, wide enough for K-quants",
+  },
   "smollm2-135m": {
     name: "smollm2-135m", modelType: "llama", vocabulary: "llama3", hiddenSize: 576, intermediateSize: 1536, nLayers: 30,
     nHeads: 9, nKvHeads: 3, headDim: 64, contextLength: 8192, rmsEps: 1e-5, ropeTheta: 100000, tiedEmbeddings: true,

@@ -9,6 +9,7 @@ import { dirname, join } from "node:path";
 import { oerr } from "../errors.js";
 import { GGML_TYPE, rowBytes, typeFromName } from "../formats/ggml-types.js";
 import { type GgufEntry, type GgufTensorSpec, writeGguf } from "../formats/gguf-writer.js";
+import { encodeRows } from "../formats/kquant-encode.js";
 import { type SafetensorsTensorSpec, writeSafetensors } from "../formats/safetensors.js";
 import { native } from "../native/index.js";
 import { ggufTokenizerMetadata, tokenizerFamilies } from "../tokenizer/to-gguf.js";
@@ -169,8 +170,9 @@ export function writeHfModel(outDir: string, presetName: string, opts: { seed?: 
 
 // ---- GGUF ----
 
-export type GgufWeightType = "f32" | "f16" | "bf16" | "q8_0" | "q4_0";
-const FILE_TYPE: Record<GgufWeightType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7, bf16: 32 };
+export type GgufWeightType = "f32" | "f16" | "bf16" | "q8_0" | "q4_0" | "q4_k" | "q6_k";
+/** general.file_type values (llama.cpp's LLAMA_FTYPE_*); q4_k is written like Q4_K_M-ish: Q6_K output. */
+const FILE_TYPE: Record<GgufWeightType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 7, bf16: 32, q4_k: 15, q6_k: 18 };
 
 const GGUF_NAME: Array<[RegExp, string]> = [
   [/^model\.embed_tokens\.weight$/, "token_embd.weight"],
@@ -216,10 +218,15 @@ export function writeGgufModel(outPath: string, presetName: string, opts: { seed
   mkdirSync(dirname(outPath), { recursive: true });
 
   const tensors: GgufTensorSpec[] = [];
+  const kquant = ggmlType === GGML_TYPE.Q4_K || ggmlType === GGML_TYPE.Q6_K;
+  if (kquant && [p.hiddenSize, p.intermediateSize, p.nHeads * p.headDim].some((d) => d % 256 !== 0)) {
+    throw oerr("INVALID_ARGUMENT", `preset ${p.name}: K-quants need every matrix row to be a multiple of 256 elements`);
+  }
   for (const t of hfTensors(p, vocabSize, seed)) {
     const name = ggufName(t.name);
     const is2d = t.shape.length === 2;
-    const type = is2d ? ggmlType : GGML_TYPE.F32;
+    const isOutput = name === "output.weight" || (p.tiedEmbeddings && name === "token_embd.weight");
+    const type = !is2d ? GGML_TYPE.F32 : kquant && isOutput ? GGML_TYPE.Q6_K : ggmlType;
     const perm = isLlama && /attn_[qk]\.(weight|bias)$/.test(name) ? (name.includes("attn_q") ? p.nHeads : p.nKvHeads) : 0;
     tensors.push({
       name,
@@ -229,6 +236,7 @@ export function writeGgufModel(outPath: string, presetName: string, opts: { seed
         let v = t.values();
         if (perm) v = permuteRows(v, t.shape[0]!, is2d ? t.shape[1]! : 1, perm);
         if (type === GGML_TYPE.F32) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+        if (type === GGML_TYPE.Q4_K || type === GGML_TYPE.Q6_K) return encodeRows(type, v, t.shape[0]!, t.shape[1]!).bytes;
         const out = new Uint8Array(rowBytes(type, t.shape[1]!) * t.shape[0]!);
         native.quantize(out, v, type);
         return out;
