@@ -52,44 +52,8 @@ function load(): OpenLoraNative {
 /** The addon. Importing this module throws OpenLoraError NATIVE_UNAVAILABLE when it cannot load. */
 export const native: OpenLoraNative = load();
 
-/** ggml type ids of the types the kernels accept. */
-export const GGML_TYPE = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8, Q4_K: 12, Q6_K: 14, BF16: 30 } as const;
-export type KernelType = (typeof GGML_TYPE)[keyof typeof GGML_TYPE];
-
-const LAYOUT: Record<number, { block: number; bytes: number }> = {
-  0: { block: 1, bytes: 4 },
-  1: { block: 1, bytes: 2 },
-  2: { block: 32, bytes: 18 },
-  8: { block: 32, bytes: 34 },
-  12: { block: 256, bytes: 144 },
-  14: { block: 256, bytes: 210 },
-  30: { block: 1, bytes: 2 },
-};
-
-function layout(type: number): { block: number; bytes: number } {
-  const l = LAYOUT[type];
-  if (!l) throw new OpenLoraError("INVALID_ARGUMENT", `type ${type} is not a kernel type (F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K)`);
-  return l;
-}
-
-/** Elements per block: 32 for Q8_0/Q4_0, 256 for Q4_K/Q6_K, 1 otherwise. */
-export function blockSize(type: number): number {
-  return layout(type).block;
-}
-
-/** Bytes per block. */
-export function blockBytes(type: number): number {
-  return layout(type).bytes;
-}
-
-/** Bytes of a row of K elements; K must be a multiple of the block size. */
-export function rowBytes(type: number, K: number): number {
-  const l = layout(type);
-  if (!Number.isInteger(K) || K < 0 || K % l.block !== 0) {
-    throw new OpenLoraError("INVALID_ARGUMENT", `K = ${K} is not a multiple of the block size ${l.block} of type ${type}`);
-  }
-  return (K / l.block) * l.bytes;
-}
+// Type ids and block layouts live in one table, shared with the file formats.
+export { blockBytes, blockSize, GGML_TYPE, rowBytes } from "../formats/ggml-types.js";
 
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
