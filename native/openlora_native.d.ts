@@ -50,6 +50,13 @@ export interface OpenLoraNative {
    */
   matmul(out: Float32Array, x: Float32Array, w: Uint8Array, wType: number, M: number, N: number, K: number): void;
 
+  /**
+   * out_i = x · W_iᵀ for 1..8 weights of one type that share the input (q/k/v, gate/up):
+   * x: [M, K]; ws[i]: [N_i, K] (N_i = ws[i].length / row bytes); outs[i]: [M, N_i]. x is rounded
+   * once and all products run in one parallel region; bit-identical to separate matmul calls.
+   */
+  matmulMulti(outs: Float32Array[], x: Float32Array, ws: Uint8Array[], wType: number, M: number, K: number): void;
+
   /** out[i, :] = dequantize(W[ids[i], :])   W: [rows, K] of type wType, out: [ids.length, K]. */
   getRows(out: Float32Array, w: Uint8Array, wType: number, K: number, ids: Int32Array): void;
 

@@ -149,9 +149,7 @@ export class LlamaModel {
     for (let l = 0; l < c.nLayers; l++) {
       const w = this.weights.layers[l]!;
       native.rmsNorm(h, x, w.attnNorm, T, H, c.rmsEps);
-      matmul(q, h, w.wq, T);
-      matmul(k, h, w.wk, T);
-      matmul(v, h, w.wv, T);
+      matmulShared([q, k, v], h, [w.wq, w.wk, w.wv], T);
       if (w.bq) native.addBias(q, w.bq, T, qDim);
       if (w.bk) native.addBias(k, w.bk, T, kvDim);
       if (w.bv) native.addBias(v, w.bv, T, kvDim);
@@ -167,8 +165,7 @@ export class LlamaModel {
       matmul(proj, attn, w.wo, T);
       native.add(x, x, proj);
       native.rmsNorm(h, x, w.ffnNorm, T, H, c.rmsEps);
-      matmul(gate, h, w.wGate, T);
-      matmul(up, h, w.wUp, T);
+      matmulShared([gate, up], h, [w.wGate, w.wUp], T);
       native.siluMul(gate, gate, up);
       matmul(proj, gate, w.wDown, T);
       native.add(x, x, proj);
@@ -189,4 +186,14 @@ export class LlamaModel {
 
 function matmul(out: Float32Array, x: Float32Array, w: Linear, M: number): void {
   native.matmul(out, x, w.data, w.type, M, w.outDim, w.inDim);
+}
+
+/** Products sharing one input: one native call when the weights share a type, else one each. */
+function matmulShared(outs: Float32Array[], x: Float32Array, ws: Linear[], M: number): void {
+  const type = ws[0]!.type;
+  if (ws.every((w) => w.type === type && w.inDim === ws[0]!.inDim)) {
+    native.matmulMulti(outs, x, ws.map((w) => w.data), type, M, ws[0]!.inDim);
+  } else {
+    ws.forEach((w, i) => matmul(outs[i]!, x, w, M));
+  }
 }

@@ -17,6 +17,7 @@ export const NATIVE_FUNCTIONS = [
   "getThreads",
   "mapFile",
   "matmul",
+  "matmulMulti",
   "getRows",
   "quantize",
   "dequantize",

@@ -127,3 +127,38 @@ describe("matmul edge cases", () => {
     expect(Array.from(out)).toEqual([0, 0, 0]);
   });
 });
+
+describe("matmulMulti", () => {
+  for (const type of [GGML_TYPE.F32, GGML_TYPE.F16, GGML_TYPE.Q8_0, GGML_TYPE.Q4_0]) {
+    it(`equals separate matmul calls bit for bit (type ${type}, M 1 and 7, threads 1 and 2)`, () => {
+      const K = 96;
+      const Ns = [40, 8, 8];
+      const ws = Ns.map((N, i) => randomWeights(type, N, K, 70 + i));
+      for (const M of [1, 7]) {
+        const x = randomF32(M * K, 90 + M);
+        for (const threads of [1, 2]) {
+          withConfig(native.getKernelImpl(), threads, () => {
+            const fused = Ns.map((N) => new Float32Array(M * N));
+            native.matmulMulti(fused, x, ws, type, M, K);
+            Ns.forEach((N, i) => {
+              const single = new Float32Array(M * N);
+              native.matmul(single, x, ws[i]!, type, M, N, K);
+              expect(firstBitDiff(fused[i]!, single)).toBe(-1);
+            });
+          });
+        }
+      }
+    });
+  }
+
+  it("rejects mismatched lists, wrong output sizes and aliasing", () => {
+    const K = 32;
+    const w = randomWeights(GGML_TYPE.F32, 4, K, 1);
+    const x = randomF32(K, 2);
+    expect(() => native.matmulMulti([new Float32Array(4)], x, [w, w], GGML_TYPE.F32, 1, K)).toThrow(RangeError);
+    expect(() => native.matmulMulti([new Float32Array(5)], x, [w], GGML_TYPE.F32, 1, K)).toThrow(RangeError);
+    const shared = new Float32Array(8);
+    expect(() => native.matmulMulti([shared.subarray(0, 4), shared.subarray(2, 6)], x, [w, w], GGML_TYPE.F32, 1, K)).toThrow(RangeError);
+    expect(() => native.matmulMulti([], x, [], GGML_TYPE.F32, 1, K)).toThrow(RangeError);
+  });
+});
