@@ -25,6 +25,9 @@
       "dependencies": ["openlora_kernels_avx2"],
       "sources": [
         "native/src/addon.cc",
+        "native/src/bind_matmul.cc",
+        "native/src/bind_layers.cc",
+        "native/src/bind_lora.cc",
         "native/src/threadpool.cc",
         "native/src/kernels_ref.cc"
       ],

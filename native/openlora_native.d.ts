@@ -57,6 +57,19 @@ export interface OpenLoraNative {
    */
   matmulMulti(outs: Float32Array[], x: Float32Array, ws: Uint8Array[], wType: number, M: number, K: number): void;
 
+  /**
+   * Heterogeneous batched LoRA: for each term t in list order,
+   *   y[termRows[t], :] += termScales[t] · Bs[t] · (As[t] · x[termRows[t], :])
+   * y: [M, N]; x: [M, K]; As[t]: [rank_t, K]; Bs[t]: [N, rank_t] (f32, ranks may differ per term,
+   * rank <= 1024; the same matrices may appear in many terms). A row may have no term, one, or
+   * several (a weighted composition: the exact sum of the updates). A row's result depends only on
+   * its own terms, in their list order: bit-identical alone or in any batch, with any threads.
+   */
+  loraApply(
+    y: Float32Array, x: Float32Array, M: number, K: number, N: number,
+    termRows: Int32Array, termScales: Float32Array, As: Float32Array[], Bs: Float32Array[],
+  ): void;
+
   /** out[i, :] = dequantize(W[ids[i], :])   W: [rows, K] of type wType, out: [ids.length, K]. */
   getRows(out: Float32Array, w: Uint8Array, wType: number, K: number, ids: Int32Array): void;
 

@@ -195,6 +195,8 @@ struct KernelTable {
   void (*round_bf16)(float* dst, const float* src, size_t n);
   uint64_t (*read_sum)(const uint8_t* p, size_t bytes);  // bandwidth probe
   void (*to_f16)(uint16_t* dst, const float* src, size_t n);  // round to nearest even (KV cache)
+  // Σ a[i]·b[i] in the fixed 8-lane scheme (lane i % 8, fma, then hsum8); used by LoRA.
+  float (*dot_f32)(const float* a, const float* b, size_t n);
 };
 
 // Implemented in kernels_ref.cc / kernels_avx2.cc.

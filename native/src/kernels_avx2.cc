@@ -577,15 +577,25 @@ static void to_f16_avx2(uint16_t* dst, const float* src, size_t n) {
   for (; i < n; i++) dst[i] = f32_to_fp16(src[i]);
 }
 
+static float dot_f32_avx2(const float* a, const float* b, size_t n) {
+  __m256 acc = _mm256_setzero_ps();
+  const size_t n8 = n & ~(size_t)7;
+  for (size_t i = 0; i < n8; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+  alignas(32) float l[8];
+  _mm256_store_ps(l, acc);
+  for (size_t i = n8; i < n; i++) l[i % 8] = std::fma(a[i], b[i], l[i % 8]);
+  return hsum8(l);
+}
+
 const KernelTable kAvx2Kernels = {"avx2",         matmul_range_avx2, attn_task_avx2, rms_norm_row_avx2,
                                   quantize_q8_split_avx2, round_f16_avx2, round_bf16_avx2, read_sum_avx2,
-                                  to_f16_avx2};
+                                  to_f16_avx2, dot_f32_avx2};
 
 }  // namespace ol
 
 #else  // not an x86 build with AVX2 flags: an empty table the addon never selects.
 #include "common.h"
 namespace ol {
-const KernelTable kAvx2Kernels = {"avx2-unavailable", nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+const KernelTable kAvx2Kernels = {"avx2-unavailable", nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
 }  // namespace ol
 #endif

@@ -380,8 +380,14 @@ static void to_f16_ref(uint16_t* dst, const float* src, size_t n) {
   for (size_t i = 0; i < n; i++) dst[i] = f32_to_fp16(src[i]);
 }
 
+static float dot_f32_ref(const float* a, const float* b, size_t n) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (size_t i = 0; i < n; i++) acc[i % 8] = std::fma(a[i], b[i], acc[i % 8]);
+  return hsum8(acc);
+}
+
 const KernelTable kRefKernels = {"reference",      matmul_range_ref, attn_task_ref,  rms_norm_row_ref,
                                  quantize_row_q8_0_split, round_row_f16, round_row_bf16, read_sum_u64,
-                                 to_f16_ref};
+                                 to_f16_ref, dot_f32_ref};
 
 }  // namespace ol

@@ -18,6 +18,7 @@ export const NATIVE_FUNCTIONS = [
   "mapFile",
   "matmul",
   "matmulMulti",
+  "loraApply",
   "getRows",
   "quantize",
   "dequantize",

@@ -1,0 +1,202 @@
+// N-API bindings: normalization, rotary embedding, KV cache, attention, elementwise ops.
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "napi_args.h"
+#include "threadpool.h"
+
+namespace ol {
+
+Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  auto out = typed<float>(info, 0, "out", napi_float32_array);
+  auto x = typed<const float>(info, 1, "x", napi_float32_array);
+  auto w = typed<const float>(info, 2, "weight", napi_float32_array);
+  const size_t rows = (size_t)integer(info, 3, "rows", 0, INT32_MAX);
+  const size_t dim = (size_t)integer(info, 4, "dim", 1, INT32_MAX);
+  const float eps = (float)number(info, 5, "eps");
+  expect_len(env, x, (uint64_t)rows * dim, "x", "rows * dim");
+  expect_len(env, out, (uint64_t)rows * dim, "out", "rows * dim");
+  expect_len(env, w, dim, "weight", "dim");
+  same_or_disjoint(env, out, x, "out", "x");
+  disjoint(env, out, w, "out", "weight");
+  const KernelTable* kt = g_kernels.load();
+  float* o = out.data;
+  const float* xs = x.data;
+  const float* ws = w.data;
+  const size_t per = std::max<size_t>(1, 16384 / dim);  // rows per task
+  const size_t ntasks = (rows + per - 1) / per;
+  parallel_for(ntasks, [&](size_t t) {
+    const size_t r1 = std::min(rows, (t + 1) * per);
+    for (size_t r = t * per; r < r1; r++) kt->rms_norm_row(o + r * dim, xs + r * dim, ws, dim, eps);
+  });
+  return env.Undefined();
+}
+
+Napi::Value Rope(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  auto x = typed<float>(info, 0, "x", napi_float32_array);
+  auto pos = typed<const int32_t>(info, 1, "positions", napi_int32_array);
+  const int nHeads = (int)integer(info, 2, "nHeads", 1, 1 << 16);
+  const int headDim = (int)integer(info, 3, "headDim", 1, 1 << 16);
+  const int ropeDim = (int)integer(info, 4, "ropeDim", 0, headDim);
+  if (info.Length() < 6 || !info[5].IsBoolean()) throw_type(env, "neox must be a boolean");
+  const bool neox = info[5].As<Napi::Boolean>().Value();
+  auto inv = typed<const float>(info, 6, "invFreq", napi_float32_array);
+  if (ropeDim % 2 != 0) throw_range(env, "ropeDim = " + std::to_string(ropeDim) + " must be even");
+  expect_len(env, x, (uint64_t)pos.length * nHeads * headDim, "x", "positions.length * nHeads * headDim");
+  expect_len(env, inv, (uint64_t)ropeDim / 2, "invFreq", "ropeDim / 2");
+  const size_t rows = pos.length;
+  const size_t per = std::max<size_t>(1, 16384 / ((size_t)nHeads * headDim));
+  const size_t ntasks = (rows + per - 1) / per;
+  float* xs = x.data;
+  parallel_for(ntasks, [&](size_t t) {
+    const size_t r0 = t * per, r1 = std::min(rows, r0 + per);
+    rope_ref(xs + r0 * nHeads * headDim, pos.data + r0, r1 - r0, nHeads, headDim, ropeDim, neox, inv.data);
+  });
+  return env.Undefined();
+}
+
+Napi::Value KvStore(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  auto kp = typed<uint16_t>(info, 0, "kPool", napi_uint16_array);
+  auto vp = typed<uint16_t>(info, 1, "vPool", napi_uint16_array);
+  auto k = typed<const float>(info, 2, "k", napi_float32_array);
+  auto v = typed<const float>(info, 3, "v", napi_float32_array);
+  auto slots = typed<const int32_t>(info, 4, "slots", napi_int32_array);
+  const size_t kvDim = (size_t)integer(info, 5, "kvDim", 1, INT32_MAX);
+  if (kp.length % kvDim != 0) throw_range(env, "kPool length is not a multiple of kvDim");
+  expect_len(env, vp, kp.length, "vPool", "kPool.length");
+  const size_t numSlots = kp.length / kvDim, T = slots.length;
+  expect_len(env, k, (uint64_t)T * kvDim, "k", "slots.length * kvDim");
+  expect_len(env, v, (uint64_t)T * kvDim, "v", "slots.length * kvDim");
+  disjoint(env, kp, vp, "kPool", "vPool");
+  for (size_t t = 0; t < T; t++)
+    if (slots.data[t] < 0 || (size_t)slots.data[t] >= numSlots)
+      throw_range(env, "slots[" + std::to_string(t) + "] = " + std::to_string(slots.data[t]) + " is outside 0.." +
+                           std::to_string(numSlots) + " (pool slots)");
+  const KernelTable* kt = g_kernels.load();
+  for (size_t t = 0; t < T; t++) {
+    kt->to_f16(kp.data + (size_t)slots.data[t] * kvDim, k.data + t * kvDim, kvDim);
+    kt->to_f16(vp.data + (size_t)slots.data[t] * kvDim, v.data + t * kvDim, kvDim);
+  }
+  return env.Undefined();
+}
+
+// ---------------------------------------------------------------- attention
+
+Napi::Value Attention(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  auto out = typed<float>(info, 0, "out", napi_float32_array);
+  auto q = typed<const float>(info, 1, "q", napi_float32_array);
+  auto kp = typed<const uint16_t>(info, 2, "kPool", napi_uint16_array);
+  auto vp = typed<const uint16_t>(info, 3, "vPool", napi_uint16_array);
+  auto rowSeq = typed<const int32_t>(info, 4, "rowSeq", napi_int32_array);
+  auto rowPos = typed<const int32_t>(info, 5, "rowPos", napi_int32_array);
+  auto tables = typed<const int32_t>(info, 6, "blockTables", napi_int32_array);
+  auto offs = typed<const int32_t>(info, 7, "tableOffsets", napi_int32_array);
+  const int nHeads = (int)integer(info, 8, "nHeads", 1, 1 << 16);
+  const int nKvHeads = (int)integer(info, 9, "nKvHeads", 1, 1 << 16);
+  const int headDim = (int)integer(info, 10, "headDim", 1, kMaxAttnHeadDim);
+  const int blockSize = (int)integer(info, 11, "blockSize", 1, 1 << 24);
+  const float scale = (float)number(info, 12, "scale");
+  if (nHeads % nKvHeads != 0)
+    throw_range(env, "nHeads = " + std::to_string(nHeads) + " must be a multiple of nKvHeads = " + std::to_string(nKvHeads));
+  const size_t T = rowSeq.length, kvDim = (size_t)nKvHeads * headDim;
+  expect_len(env, rowPos, T, "rowPos", "rowSeq.length");
+  expect_len(env, q, (uint64_t)T * nHeads * headDim, "q", "T * nHeads * headDim");
+  expect_len(env, out, (uint64_t)T * nHeads * headDim, "out", "T * nHeads * headDim");
+  if (kp.length % kvDim != 0) throw_range(env, "kPool length is not a multiple of nKvHeads * headDim");
+  expect_len(env, vp, kp.length, "vPool", "kPool.length");
+  disjoint(env, out, q, "out", "q");
+  disjoint(env, out, kp, "out", "kPool");
+  disjoint(env, out, vp, "out", "vPool");
+  const uint64_t numSlots = kp.length / kvDim;
+  for (size_t t = 0; t < T; t++) {
+    const int32_t s = rowSeq.data[t], pos = rowPos.data[t];
+    const std::string row = "row " + std::to_string(t);
+    if (s < 0 || (size_t)s >= offs.length)
+      throw_range(env, row + ": rowSeq = " + std::to_string(s) + " is outside tableOffsets (" + std::to_string(offs.length) + ")");
+    if (pos < 0) throw_range(env, row + ": rowPos = " + std::to_string(pos) + " is negative");
+    const int64_t off = offs.data[s];
+    const int64_t nblk = (int64_t)pos / blockSize + 1;
+    if (off < 0 || off + nblk > (int64_t)tables.length)
+      throw_range(env, row + ": its block table (offset " + std::to_string(off) + ", " + std::to_string(nblk) +
+                           " blocks for position " + std::to_string(pos) + ") lies outside blockTables (" +
+                           std::to_string(tables.length) + ")");
+    for (int64_t j = 0; j < nblk; j++) {
+      const int64_t b = tables.data[off + j];
+      const int64_t used = j + 1 < nblk ? blockSize : (int64_t)pos % blockSize + 1;
+      if (b < 0 || (uint64_t)(b * blockSize + used) > numSlots)
+        throw_range(env, row + ": block " + std::to_string(b) + " (table entry " + std::to_string(off + j) +
+                             ") is outside the pools (" + std::to_string(numSlots) + " slots)");
+    }
+  }
+  AttnArgs a{out.data, q.data, kp.data, vp.data, rowSeq.data, rowPos.data, tables.data, offs.data,
+             nHeads, nKvHeads, headDim, blockSize, scale};
+  const KernelTable* kt = g_kernels.load();
+  parallel_for(T * nHeads, [&](size_t task) {
+    static thread_local std::vector<float> scores;
+    const int t = (int)(task / nHeads), h = (int)(task % nHeads);
+    if (scores.size() < (size_t)a.rowPos[t] + 1) scores.resize((size_t)a.rowPos[t] + 1);
+    kt->attn_task(a, t, h, scores.data());
+  });
+  return env.Undefined();
+}
+
+// ---------------------------------------------------------------- elementwise
+
+constexpr size_t kElemChunk = 1 << 15;
+
+Napi::Value SiluMul(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  auto out = typed<float>(info, 0, "out", napi_float32_array);
+  auto g = typed<const float>(info, 1, "gate", napi_float32_array);
+  auto u = typed<const float>(info, 2, "up", napi_float32_array);
+  expect_len(env, g, out.length, "gate", "out.length");
+  expect_len(env, u, out.length, "up", "out.length");
+  same_or_disjoint(env, out, g, "out", "gate");
+  same_or_disjoint(env, out, u, "out", "up");
+  const size_t n = out.length;
+  parallel_for((n + kElemChunk - 1) / kElemChunk, [&](size_t c) {
+    const size_t e0 = c * kElemChunk, e1 = std::min(n, e0 + kElemChunk);
+    silu_mul_ref(out.data + e0, g.data + e0, u.data + e0, e1 - e0);
+  });
+  return env.Undefined();
+}
+
+Napi::Value Add(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  auto out = typed<float>(info, 0, "out", napi_float32_array);
+  auto a = typed<const float>(info, 1, "a", napi_float32_array);
+  auto b = typed<const float>(info, 2, "b", napi_float32_array);
+  expect_len(env, a, out.length, "a", "out.length");
+  expect_len(env, b, out.length, "b", "out.length");
+  same_or_disjoint(env, out, a, "out", "a");
+  same_or_disjoint(env, out, b, "out", "b");
+  const size_t n = out.length;
+  parallel_for((n + kElemChunk - 1) / kElemChunk, [&](size_t c) {
+    const size_t e0 = c * kElemChunk, e1 = std::min(n, e0 + kElemChunk);
+    add_ref(out.data + e0, a.data + e0, b.data + e0, e1 - e0);
+  });
+  return env.Undefined();
+}
+
+Napi::Value AddBias(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  auto x = typed<float>(info, 0, "x", napi_float32_array);
+  auto bias = typed<const float>(info, 1, "bias", napi_float32_array);
+  const size_t rows = (size_t)integer(info, 2, "rows", 0, INT32_MAX);
+  const size_t dim = (size_t)integer(info, 3, "dim", 0, INT32_MAX);
+  expect_len(env, x, (uint64_t)rows * dim, "x", "rows * dim");
+  expect_len(env, bias, dim, "bias", "dim");
+  disjoint(env, x, bias, "x", "bias");
+  add_bias_ref(x.data, bias.data, rows, dim);
+  return env.Undefined();
+}
+
+// ---------------------------------------------------------------- benchmark helper
+
+}  // namespace ol
