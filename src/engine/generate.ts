@@ -5,7 +5,7 @@
  */
 import { oerr } from "../errors.js";
 import type { LoadedModel } from "../model/load.js";
-import { buildBatch, type SequenceChunk } from "../model/llama.js";
+import { type AppliedAdapter, buildBatch, type SequenceChunk } from "../model/llama.js";
 import { PagedKvCache } from "./kv-cache.js";
 import { Rng, sampleToken, type SamplingParams, validateSampling } from "./sampling.js";
 import { StopMatcher } from "./stop.js";
@@ -18,6 +18,8 @@ export interface GenerateRequest {
   stop?: readonly string[];
   /** Keep generating past end-of-sequence tokens (benchmarks). */
   ignoreEos?: boolean;
+  /** LoRA adapters with weights (several = their weighted sum); none = the base model. */
+  adapters?: readonly AppliedAdapter[];
 }
 
 export type FinishReason = "length" | "stop" | "eos";
@@ -97,7 +99,10 @@ export function generateBatch(loaded: LoadedModel, requests: readonly GenerateRe
       const all = s.all;
       const end = Math.min(all.length, s.cached + prefillChunk);
       cache.ensureCapacity(s.table, end);
-      chunks.push({ tokens: all.slice(s.cached, end), startPos: s.cached, blockTable: s.table, wantLogits: end === all.length });
+      chunks.push({
+        tokens: all.slice(s.cached, end), startPos: s.cached, blockTable: s.table, wantLogits: end === all.length,
+        ...(s.req.adapters?.length ? { adapters: s.req.adapters } : {}),
+      });
     }
     const logits = loaded.model.forward(buildBatch(chunks, blockSize), cache);
     const V = loaded.config.vocabSize;

@@ -15,6 +15,7 @@
  */
 import { oerr } from "../errors.js";
 import { native } from "../native/index.js";
+import type { LoraAdapterWeights, LoraModule } from "../adapters/types.js";
 import type { PagedKvCache } from "../engine/kv-cache.js";
 import { type ModelConfig, ropeInvFreq } from "./config.js";
 import type { Linear, ModelWeights } from "./weights.js";
@@ -32,6 +33,21 @@ export interface ForwardBatch {
   tableOffsets: Int32Array;
   /** Rows whose logits are wanted, in the order the logits come back. */
   logitRows: Int32Array;
+  /** LoRA terms, each row's in its own order (rows without terms use the base model). */
+  lora: LoraTerm[];
+}
+
+/** One adapter applied to one row with a weight (several per row = a weighted composition). */
+export interface LoraTerm {
+  row: number;
+  adapter: LoraAdapterWeights;
+  weight: number;
+}
+
+/** An adapter (with its weight) applied to every token of a sequence. */
+export interface AppliedAdapter {
+  adapter: LoraAdapterWeights;
+  weight: number;
 }
 
 /** A sequence's part of a step: its tokens start at `startPos`, its blocks already cover them. */
@@ -41,6 +57,8 @@ export interface SequenceChunk {
   blockTable: readonly number[];
   /** Whether logits for this chunk's last token are wanted. */
   wantLogits: boolean;
+  /** Adapters for this sequence, applied in this order; none = the base model. */
+  adapters?: readonly AppliedAdapter[];
 }
 
 /** Builds the flat arrays of a forward step from per-sequence chunks. */
@@ -54,6 +72,7 @@ export function buildBatch(chunks: readonly SequenceChunk[], blockSize: number):
   const tableLen = chunks.reduce((a, c) => a + c.blockTable.length, 0);
   const blockTables = new Int32Array(tableLen);
   const logitRows: number[] = [];
+  const lora: LoraTerm[] = [];
   let row = 0;
   let off = 0;
   chunks.forEach((c, s) => {
@@ -65,6 +84,7 @@ export function buildBatch(chunks: readonly SequenceChunk[], blockSize: number):
     }
     for (let i = 0; i < c.tokens.length; i++, row++) {
       const pos = c.startPos + i;
+      for (const a of c.adapters ?? []) lora.push({ row, adapter: a.adapter, weight: a.weight });
       tokens[row] = c.tokens[i]!;
       positions[row] = pos;
       rowSeq[row] = s;
@@ -73,7 +93,7 @@ export function buildBatch(chunks: readonly SequenceChunk[], blockSize: number):
     if (c.wantLogits && c.tokens.length > 0) logitRows.push(row - 1);
   });
   tableOffsets[chunks.length] = off;
-  return { tokens, positions, rowSeq, slots, blockTables, tableOffsets, logitRows: Int32Array.from(logitRows) };
+  return { tokens, positions, rowSeq, slots, blockTables, tableOffsets, logitRows: Int32Array.from(logitRows), lora };
 }
 
 /** Scratch activations, grown to the largest batch seen and then reused. */
@@ -142,6 +162,7 @@ export class LlamaModel {
     const gate = s.gate.subarray(0, T * F);
     const up = s.up.subarray(0, T * F);
 
+    const lora = batch.lora.length ? new BatchLora(batch.lora, T) : undefined;
     const emb = this.weights.embedding;
     native.getRows(x, emb.data, emb.type, H, batch.tokens);
     const scale = 1 / Math.sqrt(c.headDim);
@@ -150,6 +171,11 @@ export class LlamaModel {
       const w = this.weights.layers[l]!;
       native.rmsNorm(h, x, w.attnNorm, T, H, c.rmsEps);
       matmulShared([q, k, v], h, [w.wq, w.wk, w.wv], T);
+      if (lora) {
+        lora.apply(l, "q", q, h);
+        lora.apply(l, "k", k, h);
+        lora.apply(l, "v", v, h);
+      }
       if (w.bq) native.addBias(q, w.bq, T, qDim);
       if (w.bk) native.addBias(k, w.bk, T, kvDim);
       if (w.bv) native.addBias(v, w.bv, T, kvDim);
@@ -163,11 +189,17 @@ export class LlamaModel {
       native.attention(attn, q, cache.keys[l]!, cache.values[l]!, batch.rowSeq, batch.positions,
         batch.blockTables, batch.tableOffsets, c.nHeads, c.nKvHeads, c.headDim, cache.blockSize, scale);
       matmul(proj, attn, w.wo, T);
+      lora?.apply(l, "o", proj, attn);
       native.add(x, x, proj);
       native.rmsNorm(h, x, w.ffnNorm, T, H, c.rmsEps);
       matmulShared([gate, up], h, [w.wGate, w.wUp], T);
+      if (lora) {
+        lora.apply(l, "gate", gate, h);
+        lora.apply(l, "up", up, h);
+      }
       native.siluMul(gate, gate, up);
       matmul(proj, gate, w.wDown, T);
+      lora?.apply(l, "down", proj, gate);
       native.add(x, x, proj);
     }
 
@@ -195,5 +227,34 @@ function matmulShared(outs: Float32Array[], x: Float32Array, ws: Linear[], M: nu
     native.matmulMulti(outs, x, ws.map((w) => w.data), type, M, ws[0]!.inDim);
   } else {
     ws.forEach((w, i) => matmul(outs[i]!, x, w, M));
+  }
+}
+
+/**
+ * The LoRA terms of one forward step, resolved per (layer, module) into the flat arguments of
+ * native.loraApply: y[row] += weight · scale · B·(A·x[row]) for each term, each row's in order.
+ */
+class BatchLora {
+  constructor(private readonly terms: readonly LoraTerm[], private readonly rows: number) {}
+
+  apply(layer: number, module: LoraModule, y: Float32Array, x: Float32Array): void {
+    const rows: number[] = [];
+    const scales: number[] = [];
+    const as: Float32Array[] = [];
+    const bs: Float32Array[] = [];
+    let inDim = 0;
+    let outDim = 0;
+    for (const t of this.terms) {
+      const pair = t.adapter.layers[layer]?.[module];
+      if (!pair) continue;
+      rows.push(t.row);
+      scales.push(t.weight * pair.scale);
+      as.push(pair.a);
+      bs.push(pair.b);
+      inDim = pair.inDim;
+      outDim = pair.outDim;
+    }
+    if (rows.length === 0) return;
+    native.loraApply(y, x, this.rows, inDim, outDim, Int32Array.from(rows), Float32Array.from(scales), as, bs);
   }
 }
