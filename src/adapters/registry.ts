@@ -1,0 +1,218 @@
+/**
+ * The adapter registry: which adapters exist and where their files are. Nothing is loaded or read
+ * here (the cache in ./cache.ts loads on demand), so 10,000+ entries cost one small object each.
+ *
+ *   scanDirectory(root)   every subfolder holding adapter_config.json → PEFT adapter named by the
+ *                         folder; every *.gguf file → GGUF LoRA named by the file stem. Symlinks are
+ *                         followed only when their target stays inside root. Only names and stats
+ *                         are looked at; no adapter file is opened.
+ *   register / unregister at run time: ADAPTER_ALREADY_EXISTS / ADAPTER_NOT_FOUND; ids must be plain
+ *                         names (ADAPTER_ID_INVALID), never paths.
+ *   onRemove(listener)    lets the cache retire what it holds for an id when the id goes away.
+ */
+import { promises as fsp } from "node:fs";
+import { basename, extname, join, resolve, sep } from "node:path";
+import { oerr } from "../errors.js";
+
+export type AdapterFormat = "peft" | "gguf";
+
+export interface AdapterSource {
+  format: AdapterFormat;
+  /** Folder (PEFT) or file (GGUF), absolute. */
+  path: string;
+}
+
+export interface RegistryEntry {
+  readonly id: string;
+  readonly source: AdapterSource;
+  /** Date.now() (or the injected clock) at registration; informational only. */
+  readonly registeredAt: number;
+  /** Pinned in the cache from its first use (LoRAX's "preloaded" adapters). */
+  readonly pinned?: boolean;
+}
+
+export type ScanSkipReason =
+  | "invalid-id"
+  | "duplicate"
+  | "not-an-adapter"
+  | "symlink-escapes-root"
+  | "broken-symlink"
+  | "unreadable";
+
+export interface ScanResult {
+  root: string;
+  /** Entries newly registered by this scan. */
+  added: number;
+  peft: number;
+  gguf: number;
+  /** Already registered under the same id with the same source (a rescan). */
+  unchanged: number;
+  skipped: Array<{ name: string; reason: ScanSkipReason }>;
+}
+
+const PLAIN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+/** A plain adapter name: no separators, no traversal, at most 128 characters. */
+export function isPlainId(id: unknown): id is string {
+  return typeof id === "string" && PLAIN_ID.test(id) && !id.includes("..");
+}
+
+export function assertPlainId(id: unknown): asserts id is string {
+  if (!isPlainId(id)) {
+    const shown = typeof id === "string" ? id.slice(0, 200) : typeof id;
+    throw oerr("ADAPTER_ID_INVALID", `adapter id ${JSON.stringify(shown)} is not a plain name`, { id: shown });
+  }
+}
+
+export interface AdapterRegistryOptions {
+  /** Clock for registeredAt; defaults to Date.now. */
+  now?: () => number;
+}
+
+type RemoveListener = (entry: RegistryEntry) => void;
+
+export class AdapterRegistry {
+  private readonly entries = new Map<string, RegistryEntry>();
+  private readonly removeListeners = new Set<RemoveListener>();
+  private sorted: RegistryEntry[] | undefined;
+  private readonly now: () => number;
+
+  constructor(opts: AdapterRegistryOptions = {}) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  get(id: string): RegistryEntry | undefined {
+    return this.entries.get(id);
+  }
+
+  has(id: string): boolean {
+    return this.entries.has(id);
+  }
+
+  /** All entries sorted by id (cached until the registry changes). */
+  list(): readonly RegistryEntry[] {
+    this.sorted ??= [...this.entries.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return this.sorted;
+  }
+
+  register(id: string, source: AdapterSource, opts: { pinned?: boolean } = {}): RegistryEntry {
+    assertPlainId(id);
+    if (source === null || typeof source !== "object" || (source.format !== "peft" && source.format !== "gguf")) {
+      throw oerr("INVALID_ARGUMENT", `adapter source format must be "peft" or "gguf"`, { id });
+    }
+    if (typeof source.path !== "string" || source.path.length === 0) {
+      throw oerr("INVALID_ARGUMENT", "adapter source path must be a non-empty string", { id });
+    }
+    if (this.entries.has(id)) throw oerr("ADAPTER_ALREADY_EXISTS", `adapter ${id} is already registered`, { id });
+    const entry: RegistryEntry = {
+      id,
+      source: { format: source.format, path: resolve(source.path) },
+      registeredAt: this.now(),
+      ...(opts.pinned ? { pinned: true } : {}),
+    };
+    this.entries.set(id, entry);
+    this.sorted = undefined;
+    return entry;
+  }
+
+  /** Removes the id; listeners (the cache) retire anything held for it. */
+  unregister(id: string): RegistryEntry {
+    const entry = this.entries.get(id);
+    if (!entry) throw oerr("ADAPTER_NOT_FOUND", `no adapter is registered as ${JSON.stringify(id)}`, { id });
+    this.entries.delete(id);
+    this.sorted = undefined;
+    for (const l of this.removeListeners) l(entry);
+    return entry;
+  }
+
+  /** Called after an entry is removed; returns an unsubscribe function. */
+  onRemove(listener: RemoveListener): () => void {
+    this.removeListeners.add(listener);
+    return () => this.removeListeners.delete(listener);
+  }
+
+  /**
+   * Registers every adapter found directly under root (not recursive). An id already registered
+   * with the same source counts as unchanged; with another source it is skipped as a duplicate.
+   */
+  async scanDirectory(root: string): Promise<ScanResult> {
+    const rootAbs = resolve(root);
+    let rootReal: string;
+    let dirents: import("node:fs").Dirent[];
+    try {
+      rootReal = await fsp.realpath(rootAbs);
+      dirents = await fsp.readdir(rootReal, { withFileTypes: true });
+    } catch (e) {
+      throw oerr("INVALID_ARGUMENT", `cannot read adapter directory ${rootAbs}`, {
+        root: rootAbs,
+        cause: (e as NodeJS.ErrnoException).code,
+      });
+    }
+    const result: ScanResult = { root: rootReal, added: 0, peft: 0, gguf: 0, unchanged: 0, skipped: [] };
+    // Sorted so that which of two clashing names wins ("x/" vs "x.gguf") is reproducible.
+    dirents.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    const found = await Promise.all(dirents.map((d) => classify(rootReal, d)));
+    for (let i = 0; i < dirents.length; i++) {
+      const name = dirents[i]!.name;
+      const f = found[i]!;
+      if ("skip" in f) {
+        if (f.skip !== "not-an-adapter" || !name.startsWith(".")) result.skipped.push({ name, reason: f.skip });
+        continue;
+      }
+      const id = f.format === "gguf" ? basename(name, extname(name)) : name;
+      if (!isPlainId(id)) {
+        result.skipped.push({ name, reason: "invalid-id" });
+        continue;
+      }
+      const prev = this.entries.get(id);
+      if (prev) {
+        if (prev.source.format === f.format && prev.source.path === f.path) result.unchanged++;
+        else result.skipped.push({ name, reason: "duplicate" });
+        continue;
+      }
+      this.register(id, { format: f.format, path: f.path });
+      result.added++;
+      result[f.format]++;
+    }
+    return result;
+  }
+}
+
+type Classified = { format: AdapterFormat; path: string } | { skip: ScanSkipReason };
+
+async function classify(rootReal: string, d: import("node:fs").Dirent): Promise<Classified> {
+  const path = join(rootReal, d.name);
+  let isDir = d.isDirectory();
+  let isFile = d.isFile();
+  if (d.isSymbolicLink()) {
+    let target: string;
+    try {
+      target = await fsp.realpath(path);
+    } catch {
+      return { skip: "broken-symlink" };
+    }
+    if (!target.startsWith(rootReal + sep)) return { skip: "symlink-escapes-root" };
+    try {
+      const st = await fsp.stat(target);
+      isDir = st.isDirectory();
+      isFile = st.isFile();
+    } catch {
+      return { skip: "unreadable" };
+    }
+  }
+  if (isFile && d.name.toLowerCase().endsWith(".gguf")) return { format: "gguf", path };
+  if (isDir) {
+    try {
+      // access(), not a read: scanning 10,000 folders must stay cheap.
+      await fsp.access(join(path, "adapter_config.json"));
+      return { format: "peft", path };
+    } catch {
+      return { skip: "not-an-adapter" };
+    }
+  }
+  return { skip: "not-an-adapter" };
+}
