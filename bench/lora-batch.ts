@@ -1,0 +1,82 @@
+/**
+ * Batched decoding with heterogeneous LoRA adapters (issue #3's speed target), engine only:
+ * aggregate decode tokens/s of B sequences for (a) the base model, (b) one adapter for all,
+ * (c) B distinct adapters of rank 16, (d) B distinct adapters of ranks 8–64; adapters on q/k/v/o.
+ * Configurations run interleaved (a b c d a b c d …); ratios are per round.
+ *
+ *   npx tsx bench/lora-batch.ts [--preset qwen3-0.6b] [--type q8_0] [--batch 32] [--steps 16] [--rounds 3]
+ */
+import { existsSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import type { LoraAdapterWeights } from "../src/adapters/types.js";
+import { PagedKvCache } from "../src/engine/kv-cache.js";
+import { type AppliedAdapter, buildBatch, type SequenceChunk } from "../src/model/llama.js";
+import { type LoadedModel, loadModel } from "../src/model/load.js";
+import { native } from "../src/native/index.js";
+import { cacheDir } from "../src/synth/default-model.js";
+import { type GgufWeightType, writeGgufModel } from "../src/synth/synthesize.js";
+import { randomAdapter } from "../test/helpers/random-adapter.js";
+
+const { values } = parseArgs({
+  options: {
+    preset: { type: "string", default: "qwen3-0.6b" }, type: { type: "string", default: "q8_0" },
+    batch: { type: "string", default: "32" }, steps: { type: "string", default: "16" },
+    rounds: { type: "string", default: "3" }, threads: { type: "string", default: "2" },
+  },
+});
+const B = Number(values.batch);
+const steps = Number(values.steps);
+
+function stats(xs: number[]): string {
+  const s = [...xs].sort((a, b) => a - b);
+  const med = s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  return `${med.toFixed(2)} (${s[0]!.toFixed(2)}–${s[s.length - 1]!.toFixed(2)})`;
+}
+
+/** Prefills B 16-token prompts, then times `steps` lock-step decode steps; returns aggregate tok/s. */
+function decodeRun(m: LoadedModel, adapters: (readonly AppliedAdapter[])[]): number {
+  const bs = 16;
+  const cache = new PagedKvCache({ nLayers: m.config.nLayers, kvDim: m.model.kvDim, numBlocks: B * Math.ceil((16 + steps + 1) / bs), blockSize: bs });
+  const tables = adapters.map(() => [] as number[]);
+  tables.forEach((t) => cache.ensureCapacity(t, 16 + steps));
+  const chunk = (i: number, tokens: number[], startPos: number): SequenceChunk =>
+    ({ tokens, startPos, blockTable: tables[i]!, wantLogits: true, ...(adapters[i]!.length ? { adapters: adapters[i] } : {}) });
+  m.model.forward(buildBatch(adapters.map((_, i) => chunk(i, Array.from({ length: 16 }, (_, j) => 1000 + 37 * i + j), 0)), bs), cache);
+  const t0 = performance.now();
+  for (let s = 0; s < steps; s++) {
+    m.model.forward(buildBatch(adapters.map((_, i) => chunk(i, [2000 + i + s], 16 + s)), bs), cache);
+  }
+  return (B * steps) / ((performance.now() - t0) / 1000);
+}
+
+async function main(): Promise<void> {
+  native.setThreads(Number(values.threads));
+  const dir = join(cacheDir(), "bench");
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, `${values.preset}-${values.type}.gguf`);
+  if (!existsSync(path)) writeGgufModel(path, values.preset!, { seed: 1, type: values.type as GgufWeightType });
+  const m = await loadModel(path);
+  const one = randomAdapter(m.config, 16, 1);
+  const distinct16: LoraAdapterWeights[] = Array.from({ length: B }, (_, i) => randomAdapter(m.config, 16, 10 + i));
+  const ranks = [8, 16, 32, 64];
+  const mixed: LoraAdapterWeights[] = Array.from({ length: B }, (_, i) => randomAdapter(m.config, ranks[i % 4]!, 100 + i));
+  const configs: Record<string, (readonly AppliedAdapter[])[]> = {
+    "(a) base only": Array.from({ length: B }, () => []),
+    "(b) one adapter for all": Array.from({ length: B }, () => [{ adapter: one, weight: 1 }]),
+    "(c) distinct, rank 16": distinct16.map((a) => [{ adapter: a, weight: 1 }]),
+    "(d) distinct, ranks 8-64": mixed.map((a) => [{ adapter: a, weight: 1 }]),
+  };
+  console.log(`${values.preset} ${values.type}, batch ${B}, ${steps} decode steps, adapters on q/k/v/o, ${values.threads} threads, kernels ${native.getKernelImpl()}`);
+  decodeRun(m, configs["(a) base only"]!); // warm-up
+  const res = new Map<string, number[]>(Object.keys(configs).map((k) => [k, []]));
+  for (let r = 0; r < Number(values.rounds); r++) {
+    for (const [name, cfg] of Object.entries(configs)) res.get(name)!.push(decodeRun(m, cfg));
+  }
+  const base = res.get("(a) base only")!;
+  console.log("| configuration | aggregate decode tok/s | ratio to (a) |");
+  console.log("|---|---|---|");
+  for (const [name, xs] of res) console.log(`| ${name} | ${stats(xs)} | ${stats(xs.map((x, i) => x / base[i]!))} |`);
+}
+
+main().catch((e) => { console.error(e); process.exitCode = 1; });
