@@ -89,6 +89,8 @@ export interface AdapterCacheStats {
   budgetBytes: number;
   bytesResident: number;
   bytesReserved: number;
+  /** Resident bytes no one uses or pins: with the free bytes, the most a new load can get now. */
+  bytesEvictable: number;
   adaptersResident: number;
   adaptersLoading: number;
   adaptersInUse: number;
@@ -107,15 +109,15 @@ interface Slot {
   readonly id: string;
   readonly entry: RegistryEntry;
   state: AdapterCacheState;
-  adapter: LoraAdapter | undefined;
-  error: OpenLoraError | undefined;
+  adapter?: LoraAdapter | undefined;
+  error?: OpenLoraError | undefined;
   /** Counted against the budget: reservation while loading, weights.bytes when ready. */
   bytes: number;
   refCount: number;
   pinned: boolean;
   lastUsed: number;
-  loading: Promise<Slot> | undefined;
-  abort: AbortController | undefined;
+  loading?: Promise<Slot> | undefined;
+  abort?: AbortController | undefined;
   retired: boolean;
 }
 
@@ -130,6 +132,8 @@ export class AdapterCache {
   private readonly slots = new Map<string, Slot>();
   /** Unregistered while in use or loading. */
   private readonly retiring = new Set<Slot>();
+  /** Registry-pinned ids unpinned at run time; remembered because their slots come and go. */
+  private readonly unpinned = new Set<string>();
   private readonly unsubscribe: () => void;
   private clock = 0;
   private used = 0;
@@ -200,10 +204,12 @@ export class AdapterCache {
 
   pin(id: string): void {
     this.slotFor(id).pinned = true;
+    this.unpinned.delete(id);
   }
 
   /** Makes the adapter evictable again (when unused); unknown or unpinned ids are a no-op. */
   unpin(id: string): void {
+    if (this.registry.get(id)?.pinned) this.unpinned.add(id);
     const slot = this.slots.get(id);
     if (!slot) return;
     slot.pinned = false;
@@ -217,10 +223,8 @@ export class AdapterCache {
 
   stateOf(id: string): AdapterStateInfo | undefined {
     const slot = this.slots.get(id);
-    if (slot) return info(slot);
-    return this.registry.has(id)
-      ? { id, state: "registered", refCount: 0, pinned: this.registry.get(id)!.pinned === true, bytes: 0, lastUsed: 0 }
-      : undefined;
+    const entry = slot ? undefined : this.registry.get(id);
+    return slot ? info(slot) : entry ? info(this.newSlot(entry)) : undefined;
   }
 
   /** Adapters the cache holds (loading, ready, failed, pinned, retiring), sorted by id. */
@@ -232,6 +236,7 @@ export class AdapterCache {
   stats(): AdapterCacheStats {
     let resident = 0;
     let reserved = 0;
+    let evictable = 0;
     let nResident = 0;
     let nLoading = 0;
     let nInUse = 0;
@@ -239,6 +244,7 @@ export class AdapterCache {
       if (s.state === "ready") {
         resident += s.bytes;
         nResident++;
+        if (s.refCount === 0 && !s.pinned && !s.retired) evictable += s.bytes;
       } else if (s.state === "loading") {
         reserved += s.bytes;
         nLoading++;
@@ -246,11 +252,12 @@ export class AdapterCache {
       if (s.refCount > 0) nInUse++;
     }
     const sorted = [...this.latency].sort((a, b) => a - b);
-    const pct = (p: number): number => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]! : 0);
+    const pct = (p: number): number => sorted[Math.max(0, Math.ceil(p * sorted.length) - 1)] ?? 0;
     return {
       budgetBytes: this.budgetBytes,
       bytesResident: resident,
       bytesReserved: reserved,
+      bytesEvictable: evictable,
       adaptersResident: nResident,
       adaptersLoading: nLoading,
       adaptersInUse: nInUse,
@@ -277,22 +284,14 @@ export class AdapterCache {
     if (existing) return existing;
     const entry = this.registry.get(id);
     if (!entry) throw oerr("ADAPTER_NOT_FOUND", `no adapter is registered as ${JSON.stringify(id)}`, { id });
-    const slot: Slot = {
-      id,
-      entry,
-      state: "registered",
-      adapter: undefined,
-      error: undefined,
-      bytes: 0,
-      refCount: 0,
-      pinned: entry.pinned === true,
-      lastUsed: 0,
-      loading: undefined,
-      abort: undefined,
-      retired: false,
-    };
+    const slot = this.newSlot(entry);
     this.slots.set(id, slot);
     return slot;
+  }
+
+  private newSlot(entry: RegistryEntry): Slot {
+    const pinned = entry.pinned === true && !this.unpinned.has(entry.id);
+    return { id: entry.id, entry, state: "registered", bytes: 0, refCount: 0, pinned, lastUsed: 0, retired: false };
   }
 
   private touch(slot: Slot): void {
@@ -455,6 +454,7 @@ export class AdapterCache {
   }
 
   private retire(id: string): void {
+    this.unpinned.delete(id);
     const slot = this.slots.get(id);
     if (!slot) return;
     this.slots.delete(id);

@@ -294,3 +294,41 @@ describe("AdapterCache: listing", () => {
     la.release();
   });
 });
+
+describe("AdapterCache: pins from the registry, headroom, close", () => {
+  it("a registry-pinned adapter unpinned at run time stays unpinned after eviction", async () => {
+    const { cache, registry } = setup({ a: 100 }, 100);
+    registry.register("p", { format: "peft", path: "/p" }, { pinned: true });
+    expect(cache.stateOf("p")?.pinned).toBe(true);
+    cache.unpin("p");
+    expect(cache.stateOf("p")?.pinned).toBe(false);
+    (await cache.acquire("p")).release();
+    (await cache.acquire("a")).release(); // evicts p
+    expect(cache.stateOf("p")).toMatchObject({ state: "registered", pinned: false });
+    cache.pin("p");
+    expect(cache.stateOf("p")?.pinned).toBe(true);
+  });
+
+  it("bytesEvictable tells a scheduler what a new load could get", async () => {
+    const { cache } = setup({ a: 100, b: 200, c: 300 }, 1000);
+    const la = await cache.acquire("a");
+    await cache.prefetch("b");
+    await cache.prefetch("c");
+    cache.pin("c");
+    expect(cache.stats()).toMatchObject({ bytesResident: 600, bytesEvictable: 200, adaptersInUse: 1 });
+    la.release();
+    expect(cache.stats().bytesEvictable).toBe(300);
+  });
+
+  it("close() aborts loads in flight and stops following the registry", async () => {
+    const { cache, loader, registry } = setup({ a: 100 }, 1000);
+    loader.manual = true;
+    const p = cache.acquire("a");
+    await flush();
+    cache.close();
+    expect(loader.signals.get("a")!.aborted).toBe(true);
+    loader.pending.get("a")!.reject(new DOMException("aborted", "AbortError"));
+    expect(await codeOf(p)).toBe("ADAPTER_LOAD_FAILED");
+    registry.unregister("a"); // no longer observed: must not throw
+  });
+});
