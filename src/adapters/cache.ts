@@ -190,7 +190,10 @@ export class AdapterCache {
     } catch {
       return Promise.resolve("not-found");
     }
-    if (slot.state === "ready") return Promise.resolve("ready");
+    if (slot.state === "ready") {
+      this.touch(slot); // its request is queued: keep it away from the LRU end
+      return Promise.resolve("ready");
+    }
     return (slot.loading ?? this.startLoad(slot)).then(
       (): PrefetchOutcome => "ready",
       (e: unknown): PrefetchOutcome => {

@@ -332,3 +332,15 @@ describe("AdapterCache: pins from the registry, headroom, close", () => {
     registry.unregister("a"); // no longer observed: must not throw
   });
 });
+
+describe("AdapterCache: prefetch and recency", () => {
+  it("prefetching a resident adapter refreshes its recency", async () => {
+    const { cache } = setup({ a: 100, b: 100, c: 100 }, 200);
+    await cache.prefetch("a");
+    await cache.prefetch("b");
+    await cache.prefetch("a"); // now b is the LRU
+    await cache.prefetch("c");
+    expect(cache.stateOf("a")?.state).toBe("ready");
+    expect(cache.stateOf("b")?.state).toBe("registered");
+  });
+});
