@@ -118,7 +118,7 @@ describe("the Llama q/k permutation of B", () => {
         maxDelta = Math.max(maxDelta, Math.abs(pair.scale * upd));
         expect(Math.abs(y + pair.scale * upd - ym), `${module} row ${o}`).toBeLessThan(1e-4);
       }
-      expect(maxDelta).toBeGreaterThan(0.05); // the update is not trivially zero
+      expect(maxDelta).toBeGreaterThan(0.01); // the update is not trivially zero
     }
   });
 
