@@ -5,6 +5,12 @@ import { generate } from "../engine/generate.js";
 import { loadModel } from "../model/load.js";
 import { native } from "../native/index.js";
 import { ensureDefaultModel } from "../synth/default-model.js";
+import { baseShapeOf } from "../adapters/base-shape.js";
+import { AdapterCache } from "../adapters/cache.js";
+import { createAdapterLoader, parseAdapterArg, resolveAdapterRef } from "../adapters/loader.js";
+import { AdapterRegistry } from "../adapters/registry.js";
+import type { LoraAdapter } from "../adapters/types.js";
+import type { LoadedModel } from "../model/load.js";
 import { choiceArg, intArg, numArg, progressLine } from "./args.js";
 
 export async function runGenerate(argv: string[]): Promise<number> {
@@ -17,6 +23,7 @@ export async function runGenerate(argv: string[]): Promise<number> {
       "presence-penalty": { type: "string" }, "frequency-penalty": { type: "string" },
       stop: { type: "string", multiple: true }, "ignore-eos": { type: "boolean" },
       quantize: { type: "string" }, threads: { type: "string" }, json: { type: "boolean" },
+      adapter: { type: "string", multiple: true }, adapters: { type: "string" }, "max-lora-rank": { type: "string" },
     },
   });
   if (values.prompt === undefined) throw oerr("INVALID_ARGUMENT", "generate needs --prompt");
@@ -30,6 +37,8 @@ export async function runGenerate(argv: string[]): Promise<number> {
     quantize: choiceArg(values.quantize, "quantize", ["q8_0", "q4_0"] as const),
     ...(quiet || !process.stderr.isTTY ? {} : { onProgress: progressLine("loading model") }),
   });
+  const applied = await resolveAdapters(loaded, values.adapter ?? [], values.adapters, intArg(values["max-lora-rank"], "max-lora-rank", 1));
+  if (applied.length) log(`adapters: ${applied.map((a) => `${a.id}=${a.weight}`).join(", ")}`);
   const start = performance.now();
   let firstTokenAt = 0;
   const result = generate(loaded, {
@@ -47,13 +56,37 @@ export async function runGenerate(argv: string[]): Promise<number> {
     },
     stop: values.stop ?? [],
     ignoreEos: values["ignore-eos"] === true,
+    adapters: applied.map((a) => ({ adapter: a.adapter.weights, weight: a.weight })),
   }, quiet ? {} : { onText: (t) => { if (!firstTokenAt) firstTokenAt = performance.now(); process.stdout.write(t); } });
   const seconds = (performance.now() - start) / 1000;
   if (quiet) {
-    process.stdout.write(JSON.stringify({ text: result.text, prompt_tokens: result.promptTokens, tokens: result.tokens, finish_reason: result.finishReason }) + "\n");
+    process.stdout.write(JSON.stringify({
+      text: result.text, prompt_tokens: result.promptTokens, tokens: result.tokens, finish_reason: result.finishReason,
+      adapters: applied.map((a) => ({ id: a.id, weight: a.weight })),
+    }) + "\n");
   } else {
     process.stdout.write("\n");
     log(`[${result.tokens.length} tokens in ${seconds.toFixed(2)} s, ${(result.tokens.length / seconds).toFixed(1)} tok/s, prompt ${result.promptTokens.length} tokens, finish: ${result.finishReason}, ${threads} threads]`);
   }
   return 0;
+}
+
+/** `--adapters <dir>` registers a directory; each `--adapter <id or path>[=<weight>]` is loaded. */
+async function resolveAdapters(loaded: LoadedModel, args: string[], dir: string | undefined, maxRank: number | undefined): Promise<Array<{ id: string; weight: number; adapter: LoraAdapter }>> {
+  if (args.length === 0) return [];
+  const registry = new AdapterRegistry();
+  if (dir) await registry.scanDirectory(dir);
+  const cache = new AdapterCache({
+    registry,
+    loader: createAdapterLoader(baseShapeOf(loaded.config), maxRank ? { maxRank } : {}),
+    budgetBytes: Number.MAX_SAFE_INTEGER,
+  });
+  const out: Array<{ id: string; weight: number; adapter: LoraAdapter }> = [];
+  for (const arg of args) {
+    const { ref, weight } = parseAdapterArg(arg);
+    const id = resolveAdapterRef(registry, ref);
+    const lease = await cache.acquire(id);
+    out.push({ id, weight, adapter: lease.adapter });
+  }
+  return out;
 }

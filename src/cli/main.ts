@@ -13,7 +13,9 @@ Usage:
                     [--temperature T] [--top-k K] [--top-p P] [--min-p P] [--seed S]
                     [--repeat-penalty R] [--presence-penalty P] [--frequency-penalty F]
                     [--stop <text>]... [--ignore-eos] [--quantize q8_0|q4_0] [--threads N] [--json]
+                    [--adapter <id or path>[=<weight>]]... [--adapters <dir>] [--max-lora-rank R]
         Without --model, uses the embedded default demo model (generated once and cached).
+        Several --adapter flags apply the weighted sum of their updates.
   openlora synth --preset <name> --out <path> [--format gguf|hf] [--type f32|f16|bf16|q8_0|q4_0|q4_k|q6_k] [--seed S]
         Writes a random-weight model with a real tokenizer. 'openlora synth --list' lists presets.
 `;
@@ -33,7 +35,8 @@ export async function main(argv: string[]): Promise<number> {
     }
   } catch (e) {
     if (isOpenLoraError(e)) {
-      process.stderr.write(`error [${e.code}]: ${e.message}\n`);
+      const cause = e.details?.causeCode ? ` (cause: ${String(e.details.causeCode)})` : "";
+      process.stderr.write(`error [${e.code}]${cause}: ${e.message}\n`);
       return e.code === "INVALID_ARGUMENT" ? 2 : 1;
     }
     if ((e as { code?: string }).code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" || (e as { code?: string }).code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE") {

@@ -19,8 +19,14 @@ export interface LlamaCppRun {
 }
 
 /** Greedy generation of n tokens (end-of-generation tokens included), recording top raw logits at `probeSteps`. */
-export async function llamaCppGreedy(model: LlamaModel, promptTokens: number[], n: number, probeSteps: number[], threads = 2): Promise<LlamaCppRun> {
-  const ctx: LlamaContext = await model.createContext({ contextSize: 512, threads, batchSize: 512, sequences: 1, flashAttention: false });
+export async function llamaCppGreedy(
+  model: LlamaModel, promptTokens: number[], n: number, probeSteps: number[], threads = 2,
+  lora?: Array<{ filePath: string; scale: number }>,
+): Promise<LlamaCppRun> {
+  const ctx: LlamaContext = await model.createContext({
+    contextSize: 512, threads, batchSize: 512, sequences: 1, flashAttention: false,
+    ...(lora ? { lora: { adapters: lora } } : {}),
+  });
   try {
     const seq = ctx.getSequence();
     const tokens: number[] = [];
