@@ -79,7 +79,7 @@ Napi::Value LoraApply(const Napi::CallbackInfo& info) {
   const float* xd = x.data;
   parallel_for(T, [&](size_t t) {
     const Term& m = terms[t];
-    for (size_t j = 0; j < m.rank; j++) ud[m.uOffset + j] = kt->dot_f32(m.a + j * K, xd + (size_t)m.row * K, K);
+    kt->dot_rows_f32(ud + m.uOffset, m.a, xd + (size_t)m.row * K, K, m.rank);
   });
 
   // Terms grouped by row, each row's terms kept in list order.
@@ -96,10 +96,11 @@ Napi::Value LoraApply(const Napi::CallbackInfo& info) {
     const size_t g = task / chunks, c = task % chunks;
     const size_t n0 = c * kColumnChunk, n1 = std::min(N, n0 + kColumnChunk);
     float* yr = yd + (size_t)terms[order[groupStart[g]]].row * N;
+    float delta[kColumnChunk];
     for (size_t i = groupStart[g]; i < groupStart[g + 1]; i++) {
       const Term& m = terms[order[i]];
-      const float* um = ud + m.uOffset;
-      for (size_t n = n0; n < n1; n++) yr[n] = yr[n] + m.scale * kt->dot_f32(m.b + n * m.rank, um, m.rank);
+      kt->dot_rows_f32(delta, m.b + n0 * m.rank, ud + m.uOffset, m.rank, n1 - n0);
+      for (size_t n = n0; n < n1; n++) yr[n] = yr[n] + m.scale * delta[n - n0];
     }
   });
   return env.Undefined();

@@ -197,6 +197,8 @@ struct KernelTable {
   void (*to_f16)(uint16_t* dst, const float* src, size_t n);  // round to nearest even (KV cache)
   // Σ a[i]·b[i] in the fixed 8-lane scheme (lane i % 8, fma, then hsum8); used by LoRA.
   float (*dot_f32)(const float* a, const float* b, size_t n);
+  // out[i] = dot_f32(rows + i·n, v, n) for i < count: the same arithmetic, several rows at once.
+  void (*dot_rows_f32)(float* out, const float* rows, const float* v, size_t n, size_t count);
 };
 
 // Implemented in kernels_ref.cc / kernels_avx2.cc.

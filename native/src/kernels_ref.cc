@@ -386,8 +386,12 @@ static float dot_f32_ref(const float* a, const float* b, size_t n) {
   return hsum8(acc);
 }
 
+static void dot_rows_f32_ref(float* out, const float* rows, const float* v, size_t n, size_t count) {
+  for (size_t i = 0; i < count; i++) out[i] = dot_f32_ref(rows + i * n, v, n);
+}
+
 const KernelTable kRefKernels = {"reference",      matmul_range_ref, attn_task_ref,  rms_norm_row_ref,
                                  quantize_row_q8_0_split, round_row_f16, round_row_bf16, read_sum_u64,
-                                 to_f16_ref, dot_f32_ref};
+                                 to_f16_ref, dot_f32_ref, dot_rows_f32_ref};
 
 }  // namespace ol
