@@ -13,6 +13,7 @@
 import { existsSync, promises as fsp, realpathSync, statSync } from "node:fs";
 import { basename, extname, join, resolve, sep } from "node:path";
 import { oerr } from "../errors.js";
+import { isPlainId, validateAdapterId as assertPlainId } from "./validate.js";
 
 export type AdapterFormat = "peft" | "gguf";
 
@@ -50,19 +51,8 @@ export interface ScanResult {
   skipped: Array<{ name: string; reason: ScanSkipReason }>;
 }
 
-const PLAIN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-
-/** A plain adapter name: no separators, no traversal, at most 128 characters. */
-export function isPlainId(id: unknown): id is string {
-  return typeof id === "string" && PLAIN_ID.test(id) && !id.includes("..");
-}
-
-export function assertPlainId(id: unknown): asserts id is string {
-  if (!isPlainId(id)) {
-    const shown = typeof id === "string" ? id.slice(0, 200) : typeof id;
-    throw oerr("ADAPTER_ID_INVALID", `adapter id ${JSON.stringify(shown)} is not a plain name`, { id: shown });
-  }
-}
+// One rule for ids everywhere: validate.ts owns it.
+export { isPlainId, validateAdapterId as assertPlainId } from "./validate.js";
 
 export interface AdapterRegistryOptions {
   /** Clock for registeredAt; defaults to Date.now. */

@@ -11,9 +11,14 @@ import { LORA_MODULES } from "./types.js";
 
 const PLAIN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
-/** An adapter id is a plain name: `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$` and no "..", else ADAPTER_ID_INVALID. */
+/** A plain adapter name: `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`, no "..": never a path. */
+export function isPlainId(id: unknown): id is string {
+  return typeof id === "string" && PLAIN_ID.test(id) && !id.includes("..");
+}
+
+/** Throws ADAPTER_ID_INVALID unless `id` is a plain name (see isPlainId). */
 export function validateAdapterId(id: unknown): asserts id is string {
-  if (typeof id !== "string" || !PLAIN_ID.test(id) || id.includes("..")) {
+  if (!isPlainId(id)) {
     const shown = typeof id === "string" ? id.slice(0, 200) : typeof id;
     throw oerr("ADAPTER_ID_INVALID", `adapter id ${JSON.stringify(shown)} is not a plain name (letters, digits, ".", "_", "-"; no paths)`, { id: shown });
   }
