@@ -21,6 +21,7 @@ import { native } from "../native/index.js";
 import { GGUF_MODULE, PEFT_MODULE, patternValue, peftModulePath, permuteQkRows } from "../adapters/formats/common.js";
 import { LORA_MODULES, type LoraModule } from "../adapters/types.js";
 import type { SynthPreset } from "./presets.js";
+import { randomUniform, tensorSeed } from "./random.js";
 import { getPreset } from "./synthesize.js";
 
 export interface SynthAdapterOptions {
@@ -65,24 +66,7 @@ export interface SynthPair {
   b: Float32Array;
 }
 
-function streamSeed(seed: number, name: string): number {
-  let h = 0x811c9dc5 ^ (seed >>> 0);
-  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193) >>> 0;
-  return h || 1;
-}
 
-function uniform(n: number, seed: number, std: number): Float32Array {
-  const out = new Float32Array(n);
-  const a = std * Math.sqrt(3) * 2;
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    out[i] = (x / 4294967296 - 0.5) * a;
-  }
-  return out;
-}
 
 function dims(p: SynthPreset, m: LoraModule): { inDim: number; outDim: number } {
   const H = p.hiddenSize;
@@ -107,8 +91,8 @@ export function synthLoraPairs(presetName: string, opts: SynthAdapterOptions): S
       const key = `lora.${layer}.${module}.r${rank}`;
       out.push({
         layer, module, rank, inDim, outDim,
-        a: uniform(rank * inDim, streamSeed(opts.seed, `${key}.A`), 1 / Math.sqrt(inDim)),
-        b: uniform(outDim * rank, streamSeed(opts.seed, `${key}.B`), (strength * gain) / Math.sqrt(rank)),
+        a: randomUniform(rank * inDim, tensorSeed(opts.seed, `${key}.A`), 1 / Math.sqrt(inDim)),
+        b: randomUniform(outDim * rank, tensorSeed(opts.seed, `${key}.B`), (strength * gain) / Math.sqrt(rank)),
       });
     }
   }

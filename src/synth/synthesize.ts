@@ -15,6 +15,7 @@ import { native } from "../native/index.js";
 import { ggufTokenizerMetadata, tokenizerFamilies } from "../tokenizer/to-gguf.js";
 import { llama3FreqFactors, type ModelConfig } from "../model/config.js";
 import { PRESETS, type SynthPreset, type Vocabulary } from "./presets.js";
+import { randomUniform, tensorSeed } from "./random.js";
 
 export function vocabularyFiles(v: Vocabulary): { tokenizerJson: string; tokenizerConfig: string } {
   const family = tokenizerFamilies().find((f) => f.name === v)!;
@@ -27,26 +28,7 @@ export function getPreset(name: string): SynthPreset {
   return p;
 }
 
-/** FNV-1a of the name mixed with the seed: each tensor gets its own stream. */
-function tensorSeed(seed: number, name: string): number {
-  let h = 0x811c9dc5 ^ (seed >>> 0);
-  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193) >>> 0;
-  return h || 1;
-}
 
-/** Uniform values with mean `mean` and standard deviation `std` (xorshift32 stream). */
-function randomTensor(n: number, seed: number, std: number, mean = 0): Float32Array {
-  const out = new Float32Array(n);
-  const a = std * Math.sqrt(3) * 2;
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    out[i] = mean + (x / 4294967296 - 0.5) * a;
-  }
-  return out;
-}
 
 interface HfTensor {
   name: string;
@@ -63,7 +45,7 @@ export function hfTensors(p: SynthPreset, vocabSize: number, seed: number): HfTe
   const F = p.intermediateSize;
   const t: HfTensor[] = [];
   const add = (name: string, shape: number[], std: number, mean = 0) =>
-    t.push({ name, shape, values: () => randomTensor(shape.reduce((a, b) => a * b, 1), tensorSeed(seed, name), std, mean) });
+    t.push({ name, shape, values: () => randomUniform(shape.reduce((a, b) => a * b, 1), tensorSeed(seed, name), std, mean) });
   // Logits get a standard deviation of about 16, so argmaxes are decisive and greedy parity tests
   // meaningful; residual branches get a gain of 8 so the stream is not dominated by the input
   // token's embedding (with tied embeddings that makes a random model repeat its input).

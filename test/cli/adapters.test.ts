@@ -1,28 +1,17 @@
 /** `openlora generate --adapter` through the npm bin: ids from --adapters, paths, weights, errors. */
-import { execFile } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { beforeAll, describe, expect, it } from "vitest";
 import { writeGgufLora, writePeftAdapter } from "../../src/synth/adapters.js";
 import { writeGgufModel } from "../../src/synth/synthesize.js";
+import { runCli } from "../helpers/cli.js";
 import { tempDir } from "../helpers/tmp.js";
 
-const run = promisify(execFile);
 const dir = tempDir();
 const model = join(dir, "tiny-llama3.gguf");
 const adapters = join(dir, "adapters");
-const bin = join(import.meta.dirname, "..", "..", "bin", "openlora.js");
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [bin, ...args], { env: { ...process.env, OPENLORA_CACHE: dir } });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
+const cli = (args: string[]) => runCli(args, { OPENLORA_CACHE: dir });
 
 const gen = (extra: string[]) => cli(["generate", "--model", model, "--prompt", "Hello adapters", "--max-tokens", "8", "--ignore-eos", "--json", ...extra]);
 

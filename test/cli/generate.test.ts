@@ -2,27 +2,16 @@
  * The CLI as a user runs it: `bin/openlora.js` (the npm bin, over the compiled dist/) in a child
  * process, on a generated model.
  */
-import { execFile } from "node:child_process";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { beforeAll, describe, expect, it } from "vitest";
 import { writeGgufModel } from "../../src/synth/synthesize.js";
+import { runCli } from "../helpers/cli.js";
 import { tempDir } from "../helpers/tmp.js";
 
-const run = promisify(execFile);
 const dir = tempDir();
 const model = join(dir, "tiny-qwen3.gguf");
-const bin = join(import.meta.dirname, "..", "..", "bin", "openlora.js");
 
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [bin, ...args], { env: { ...process.env, OPENLORA_CACHE: dir } });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
+const cli = (args: string[]) => runCli(args, { OPENLORA_CACHE: dir });
 
 beforeAll(() => { writeGgufModel(model, "tiny-qwen3", { seed: 2, type: "q8_0" }); });
 

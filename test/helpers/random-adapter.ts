@@ -2,17 +2,8 @@
 import type { LoraAdapterWeights, LoraModule, LoraPair } from "../../src/adapters/types.js";
 import { baseShapeOf } from "../../src/adapters/base-shape.js";
 import type { ModelConfig } from "../../src/model/config.js";
+import { randomUniform } from "../../src/synth/random.js";
 
-function uniform(n: number, seed: number, std: number): Float32Array {
-  const out = new Float32Array(n);
-  let x = seed >>> 0 || 1;
-  const a = std * Math.sqrt(3) * 2;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
-    out[i] = (x / 4294967296 - 0.5) * a;
-  }
-  return out;
-}
 
 export function randomAdapter(c: ModelConfig, rank: number, seed: number, modules: LoraModule[] = ["q", "k", "v", "o"], alpha = rank): LoraAdapterWeights {
   const shape = baseShapeOf(c);
@@ -22,7 +13,7 @@ export function randomAdapter(c: ModelConfig, rank: number, seed: number, module
     modules.forEach((m, mi) => {
       const { inDim, outDim } = shape.modules[m];
       const s = seed * 7919 + l * 101 + mi * 13;
-      const pair: LoraPair = { rank, inDim, outDim, a: uniform(rank * inDim, s + 1, 1 / Math.sqrt(inDim)), b: uniform(outDim * rank, s + 2, 2 / Math.sqrt(rank)), scale: alpha / rank };
+      const pair: LoraPair = { rank, inDim, outDim, a: randomUniform(rank * inDim, s + 1, 1 / Math.sqrt(inDim)), b: randomUniform(outDim * rank, s + 2, 2 / Math.sqrt(rank)), scale: alpha / rank };
       bytes += (pair.a.byteLength + pair.b.byteLength);
       out[m] = pair;
     });

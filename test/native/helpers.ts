@@ -1,18 +1,10 @@
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, GGML_TYPE, native, rowBytes } from "../../src/native/index.js";
+import { mulberry32 as rng } from "../../src/synth/random.js";
+
+export { rng };
 
 export { native, GGML_TYPE, rowBytes };
 
-/** Deterministic PRNG (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Uniform values in [-scale, scale), with a few outliers like real activations. */
 export function randomF32(n: number, seed: number, scale = 1): Float32Array {

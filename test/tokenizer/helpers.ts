@@ -4,6 +4,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writeGguf, type GgufEntry } from "../../src/formats/gguf-writer.js";
 import { ggufTokenizerMetadata, tokenizerFamilies, type TokenizerFamily } from "../../src/tokenizer/to-gguf.js";
+import { mulberry32 as rng } from "../../src/synth/random.js";
+
+export { rng };
 
 export interface LoadedFamily {
   family: TokenizerFamily;
@@ -111,17 +114,6 @@ export const CORPUS: readonly string[] = [
   "The quick brown fox jumps over the lazy dog. ".repeat(8),
 ];
 
-/** Deterministic PRNG (mulberry32) so fuzz failures reproduce. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const FUZZ_PIECES = [
   " ", " ", " ", "  ", "\t", "\n", "\r\n", "\n\n", "'", "'s", "'RE", "'ll", "a", "e", "the", "The", " of", "ing",

@@ -1,6 +1,7 @@
 import { AdapterRegistry, type RegistryEntry } from "../../../src/adapters/registry.js";
 import { AdapterCache, type AdapterCacheOptions } from "../../../src/adapters/cache.js";
 import type { LoraAdapter } from "../../../src/adapters/types.js";
+export { mulberry32 as prng } from "../../../src/synth/random.js";
 
 export function fakeAdapter(id: string, bytes: number): LoraAdapter {
   return {
@@ -73,17 +74,6 @@ export function setup(
   return { registry, loader, cache };
 }
 
-/** mulberry32: a small seeded PRNG, so property tests replay exactly. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Lets every queued microtask and timer-free continuation run. */
 export async function flush(): Promise<void> {
