@@ -1,8 +1,9 @@
 /**
- * `openlora <command>`: generate, synth. Errors print as `error [CODE]: message` on stderr with
+ * `openlora <command>`: generate, synth, adapters. Errors print as `error [CODE]: message` on stderr with
  * exit code 1; usage errors exit with 2.
  */
 import { isOpenLoraError } from "../errors.js";
+import { runAdapters } from "./adapters.js";
 import { runGenerate } from "./generate.js";
 import { runSynth } from "./synth.js";
 
@@ -18,6 +19,12 @@ Usage:
         Several --adapter flags apply the weighted sum of their updates.
   openlora synth --preset <name> --out <path> [--format gguf|hf] [--type f32|f16|bf16|q8_0|q4_0|q4_k|q6_k] [--seed S]
         Writes a random-weight model with a real tokenizer. 'openlora synth --list' lists presets.
+  openlora adapters merge [--model <base>] --out <dir> --method cat|linear|svd|ties|dare_linear|dare_ties|magnitude_prune
+                          --adapter <id or path>[=<weight>]... [--adapters <dir>] [--density D] [--seed S] [--rank R]
+                          [--majority-sign total|frequency] [--max-lora-rank R] [--force] [--json]
+        Merges adapters offline into a new PEFT adapter folder that records its parents.
+  openlora adapters list --adapters <dir> [--model <base>] [--json]
+        Lists the adapters a directory registers (with --model: rank and modules, or the error).
 `;
 
 export async function main(argv: string[]): Promise<number> {
@@ -26,6 +33,7 @@ export async function main(argv: string[]): Promise<number> {
     switch (cmd) {
       case "generate": return await runGenerate(rest);
       case "synth": return await runSynth(rest);
+      case "adapters": return await runAdapters(rest);
       case undefined: case "help": case "--help": case "-h":
         process.stdout.write(USAGE);
         return cmd === undefined ? 2 : 0;
