@@ -33,6 +33,7 @@
  *              then truncate) are not implemented.
  */
 import { oerr } from "../errors.js";
+import { mulberry32 } from "../synth/random.js";
 import { truncatedSvdOfProduct } from "./merge-linalg.js";
 import { LORA_MODULES, type LoraAdapterWeights, type LoraModule, type LoraPair } from "./types.js";
 
@@ -228,18 +229,6 @@ function hash32(...xs: number[]): number {
     h ^= h >>> 16;
   }
   return h >>> 0;
-}
-
-/** mulberry32: a small seeded PRNG giving uniform floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**
