@@ -162,6 +162,21 @@ describe("cat and svd", () => {
   });
 });
 
+describe("svd when Σ r exceeds a module dimension", () => {
+  it("is exact at rank min(out, in, Σ r) for both tall and wide small matrices", () => {
+    // k: out 12 < Σ r = 16 ≤ in 24 (wide core); down: in 40, out 24, Σ r = 26 > 24 (tall core, clamped).
+    const ins: Input[] = [{ adapter: smallAdapter(10, 8, ["k"]), weight: 0.5 }, { adapter: smallAdapter(11, 8, ["k"]), weight: -1.5 },
+      { adapter: smallAdapter(12, 13, ["down"]), weight: 1 }, { adapter: smallAdapter(13, 13, ["down"]), weight: 2 }];
+    const merged = mergeAdapters(ins, "svd", { targetRank: 64 });
+    expect(merged.layers[0]!.k!.rank).toBe(12);
+    expect(merged.layers[0]!.down!.rank).toBe(24);
+    for (const m of ["k", "down"] as const) {
+      const want = weightedDelta(ins, 1, m)!;
+      expect(maxAbsDiff(deltaOf(merged.layers[1]![m]!), want), m).toBeLessThan(1e-5 * maxAbs(want));
+    }
+  });
+});
+
 describe("typed errors", () => {
   const r4 = smallAdapter(8, 4, ["q"]);
   const r8 = smallAdapter(9, 8, ["q"]);
