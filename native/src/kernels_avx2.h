@@ -1,0 +1,21 @@
+// Internal to the AVX2 kernel library: the kernels kernels_avx2_ops.cc defines for the table in
+// kernels_avx2.cc. Compiled only with AVX2/FMA/F16C flags.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+#include "common.h"
+
+namespace ol {
+namespace avx2 {
+void attn_task_avx2(const AttnArgs& a, int t, int h, float* scores);
+void rms_norm_row_avx2(float* out, const float* x, const float* w, size_t dim, float eps);
+void quantize_q8_split_avx2(int8_t* q, float* d, const float* src, size_t K);
+void round_f16_avx2(float* dst, const float* src, size_t n);
+void round_bf16_avx2(float* dst, const float* src, size_t n);
+uint64_t read_sum_avx2(const uint8_t* p, size_t bytes);
+void to_f16_avx2(uint16_t* dst, const float* src, size_t n);
+float dot_f32_avx2(const float* a, const float* b, size_t n);
+void dot_rows_f32_avx2(float* out, const float* rows, const float* v, size_t n, size_t count);
+}  // namespace avx2
+}  // namespace ol

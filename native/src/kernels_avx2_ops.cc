@@ -1,0 +1,223 @@
+// AVX2/FMA/F16C kernels besides the matrix products: attention, rmsNorm, activation rounding,
+// the bandwidth probe, and the dot products LoRA uses. Same numerics as kernels_ref.cc, bit for bit.
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels_avx2.h"
+
+namespace ol {
+namespace avx2 {
+
+// ------------------------------------------------------------------ attention
+
+static inline float dot_q_k(const float* q, const uint16_t* k, int D) {
+  __m256 acc = _mm256_setzero_ps();
+  const int D8 = D & ~7;
+  for (int d = 0; d < D8; d += 8)
+    acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(k + d))), acc);
+  alignas(32) float a[8];
+  _mm256_store_ps(a, acc);
+  for (int d = D8; d < D; d++) a[d % 8] = std::fma(q[d], fp16_to_f32(k[d]), a[d % 8]);
+  return hsum8(a);
+}
+
+static inline void dot_q_k4(float* s, const float* q, const uint16_t* k0, const uint16_t* k1,
+                            const uint16_t* k2, const uint16_t* k3, int D) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  const int D8 = D & ~7;
+  for (int d = 0; d < D8; d += 8) {
+    const __m256 qv = _mm256_loadu_ps(q + d);
+    a0 = _mm256_fmadd_ps(qv, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(k0 + d))), a0);
+    a1 = _mm256_fmadd_ps(qv, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(k1 + d))), a1);
+    a2 = _mm256_fmadd_ps(qv, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(k2 + d))), a2);
+    a3 = _mm256_fmadd_ps(qv, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(k3 + d))), a3);
+  }
+  const uint16_t* ks[4] = {k0, k1, k2, k3};
+  __m256 as[4] = {a0, a1, a2, a3};
+  for (int r = 0; r < 4; r++) {
+    alignas(32) float a[8];
+    _mm256_store_ps(a, as[r]);
+    for (int d = D8; d < D; d++) a[d % 8] = std::fma(q[d], fp16_to_f32(ks[r][d]), a[d % 8]);
+    s[r] = hsum8(a);
+  }
+}
+
+
+void attn_task_avx2(const AttnArgs& a, int t, int h, float* scores) {
+  const int D = a.headDim, group = a.nHeads / a.nKvHeads, kvh = h / group;
+  const size_t kvDim = (size_t)a.nKvHeads * D;
+  const float* q_in = a.q + ((size_t)t * a.nHeads + h) * D;
+  float* out = a.out + ((size_t)t * a.nHeads + h) * D;
+  const int32_t pos = a.rowPos[t];
+  const int32_t* table = a.blockTables + a.tableOffsets[a.rowSeq[t]];
+  const int bs = a.blockSize;
+  alignas(32) float q[kMaxAttnHeadDim];
+  round_f16_avx2(q, q_in, (size_t)D);
+  auto kptr = [&](int32_t p) {
+    return a.kPool + ((size_t)table[p / bs] * bs + p % bs) * kvDim + (size_t)kvh * D;
+  };
+  int32_t p = 0;
+  for (; p + 4 <= pos + 1; p += 4) dot_q_k4(scores + p, q, kptr(p), kptr(p + 1), kptr(p + 2), kptr(p + 3), D);
+  for (; p <= pos; p++) scores[p] = dot_q_k(q, kptr(p), D);
+  float mx = -INFINITY;
+  for (p = 0; p <= pos; p++) {
+    scores[p] = scores[p] * a.scale;
+    mx = std::max(mx, scores[p]);
+  }
+  float sum = 0.0f;
+  for (p = 0; p <= pos; p++) {
+    scores[p] = std::exp(scores[p] - mx);
+    sum += scores[p];
+  }
+  const float inv = 1.0f / sum;
+  for (p = 0; p <= pos; p++) scores[p] = scores[p] * inv;
+  round_f16_avx2(scores, scores, (size_t)pos + 1);
+  const int D8 = D & ~7;
+  for (int d = 0; d < D; d++) out[d] = 0.0f;
+  for (p = 0; p <= pos; p++) {
+    const uint16_t* v = a.vPool + ((size_t)table[p / bs] * bs + p % bs) * kvDim + (size_t)kvh * D;
+    const float pr = scores[p];
+    const __m256 pv = _mm256_set1_ps(pr);
+    for (int d = 0; d < D8; d += 8) {
+      const __m256 vv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(v + d)));
+      _mm256_storeu_ps(out + d, _mm256_fmadd_ps(pv, vv, _mm256_loadu_ps(out + d)));
+    }
+    for (int d = D8; d < D; d++) out[d] = std::fma(pr, fp16_to_f32(v[d]), out[d]);
+  }
+}
+
+// ------------------------------------------------------------------ rmsNorm
+
+void rms_norm_row_avx2(float* out, const float* x, const float* w, size_t dim, float eps) {
+  const size_t D8 = dim & ~(size_t)7;
+  const float scale = rms_scale(x, dim, eps);
+  const __m256 sv = _mm256_set1_ps(scale);
+  for (size_t i = 0; i < D8; i += 8)
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), sv), _mm256_loadu_ps(w + i)));
+  for (size_t i = D8; i < dim; i++) out[i] = (x[i] * scale) * w[i];
+}
+
+// ------------------------------------------------------------------ activation preparation
+
+// See quantize_row_q8_0_split: inverse scale 127 / amax, round to nearest even.
+void quantize_q8_split_avx2(int8_t* q, float* d, const float* src, size_t K) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  for (size_t b = 0; b < K / QK; b++) {
+    const float* x = src + b * QK;
+    __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                             _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    const float db = amax / 127.0f;
+    const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+    d[b] = fp16_to_f32(f32_to_fp16(db));
+    const __m256 iv = _mm256_set1_ps(id);
+    const __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, iv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, iv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, iv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, iv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    _mm256_storeu_si256((__m256i*)(q + b * QK), _mm256_permutevar8x32_epi32(p, perm));
+  }
+}
+
+void round_f16_avx2(float* dst, const float* src, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT)));
+  for (; i < n; i++) dst[i] = fp16_to_f32(f32_to_fp16(src[i]));
+}
+
+void round_bf16_avx2(float* dst, const float* src, size_t n) {
+  size_t i = 0;
+  const __m256i bias = _mm256_set1_epi32(0x7fff), one = _mm256_set1_epi32(1);
+  const __m256i hi = _mm256_set1_epi32((int)0xffff0000u), qnan = _mm256_set1_epi32(0x400000);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(src + i);
+    const __m256i u = _mm256_castps_si256(v);
+    const __m256i r = _mm256_and_si256(
+        _mm256_add_epi32(_mm256_add_epi32(u, bias), _mm256_and_si256(_mm256_srli_epi32(u, 16), one)), hi);
+    const __m256i nanv = _mm256_and_si256(_mm256_or_si256(u, qnan), hi);
+    const __m256 isnan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+    _mm256_storeu_ps(dst + i, _mm256_blendv_ps(_mm256_castsi256_ps(r), _mm256_castsi256_ps(nanv), isnan));
+  }
+  for (; i < n; i++) dst[i] = bf16_to_f32(f32_to_bf16(src[i]));
+}
+
+// Bandwidth probe: four interleaved streams per call, 256-bit loads.
+uint64_t read_sum_avx2(const uint8_t* p, size_t bytes) {
+  const size_t q = bytes / 4 / 128 * 128;
+  __m256i s0 = _mm256_setzero_si256(), s1 = s0, s2 = s0, s3 = s0;
+  for (size_t o = 0; o < q; o += 64) {
+    s0 = _mm256_add_epi64(s0, _mm256_add_epi64(_mm256_loadu_si256((const __m256i*)(p + o)),
+                                                _mm256_loadu_si256((const __m256i*)(p + o + 32))));
+    s1 = _mm256_add_epi64(s1, _mm256_add_epi64(_mm256_loadu_si256((const __m256i*)(p + q + o)),
+                                                _mm256_loadu_si256((const __m256i*)(p + q + o + 32))));
+    s2 = _mm256_add_epi64(s2, _mm256_add_epi64(_mm256_loadu_si256((const __m256i*)(p + 2 * q + o)),
+                                                _mm256_loadu_si256((const __m256i*)(p + 2 * q + o + 32))));
+    s3 = _mm256_add_epi64(s3, _mm256_add_epi64(_mm256_loadu_si256((const __m256i*)(p + 3 * q + o)),
+                                                _mm256_loadu_si256((const __m256i*)(p + 3 * q + o + 32))));
+  }
+  alignas(32) uint64_t a[4];
+  _mm256_store_si256((__m256i*)a, _mm256_add_epi64(_mm256_add_epi64(s0, s1), _mm256_add_epi64(s2, s3)));
+  uint64_t s = a[0] + a[1] + a[2] + a[3];
+  for (size_t o = 4 * q; o + 8 <= bytes; o += 8) { uint64_t v; std::memcpy(&v, p + o, 8); s += v; }
+  return s;
+}
+
+
+void to_f16_avx2(uint16_t* dst, const float* src, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128((__m128i*)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; i++) dst[i] = f32_to_fp16(src[i]);
+}
+
+float dot_f32_avx2(const float* a, const float* b, size_t n) {
+  __m256 acc = _mm256_setzero_ps();
+  const size_t n8 = n & ~(size_t)7;
+  for (size_t i = 0; i < n8; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+  alignas(32) float l[8];
+  _mm256_store_ps(l, acc);
+  for (size_t i = n8; i < n; i++) l[i % 8] = std::fma(a[i], b[i], l[i % 8]);
+  return hsum8(l);
+}
+
+// Four rows per pass share each load of v; per row the lanes, FMAs and final hsum8 are exactly
+// dot_f32_avx2's.
+void dot_rows_f32_avx2(float* out, const float* rows, const float* v, size_t n, size_t count) {
+  const size_t n8 = n & ~(size_t)7;
+  size_t i = 0;
+  for (; i + 4 <= count; i += 4) {
+    const float* r0 = rows + i * n;
+    const float *r1 = r0 + n, *r2 = r1 + n, *r3 = r2 + n;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t j = 0; j < n8; j += 8) {
+      const __m256 vv = _mm256_loadu_ps(v + j);
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(r0 + j), vv, a0);
+      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(r1 + j), vv, a1);
+      a2 = _mm256_fmadd_ps(_mm256_loadu_ps(r2 + j), vv, a2);
+      a3 = _mm256_fmadd_ps(_mm256_loadu_ps(r3 + j), vv, a3);
+    }
+    const float* rs[4] = {r0, r1, r2, r3};
+    const __m256 as[4] = {a0, a1, a2, a3};
+    for (int k = 0; k < 4; k++) {
+      alignas(32) float l[8];
+      _mm256_store_ps(l, as[k]);
+      for (size_t j = n8; j < n; j++) l[j % 8] = std::fma(rs[k][j], v[j], l[j % 8]);
+      out[i + k] = hsum8(l);
+    }
+  }
+  for (; i < count; i++) out[i] = dot_f32_avx2(rows + i * n, v, n);
+}
+
+}  // namespace avx2
+}  // namespace ol
+#endif
