@@ -10,6 +10,7 @@ import { type GgufFile, tensorData } from "../formats/gguf.js";
 import { type SafetensorsFile, type SafetensorsTensor, safetensorsData } from "../formats/safetensors.js";
 import { native } from "../native/index.js";
 import type { ModelConfig } from "./config.js";
+import { toGgufRotaryLayout } from "./rotary-layout.js";
 
 /** A weight matrix W[outDim, inDim] (rows of inDim elements) in a ggml type. */
 export interface Linear {
@@ -128,32 +129,9 @@ class WeightBuilder {
  * makes them equivalent, exactly as llama.cpp's converter does.
  */
 export function permuteRotaryRows(w: Linear, nHeads: number): Linear {
-  const headRows = w.outDim / nHeads;
-  const half = headRows / 2;
-  const rb = rowBytes(w.type, w.inDim);
-  const out = new Uint8Array(w.data.byteLength);
-  for (let h = 0; h < nHeads; h++) {
-    for (let i = 0; i < half; i++) {
-      const base = h * headRows;
-      out.set(w.data.subarray((base + i) * rb, (base + i + 1) * rb), (base + 2 * i) * rb);
-      out.set(w.data.subarray((base + half + i) * rb, (base + half + i + 1) * rb), (base + 2 * i + 1) * rb);
-    }
-  }
-  return { ...w, data: out };
+  return { ...w, data: toGgufRotaryLayout(w.data, w.outDim, rowBytes(w.type, w.inDim), nHeads) };
 }
 
-function permuteRotaryVector(v: Float32Array, nHeads: number): Float32Array {
-  const headRows = v.length / nHeads;
-  const half = headRows / 2;
-  const out = new Float32Array(v.length);
-  for (let h = 0; h < nHeads; h++) {
-    for (let i = 0; i < half; i++) {
-      out[h * headRows + 2 * i] = v[h * headRows + i]!;
-      out[h * headRows + 2 * i + 1] = v[h * headRows + half + i]!;
-    }
-  }
-  return out;
-}
 
 export function quantizeLinear(w: Linear, type: number): Linear {
   if (w.type === type) return w;
@@ -175,8 +153,8 @@ function assemble(b: WeightBuilder, c: ModelConfig, names: (layer: number, role:
     let bq = c.qkvBias ? b.vector(n("bq"), qDim) : undefined;
     let bk = c.qkvBias ? b.vector(n("bk"), kvDim) : undefined;
     if (permute && bq && bk) {
-      bq = permuteRotaryVector(bq, c.nHeads);
-      bk = permuteRotaryVector(bk, c.nKvHeads);
+      bq = toGgufRotaryLayout(bq, bq.length, 1, c.nHeads);
+      bk = toGgufRotaryLayout(bk, bk.length, 1, c.nKvHeads);
     }
     layers.push({
       attnNorm: b.vector(n("attn_norm"), c.hiddenSize),

@@ -14,6 +14,7 @@ import { type SafetensorsTensorSpec, writeSafetensors } from "../formats/safeten
 import { native } from "../native/index.js";
 import { ggufTokenizerMetadata, tokenizerFamilies } from "../tokenizer/to-gguf.js";
 import { llama3FreqFactors, type ModelConfig } from "../model/config.js";
+import { toGgufRotaryLayout } from "../model/rotary-layout.js";
 import { PRESETS, type SynthPreset, type Vocabulary } from "./presets.js";
 import { randomUniform, tensorSeed } from "./random.js";
 
@@ -173,20 +174,6 @@ function ggufName(hf: string): string {
   throw oerr("INTERNAL", `no GGUF name for ${hf}`);
 }
 
-/** llama.cpp's converter permutation of Llama q/k rows: per head, row i → 2i, row half + i → 2i + 1. */
-function permuteRows(values: Float32Array, rows: number, cols: number, nHeads: number): Float32Array {
-  const out = new Float32Array(values.length);
-  const headRows = rows / nHeads;
-  const half = headRows / 2;
-  for (let h = 0; h < nHeads; h++) {
-    for (let i = 0; i < half; i++) {
-      const b = h * headRows;
-      out.set(values.subarray((b + i) * cols, (b + i + 1) * cols), (b + 2 * i) * cols);
-      out.set(values.subarray((b + half + i) * cols, (b + half + i + 1) * cols), (b + 2 * i + 1) * cols);
-    }
-  }
-  return out;
-}
 
 export function writeGgufModel(outPath: string, presetName: string, opts: { seed?: number; type?: GgufWeightType } = {}): string {
   const p = getPreset(presetName);
@@ -216,7 +203,7 @@ export function writeGgufModel(outPath: string, presetName: string, opts: { seed
       type,
       data: () => {
         let v = t.values();
-        if (perm) v = permuteRows(v, t.shape[0]!, is2d ? t.shape[1]! : 1, perm);
+        if (perm) v = toGgufRotaryLayout(v, t.shape[0]!, is2d ? t.shape[1]! : 1, perm);
         if (type === GGML_TYPE.F32) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
         if (type === GGML_TYPE.Q4_K || type === GGML_TYPE.Q6_K) return encodeRows(type, v, t.shape[0]!, t.shape[1]!).bytes;
         const out = new Uint8Array(rowBytes(type, t.shape[1]!) * t.shape[0]!);

@@ -6,6 +6,7 @@
 import { GGML_TYPE } from "../../formats/ggml-types.js";
 import { native } from "../../native/index.js";
 import type { LoraModule } from "../types.js";
+import { toGgufRotaryLayout } from "../../model/rotary-layout.js";
 
 /** PEFT / Hugging Face module names. */
 export const PEFT_MODULE: Record<LoraModule, { group: "self_attn" | "mlp"; name: string }> = {
@@ -73,17 +74,7 @@ export function decodeF32(bytes: Uint8Array, ggmlType: number, n: number): Float
  * the same as `permuteRotaryRows` applies to the base W_q / W_k; here on an f32 [rows, cols] matrix.
  */
 export function permuteQkRows(values: Float32Array, rows: number, cols: number, nHeads: number): Float32Array {
-  const out = new Float32Array(values.length);
-  const headRows = rows / nHeads;
-  const half = headRows / 2;
-  for (let h = 0; h < nHeads; h++) {
-    const b = h * headRows;
-    for (let i = 0; i < half; i++) {
-      out.set(values.subarray((b + i) * cols, (b + i + 1) * cols), (b + 2 * i) * cols);
-      out.set(values.subarray((b + half + i) * cols, (b + half + i + 1) * cols), (b + 2 * i + 1) * cols);
-    }
-  }
-  return out;
+  return toGgufRotaryLayout(values, rows, cols, nHeads);
 }
 
 /** The number of q/k heads whose rows B must be permuted with, or 0 when none. */

@@ -14,6 +14,7 @@ import { oerr } from "../../errors.js";
 import { type SafetensorsTensorSpec, writeSafetensors } from "../../formats/safetensors.js";
 import { type BaseModelShape, LORA_MODULES, type LoraAdapterWeights, type LoraModule } from "../types.js";
 import { PEFT_MODULE, patternValue, peftModulePath, qkPermuteHeads } from "./common.js";
+import { toHfRotaryLayout } from "../../model/rotary-layout.js";
 
 export interface PeftWriteMeta {
   /** base_model_name_or_path. */
@@ -24,17 +25,7 @@ export interface PeftWriteMeta {
 
 /** The inverse of common.ts's permuteQkRows: engine (rotary pair) layout → Hugging Face layout. */
 export function unpermuteQkRows(values: Float32Array, rows: number, cols: number, nHeads: number): Float32Array {
-  const out = new Float32Array(values.length);
-  const headRows = rows / nHeads;
-  const half = headRows / 2;
-  for (let h = 0; h < nHeads; h++) {
-    const b = h * headRows;
-    for (let i = 0; i < half; i++) {
-      out.set(values.subarray((b + 2 * i) * cols, (b + 2 * i + 1) * cols), (b + i) * cols);
-      out.set(values.subarray((b + 2 * i + 1) * cols, (b + 2 * i + 2) * cols), (b + half + i) * cols);
-    }
-  }
-  return out;
+  return toHfRotaryLayout(values, rows, cols, nHeads);
 }
 
 /** An alpha with alpha / rank === scale exactly (as the reader computes it), if one is near scale·rank. */
