@@ -38,6 +38,15 @@ export const ERROR_TABLE = {
   INVALID_ARGUMENT: { status: 400, summary: "An argument is missing or out of range." },
   CONTEXT_OVERFLOW: { status: 413, summary: "The prompt and requested tokens exceed the context length." },
   KV_CACHE_FULL: { status: 503, summary: "No free KV cache blocks are left for the sequence." },
+  PROMPT_TOO_LONG: { status: 413, summary: "The prompt alone needs more KV cache blocks than the server has." },
+  MODEL_NOT_SERVED: { status: 404, summary: "The requested model is neither the base model nor a registered adapter." },
+  REQUEST_TOO_LARGE: { status: 413, summary: "The request body or a field in it is larger than the server accepts." },
+  // Serving
+  QUEUE_FULL: { status: 429, summary: "The request queue is full; retry after the advertised delay." },
+  NOT_READY: { status: 503, summary: "The server is still loading the model." },
+  SHUTTING_DOWN: { status: 503, summary: "The server is draining and accepts no new requests." },
+  REQUEST_CANCELLED: { status: 499, summary: "The client went away or cancelled; the sequence was stopped and its blocks freed." },
+  ENGINE_FAILED: { status: 500, summary: "The engine thread failed; requests in flight were failed." },
   // Native layer
   NATIVE_UNAVAILABLE: { status: 500, summary: "The native addon is not built or failed to load." },
   INTERNAL: { status: 500, summary: "An internal invariant was violated." },
