@@ -54,6 +54,8 @@ export interface AdapterCacheHooks {
   onReady?(id: string, adapter: LoraAdapter): void;
   /** An adapter left host memory (evicted, or its id unregistered and released). */
   onEvict?(id: string, reason: "lru" | "unregistered"): void;
+  /** A load finished (successfully or not) after `ms` milliseconds. */
+  onLoadLatency?(id: string, ms: number): void;
 }
 
 export interface AdapterCacheOptions {
@@ -79,8 +81,11 @@ export interface AdapterStateInfo {
   bytes: number;
   /** Logical clock value of the last acquire/release/load (0 = never). */
   lastUsed: number;
-  /** Error code of the last failure, when failed. */
+  /** Error code and message of the last failure, when failed. */
   error?: string;
+  errorMessage?: string;
+  /** The reader's code behind a failed load (ADAPTER_INVALID, ADAPTER_SHAPE_MISMATCH…). */
+  errorCause?: string;
   /** Unregistered while in use; freed at the last release. */
   retiring?: boolean;
 }
@@ -181,6 +186,19 @@ export class AdapterCache {
         throw e;
       },
     );
+  }
+
+  /**
+   * A lease taken synchronously on an adapter that is ready now (a hit), or undefined (nothing
+   * taken) when it is not resident: the engine loop admits a request only once its adapters are.
+   */
+  acquireReady(id: string): LeasedAdapter | undefined {
+    const slot = this.slots.get(id);
+    if (!slot || slot.state !== "ready" || slot.retired) return undefined;
+    slot.refCount++;
+    this.counters.hits++;
+    this.touch(slot);
+    return this.lease(slot);
   }
 
   prefetch(id: string): Promise<PrefetchOutcome> {
@@ -351,7 +369,9 @@ export class AdapterCache {
   }
 
   private admit(slot: Slot, adapter: LoraAdapter, t0: number): Slot {
-    this.recordLatency(this.now() - t0);
+    const ms = this.now() - t0;
+    this.recordLatency(ms);
+    this.hooks.onLoadLatency?.(slot.id, ms);
     const size = adapter?.weights?.bytes;
     if (typeof size !== "number" || !Number.isFinite(size) || size < 0) {
       return this.failLoad(slot, oerr("ADAPTER_INVALID", "loader returned an adapter without a valid weights.bytes"));
@@ -484,7 +504,7 @@ function info(s: Slot): AdapterStateInfo {
     pinned: s.pinned,
     bytes: s.bytes,
     lastUsed: s.lastUsed,
-    ...(s.state === "failed" && s.error ? { error: s.error.code } : {}),
+    ...(s.state === "failed" && s.error ? { error: s.error.code, errorMessage: s.error.message, ...(typeof s.error.details?.causeCode === "string" ? { errorCause: s.error.details.causeCode } : {}) } : {}),
     ...(s.retired ? { retiring: true } : {}),
   };
 }

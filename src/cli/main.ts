@@ -1,10 +1,11 @@
 /**
- * `openlora <command>`: generate, synth, adapters. Errors print as `error [CODE]: message` on stderr with
+ * `openlora <command>`: generate, serve, synth, adapters. Errors print as `error [CODE]: message` on stderr with
  * exit code 1; usage errors exit with 2.
  */
 import { isOpenLoraError } from "../errors.js";
 import { runAdapters } from "./adapters.js";
 import { runGenerate } from "./generate.js";
+import { runServe, SERVE_USAGE } from "./serve.js";
 import { runSynth } from "./synth.js";
 
 const USAGE = `openlora — serve many LoRA adapters on one base model, with attributed inference
@@ -17,7 +18,7 @@ Usage:
                     [--adapter <id or path>[=<weight>]]... [--adapters <dir>] [--max-lora-rank R]
         Without --model, uses the embedded default demo model (generated once and cached).
         Several --adapter flags apply the weighted sum of their updates.
-  openlora synth --preset <name> --out <path> [--format gguf|hf] [--type f32|f16|bf16|q8_0|q4_0|q4_k|q6_k] [--seed S]
+${SERVE_USAGE}  openlora synth --preset <name> --out <path> [--format gguf|hf] [--type f32|f16|bf16|q8_0|q4_0|q4_k|q6_k] [--seed S]
         Writes a random-weight model with a real tokenizer. 'openlora synth --list' lists presets.
   openlora adapters merge [--model <base>] --out <dir> --method cat|linear|svd|ties|dare_linear|dare_ties|magnitude_prune
                           --adapter <id or path>[=<weight>]... [--adapters <dir>] [--density D] [--seed S] [--rank R]
@@ -32,6 +33,7 @@ export async function main(argv: string[]): Promise<number> {
   try {
     switch (cmd) {
       case "generate": return await runGenerate(rest);
+      case "serve": return await runServe(rest);
       case "synth": return await runSynth(rest);
       case "adapters": return await runAdapters(rest);
       case undefined: case "help": case "--help": case "-h":

@@ -2,9 +2,11 @@
  * The embedded default model: a SmolLM2-135M-shaped random-weight model in Q8_0 with the real
  * Llama 3 vocabulary, generated on first use into the cache folder and reused after.
  */
-import { existsSync, mkdirSync, renameSync } from "node:fs";
+import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import type { LoraModule } from "../adapters/types.js";
+import { writeGgufLora, writePeftAdapter } from "./adapters.js";
 import { writeGgufModel } from "./synthesize.js";
 
 export const DEFAULT_PRESET = "smollm2-135m";
@@ -26,4 +28,33 @@ export function ensureDefaultModel(log: (msg: string) => void = () => {}): strin
   writeGgufModel(tmp, DEFAULT_PRESET, { seed: DEFAULT_SEED, type: DEFAULT_TYPE });
   renameSync(tmp, path);
   return path;
+}
+
+export const DEMO_ADAPTER_COUNT = 8;
+
+/**
+ * The embedded default's demo adapters: DEMO_ADAPTER_COUNT random adapters for the default model,
+ * half PEFT folders, half GGUF LoRA files, ranks 8–32 on q/k/v/o (some also on the MLP), written
+ * once into the cache folder. Returns the folder to register.
+ */
+export function ensureDemoAdapters(log: (msg: string) => void = () => {}): string {
+  const dir = join(cacheDir(), "adapters", `${DEFAULT_PRESET}-demo-v1`);
+  if (existsSync(join(dir, ".complete"))) return dir;
+  log(`generating ${DEMO_ADAPTER_COUNT} demo adapters into ${dir} — once`);
+  const tmp = `${dir}.${process.pid}.tmp`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp, { recursive: true });
+  const ranks = [8, 16, 32, 8, 16, 32, 16, 8];
+  for (let i = 0; i < DEMO_ADAPTER_COUNT; i++) {
+    const rank = ranks[i % ranks.length]!;
+    const targets: LoraModule[] = i % 3 === 2 ? ["q", "k", "v", "o", "gate", "up", "down"] : ["q", "k", "v", "o"];
+    const common = { seed: 100 + i, rank, alpha: 2 * rank, targets, strength: 0.05 };
+    if (i % 2 === 0) writePeftAdapter(join(tmp, `demo-${i}`), DEFAULT_PRESET, { ...common, dtype: "F16" });
+    else writeGgufLora(join(tmp, `demo-${i}.gguf`), DEFAULT_PRESET, { ...common, type: "f16" });
+  }
+  writeFileSync(join(tmp, ".complete"), "");
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dirname(dir), { recursive: true });
+  renameSync(tmp, dir);
+  return dir;
 }

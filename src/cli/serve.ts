@@ -1,0 +1,113 @@
+/**
+ * `openlora serve`: the OpenAI-compatible server. It listens at once (503 NOT_READY while the model
+ * loads in the engine thread), then serves; SIGTERM/SIGINT drain in-flight requests, then exit.
+ */
+import { availableParallelism } from "node:os";
+import { parseArgs } from "node:util";
+import { oerr } from "../errors.js";
+import { WorkerEngine } from "../engine/engine-client.js";
+import type { EngineInit } from "../engine/worker-messages.js";
+import { buildServer, type EngineSlot } from "../server/index.js";
+import { ensureDefaultModel, ensureDemoAdapters } from "../synth/default-model.js";
+import { choiceArg, intArg, progressLine } from "./args.js";
+
+export const SERVE_USAGE = `  openlora serve [--model <gguf file | HF folder>] [--adapters <dir>] [--port 8000] [--host 127.0.0.1]
+                 [--threads N] [--kv-tokens N | --kv-blocks N] [--block-size 16] [--adapter-pool-mb 1024]
+                 [--max-running 64] [--token-budget 512] [--prefill-chunk 256] [--max-queue 1024]
+                 [--max-lora-rank 256] [--quantize q8_0|q4_0] [--no-mixed-adapters] [--drain-timeout-s 30] [--quiet]
+        OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models, /v1/load_lora_adapter,
+        /v1/unload_lora_adapter, /health, /metrics). Every adapter in --adapters is a model.
+        Without --model, serves the embedded default demo model and demo adapters (generated once, cached).
+`;
+
+export async function runServe(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      model: { type: "string" }, adapters: { type: "string" }, port: { type: "string" }, host: { type: "string" },
+      threads: { type: "string" }, "kv-tokens": { type: "string" }, "kv-blocks": { type: "string" }, "block-size": { type: "string" },
+      "adapter-pool-mb": { type: "string" }, "max-running": { type: "string" }, "token-budget": { type: "string" },
+      "prefill-chunk": { type: "string" }, "max-queue": { type: "string" }, "max-lora-rank": { type: "string" },
+      quantize: { type: "string" }, "no-mixed-adapters": { type: "boolean" }, "drain-timeout-s": { type: "string" },
+      quiet: { type: "boolean" },
+    },
+  });
+  const quiet = values.quiet === true;
+  const log = (msg: string): void => { if (!quiet) process.stderr.write(`${msg}\n`); };
+  const port = intArg(values.port, "port", 0, 8000)!;
+  if (port > 65535) throw oerr("INVALID_ARGUMENT", `--port must be <= 65535, got ${port}`);
+  const host = values.host ?? "127.0.0.1";
+  const threads = intArg(values.threads, "threads", 1, availableParallelism())!;
+  const drainTimeoutMs = intArg(values["drain-timeout-s"], "drain-timeout-s", 0, 30)! * 1000;
+
+  let modelPath = values.model;
+  let adaptersDir = values.adapters;
+  if (modelPath === undefined) {
+    modelPath = ensureDefaultModel(log);
+    adaptersDir ??= ensureDemoAdapters(log);
+    log(`serving the embedded default model ${modelPath} with demo adapters from ${adaptersDir} (random weights: the text is noise, the machinery is real)`);
+  }
+  const core: NonNullable<EngineInit["core"]> = {};
+  const setInt = (flag: string, key: keyof typeof core, min: number): void => {
+    const v = intArg(values[flag as keyof typeof values] as string | undefined, flag, min);
+    if (v !== undefined) (core as Record<string, number>)[key] = v;
+  };
+  setInt("kv-blocks", "kvBlocks", 1);
+  setInt("block-size", "blockSize", 1);
+  setInt("max-running", "maxRunning", 1);
+  setInt("token-budget", "tokenBudget", 1);
+  setInt("prefill-chunk", "prefillChunk", 1);
+  setInt("max-queue", "maxQueue", 0);
+  setInt("max-lora-rank", "maxLoraRank", 1);
+  const poolMb = intArg(values["adapter-pool-mb"], "adapter-pool-mb", 1);
+  if (poolMb !== undefined) core.adapterPoolBytes = poolMb * 1024 * 1024;
+  if (values["no-mixed-adapters"]) core.mixedAdapters = false;
+  const init: EngineInit = {
+    modelPath, threads, core,
+    ...(adaptersDir !== undefined ? { adaptersDir } : {}),
+    ...(values["kv-tokens"] !== undefined ? { kvTokens: intArg(values["kv-tokens"], "kv-tokens", 1)! } : {}),
+    ...(values.quantize !== undefined ? { quantize: choiceArg(values.quantize, "quantize", ["q8_0", "q4_0"] as const)! } : {}),
+  };
+
+  const slot: EngineSlot = { state: "loading", engine: undefined, message: "loading the model" };
+  const app = await buildServer(slot, { logger: !quiet });
+  await app.listen({ port, host });
+  const address = app.server.address();
+  const bound = typeof address === "object" && address ? address.port : port;
+  log(`openlora listening on http://${host}:${bound}/v1 (loading ${modelPath})`);
+
+  let shuttingDown = false;
+  const shutdown = async (signal: string): Promise<void> => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    log(`${signal}: draining in-flight requests (up to ${drainTimeoutMs / 1000} s)`);
+    slot.state = "draining";
+    slot.message = "shutting down";
+    const engine = slot.engine;
+    if (engine) {
+      const timeout = new Promise<void>((resolve) => setTimeout(resolve, drainTimeoutMs).unref());
+      await Promise.race([engine.drain().catch(() => {}), timeout]);
+    }
+    await app.close();
+    await engine?.close();
+    log("stopped");
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => void shutdown("SIGTERM"));
+  process.on("SIGINT", () => void shutdown("SIGINT"));
+
+  try {
+    const showProgress = !quiet && process.stderr.isTTY;
+    const engine = await WorkerEngine.start(init, showProgress ? { onProgress: progressLine("loading model") } : {});
+    if (shuttingDown) { await engine.close(); return 0; }
+    slot.engine = engine;
+    slot.state = "ready";
+    delete slot.message;
+    const adapters = await engine.listAdapters();
+    log(`ready: model "${engine.info.modelId}" and ${adapters.length} adapters on http://${host}:${bound}/v1 (${threads} threads, ${engine.info.kvBlocks} KV blocks of ${engine.info.blockSize})`);
+  } catch (e) {
+    await app.close();
+    throw e;
+  }
+  return new Promise<number>(() => {}); // serves until a signal ends the process
+}

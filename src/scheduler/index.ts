@@ -1,0 +1,3 @@
+export * from "./types.js";
+export { schedule } from "./scheduler.js";
+export { byArrival, chunkCharge, pruneFairness, startingCounters, vtcOrder } from "./fairness.js";

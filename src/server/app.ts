@@ -1,0 +1,59 @@
+/**
+ * The HTTP server: OpenAI-compatible completions and chat, vLLM-style adapter management,
+ * health and Prometheus metrics, over an engine that may still be loading.
+ *
+ *   const slot: EngineSlot = { state: "loading", engine: undefined };
+ *   const app = await buildServer(slot);
+ *   await app.listen({ port: 8000 });
+ *   slot.engine = await startEngine(...); slot.state = "ready";
+ */
+import Fastify, { type FastifyInstance } from "fastify";
+import { registerAdminRoutes } from "./admin-routes.js";
+import { registerGenerationRoutes } from "./completions.js";
+import { DEFAULT_BODY_LIMIT_BYTES, resolveLimits, type EngineSlot, type ServerContext, type ServerOptions } from "./context.js";
+import { ROUTE_NOT_FOUND, sendHttpError, toHttpError } from "./http-errors.js";
+import { ServerMetrics } from "./metrics.js";
+
+export type { EngineSlot, ServerOptions } from "./context.js";
+export { ROUTE_NOT_FOUND } from "./http-errors.js";
+
+export async function buildServer(slot: EngineSlot, opts: ServerOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({ logger: opts.logger ?? false, bodyLimit: opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES });
+  const ctx: ServerContext = { slot, ...resolveLimits(opts), metrics: new ServerMetrics() };
+
+  // Counted when the response ends or the connection drops, whichever comes first, so
+  // hijacked streams and abandoned requests are counted too (499 = client went away unanswered).
+  app.addHook("onRequest", async (request, reply) => {
+    let counted = false;
+    const count = (): void => {
+      if (counted) return;
+      counted = true;
+      const res = reply.raw;
+      const status = res.writableFinished || res.headersSent ? res.statusCode : 499;
+      ctx.metrics.requests.inc({ route: request.routeOptions.url ?? "unmatched", status: String(status) });
+    };
+    reply.raw.once("finish", count);
+    reply.raw.once("close", count);
+  });
+
+  app.setErrorHandler((error, request, reply) => {
+    const he = toHttpError(error, ctx.retry);
+    if (he.status >= 500) request.log.error({ err: error }, "request failed");
+    ctx.metrics.errors.inc({ code: he.code });
+    return sendHttpError(reply, he);
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    ctx.metrics.errors.inc({ code: ROUTE_NOT_FOUND });
+    return sendHttpError(reply, {
+      status: 404,
+      code: ROUTE_NOT_FOUND,
+      message: `No route ${request.method} ${request.url.split("?")[0]}.`,
+      param: null,
+    });
+  });
+
+  registerGenerationRoutes(app, ctx);
+  registerAdminRoutes(app, ctx);
+  return app;
+}

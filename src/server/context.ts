@@ -1,0 +1,60 @@
+/** What every route shares: the engine slot, the resolved options and the metrics. */
+import type { FastifyServerOptions } from "fastify";
+import type { EngineHandle } from "../engine/protocol.js";
+import { OpenLoraError } from "../errors.js";
+import type { RetryDefaults } from "./http-errors.js";
+import type { ServerMetrics } from "./metrics.js";
+import type { RequestLimits } from "./request-parse.js";
+
+/**
+ * The engine as the serve command holds it: the server listens at once while the model loads
+ * ("loading"), gets its engine when ready ("ready"), and refuses new work on SIGTERM ("draining").
+ */
+export interface EngineSlot {
+  state: "loading" | "ready" | "draining";
+  engine: EngineHandle | undefined;
+  /** Shown in 503 bodies, e.g. what is loading. */
+  message?: string;
+}
+
+export interface ServerOptions {
+  /** Largest request body in bytes; larger → 413 REQUEST_TOO_LARGE. Default 4 MiB. */
+  bodyLimitBytes?: number;
+  /** Most stop strings per request. Default 4 (OpenAI's). */
+  maxStopStrings?: number;
+  /** Largest max_tokens a request may ask for. Default: none (the context length bounds it). */
+  maxTokensLimit?: number;
+  /** Fastify's (pino) logger option. Default false. */
+  logger?: FastifyServerOptions["logger"];
+  /** Retry-After for QUEUE_FULL when the engine gives no retryAfterSeconds. Default 1. */
+  maxQueueRetryAfterSeconds?: number;
+  /** Retry-After while the model loads. Default 5. */
+  notReadyRetryAfterSeconds?: number;
+}
+
+export interface ServerContext {
+  slot: EngineSlot;
+  limits: RequestLimits;
+  retry: RetryDefaults;
+  metrics: ServerMetrics;
+}
+
+export const DEFAULT_BODY_LIMIT_BYTES = 4 * 1024 * 1024;
+
+export function resolveLimits(opts: ServerOptions): { limits: RequestLimits; retry: RetryDefaults } {
+  return {
+    limits: { maxStopStrings: opts.maxStopStrings ?? 4, maxTokensLimit: opts.maxTokensLimit },
+    retry: { queueFullSeconds: opts.maxQueueRetryAfterSeconds ?? 1, notReadySeconds: opts.notReadyRetryAfterSeconds ?? 5 },
+  };
+}
+
+/** The engine, or NOT_READY / SHUTTING_DOWN (503). */
+export function requireEngine(slot: EngineSlot): EngineHandle {
+  if (slot.state === "draining") {
+    throw new OpenLoraError("SHUTTING_DOWN", slot.message ?? "The server is shutting down and accepts no new requests.");
+  }
+  if (slot.state !== "ready" || slot.engine === undefined) {
+    throw new OpenLoraError("NOT_READY", slot.message ?? "The model is still loading.");
+  }
+  return slot.engine;
+}

@@ -1,0 +1,1 @@
+export { buildServer, ROUTE_NOT_FOUND, type EngineSlot, type ServerOptions } from "./app.js";

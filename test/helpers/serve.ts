@@ -1,0 +1,43 @@
+/** Spawns `openlora serve` (the npm bin over dist/) and waits until it is ready. */
+import { type ChildProcess, spawn } from "node:child_process";
+import { join } from "node:path";
+
+const bin = join(import.meta.dirname, "..", "..", "bin", "openlora.js");
+
+export interface ServerProcess {
+  child: ChildProcess;
+  port: number;
+  baseURL: string;
+  stderr: () => string;
+  /** SIGTERM, and the exit code. */
+  stop(): Promise<number | null>;
+}
+
+export async function startServer(args: string[], opts: { timeoutMs?: number } = {}): Promise<ServerProcess> {
+  const child = spawn(process.execPath, [bin, "serve", "--port", "0", ...args], { stdio: ["ignore", "ignore", "pipe"] });
+  let err = "";
+  child.stderr!.setEncoding("utf8");
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server not ready in time:\n${err}`)), opts.timeoutMs ?? 120_000);
+    child.stderr!.on("data", (d: string) => {
+      err += d;
+      const m = /ready: .* on http:\/\/127\.0\.0\.1:(\d+)\/v1/.exec(err);
+      if (m) { clearTimeout(timer); resolve(Number(m[1])); }
+    });
+    child.once("exit", (code) => { clearTimeout(timer); reject(new Error(`server exited (${code}):\n${err}`)); });
+  });
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  return {
+    child, port, baseURL: `http://127.0.0.1:${port}/v1`, stderr: () => err,
+    stop: async () => {
+      if (child.exitCode === null) child.kill("SIGTERM");
+      return exited;
+    },
+  };
+}
+
+/** One Prometheus sample's value (no labels), or undefined. */
+export function metric(text: string, name: string): number | undefined {
+  const m = new RegExp(`^${name} ([0-9.eE+-]+)$`, "m").exec(text);
+  return m ? Number(m[1]) : undefined;
+}
