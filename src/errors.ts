@@ -46,6 +46,7 @@ export const ERROR_TABLE = {
   NOT_READY: { status: 503, summary: "The server is still loading the model." },
   SHUTTING_DOWN: { status: 503, summary: "The server is draining and accepts no new requests." },
   REQUEST_CANCELLED: { status: 499, summary: "The client went away or cancelled; the sequence was stopped and its blocks freed." },
+  ROUTE_NOT_FOUND: { status: 404, summary: "No such HTTP route." },
   ENGINE_FAILED: { status: 500, summary: "The engine thread failed; requests in flight were failed." },
   // Native layer
   NATIVE_UNAVAILABLE: { status: 500, summary: "The native addon is not built or failed to load." },

@@ -18,7 +18,8 @@ export type { EngineSlot, ServerOptions } from "./context.js";
 export { ROUTE_NOT_FOUND } from "./http-errors.js";
 
 export async function buildServer(slot: EngineSlot, opts: ServerOptions = {}): Promise<FastifyInstance> {
-  const app = Fastify({ logger: opts.logger ?? false, bodyLimit: opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES });
+  // forceCloseConnections: idle keep-alive sockets would otherwise hold close() (and a drain) for seconds.
+  const app = Fastify({ logger: opts.logger ?? false, bodyLimit: opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES, forceCloseConnections: true });
   const ctx: ServerContext = { slot, ...resolveLimits(opts), metrics: new ServerMetrics() };
 
   // Counted when the response ends or the connection drops, whichever comes first, so

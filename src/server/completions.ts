@@ -141,11 +141,12 @@ async function generate(ctx: ServerContext, kind: Endpoint, request: FastifyRequ
   const g: Generation = { ctx, kind, params, info: engine.info, head, run, latency: new LatencyRecorder(arrival, ctx.metrics), gone: () => gone };
 
   const first = await run.next();
-  if (first.type === "error") return failBeforeOutput(g, first, reply);
+  if (first.type === "error") return answerError(g, first, reply);
   return params.stream ? stream(g, first, reply) : collect(g, first, reply);
 }
 
-function failBeforeOutput(g: Generation, e: Extract<EngineEvent, { type: "error" }>, reply: FastifyReply): undefined {
+/** Nothing was sent yet: the error gets its own HTTP status (unless nobody is listening). */
+function answerError(g: Generation, e: Extract<EngineEvent, { type: "error" }>, reply: FastifyReply): undefined {
   if (g.gone()) {
     reply.hijack();
     return undefined;
@@ -181,7 +182,7 @@ async function collect(g: Generation, first: EngineEvent, reply: FastifyReply): 
           : completionResponse(g.head, text, wantLogprobs ? compLogprobs : null, finish, u),
       );
     } else if (ev.type === "error") {
-      return failBeforeOutput(g, ev, reply);
+      return answerError(g, ev, reply);
     }
   }
 }

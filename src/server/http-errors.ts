@@ -9,12 +9,9 @@
 import type { FastifyReply } from "fastify";
 import { ERROR_TABLE, OpenLoraError, type ErrorCode } from "../errors.js";
 
-/**
- * HTTP-only code for an unknown route (404). Not in ERROR_TABLE because no engine or library
- * code can raise it; it exists so that every error body carries a code.
- */
-export const ROUTE_NOT_FOUND = "ROUTE_NOT_FOUND";
-export type HttpErrorCode = ErrorCode | typeof ROUTE_NOT_FOUND;
+/** An unknown route (404): so that every error body carries a registry code. */
+export const ROUTE_NOT_FOUND: ErrorCode = "ROUTE_NOT_FOUND";
+export type HttpErrorCode = ErrorCode;
 
 export interface HttpError {
   status: number;

@@ -210,6 +210,26 @@ describe("engine loop", () => {
     expect(h.core.stats().newLoadLatenciesMs).toEqual([]);
   });
 
+  it("prefetches a queued request's adapter while the batch ahead of it runs", async () => {
+    const h = new Harness(await registryWithAdapters(), { maxRunning: 1 });
+    const running = h.submit({ maxTokens: 30 });
+    const queued = h.submit({ maxTokens: 3, adapters: [{ id: "a4", weight: 1 }] });
+    const queuedId = h.lastId();
+    let readyWhileWaiting = false;
+    while (h.core.live > 0) {
+      const ran = h.core.step();
+      const st = h.core.adapters.stateOf("a4")!;
+      const waiting = h.core.stats().waiting === 1 && h.core.live === 2;
+      if (st.state === "ready" && waiting) readyWhileWaiting = true;
+      // The worker yields to its event loop between steps the same way; loads progress meanwhile.
+      await new Promise((r) => (ran ? setImmediate(r) : setTimeout(r, 2)));
+    }
+    expect(readyWhileWaiting).toBe(true);
+    expect((await running).final.type).toBe("done");
+    expect((await queued).final.type).toBe("done");
+    expect(queuedId).toBe(2);
+  });
+
   it("keeps resident adapters within a pool that fits only one, serving requests for several", async () => {
     const registry = await registryWithAdapters();
     const h = new Harness(registry, { adapterPoolBytes: 1 });
