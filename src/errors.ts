@@ -48,6 +48,16 @@ export const ERROR_TABLE = {
   REQUEST_CANCELLED: { status: 499, summary: "The client went away or cancelled; the sequence was stopped and its blocks freed." },
   ROUTE_NOT_FOUND: { status: 404, summary: "No such HTTP route." },
   ENGINE_FAILED: { status: 500, summary: "The engine thread failed; requests in flight were failed." },
+  // Attribution and economics
+  PAYMENT_REQUIRED: { status: 402, summary: "The caller has no prepaid agent account on this node." },
+  STAKE_REQUIRED: { status: 403, summary: "The agent's stake is below the minimum needed to call paid models." },
+  INSUFFICIENT_BALANCE: { status: 402, summary: "The agent's available balance is below the request's worst-case fee." },
+  LEDGER_NOT_FOUND: { status: 404, summary: "No such model, Datanet, record, agent, reservation, receipt or epoch in the ledger." },
+  LEDGER_CONFLICT: { status: 409, summary: "The ledger entry already exists or is not in a state that allows the operation." },
+  LEDGER_FORBIDDEN: { status: 403, summary: "Only the Datanet's owner may approve, reject or publish." },
+  LEDGER_FEE_EXCEEDS_RESERVATION: { status: 500, summary: "A request's actual fee exceeds the worst case reserved at admission." },
+  LEDGER_SCHEMA_TOO_NEW: { status: 500, summary: "The ledger file was written by a newer openlora (unknown schema migrations)." },
+  RECEIPT_INVALID: { status: 400, summary: "A receipt is malformed: a field is missing, mistyped or out of range." },
   // Native layer
   NATIVE_UNAVAILABLE: { status: 500, summary: "The native addon is not built or failed to load." },
   INTERNAL: { status: 500, summary: "An internal invariant was violated." },

@@ -1,0 +1,320 @@
+/**
+ * Inference receipts: one per request, signed by the node as EIP-712 typed data. The signed
+ * struct stays small; the large parts (models, sampling, split lines, attribution, spans) enter
+ * it as keccak256 of their canonical JSON (canonical.ts). The receipt's hash is its EIP-712
+ * digest: the next receipt's prevHash and the leaf of its epoch's Merkle tree.
+ */
+import {
+  getAddress, hashTypedData, isAddress, isAddressEqual, keccak256, recoverTypedDataAddress,
+  type Address, type Hex, type TypedDataDomain,
+} from "viem";
+import { privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
+import type { SamplingParams } from "../engine/sampling.js";
+import { oerr } from "../errors.js";
+import { canonicalHash, canonicalJson } from "./canonical.js";
+import { ZERO_HASH } from "./merkle.js";
+import { matchedTokens } from "./fees.js";
+import type { AdapterUse, AttributionWeight, ModelRef, SpanEvidence, SpanMatch, SplitLine, SplitResult } from "./types.js";
+
+/** Why generation ended; "failed" = an engine error after some tokens were produced. */
+export type ReceiptFinish = "length" | "stop" | "eos" | "cancelled" | "failed";
+const FINISHES: readonly string[] = ["length", "stop", "eos", "cancelled", "failed"];
+
+export interface Receipt {
+  /** Sequence number: 1, 2, 3, … on each node. */
+  id: number;
+  /** Unix milliseconds when the request was settled. */
+  time: number;
+  /** The node's signing address. */
+  node: Address;
+  agent: string;
+  /** hashTokenIds of the prompt's and the output's token ids. */
+  promptHash: Hex;
+  outputHash: Hex;
+  base: ModelRef;
+  adapters: AdapterUse[];
+  sampling: SamplingParams;
+  tokensIn: number;
+  tokensOut: number;
+  finish: ReceiptFinish;
+  fee: bigint;
+  lines: SplitLine[];
+  attribution: AttributionWeight[];
+  spans: SpanEvidence[];
+  /** Matched output tokens per (Datanet version, contributor) that the data split used. */
+  credits: SpanMatch[];
+  /** The previous receipt's hash (EIP-712 digest); 0x00…0 for the first. */
+  prevHash: Hex;
+}
+
+export interface ReceiptDomainOptions {
+  /** Default 1. */
+  chainId?: number;
+  verifyingContract?: Address;
+}
+
+export const RECEIPT_TYPES = {
+  Receipt: [
+    { name: "id", type: "uint64" },
+    { name: "time", type: "uint64" },
+    { name: "node", type: "address" },
+    { name: "agent", type: "string" },
+    { name: "promptHash", type: "bytes32" },
+    { name: "outputHash", type: "bytes32" },
+    { name: "modelsHash", type: "bytes32" },
+    { name: "samplingHash", type: "bytes32" },
+    { name: "tokensIn", type: "uint32" },
+    { name: "tokensOut", type: "uint32" },
+    { name: "finish", type: "string" },
+    { name: "fee", type: "uint256" },
+    { name: "splitHash", type: "bytes32" },
+    { name: "attributionHash", type: "bytes32" },
+    { name: "spansHash", type: "bytes32" },
+    { name: "prevHash", type: "bytes32" },
+  ],
+} as const;
+
+export function receiptDomain(opts: ReceiptDomainOptions = {}): TypedDataDomain {
+  const chainId = opts.chainId ?? 1;
+  if (!Number.isSafeInteger(chainId) || chainId < 1) throw oerr("INVALID_ARGUMENT", `chainId must be a positive integer, got ${chainId}`);
+  return opts.verifyingContract
+    ? { name: "openlora", version: "1", chainId, verifyingContract: getAddress(opts.verifyingContract) }
+    : { name: "openlora", version: "1", chainId };
+}
+
+/** keccak256 over the token ids, each as a 4-byte big-endian uint32, concatenated (empty: keccak256(0x)). */
+export function hashTokenIds(ids: readonly number[]): Hex {
+  const bytes = new Uint8Array(ids.length * 4);
+  const view = new DataView(bytes.buffer);
+  ids.forEach((t, i) => {
+    if (!Number.isInteger(t) || t < 0 || t > 0xffffffff) throw oerr("INVALID_ARGUMENT", `token id ${t} is not a uint32`);
+    view.setUint32(i * 4, t, false);
+  });
+  return keccak256(bytes);
+}
+
+/** The bytes32 commitments of the receipt's large parts (see docs/economics.md). */
+export function receiptPartHashes(r: Receipt): { modelsHash: Hex; samplingHash: Hex; splitHash: Hex; attributionHash: Hex; spansHash: Hex } {
+  return {
+    modelsHash: canonicalHash({ base: r.base, adapters: r.adapters }),
+    samplingHash: canonicalHash(r.sampling),
+    splitHash: canonicalHash(r.lines),
+    attributionHash: canonicalHash(r.attribution),
+    spansHash: canonicalHash({ credits: r.credits, spans: r.spans }),
+  };
+}
+
+/** The EIP-712 message (the struct a contract would see). */
+export function receiptMessage(r: Receipt) {
+  return {
+    id: BigInt(r.id),
+    time: BigInt(r.time),
+    node: r.node,
+    agent: r.agent,
+    promptHash: r.promptHash,
+    outputHash: r.outputHash,
+    ...receiptPartHashes(r),
+    tokensIn: r.tokensIn,
+    tokensOut: r.tokensOut,
+    finish: r.finish,
+    fee: r.fee,
+    prevHash: r.prevHash,
+  } as const;
+}
+
+export function receiptTypedData(r: Receipt, opts: ReceiptDomainOptions = {}) {
+  return { domain: receiptDomain(opts), types: RECEIPT_TYPES, primaryType: "Receipt" as const, message: receiptMessage(r) };
+}
+
+/** The receipt's hash: its EIP-712 digest. */
+export function receiptDigest(r: Receipt, opts: ReceiptDomainOptions = {}): Hex {
+  return hashTypedData(receiptTypedData(r, opts));
+}
+
+export async function signReceipt(r: Receipt, signer: Hex | PrivateKeyAccount, opts: ReceiptDomainOptions = {}): Promise<Hex> {
+  const account = typeof signer === "string" ? privateKeyToAccount(signer) : signer;
+  if (!isAddressEqual(account.address, r.node)) {
+    throw oerr("INVALID_ARGUMENT", `receipt names node ${r.node} but the key is ${account.address}`);
+  }
+  return account.signTypedData(receiptTypedData(r, opts));
+}
+
+/** True when `signature` over the receipt's typed data recovers to the receipt's node address. */
+export async function verifyReceiptSignature(r: Receipt, signature: Hex, opts: ReceiptDomainOptions = {}): Promise<boolean> {
+  try {
+    const signer = await recoverTypedDataAddress({ ...receiptTypedData(r, opts), signature });
+    return isAddressEqual(signer, r.node);
+  } catch {
+    return false;
+  }
+}
+
+export interface BuildReceiptInput {
+  id: number;
+  time: number;
+  node: Address;
+  agent: string;
+  promptTokens: readonly number[];
+  outputTokens: readonly number[];
+  base: ModelRef;
+  adapters: AdapterUse[];
+  sampling: SamplingParams;
+  finish: ReceiptFinish;
+  split: Pick<SplitResult, "total" | "lines" | "attribution">;
+  spans: SpanEvidence[];
+  /** Default: matchedTokens(spans), distinct output positions per (Datanet version, contributor). */
+  credits?: SpanMatch[];
+  prevHash?: Hex;
+}
+
+export function buildReceipt(input: BuildReceiptInput): Receipt {
+  const sampling: Record<string, number> = {};
+  for (const [k, v] of Object.entries(input.sampling)) if (v !== undefined) sampling[k] = v as number;
+  const r: Receipt = {
+    id: input.id,
+    time: input.time,
+    node: input.node,
+    agent: input.agent,
+    promptHash: hashTokenIds(input.promptTokens),
+    outputHash: hashTokenIds(input.outputTokens),
+    base: { id: input.base.id, contentHash: input.base.contentHash },
+    adapters: input.adapters.map((a) => ({ id: a.id, contentHash: a.contentHash, weightPpm: a.weightPpm })),
+    sampling,
+    tokensIn: input.promptTokens.length,
+    tokensOut: input.outputTokens.length,
+    finish: input.finish,
+    fee: input.split.total,
+    lines: input.split.lines.map((l) => ({ ...l })),
+    attribution: input.split.attribution.map((a) => ({ ...a })),
+    spans: input.spans.map((s) => ({ datanet: s.datanet, recordId: s.recordId, contributor: s.contributor, start: s.start, end: s.end })),
+    credits: (input.credits ?? matchedTokens(input.spans)).map((c) => ({ datanet: c.datanet, contributor: c.contributor, matchedTokens: c.matchedTokens })),
+    prevHash: input.prevHash ?? ZERO_HASH,
+  };
+  validateReceipt(r);
+  return r;
+}
+
+/** Canonical JSON of the receipt (bigints as decimal strings); receiptFromJSON inverts it exactly. */
+export function receiptToJSON(r: Receipt): string {
+  return canonicalJson(r);
+}
+
+export function receiptFromJSON(text: string): Receipt {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(text) as Record<string, unknown>;
+  } catch (e) {
+    throw oerr("RECEIPT_INVALID", `receipt is not JSON: ${(e as Error).message}`);
+  }
+  if (!isObj(o)) throw oerr("RECEIPT_INVALID", "receipt is not a JSON object");
+  const arr = (k: string): Record<string, unknown>[] => {
+    const v = o[k];
+    if (!Array.isArray(v) || !v.every(isObj)) throw oerr("RECEIPT_INVALID", `receipt.${k} must be an array of objects`);
+    return v as Record<string, unknown>[];
+  };
+  const r = {
+    ...o,
+    fee: big(o.fee, "fee"),
+    lines: arr("lines").map((l, i) => ({ ...l, amount: big(l.amount, `lines[${i}].amount`) })),
+    attribution: arr("attribution").map((a, i) => ({ ...a, num: big(a.num, `attribution[${i}].num`), den: big(a.den, `attribution[${i}].den`) })),
+  } as unknown as Receipt;
+  validateReceipt(r);
+  return r;
+}
+
+const HEX32 = /^0x[0-9a-f]{64}$/;
+const KEYS = ["id", "time", "node", "agent", "promptHash", "outputHash", "base", "adapters", "sampling", "tokensIn", "tokensOut", "finish", "fee", "lines", "attribution", "spans", "credits", "prevHash"];
+
+/** Checks every field's type and range, and that the lines sum to the fee. RECEIPT_INVALID otherwise. */
+export function validateReceipt(r: Receipt): void {
+  const bad = (msg: string): never => { throw oerr("RECEIPT_INVALID", `receipt: ${msg}`); };
+  const u = (v: unknown, name: string, max = Number.MAX_SAFE_INTEGER) => {
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0 || v > max) bad(`${name} must be an integer in [0, ${max}]`);
+  };
+  const str = (v: unknown, name: string) => { if (typeof v !== "string") bad(`${name} must be a string`); };
+  const h32 = (v: unknown, name: string) => { if (typeof v !== "string" || !HEX32.test(v)) bad(`${name} must be lowercase 0x-prefixed bytes32 hex`); };
+  const keys = Object.keys(r).filter((k) => (r as unknown as Record<string, unknown>)[k] !== undefined);
+  const extra = keys.filter((k) => !KEYS.includes(k));
+  if (extra.length) bad(`unknown fields ${extra.join(", ")}`);
+  u(r.id, "id");
+  u(r.time, "time");
+  if (typeof r.node !== "string" || !isAddress(r.node, { strict: true }) || getAddress(r.node) !== r.node) bad("node must be a checksummed address");
+  str(r.agent, "agent");
+  h32(r.promptHash, "promptHash");
+  h32(r.outputHash, "outputHash");
+  h32(r.prevHash, "prevHash");
+  const only = (o: object, allowed: string[], name: string) => {
+    const extra = Object.keys(o).filter((k) => !allowed.includes(k) && (o as Record<string, unknown>)[k] !== undefined);
+    if (extra.length) bad(`${name} has unknown fields ${extra.join(", ")}`);
+  };
+  if (!isObj(r.base)) bad("base must be an object");
+  only(r.base, ["id", "contentHash"], "base");
+  str(r.base.id, "base.id");
+  h32(r.base.contentHash, "base.contentHash");
+  if (!Array.isArray(r.adapters)) bad("adapters must be an array");
+  r.adapters.forEach((a, i) => {
+    if (!isObj(a)) bad(`adapters[${i}] must be an object`);
+    only(a, ["id", "contentHash", "weightPpm"], `adapters[${i}]`);
+    str(a.id, `adapters[${i}].id`);
+    h32(a.contentHash, `adapters[${i}].contentHash`);
+    u(a.weightPpm, `adapters[${i}].weightPpm`);
+  });
+  if (!isObj(r.sampling)) bad("sampling must be an object");
+  for (const [k, v] of Object.entries(r.sampling)) if (typeof v !== "number" || !Number.isFinite(v)) bad(`sampling.${k} must be a finite number`);
+  u(r.tokensIn, "tokensIn", 0xffffffff);
+  u(r.tokensOut, "tokensOut", 0xffffffff);
+  if (!FINISHES.includes(r.finish)) bad(`finish must be one of ${FINISHES.join(", ")}`);
+  if (typeof r.fee !== "bigint" || r.fee < 0n || r.fee >= 1n << 256n) bad("fee must be a uint256");
+  for (const k of ["lines", "attribution", "spans", "credits"] as const) if (!Array.isArray(r[k])) bad(`${k} must be an array`);
+  let sum = 0n;
+  r.lines.forEach((l, i) => {
+    if (!isObj(l)) bad(`lines[${i}] must be an object`);
+    only(l, ["party", "role", "model", "datanet", "amount"], `lines[${i}]`);
+    str(l.party, `lines[${i}].party`);
+    str(l.model, `lines[${i}].model`);
+    if (!["protocol", "operator", "developer", "staker", "data"].includes(l.role)) bad(`lines[${i}].role is unknown`);
+    if ((l.role === "data") !== (typeof l.datanet === "string")) bad(`lines[${i}].datanet must be present exactly on data lines`);
+    if (typeof l.amount !== "bigint" || l.amount < 0n) bad(`lines[${i}].amount must be a non-negative integer`);
+    sum += l.amount;
+  });
+  if (sum !== r.fee) bad(`lines sum to ${sum} but fee is ${r.fee}`);
+  r.attribution.forEach((a, i) => {
+    if (!isObj(a)) bad(`attribution[${i}] must be an object`);
+    only(a, ["model", "datanet", "num", "den"], `attribution[${i}]`);
+    str(a.model, `attribution[${i}].model`);
+    str(a.datanet, `attribution[${i}].datanet`);
+    if (typeof a.num !== "bigint" || typeof a.den !== "bigint" || a.num < 0n || a.den <= 0n) bad(`attribution[${i}] must be a non-negative fraction`);
+  });
+  r.spans.forEach((s, i) => {
+    if (!isObj(s)) bad(`spans[${i}] must be an object`);
+    only(s, ["datanet", "recordId", "contributor", "start", "end"], `spans[${i}]`);
+    str(s.datanet, `spans[${i}].datanet`);
+    str(s.contributor, `spans[${i}].contributor`);
+    u(s.recordId, `spans[${i}].recordId`);
+    u(s.start, `spans[${i}].start`);
+    u(s.end, `spans[${i}].end`);
+    if (s.end < s.start || s.end > r.tokensOut) bad(`spans[${i}] range [${s.start}, ${s.end}) is outside the output`);
+  });
+  r.credits.forEach((c, i) => {
+    if (!isObj(c)) bad(`credits[${i}] must be an object`);
+    only(c, ["datanet", "contributor", "matchedTokens"], `credits[${i}]`);
+    str(c.datanet, `credits[${i}].datanet`);
+    str(c.contributor, `credits[${i}].contributor`);
+    u(c.matchedTokens, `credits[${i}].matchedTokens`, r.tokensOut);
+  });
+}
+
+function isObj(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+function big(v: unknown, name: string): bigint {
+  if (typeof v !== "string" || !/^(0|-?[1-9][0-9]*)$/.test(v)) throw oerr("RECEIPT_INVALID", `receipt.${name} must be a decimal integer string`);
+  return BigInt(v);
+}
+
+/** Composition weight (a float, as requests carry it) to exact parts per million. */
+export function weightToPpm(w: number): number {
+  if (!Number.isFinite(w) || w < 0) throw oerr("INVALID_ARGUMENT", `adapter weight must be a finite non-negative number, got ${w}`);
+  return Math.round(w * 1_000_000);
+}

@@ -1,0 +1,389 @@
+/**
+ * The node's ledger: registry, Datanets, accounts, and the request flow
+ * reserve → settle (or release) that turns each inference into a signed, chained receipt and
+ * credits every split line, in one SQLite transaction. One process owns a ledger file.
+ */
+import type { Address, Hex } from "viem";
+import { privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
+import type { SamplingParams } from "../engine/sampling.js";
+import { matchedTokens, splitFee, validatePolicy, worstCaseFee } from "../attribution/fees.js";
+import { merkleProof, merkleRoot, ZERO_HASH } from "../attribution/merkle.js";
+import {
+  buildReceipt, receiptDigest, receiptDomain, receiptFromJSON, receiptToJSON, RECEIPT_TYPES, signReceipt,
+  type Receipt, type ReceiptDomainOptions, type ReceiptFinish,
+} from "../attribution/receipts.js";
+import type { FeePolicy, SpanEvidence, SpanMatch } from "../attribution/types.js";
+import { oerr } from "../errors.js";
+import { Accounts, type AgentAccount } from "./accounts.js";
+import { auditBalances, verifyChain, type BalanceAudit, type ChainReport } from "./audit.js";
+import { Datanets, type ContributionInput, type DatanetRecord, type DatanetVersion, type VersionRecord } from "./datanets.js";
+import { big, checkName, conflict, money, nonNegative, notFound, openDb, type Db } from "./db.js";
+import { Models, type ModelInfo, type RegisterModelInput } from "./models.js";
+
+export interface LedgerOptions {
+  /** SQLite file (created if absent). */
+  path: string;
+  /** The node's secp256k1 private key: signs receipts; its address is the receipt's `node`. */
+  nodeKey: Hex;
+  policy: FeePolicy;
+  /** The protocol treasury's party id. */
+  treasury: string;
+  /** The operator's party id; default the node address. */
+  operator?: string;
+  chainId?: number;
+  verifyingContract?: Address;
+  /** Minimum agent stake to call a paid model (worst-case fee > 0). Default 0. */
+  minAgentStake?: bigint;
+  /** Unix milliseconds; injectable for tests. */
+  now?: () => number;
+}
+
+export interface SettleInput {
+  baseModel: string;
+  adapters?: { id: string; weightPpm: number }[];
+  promptTokens: readonly number[];
+  /** The tokens actually generated (a cancelled or failed request is charged for these). */
+  outputTokens: readonly number[];
+  sampling: SamplingParams;
+  finish: ReceiptFinish;
+  /** Span evidence rows for the receipt (each must name a record of that version by its contributor). */
+  spans?: SpanEvidence[];
+  /**
+   * Matched output tokens per (Datanet version, contributor) for the data split, e.g. the span
+   * module's spanTokenCredits(); default matchedTokens(spans). Each needs a span row behind it.
+   */
+  spanCredits?: SpanMatch[];
+}
+
+export interface StoredReceipt {
+  receipt: Receipt;
+  hash: Hex;
+  signature: Hex;
+  signer: Address;
+  epoch: number | null;
+}
+
+export interface EpochInfo {
+  id: number;
+  firstReceipt: number;
+  lastReceipt: number;
+  count: number;
+  root: Hex;
+  closedAt: number;
+}
+
+export interface ReceiptWithProof extends StoredReceipt {
+  json: string;
+  typedData: { domain: ReturnType<typeof receiptDomain>; types: typeof RECEIPT_TYPES; primaryType: "Receipt" };
+  /** Null until the receipt's epoch is closed. */
+  proof: { epoch: number; root: Hex; index: number; proof: Hex[] } | null;
+}
+
+interface ReceiptRow { id: number; hash: Hex; signature: Hex; signer: Address; body: string; epoch: number | null }
+
+export class Ledger {
+  readonly db: Db;
+  readonly nodeAddress: Address;
+  readonly domainOptions: ReceiptDomainOptions;
+  readonly models: Models;
+  readonly datanets: Datanets;
+  readonly accounts: Accounts;
+  private readonly account: PrivateKeyAccount;
+  private readonly policy: FeePolicy;
+  private readonly treasury: string;
+  private readonly operator: string;
+  private readonly minAgentStake: bigint;
+  private readonly now: () => number;
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(opts: LedgerOptions) {
+    validatePolicy(opts.policy);
+    checkName("treasury", opts.treasury);
+    this.account = privateKeyToAccount(opts.nodeKey);
+    this.nodeAddress = this.account.address;
+    this.policy = { ...opts.policy };
+    this.treasury = opts.treasury;
+    this.operator = opts.operator ?? this.nodeAddress;
+    checkName("operator", this.operator);
+    this.minAgentStake = opts.minAgentStake ?? 0n;
+    nonNegative("minAgentStake", this.minAgentStake);
+    this.now = opts.now ?? Date.now;
+    this.domainOptions = { chainId: opts.chainId ?? 1, ...(opts.verifyingContract ? { verifyingContract: opts.verifyingContract } : {}) };
+    receiptDomain(this.domainOptions);
+    this.db = openDb(opts.path, this.now());
+    try {
+      this.pinDomain();
+    } catch (e) {
+      this.db.close();
+      throw e;
+    }
+    this.datanets = new Datanets(this.db, this.now);
+    this.models = new Models(this.db, this.datanets, this.now);
+    this.accounts = new Accounts(this.db, this.now);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  // ---- registry, Datanets, accounts (thin delegations; see models.ts, datanets.ts, accounts.ts)
+
+  registerModel(input: RegisterModelInput): ModelInfo { return this.models.register(input); }
+  getModel(id: string): ModelInfo { return this.models.get(id); }
+  listModels(): ModelInfo[] { return this.models.list(); }
+  createDatanet(id: string, owner: string): void { this.datanets.create(id, owner); }
+  contribute(datanet: string, c: ContributionInput): DatanetRecord { return this.datanets.contribute(datanet, c); }
+  approveRecord(datanet: string, recordId: number, by: string): void { this.datanets.decide(datanet, recordId, by, "approved"); }
+  rejectRecord(datanet: string, recordId: number, by: string): void { this.datanets.decide(datanet, recordId, by, "rejected"); }
+  publishVersion(datanet: string, by: string): DatanetVersion { return this.datanets.publish(datanet, by); }
+  listVersions(datanet: string): DatanetVersion[] { return this.datanets.versions(datanet); }
+  versionRecords(datanet: string, version: number): VersionRecord[] { return this.datanets.versionRecords(datanet, version); }
+  createAgent(id: string, stake = 0n): AgentAccount { return this.accounts.createAgent(id, stake); }
+  getAgent(id: string): AgentAccount { return this.accounts.agent(id); }
+  deposit(agent: string, amount: bigint): AgentAccount { return this.accounts.deposit(agent, amount); }
+  setAgentStake(agent: string, stake: bigint): AgentAccount { return this.accounts.setAgentStake(agent, stake); }
+  stake(staker: string, model: string, amount: bigint): bigint { return this.accounts.stake(staker, model, amount); }
+  unstake(staker: string, model: string, amount: bigint): bigint { return this.accounts.unstake(staker, model, amount); }
+  balanceOf(party: string): bigint { return this.accounts.balanceOf(party); }
+  balances(): { party: string; amount: bigint }[] { return this.accounts.balances(); }
+
+  // ---- request flow
+
+  /** The worst case a request can cost: reserve this at admission. */
+  worstCaseFee(q: { baseModel: string; adapters?: string[]; tokensIn: number; maxTokens: number }): bigint {
+    const models = [q.baseModel, ...(q.adapters ?? [])].map((id) => this.models.get(id));
+    return worstCaseFee(q.tokensIn, q.maxTokens, models);
+  }
+
+  /**
+   * Admission: holds `worstCase` of the agent's balance. PAYMENT_REQUIRED without an agent
+   * account, STAKE_REQUIRED below the minimum stake (paid requests only), INSUFFICIENT_BALANCE
+   * when the balance cannot cover the worst case. Nothing is written when it throws.
+   */
+  reserve(agent: string, worstCase: bigint): number {
+    nonNegative("worst-case fee", worstCase);
+    return this.db.transaction(() => {
+      const a = this.accounts.findAgent(agent);
+      if (!a) throw oerr("PAYMENT_REQUIRED", `no agent account ${agent} on this node`, { agent });
+      if (worstCase > 0n && a.stake < this.minAgentStake) {
+        throw oerr("STAKE_REQUIRED", `agent ${agent} stakes ${a.stake}, the minimum is ${this.minAgentStake}`, { agent, stake: a.stake.toString(), minimum: this.minAgentStake.toString() });
+      }
+      if (a.balance < worstCase) {
+        throw oerr("INSUFFICIENT_BALANCE", `agent ${agent} has ${a.balance} available, the request may cost ${worstCase}`, { agent, balance: a.balance.toString(), worstCase: worstCase.toString() });
+      }
+      this.db.prepare("UPDATE agents SET balance = ?, reserved = ? WHERE id = ?").run(money(a.balance - worstCase), money(a.reserved + worstCase), agent);
+      const info = this.db.prepare("INSERT INTO reservations (agent, amount, status, created) VALUES (?, ?, 'active', ?)").run(agent, money(worstCase), this.now());
+      return Number(info.lastInsertRowid);
+    }).immediate();
+  }
+
+  /** A request that produced no output token: the reservation is returned, nothing is charged. */
+  release(reservationId: number): void {
+    this.db.transaction(() => {
+      const r = this.activeReservation(reservationId);
+      this.returnReservation(r.agent, r.amount, 0n);
+      this.db.prepare("UPDATE reservations SET status = 'released' WHERE id = ?").run(reservationId);
+    }).immediate();
+  }
+
+  /** Reservations not yet settled or released (after a crash: requests that never got a receipt). */
+  activeReservations(): { id: number; agent: string; amount: bigint; created: number }[] {
+    return (this.db.prepare("SELECT id, agent, amount, created FROM reservations WHERE status = 'active' ORDER BY id").all() as { id: number; agent: string; amount: string; created: number }[])
+      .map((r) => ({ id: r.id, agent: r.agent, amount: big(r.amount), created: r.created }));
+  }
+
+  /** At startup: no request survives a restart, so every reservation still held is released (no receipt, no charge). */
+  releaseAllActive(): number {
+    const ids = this.activeReservations().map((r) => r.id);
+    for (const id of ids) this.release(id);
+    return ids.length;
+  }
+
+  /**
+   * Charges the actual fee: splits it, signs the receipt chained to the previous one, and in one
+   * transaction stores it, debits the agent, returns the rest of the reservation and credits
+   * every line. Settles run one at a time. If it throws, the reservation stays active: release it.
+   */
+  settle(reservationId: number, input: SettleInput): Promise<StoredReceipt> {
+    const run = this.tail.then(() => this.settleNow(reservationId, input));
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  private async settleNow(reservationId: number, input: SettleInput): Promise<StoredReceipt> {
+    const res = this.activeReservation(reservationId);
+    const adapters = input.adapters ?? [];
+    if (new Set(adapters.map((a) => a.id)).size !== adapters.length) throw oerr("INVALID_ARGUMENT", "a request names an adapter twice");
+    const base = this.models.use(input.baseModel);
+    if (base.info.kind !== "base") throw oerr("INVALID_ARGUMENT", `${input.baseModel} is not a base model`);
+    const used = adapters.map((a) => {
+      const m = this.models.use(a.id);
+      if (m.info.baseModel !== input.baseModel) throw oerr("INVALID_ARGUMENT", `adapter ${a.id} is not an adapter of ${input.baseModel}`);
+      return m;
+    });
+    const spans = input.spans ?? [];
+    this.checkSpans(spans);
+    const credits = input.spanCredits ?? matchedTokens(spans);
+    for (const c of credits) {
+      if (!spans.some((s) => s.datanet === c.datanet && s.contributor === c.contributor) || c.matchedTokens > input.outputTokens.length) {
+        throw oerr("INVALID_ARGUMENT", `span credit of ${c.matchedTokens} tokens to ${c.contributor} in ${c.datanet} has no span evidence behind it`);
+      }
+    }
+    const split = splitFee({
+      tokensIn: input.promptTokens.length,
+      tokensOut: input.outputTokens.length,
+      models: [base, ...used],
+      spans: credits,
+      policy: this.policy,
+      treasury: this.treasury,
+      operator: this.operator,
+    });
+    if (split.total > res.amount) {
+      throw oerr("LEDGER_FEE_EXCEEDS_RESERVATION", `fee ${split.total} exceeds the ${res.amount} reserved`, { reservationId, fee: split.total.toString(), reserved: res.amount.toString() });
+    }
+    const head = this.head();
+    const receipt = buildReceipt({
+      id: head.id + 1,
+      time: this.now(),
+      node: this.nodeAddress,
+      agent: res.agent,
+      promptTokens: input.promptTokens,
+      outputTokens: input.outputTokens,
+      base: { id: base.model, contentHash: base.info.contentHash },
+      adapters: adapters.map((a, i) => ({ id: a.id, contentHash: used[i]!.info.contentHash, weightPpm: a.weightPpm })),
+      sampling: input.sampling,
+      finish: input.finish,
+      split,
+      spans,
+      credits,
+      prevHash: head.hash,
+    });
+    const hash = receiptDigest(receipt, this.domainOptions);
+    const signature = await signReceipt(receipt, this.account, this.domainOptions);
+    this.db.transaction(() => {
+      const again = this.activeReservation(reservationId);
+      if (this.head().id !== head.id) conflict("another writer appended a receipt meanwhile; one process must own the ledger");
+      this.db.prepare("INSERT INTO receipts (id, time, agent, fee, hash, prev_hash, signer, signature, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        .run(receipt.id, receipt.time, receipt.agent, money(receipt.fee), hash, receipt.prevHash, this.nodeAddress, signature, receiptToJSON(receipt));
+      const line = this.db.prepare("INSERT INTO receipt_lines (receipt_id, idx, party, role, model, datanet, amount) VALUES (?, ?, ?, ?, ?, ?, ?)");
+      receipt.lines.forEach((l, i) => {
+        line.run(receipt.id, i, l.party, l.role, l.model, l.datanet ?? null, money(l.amount));
+        this.accounts.credit(l.party, l.amount);
+      });
+      this.returnReservation(again.agent, again.amount, receipt.fee);
+      this.db.prepare("UPDATE reservations SET status = 'settled', receipt_id = ? WHERE id = ?").run(receipt.id, reservationId);
+    }).immediate();
+    return { receipt, hash, signature, signer: this.nodeAddress, epoch: null };
+  }
+
+  getReceipt(id: number): StoredReceipt {
+    const row = this.db.prepare("SELECT id, hash, signature, signer, body, epoch FROM receipts WHERE id = ?").get(id) as ReceiptRow | undefined;
+    if (!row) notFound("receipt", id);
+    return { receipt: receiptFromJSON(row.body), hash: row.hash, signature: row.signature, signer: row.signer, epoch: row.epoch };
+  }
+
+  /** The last receipt's id and hash; (0, 0x00…0) before the first. */
+  head(): { id: number; hash: Hex } {
+    const row = this.db.prepare("SELECT id, hash FROM receipts ORDER BY id DESC LIMIT 1").get() as { id: number; hash: Hex } | undefined;
+    return row ?? { id: 0, hash: ZERO_HASH };
+  }
+
+  /** Groups every receipt since the last epoch under one Merkle root; null when there are none. */
+  closeEpoch(): EpochInfo | null {
+    return this.db.transaction(() => {
+      const rows = this.db.prepare("SELECT id, hash FROM receipts WHERE epoch IS NULL ORDER BY id").all() as { id: number; hash: Hex }[];
+      if (rows.length === 0) return null;
+      const last = this.db.prepare("SELECT MAX(id) AS id FROM epochs").get() as { id: number | null };
+      const epoch: EpochInfo = {
+        id: (last.id ?? 0) + 1,
+        firstReceipt: rows[0]!.id,
+        lastReceipt: rows[rows.length - 1]!.id,
+        count: rows.length,
+        root: merkleRoot(rows.map((r) => r.hash)),
+        closedAt: this.now(),
+      };
+      this.db.prepare("INSERT INTO epochs (id, first_receipt, last_receipt, count, root, closed_at) VALUES (?, ?, ?, ?, ?, ?)")
+        .run(epoch.id, epoch.firstReceipt, epoch.lastReceipt, epoch.count, epoch.root, epoch.closedAt);
+      this.db.prepare("UPDATE receipts SET epoch = ? WHERE epoch IS NULL AND id <= ?").run(epoch.id, epoch.lastReceipt);
+      return epoch;
+    }).immediate();
+  }
+
+  epochs(): EpochInfo[] {
+    return (this.db.prepare("SELECT * FROM epochs ORDER BY id").all() as { id: number; first_receipt: number; last_receipt: number; count: number; root: Hex; closed_at: number }[])
+      .map((e) => ({ id: e.id, firstReceipt: e.first_receipt, lastReceipt: e.last_receipt, count: e.count, root: e.root, closedAt: e.closed_at }));
+  }
+
+  /** Everything a third party needs to check one receipt: signature inputs and, once its epoch is closed, the Merkle proof. */
+  receiptWithProof(id: number): ReceiptWithProof {
+    const stored = this.getReceipt(id);
+    const json = receiptToJSON(stored.receipt);
+    const typedData = { domain: receiptDomain(this.domainOptions), types: RECEIPT_TYPES, primaryType: "Receipt" as const };
+    if (stored.epoch === null) return { ...stored, json, typedData, proof: null };
+    const e = this.db.prepare("SELECT root FROM epochs WHERE id = ?").get(stored.epoch) as { root: Hex };
+    const hashes = (this.db.prepare("SELECT id, hash FROM receipts WHERE epoch = ? ORDER BY id").all(stored.epoch) as { id: number; hash: Hex }[]);
+    const index = hashes.findIndex((h) => h.id === id);
+    return { ...stored, json, typedData, proof: { epoch: stored.epoch, root: e.root, index, proof: merkleProof(hashes.map((h) => h.hash), index) } };
+  }
+
+  /**
+   * Checks every receipt's body, hash, signature and prevHash link, its stored lines, and every
+   * epoch root. Signers must be among `signers` (default: the node keys this file has been opened with).
+   */
+  verifyChain(signers: readonly Address[] = this.nodeAddresses()): Promise<ChainReport> {
+    return verifyChain(this.db, this.domainOptions, signers);
+  }
+
+  /** Every node address that has signed (or may sign) receipts in this file, oldest first. */
+  nodeAddresses(): Address[] {
+    const row = this.db.prepare("SELECT value FROM meta WHERE key = 'node_addresses'").get() as { value: string } | undefined;
+    return row ? (JSON.parse(row.value) as Address[]) : [];
+  }
+
+  /** Checks every party's balance against its split lines and every agent's against deposits, charges and reservations. */
+  auditBalances(): BalanceAudit {
+    return auditBalances(this.db);
+  }
+
+  private activeReservation(id: number): { agent: string; amount: bigint } {
+    const r = this.db.prepare("SELECT agent, amount, status FROM reservations WHERE id = ?").get(id) as { agent: string; amount: string; status: string } | undefined;
+    if (!r) notFound("reservation", id);
+    if (r.status !== "active") conflict(`reservation ${id} is already ${r.status}`, { reservationId: id, status: r.status });
+    return { agent: r.agent, amount: big(r.amount) };
+  }
+
+  /** Gives back `amount − charged` of a reservation to the agent's available balance. */
+  private returnReservation(agent: string, amount: bigint, charged: bigint): void {
+    const a = this.accounts.agent(agent);
+    this.db.prepare("UPDATE agents SET balance = ?, reserved = ? WHERE id = ?").run(money(a.balance + amount - charged), money(a.reserved - amount), agent);
+  }
+
+  /** Span evidence must point at a record of that Datanet version, by its contributor. */
+  private checkSpans(spans: SpanEvidence[]): void {
+    const stmt = this.db.prepare(
+      `SELECT r.contributor FROM datanet_version_records v JOIN datanet_records r ON r.id = v.record_id
+       WHERE v.datanet_id = ? AND v.version = ? AND v.record_id = ?`,
+    );
+    for (const s of spans) {
+      const at = s.datanet.lastIndexOf("@");
+      const version = Number(s.datanet.slice(at + 1));
+      const row = at > 0 && Number.isSafeInteger(version) ? stmt.get(s.datanet.slice(0, at), version, s.recordId) as { contributor: string } | undefined : undefined;
+      if (!row || row.contributor !== s.contributor) {
+        throw oerr("INVALID_ARGUMENT", `span evidence names record ${s.recordId} of ${s.datanet} by ${s.contributor}, which that version does not hold`);
+      }
+    }
+  }
+
+  /** The EIP-712 domain is part of every receipt hash: a ledger file keeps the one it started with. */
+  private pinDomain(): void {
+    const want = JSON.stringify(receiptDomain(this.domainOptions));
+    const row = this.db.prepare("SELECT value FROM meta WHERE key = 'eip712_domain'").get() as { value: string } | undefined;
+    if (!row) this.db.prepare("INSERT INTO meta (key, value) VALUES ('eip712_domain', ?)").run(want);
+    else if (row.value !== want) conflict(`this ledger was created with EIP-712 domain ${row.value}, not ${want}`);
+    const known = this.nodeAddresses();
+    if (!known.includes(this.nodeAddress)) {
+      this.db.prepare("INSERT INTO meta (key, value) VALUES ('node_addresses', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+        .run(JSON.stringify([...known, this.nodeAddress]));
+    }
+  }
+}

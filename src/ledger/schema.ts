@@ -1,0 +1,175 @@
+/**
+ * The ledger's SQLite schema as numbered migrations, applied in order at open, each in its own
+ * transaction and recorded in `schema_migrations`. Never edit a shipped migration: append one.
+ *
+ * Money (prices, balances, stakes, shares, weights, fees, amounts) is TEXT holding a decimal
+ * integer: atomic units of an 18-decimals token overflow SQLite's 64-bit INTEGER at ~9.2 tokens.
+ * All arithmetic on it happens in JavaScript BigInt. Ids, counts and times are INTEGER.
+ */
+import type Database from "better-sqlite3";
+import { oerr } from "../errors.js";
+
+interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "economics core",
+    sql: `
+      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+      CREATE TABLE datanets (id TEXT PRIMARY KEY, owner TEXT NOT NULL, created INTEGER NOT NULL);
+      CREATE TABLE datanet_records (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        datanet_id TEXT NOT NULL REFERENCES datanets(id),
+        contributor TEXT NOT NULL,
+        content BLOB NOT NULL,
+        content_hash TEXT NOT NULL,
+        token_count INTEGER NOT NULL CHECK (token_count >= 0),
+        token_ids BLOB,
+        record_hash TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'rejected')),
+        decided_by TEXT,
+        decided_at INTEGER,
+        created INTEGER NOT NULL
+      );
+      CREATE INDEX datanet_records_by_status ON datanet_records(datanet_id, status, id);
+      CREATE TABLE datanet_versions (
+        datanet_id TEXT NOT NULL REFERENCES datanets(id),
+        version INTEGER NOT NULL CHECK (version >= 1),
+        root TEXT NOT NULL,
+        record_count INTEGER NOT NULL,
+        token_count INTEGER NOT NULL,
+        created INTEGER NOT NULL,
+        PRIMARY KEY (datanet_id, version)
+      );
+      CREATE TABLE datanet_version_records (
+        datanet_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        record_id INTEGER NOT NULL REFERENCES datanet_records(id),
+        PRIMARY KEY (datanet_id, version, record_id),
+        FOREIGN KEY (datanet_id, version) REFERENCES datanet_versions(datanet_id, version)
+      );
+
+      CREATE TABLE models (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('base', 'adapter', 'merged')),
+        owner TEXT NOT NULL,
+        base_model TEXT REFERENCES models(id),
+        price_in TEXT NOT NULL,
+        price_out TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        developer_bps INTEGER,
+        staker_bps INTEGER,
+        data_bps INTEGER,
+        created INTEGER NOT NULL
+      );
+      CREATE TABLE model_developers (
+        model_id TEXT NOT NULL REFERENCES models(id),
+        party TEXT NOT NULL,
+        share TEXT NOT NULL,
+        PRIMARY KEY (model_id, party)
+      );
+      CREATE TABLE model_parents (
+        model_id TEXT NOT NULL REFERENCES models(id),
+        parent_id TEXT NOT NULL REFERENCES models(id),
+        weight TEXT NOT NULL,
+        PRIMARY KEY (model_id, parent_id)
+      );
+      CREATE TABLE model_lineage (
+        model_id TEXT NOT NULL REFERENCES models(id),
+        datanet_id TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        weight TEXT NOT NULL,
+        PRIMARY KEY (model_id, datanet_id, version),
+        FOREIGN KEY (datanet_id, version) REFERENCES datanet_versions(datanet_id, version)
+      );
+
+      CREATE TABLE agents (
+        id TEXT PRIMARY KEY,
+        stake TEXT NOT NULL,
+        balance TEXT NOT NULL,
+        reserved TEXT NOT NULL,
+        created INTEGER NOT NULL
+      );
+      CREATE TABLE deposits (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        agent TEXT NOT NULL REFERENCES agents(id),
+        amount TEXT NOT NULL,
+        time INTEGER NOT NULL
+      );
+      CREATE TABLE stakes (
+        staker TEXT NOT NULL,
+        model_id TEXT NOT NULL REFERENCES models(id),
+        amount TEXT NOT NULL,
+        PRIMARY KEY (staker, model_id)
+      );
+      CREATE INDEX stakes_by_model ON stakes(model_id);
+      CREATE TABLE balances (party TEXT PRIMARY KEY, amount TEXT NOT NULL);
+
+      CREATE TABLE epochs (
+        id INTEGER PRIMARY KEY,
+        first_receipt INTEGER NOT NULL,
+        last_receipt INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        root TEXT NOT NULL,
+        closed_at INTEGER NOT NULL
+      );
+      CREATE TABLE receipts (
+        id INTEGER PRIMARY KEY,
+        time INTEGER NOT NULL,
+        agent TEXT NOT NULL,
+        fee TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        prev_hash TEXT NOT NULL,
+        signer TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        body TEXT NOT NULL,
+        epoch INTEGER REFERENCES epochs(id)
+      );
+      CREATE INDEX receipts_by_epoch ON receipts(epoch, id);
+      CREATE TABLE receipt_lines (
+        receipt_id INTEGER NOT NULL REFERENCES receipts(id),
+        idx INTEGER NOT NULL,
+        party TEXT NOT NULL,
+        role TEXT NOT NULL,
+        model TEXT NOT NULL,
+        datanet TEXT,
+        amount TEXT NOT NULL,
+        PRIMARY KEY (receipt_id, idx)
+      );
+      CREATE INDEX receipt_lines_by_party ON receipt_lines(party);
+      CREATE TABLE reservations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        agent TEXT NOT NULL REFERENCES agents(id),
+        amount TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'settled', 'released')),
+        created INTEGER NOT NULL,
+        receipt_id INTEGER UNIQUE REFERENCES receipts(id)
+      );
+      CREATE INDEX reservations_active ON reservations(status, agent);
+    `,
+  },
+];
+
+/** Applies the migrations this file lacks. Refuses a file that knows migrations we don't. */
+export function migrate(db: Database.Database, now: number): void {
+  db.exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)");
+  const row = db.prepare("SELECT MAX(version) AS v FROM schema_migrations").get() as { v: number | null };
+  const current = row.v ?? 0;
+  const latest = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+  if (current > latest) {
+    throw oerr("LEDGER_SCHEMA_TOO_NEW", `ledger schema version ${current} is newer than this openlora's ${latest}`, { current, latest });
+  }
+  for (const m of MIGRATIONS) {
+    if (m.version <= current) continue;
+    db.transaction(() => {
+      db.exec(m.sql);
+      db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)").run(m.version, m.name, now);
+    }).immediate();
+  }
+}
