@@ -10,14 +10,19 @@ import type { EngineInit } from "../engine/worker-messages.js";
 import { buildServer, type EngineSlot } from "../server/index.js";
 import { ensureDefaultModel, ensureDemoAdapters } from "../synth/default-model.js";
 import { choiceArg, intArg, progressLine } from "./args.js";
+import { openAttribution } from "./serve-attribution.js";
 
 export const SERVE_USAGE = `  openlora serve [--model <gguf file | HF folder>] [--adapters <dir>] [--port 8000] [--host 127.0.0.1]
                  [--threads N] [--kv-tokens N | --kv-blocks N] [--block-size 16] [--adapter-pool-mb 1024]
                  [--max-running 64] [--token-budget 512] [--prefill-chunk 256] [--max-queue 1024]
                  [--max-lora-rank 256] [--quantize q8_0|q4_0] [--no-mixed-adapters] [--drain-timeout-s 30] [--quiet]
+                 [--ledger <sqlite file>] [--node-key <0x… | file>] [--treasury <party>] [--min-agent-stake N]
+                 [--no-attribution]
         OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models, /v1/load_lora_adapter,
         /v1/unload_lora_adapter, /health, /metrics). Every adapter in --adapters is a model.
         Without --model, serves the embedded default demo model and demo adapters (generated once, cached).
+        Every completion gets a signed receipt (header openlora-receipt; GET /v1/receipts/:id) in the
+        ledger (default ~/.cache/openlora/ledger/<model>.sqlite, key beside it); the bearer token is the agent.
 `;
 
 export async function runServe(argv: string[]): Promise<number> {
@@ -29,7 +34,8 @@ export async function runServe(argv: string[]): Promise<number> {
       "adapter-pool-mb": { type: "string" }, "max-running": { type: "string" }, "token-budget": { type: "string" },
       "prefill-chunk": { type: "string" }, "max-queue": { type: "string" }, "max-lora-rank": { type: "string" },
       quantize: { type: "string" }, "no-mixed-adapters": { type: "boolean" }, "drain-timeout-s": { type: "string" },
-      quiet: { type: "boolean" },
+      quiet: { type: "boolean" }, ledger: { type: "string" }, "node-key": { type: "string" }, treasury: { type: "string" },
+      "min-agent-stake": { type: "string" }, "no-attribution": { type: "boolean" },
     },
   });
   const quiet = values.quiet === true;
@@ -90,6 +96,7 @@ export async function runServe(argv: string[]): Promise<number> {
     }
     await app.close();
     await engine?.close();
+    slot.attribution?.ledger.close();
     log("stopped");
     process.exit(0);
   };
@@ -100,6 +107,13 @@ export async function runServe(argv: string[]): Promise<number> {
     const showProgress = !quiet && process.stderr.isTTY;
     const engine = await WorkerEngine.start(init, showProgress ? { onProgress: progressLine("loading model") } : {});
     if (shuttingDown) { await engine.close(); return 0; }
+    if (!values["no-attribution"]) {
+      const minStake = values["min-agent-stake"] ?? "0";
+      if (!/^\d+$/.test(minStake)) throw oerr("INVALID_ARGUMENT", `--min-agent-stake must be a non-negative integer, got "${minStake}"`);
+      slot.attribution = await openAttribution(engine, modelPath, {
+        ledgerPath: values.ledger, nodeKey: values["node-key"], treasury: values.treasury ?? "protocol-treasury", minAgentStake: BigInt(minStake),
+      }, log);
+    }
     slot.engine = engine;
     slot.state = "ready";
     delete slot.message;

@@ -95,6 +95,10 @@ export class WorkerEngine implements EngineHandle {
     return this.call("stats", []) as Promise<EngineStats>;
   }
 
+  delimiterIds(): Promise<number[]> {
+    return this.call("delimiterIds", []) as Promise<number[]>;
+  }
+
   async drain(): Promise<void> {
     await this.call("drain", []);
   }

@@ -120,7 +120,7 @@ export class EngineCore {
     }
     this.seqs.set(id, seq);
     this.counts.promptTokens += seq.promptTokens.length;
-    this.emit(id, { type: "accepted", promptTokens: seq.promptTokens.length });
+    this.emit(id, { type: "accepted", promptTokens: seq.promptTokens.length, promptTokenIds: seq.promptTokens });
     this.wake();
   }
 
@@ -337,7 +337,7 @@ export class EngineCore {
     const entry = this.registry.get(id)!;
     const st = this.adapters.stateOf(id);
     return {
-      id, format: entry.source.format, state: st?.state ?? "registered", bytes: st?.state === "ready" ? st.bytes : 0,
+      id, path: entry.source.path, format: entry.source.format, state: st?.state ?? "registered", bytes: st?.state === "ready" ? st.bytes : 0,
       refCount: st?.refCount ?? 0, pinned: st?.pinned ?? false, created: Math.floor(entry.registeredAt / 1000),
     };
   }

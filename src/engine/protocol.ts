@@ -61,7 +61,7 @@ export interface WireError {
 
 export type EngineEvent =
   /** The request passed validation and waits for its turn. */
-  | { type: "accepted"; promptTokens: number }
+  | { type: "accepted"; promptTokens: number; promptTokenIds: number[] }
   /** One step's output for this request: the sampled token(s) and the text they completed (may be ""). */
   | { type: "delta"; tokens: number[]; text: string; logprobs?: TokenLogprob[] }
   | { type: "done"; finishReason: FinishReason; promptTokens: number; completionTokens: number; timings: RequestTimings }
@@ -70,6 +70,8 @@ export type EngineEvent =
 
 export interface AdapterInfo {
   id: string;
+  /** Folder (PEFT) or file (GGUF LoRA) it is read from. */
+  path: string;
   format: "peft" | "gguf";
   state: "registered" | "loading" | "ready" | "failed";
   /** Resident host bytes when ready. */
@@ -143,6 +145,8 @@ export interface EngineHandle {
   /** Unregisters an adapter; requests using it finish first. ADAPTER_NOT_FOUND if unknown. */
   unloadAdapter(id: string): Promise<void>;
   stats(): Promise<EngineStats>;
+  /** Ids of vocabulary tokens whose text ends a sentence (. ! ? newline), for span evidence. */
+  delimiterIds?(): Promise<number[]>;
   /** Stops admitting (new submits fail with SHUTTING_DOWN) and resolves when every request has ended. */
   drain(): Promise<void>;
   close(): Promise<void>;

@@ -13,7 +13,7 @@ export interface EngineInit {
   core?: Partial<EngineCoreOptions>;
 }
 
-export type CallMethod = "tokenize" | "listAdapters" | "loadAdapter" | "unloadAdapter" | "stats" | "drain";
+export type CallMethod = "tokenize" | "listAdapters" | "loadAdapter" | "unloadAdapter" | "stats" | "drain" | "delimiterIds";
 
 export type ToWorker =
   | { type: "submit"; id: number; req: CompletionRequest }

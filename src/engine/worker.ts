@@ -9,6 +9,7 @@ import { parentPort, workerData } from "node:worker_threads";
 import { AdapterRegistry } from "../adapters/registry.js";
 import { loadModel } from "../model/load.js";
 import { native } from "../native/index.js";
+import { sentenceDelimiterIds } from "../attribution/spans/delimiters.js";
 import { DEFAULT_CORE_OPTIONS, EngineCore, toWireError } from "./engine-core.js";
 import type { EngineEvent, EngineInfo } from "./protocol.js";
 import type { EngineInit, FromWorker, ToWorker } from "./worker-messages.js";
@@ -71,6 +72,7 @@ async function main(): Promise<void> {
     if (ran) kick();
   }
 
+  let delimiters: Set<number> | undefined;
   const call = async (method: string, args: unknown[]): Promise<unknown> => {
     switch (method) {
       case "tokenize": return loaded.tokenizer.encode(String(args[0]), { addSpecial: args[1] === true });
@@ -78,6 +80,7 @@ async function main(): Promise<void> {
       case "loadAdapter": return core.loadAdapter(String(args[0]), String(args[1]));
       case "unloadAdapter": core.unloadAdapter(String(args[0])); return null;
       case "stats": return core.stats();
+      case "delimiterIds": return [...(delimiters ??= sentenceDelimiterIds(loaded.tokenizer))];
       default: throw new Error(`unknown call ${method}`);
     }
   };

@@ -265,6 +265,7 @@ export class Ledger {
       if (this.head().id !== head.id) conflict("another writer appended a receipt meanwhile; one process must own the ledger");
       this.db.prepare("INSERT INTO receipts (id, time, agent, fee, hash, prev_hash, signer, signature, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
         .run(receipt.id, receipt.time, receipt.agent, money(receipt.fee), hash, receipt.prevHash, this.nodeAddress, signature, receiptToJSON(receipt));
+      this.db.prepare("INSERT INTO receipt_tokens (receipt_id, prompt, output) VALUES (?, ?, ?)").run(receipt.id, tokenBlob(input.promptTokens), tokenBlob(input.outputTokens));
       const line = this.db.prepare("INSERT INTO receipt_lines (receipt_id, idx, party, role, model, datanet, amount) VALUES (?, ?, ?, ?, ?, ?, ?)");
       receipt.lines.forEach((l, i) => {
         line.run(receipt.id, i, l.party, l.role, l.model, l.datanet ?? null, money(l.amount));
@@ -274,6 +275,13 @@ export class Ledger {
       this.db.prepare("UPDATE reservations SET status = 'settled', receipt_id = ? WHERE id = ?").run(receipt.id, reservationId);
     }).immediate();
     return { receipt, hash, signature, signer: this.nodeAddress, epoch: null };
+  }
+
+  /** The prompt and output token ids a receipt's hashes commit to (for replay). */
+  receiptTokens(id: number): { prompt: number[]; output: number[] } {
+    const row = this.db.prepare("SELECT prompt, output FROM receipt_tokens WHERE receipt_id = ?").get(id) as { prompt: Buffer; output: Buffer } | undefined;
+    if (!row) throw oerr("LEDGER_NOT_FOUND", `no tokens stored for receipt ${id}`, { id });
+    return { prompt: fromTokenBlob(row.prompt), output: fromTokenBlob(row.output) };
   }
 
   getReceipt(id: number): StoredReceipt {
@@ -386,4 +394,16 @@ export class Ledger {
         .run(JSON.stringify([...known, this.nodeAddress]));
     }
   }
+}
+
+function tokenBlob(ids: readonly number[]): Buffer {
+  const b = Buffer.alloc(ids.length * 4);
+  ids.forEach((t, i) => b.writeUInt32LE(t, i * 4));
+  return b;
+}
+
+function fromTokenBlob(b: Buffer): number[] {
+  const out: number[] = [];
+  for (let i = 0; i + 4 <= b.length; i += 4) out.push(b.readUInt32LE(i));
+  return out;
 }

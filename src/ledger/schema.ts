@@ -154,6 +154,19 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX reservations_active ON reservations(status, agent);
     `,
   },
+  {
+    version: 2,
+    name: "receipt token payloads for replay",
+    // The receipt signs only hashes of the prompt and output tokens; a validator replaying it needs
+    // the tokens themselves. uint32 little-endian, as Datanet token ids.
+    sql: `
+      CREATE TABLE receipt_tokens (
+        receipt_id INTEGER PRIMARY KEY REFERENCES receipts(id),
+        prompt BLOB NOT NULL,
+        output BLOB NOT NULL
+      );
+    `,
+  },
 ];
 
 /** Applies the migrations this file lacks. Refuses a file that knows migrations we don't. */

@@ -8,10 +8,13 @@
  *   slot.engine = await startEngine(...); slot.state = "ready";
  */
 import Fastify, { type FastifyInstance } from "fastify";
+import { OpenLoraError } from "../errors.js";
+import type { Ledger } from "../ledger/ledger.js";
 import { registerAdminRoutes } from "./admin-routes.js";
 import { registerGenerationRoutes } from "./completions.js";
 import { DEFAULT_BODY_LIMIT_BYTES, resolveLimits, type EngineSlot, type ServerContext, type ServerOptions } from "./context.js";
 import { ROUTE_NOT_FOUND, sendHttpError, toHttpError } from "./http-errors.js";
+import { registerLedgerRoutes, type AttributionContext } from "./ledger-routes.js";
 import { ServerMetrics } from "./metrics.js";
 
 export type { EngineSlot, ServerOptions } from "./context.js";
@@ -20,7 +23,7 @@ export { ROUTE_NOT_FOUND } from "./http-errors.js";
 export async function buildServer(slot: EngineSlot, opts: ServerOptions = {}): Promise<FastifyInstance> {
   // forceCloseConnections: idle keep-alive sockets would otherwise hold close() (and a drain) for seconds.
   const app = Fastify({ logger: opts.logger ?? false, bodyLimit: opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES, forceCloseConnections: true });
-  const ctx: ServerContext = { slot, ...resolveLimits(opts), metrics: new ServerMetrics() };
+  const ctx: ServerContext = { slot, ...resolveLimits(opts), metrics: new ServerMetrics(), log: app.log };
 
   // Counted when the response ends or the connection drops, whichever comes first, so
   // hijacked streams and abandoned requests are counted too (499 = client went away unanswered).
@@ -56,5 +59,27 @@ export async function buildServer(slot: EngineSlot, opts: ServerOptions = {}): P
 
   registerGenerationRoutes(app, ctx);
   registerAdminRoutes(app, ctx);
+  registerLedgerRoutes(app, lazyAttribution(slot));
   return app;
+}
+
+/** The ledger routes exist from the start; until the engine and ledger are up they answer 503. */
+function lazyAttribution(slot: EngineSlot): AttributionContext {
+  const need = () => {
+    if (!slot.attribution) throw new OpenLoraError("NOT_READY", slot.state === "ready" ? "Attribution is off on this server." : "The ledger is not open yet.");
+    return slot.attribution;
+  };
+  // A stand-in whose every member is looked up on the real ledger at use, so routes may hold it.
+  const ledger = new Proxy({} as Ledger, {
+    get: (_target, prop) => {
+      const real = need().ledger;
+      const v = Reflect.get(real, prop, real) as unknown;
+      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(real) : v;
+    },
+  });
+  return {
+    ledger,
+    tokenize: (text) => need().tokenize(text),
+    indexVersion: (datanet, version) => need().indexVersion(datanet, version),
+  };
 }

@@ -7,7 +7,8 @@
  * status. After that, an engine error becomes a `data: {"error": …}` event before [DONE].
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import type { CompletionRequest, EngineEvent, EngineHandle, EngineInfo, WireError } from "../engine/protocol.js";
+import type { CompletionRequest, EngineEvent, EngineHandle, EngineInfo, FinishReason, WireError } from "../engine/protocol.js";
+import type { Admission } from "./attribution.js";
 import { OpenLoraError } from "../errors.js";
 import { renderChatPrompt } from "./chat-template.js";
 import { requireEngine, type ServerContext } from "./context.js";
@@ -122,6 +123,28 @@ interface Generation {
   latency: LatencyRecorder;
   /** The client closed the connection before the end. */
   gone: () => boolean;
+  req: CompletionRequest;
+  /** The ledger reservation, when attribution is on. */
+  adm: Admission | undefined;
+}
+
+/** Ends the request in the ledger: a receipt id, or undefined (nothing produced, or attribution off). */
+async function settle(g: Generation, finish: FinishReason | "failed"): Promise<number | undefined> {
+  const attr = g.ctx.slot.attribution;
+  if (!attr || !g.adm) return undefined;
+  try {
+    const stored = await attr.finish(g.adm, { promptTokenIds: g.run.promptTokenIds, outputTokens: g.run.outputTokens, sampling: g.req.sampling, finish });
+    return stored?.receipt.id;
+  } catch (e) {
+    // The answer stands; the missing receipt is logged and counted, never silent.
+    g.ctx.metrics.errors.inc({ code: "RECEIPT_FAILED" });
+    g.ctx.log?.error({ err: e }, "settling the receipt failed");
+    return undefined;
+  }
+}
+
+function terminalFinish(e: Extract<EngineEvent, { type: "error" }>): "cancelled" | "failed" {
+  return e.error.code === "REQUEST_CANCELLED" ? "cancelled" : "failed";
 }
 
 async function generate(ctx: ServerContext, kind: Endpoint, request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
@@ -130,6 +153,7 @@ async function generate(ctx: ServerContext, kind: Endpoint, request: FastifyRequ
   const { params, req } = await prepare(engine, kind, request.body, ctx);
   const head: ResponseHead = { id: newCompletionId(kind), created: Math.floor(Date.now() / 1000), model: params.model };
   reply.header("openlora-request-id", head.id);
+  const adm = ctx.slot.attribution ? await ctx.slot.attribution.admit(request.headers.authorization, req.adapters, req.prompt, req.maxTokens) : undefined;
 
   const run = new EngineRequest(engine, req);
   let gone = false;
@@ -138,7 +162,7 @@ async function generate(ctx: ServerContext, kind: Endpoint, request: FastifyRequ
     gone = true;
     run.abandon();
   });
-  const g: Generation = { ctx, kind, params, info: engine.info, head, run, latency: new LatencyRecorder(arrival, ctx.metrics), gone: () => gone };
+  const g: Generation = { ctx, kind, params, info: engine.info, head, run, latency: new LatencyRecorder(arrival, ctx.metrics), gone: () => gone, req, adm };
 
   const first = await run.next();
   if (first.type === "error") return answerError(g, first, reply);
@@ -146,7 +170,8 @@ async function generate(ctx: ServerContext, kind: Endpoint, request: FastifyRequ
 }
 
 /** Nothing was sent yet: the error gets its own HTTP status (unless nobody is listening). */
-function answerError(g: Generation, e: Extract<EngineEvent, { type: "error" }>, reply: FastifyReply): undefined {
+async function answerError(g: Generation, e: Extract<EngineEvent, { type: "error" }>, reply: FastifyReply): Promise<undefined> {
+  await settle(g, terminalFinish(e));
   if (g.gone()) {
     reply.hijack();
     return undefined;
@@ -173,6 +198,8 @@ async function collect(g: Generation, first: EngineEvent, reply: FastifyReply): 
       }
     } else if (ev.type === "done") {
       g.latency.done(ev);
+      const receipt = await settle(g, ev.finishReason);
+      if (receipt !== undefined) reply.header("openlora-receipt", String(receipt));
       const u = usage(ev.promptTokens, ev.completionTokens);
       const finish = openAIFinishReason(ev.finishReason);
       const wantLogprobs = g.params.logprobs !== undefined;
@@ -233,10 +260,13 @@ async function stream(g: Generation, first: EngineEvent, reply: FastifyReply): P
 
   if (last.type === "done") {
     g.latency.done(last);
+    const receipt = await settle(g, last.finishReason);
+    const tag = receipt !== undefined ? { openlora_receipt: String(receipt) } : {};
     const finish = openAIFinishReason(last.finishReason);
-    send(g.kind === "chat" ? chatChunk(g.head, {}, null, finish, usageField) : completionChunk(g.head, "", null, finish, usageField));
-    if (g.params.includeUsage) send(usageChunk(g.kind, g.head, usage(last.promptTokens, last.completionTokens)));
+    send({ ...(g.kind === "chat" ? chatChunk(g.head, {}, null, finish, usageField) : completionChunk(g.head, "", null, finish, usageField)), ...tag });
+    if (g.params.includeUsage) send({ ...usageChunk(g.kind, g.head, usage(last.promptTokens, last.completionTokens)), ...tag });
   } else {
+    await settle(g, terminalFinish(last));
     const he = toHttpError(fromEngine(last.error, g.params, g.info), g.ctx.retry);
     g.ctx.metrics.errors.inc({ code: he.code });
     send(errorBody(he));

@@ -1,5 +1,6 @@
 /** What every route shares: the engine slot, the resolved options and the metrics. */
-import type { FastifyServerOptions } from "fastify";
+import type { FastifyBaseLogger, FastifyServerOptions } from "fastify";
+import type { AttributionService } from "./attribution.js";
 import type { EngineHandle } from "../engine/protocol.js";
 import { OpenLoraError } from "../errors.js";
 import type { RetryDefaults } from "./http-errors.js";
@@ -15,6 +16,8 @@ export interface EngineSlot {
   engine: EngineHandle | undefined;
   /** Shown in 503 bodies, e.g. what is loading. */
   message?: string;
+  /** Receipts, fees and the ledger; absent = inference without attribution. */
+  attribution?: AttributionService;
 }
 
 export interface ServerOptions {
@@ -37,6 +40,7 @@ export interface ServerContext {
   limits: RequestLimits;
   retry: RetryDefaults;
   metrics: ServerMetrics;
+  log?: FastifyBaseLogger;
 }
 
 export const DEFAULT_BODY_LIMIT_BYTES = 4 * 1024 * 1024;

@@ -14,6 +14,10 @@ export class EngineRequest {
   private cancelRequested = false;
   /** The engine sent done or error, or we gave up on it (abandon). */
   ended = false;
+  /** The prompt as the engine tokenized it (from its accepted event). */
+  promptTokenIds: number[] = [];
+  /** Every token delivered so far: what a cancelled or failed request is charged for. */
+  readonly outputTokens: number[] = [];
 
   constructor(engine: EngineHandle, req: CompletionRequest) {
     try {
@@ -27,6 +31,8 @@ export class EngineRequest {
 
   private push(e: EngineEvent): void {
     if (this.ended) return;
+    if (e.type === "accepted") this.promptTokenIds = e.promptTokenIds;
+    else if (e.type === "delta") this.outputTokens.push(...e.tokens);
     if (e.type === "done" || e.type === "error") this.ended = true;
     const w = this.waiter;
     if (w) {

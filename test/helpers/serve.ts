@@ -1,5 +1,7 @@
 /** Spawns `openlora serve` (the npm bin over dist/) and waits until it is ready. */
 import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const bin = join(import.meta.dirname, "..", "..", "bin", "openlora.js");
@@ -13,8 +15,10 @@ export interface ServerProcess {
   stop(): Promise<number | null>;
 }
 
+/** Each server gets its own ledger in a temp folder unless the args name one (or turn attribution off). */
 export async function startServer(args: string[], opts: { timeoutMs?: number } = {}): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [bin, "serve", "--port", "0", ...args], { stdio: ["ignore", "ignore", "pipe"] });
+  const own = args.includes("--ledger") || args.includes("--no-attribution") ? [] : ["--ledger", join(mkdtempSync(join(tmpdir(), "openlora-ledger-")), "ledger.sqlite")];
+  const child = spawn(process.execPath, [bin, "serve", "--port", "0", ...own, ...args], { stdio: ["ignore", "ignore", "pipe"] });
   let err = "";
   child.stderr!.setEncoding("utf8");
   const port = await new Promise<number>((resolve, reject) => {

@@ -190,7 +190,7 @@ describe("engine events", () => {
   it("tolerates an engine that emits events synchronously inside submit", async () => {
     const engine = new FakeEngine();
     engine.submit = (req, onEvent) => {
-      onEvent({ type: "accepted", promptTokens: 1 });
+      onEvent({ type: "accepted", promptTokens: 1, promptTokenIds: [1] });
       onEvent({ type: "delta", tokens: [65], text: "A" });
       onEvent({ type: "done", finishReason: "length", promptTokens: 1, completionTokens: 1, timings: { queuedMs: 0, firstTokenMs: 0, totalMs: 0 } });
       return { id: 1, cancel: () => engine.cancelled.push(1) };

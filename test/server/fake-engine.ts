@@ -90,7 +90,7 @@ export class FakeEngine implements EngineHandle {
   }
 
   private adapterInfo(id: string): AdapterInfo {
-    return { id, format: "peft", state: "ready", bytes: 2048, refCount: 0, pinned: false, created: 1_700_000_100 };
+    return { id, path: `/adapters/${id}`, format: "peft", state: "ready", bytes: 2048, refCount: 0, pinned: false, created: 1_700_000_100 };
   }
 
   submit(req: CompletionRequest, onEvent: (e: EngineEvent) => void): RequestHandle {
@@ -112,7 +112,7 @@ export class FakeEngine implements EngineHandle {
     setImmediate(() => {
       if (unknown) return emit({ type: "error", error: { code: "ADAPTER_NOT_FOUND", message: `no adapter ${unknown.id}`, details: { id: unknown.id } } });
       if (plan && plan.afterTokens === undefined) return emit({ type: "error", error: plan.error });
-      emit({ type: "accepted", promptTokens: prompt.length });
+      emit({ type: "accepted", promptTokens: prompt.length, promptTokenIds: [...prompt] });
       let text = "";
       let produced = 0;
       const step = (): void => {

@@ -1,0 +1,174 @@
+/**
+ * The request path's side of attribution: who pays (the agent), what it may cost (a worst-case
+ * reservation before any compute), and, when the request ends, the receipt — span evidence of the
+ * output against every published Datanet version, the fee split, the signed, chained record.
+ *
+ * Rules (docs/economics.md has the ledger's):
+ * - The agent is the bearer token of `Authorization` (a development-grade identity: whoever holds
+ *   the token is the agent). A request whose worst case costs nothing needs no account: it is
+ *   billed to the built-in agent "anonymous". A paid request needs an agent account with the
+ *   minimum stake and the balance for its worst case, else 402/403 before any compute.
+ * - Worst case: prompt tokens (exact for token-id prompts; for text, its UTF-8 byte count + 8, which
+ *   no tokenizer exceeds: every token covers at least one byte, plus special tokens) × price in,
+ *   plus max_tokens × price out, over the base model and every adapter of the request.
+ * - Models and adapters served but not yet listed in the ledger are listed on first use: owned by
+ *   the operator, free, content hash of their files.
+ * - A request that produced no output token is released (no receipt, no charge). One that produced
+ *   tokens and was cancelled or failed is settled for the tokens it produced.
+ */
+import { Buffer } from "node:buffer";
+import type { Hex } from "viem";
+import { contentHash } from "../attribution/content-hash.js";
+import { delimiterPredicate } from "../attribution/spans/delimiters.js";
+import { SpanIndex } from "../attribution/spans/span-index.js";
+import { SpanIndexSet, spanEvidenceRows, spanTokenCredits } from "../attribution/spans/span-index-set.js";
+import type { AdapterRef, EngineHandle, FinishReason } from "../engine/protocol.js";
+import type { SamplingParams } from "../engine/sampling.js";
+import { isOpenLoraError } from "../errors.js";
+import type { Ledger, StoredReceipt } from "../ledger/ledger.js";
+import type { AttributionContext } from "./ledger-routes.js";
+
+export const ANONYMOUS_AGENT = "anonymous";
+
+export interface Admission {
+  reservation: number;
+  agent: string;
+  adapters: AdapterRef[];
+}
+
+export interface FinishInput {
+  promptTokenIds: readonly number[];
+  outputTokens: readonly number[];
+  sampling: SamplingParams;
+  finish: FinishReason | "failed";
+}
+
+export class AttributionService implements AttributionContext {
+  readonly spans = new SpanIndexSet();
+  private isDelimiter: ((id: number) => boolean) | undefined;
+  private readonly listing = new Map<string, Promise<void>>();
+
+  constructor(
+    readonly ledger: Ledger,
+    private readonly engine: EngineHandle,
+    private readonly baseModel: { id: string; path: string },
+    private readonly operator: string,
+  ) {}
+
+  /** At start: the base model listed, the anonymous agent present, crashed requests released, span indexes built. */
+  async start(): Promise<{ released: number; versions: number }> {
+    await this.ensureListed(this.baseModel.id, "base", this.baseModel.path);
+    if (!this.agentExists(ANONYMOUS_AGENT)) this.ledger.createAgent(ANONYMOUS_AGENT, 0n);
+    const released = this.ledger.releaseAllActive();
+    const ids = this.engine.delimiterIds ? await this.engine.delimiterIds() : [];
+    this.isDelimiter = delimiterPredicate(new Set(ids));
+    const versions = this.ledger.db.prepare("SELECT datanet_id AS d, version AS v FROM datanet_versions ORDER BY datanet_id, version").all() as { d: string; v: number }[];
+    for (const { d, v } of versions) this.indexVersion(d, v);
+    return { released, versions: versions.length };
+  }
+
+  tokenize(text: string): Promise<number[]> {
+    return this.engine.tokenize(text, false);
+  }
+
+  indexVersion(datanet: string, version: number): void {
+    const records = this.ledger.versionRecords(datanet, version);
+    const index = SpanIndex.build(records.map((r) => ({ recordId: String(r.recordId), contributor: r.contributor, tokens: r.tokenIds ?? new Uint32Array(0) })));
+    this.spans.add({ datanetId: datanet, version }, index);
+  }
+
+  /**
+   * Admission: lists what is new, reserves the worst case. Throws 402/403 errors before any compute.
+   * Composition weights are rounded here to the receipt's precision (parts per million), in place,
+   * so the engine computes exactly what the receipt records and a replay can reproduce it.
+   */
+  async admit(authorization: string | undefined, adapters: AdapterRef[], prompt: string | readonly number[], maxTokens: number): Promise<Admission> {
+    for (const a of adapters) a.weight = Math.round(a.weight * 1_000_000) / 1_000_000;
+    for (const a of adapters) await this.ensureAdapterListed(a.id);
+    const tokensIn = typeof prompt === "string" ? Buffer.byteLength(prompt, "utf8") + 8 : prompt.length;
+    const worst = this.ledger.worstCaseFee({ baseModel: this.baseModel.id, adapters: adapters.map((a) => a.id), tokensIn, maxTokens });
+    const named = bearer(authorization);
+    const agent = worst === 0n && (named === undefined || !this.agentExists(named)) ? ANONYMOUS_AGENT : (named ?? ANONYMOUS_AGENT);
+    return { reservation: this.ledger.reserve(agent, worst), agent, adapters };
+  }
+
+  /** The end of a request: a signed receipt, or nothing (released) when no token was produced. */
+  async finish(adm: Admission, f: FinishInput): Promise<StoredReceipt | undefined> {
+    if (f.outputTokens.length === 0) {
+      this.ledger.release(adm.reservation);
+      return undefined;
+    }
+    try {
+      const evidence = this.spans.size > 0 ? this.spans.findSpans(f.outputTokens, this.isDelimiter ? { isDelimiter: this.isDelimiter } : {}) : [];
+      const spans = spanEvidenceRows(evidence).map((r) => ({ datanet: `${r.datanetId}@${r.version}`, recordId: Number(r.recordId), contributor: r.contributor, start: r.start, end: r.end }));
+      return await this.ledger.settle(adm.reservation, {
+        baseModel: this.baseModel.id,
+        adapters: adm.adapters.map((a) => ({ id: a.id, weightPpm: Math.round(a.weight * 1_000_000) })),
+        promptTokens: f.promptTokenIds,
+        outputTokens: f.outputTokens,
+        sampling: { ...f.sampling, seed: f.sampling.seed ?? 0 },
+        finish: f.finish === "eos" || f.finish === "stop" || f.finish === "length" || f.finish === "cancelled" ? f.finish : "failed",
+        spans,
+        spanCredits: spanTokenCredits(evidence),
+      });
+    } catch (e) {
+      this.ledger.release(adm.reservation);
+      throw e;
+    }
+  }
+
+  /** Releases a reservation whose request never produced anything (errors before any token). */
+  release(adm: Admission): void {
+    this.ledger.release(adm.reservation);
+  }
+
+  private agentExists(id: string): boolean {
+    try {
+      this.ledger.getAgent(id);
+      return true;
+    } catch (e) {
+      if (isOpenLoraError(e, "LEDGER_NOT_FOUND")) return false;
+      throw e;
+    }
+  }
+
+  private async ensureAdapterListed(id: string): Promise<void> {
+    if (this.isListed(id)) return;
+    const info = (await this.engine.listAdapters()).find((a) => a.id === id);
+    if (!info) return; // unknown adapters fail in the engine with their own error
+    await this.ensureListed(id, "adapter", info.path);
+  }
+
+  private isListed(id: string): boolean {
+    try {
+      this.ledger.getModel(id);
+      return true;
+    } catch (e) {
+      if (isOpenLoraError(e, "LEDGER_NOT_FOUND")) return false;
+      throw e;
+    }
+  }
+
+  /** One listing per id even under concurrent first requests. */
+  private ensureListed(id: string, kind: "base" | "adapter", path: string): Promise<void> {
+    if (this.isListed(id)) return Promise.resolve();
+    let p = this.listing.get(id);
+    if (!p) {
+      p = contentHash(path).then((hash: Hex) => {
+        if (this.isListed(id)) return;
+        this.ledger.registerModel({
+          id, kind, owner: this.operator, priceIn: 0n, priceOut: 0n, contentHash: hash,
+          developers: [{ party: this.operator, share: 1n }],
+          ...(kind === "adapter" ? { baseModel: this.baseModel.id } : {}),
+        });
+      }).finally(() => this.listing.delete(id));
+      this.listing.set(id, p);
+    }
+    return p;
+  }
+}
+
+function bearer(h: string | undefined): string | undefined {
+  const m = h ? /^Bearer\s+(\S+)$/i.exec(h.trim()) : null;
+  return m ? m[1] : undefined;
+}

@@ -1,0 +1,427 @@
+/**
+ * The economics endpoints over a real Ledger (temp SQLite file) behind the real server
+ * (buildServer registers them over the slot's attribution; its error handler maps ledger errors
+ * to OpenAI-style bodies), with a recording AttributionContext (FakeEngine's tokenizer), and
+ * `openlora ledger …` run in-process against it.
+ */
+import { join } from "node:path";
+import { hashTypedData, keccak256, recoverTypedDataAddress, stringToHex, type Hex } from "viem";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { canonicalJson } from "../../src/attribution/canonical.js";
+import { merkleRoot, verifyMerkleProof } from "../../src/attribution/merkle.js";
+import { receiptDigest, receiptFromJSON, verifyReceiptSignature } from "../../src/attribution/receipts.js";
+import type { FeePolicy } from "../../src/attribution/types.js";
+import { runLedger } from "../../src/cli/ledger.js";
+import { isOpenLoraError } from "../../src/errors.js";
+import { Ledger } from "../../src/ledger/index.js";
+import { buildServer, type EngineSlot } from "../../src/server/app.js";
+import type { AttributionContext } from "../../src/server/ledger-routes.js";
+import { tempDir } from "../helpers/tmp.js";
+import { FakeEngine } from "./fake-engine.js";
+
+const KEY: Hex = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
+const POLICY: FeePolicy = { protocolBps: 500, operatorBps: 2500, developerBps: 5000, stakerBps: 2000, dataBps: 3000, lambdaBps: 4000 };
+const dir = tempDir("openlora-ledger-routes-");
+const h = (s: string): Hex => keccak256(stringToHex(s));
+let files = 0;
+
+interface Harness {
+  ledger: Ledger;
+  engine: FakeEngine;
+  indexed: Array<[string, number]>;
+  root: string;
+  close(): Promise<void>;
+}
+
+let s: Harness;
+
+async function start(): Promise<Harness> {
+  let t = 1_700_000_000_000;
+  const ledger = new Ledger({ path: join(dir, `l${files++}.sqlite`), nodeKey: KEY, policy: POLICY, treasury: "treasury", operator: "op", minAgentStake: 100n, now: () => t++ });
+  const engine = new FakeEngine();
+  const indexed: Array<[string, number]> = [];
+  const attribution: AttributionContext = {
+    ledger,
+    tokenize: (text) => engine.tokenize(text, false),
+    indexVersion: (datanet, version) => { indexed.push([datanet, version]); },
+  };
+  // buildServer registers the ledger routes itself, over whatever attribution the slot holds.
+  const slot: EngineSlot = { state: "ready", engine, attribution: attribution as EngineSlot["attribution"] };
+  const app = await buildServer(slot);
+  await app.listen({ port: 0, host: "127.0.0.1" });
+  const address = app.server.address();
+  if (typeof address !== "object" || address === null) throw new Error("no address");
+  return {
+    ledger, engine, indexed, root: `http://127.0.0.1:${address.port}`,
+    close: async () => {
+      const closing = app.close();
+      app.server.closeAllConnections();
+      await closing;
+      ledger.close();
+    },
+  };
+}
+
+beforeEach(async () => { s = await start(); });
+afterEach(async () => { await s.close(); });
+
+type Json = any;
+
+async function call(method: string, path: string, body?: unknown, rawBody?: string): Promise<{ status: number; json: Json }> {
+  const init: RequestInit = { method };
+  if (body !== undefined || rawBody !== undefined) {
+    init.headers = { "content-type": "application/json" };
+    init.body = rawBody ?? JSON.stringify(body);
+  }
+  const res = await fetch(s.root + path, init);
+  return { status: res.status, json: await res.json() };
+}
+const get = (path: string) => call("GET", path);
+const post = (path: string, body?: unknown) => call("POST", path, body);
+
+async function ok(p: Promise<{ status: number; json: Json }>): Promise<Json> {
+  const r = await p;
+  expect(r.status, JSON.stringify(r.json)).toBe(200);
+  return r.json;
+}
+
+async function fails(p: Promise<{ status: number; json: Json }>, status: number, code: string, param?: string | null): Promise<Json> {
+  const r = await p;
+  expect(r.status, JSON.stringify(r.json)).toBe(status);
+  expect(r.json.error.code).toBe(code);
+  expect(r.json.error.type).toBe(status >= 500 ? "server_error" : "invalid_request_error");
+  expect(typeof r.json.error.message).toBe("string");
+  if (param !== undefined) expect(r.json.error.param).toBe(param);
+  return r.json;
+}
+
+const BASE = "meta/llama"; // a slash in an id: path segments are percent-encoded
+const baseModel = { id: BASE, kind: "base", owner: "meta", priceIn: "1", priceOut: "2", contentHash: h("llama"), developers: [{ party: "meta", share: "1" }] };
+const adapter = {
+  id: "legal-lora", kind: "adapter", owner: "alice", baseModel: BASE, priceIn: "10", priceOut: "40", contentHash: h("legal-lora"),
+  developers: [{ party: "alice", share: "2" }, { party: "bob", share: "1" }],
+  lineage: [{ datanet: "legal", version: 1, weight: "7" }],
+  shares: { developerBps: 5000, stakerBps: 2000, dataBps: 3000 },
+};
+const CONTENT = ["the party of the first part", "hereinafter", "spam"];
+
+/** A Datanet "legal" with version 1 (carol's and dave's records approved, eve's rejected), both models, a funded agent. */
+async function populate(): Promise<void> {
+  await ok(post("/v1/ledger/models", baseModel));
+  await ok(post("/v1/datanets", { id: "legal", owner: "olivia" }));
+  const ids: number[] = [];
+  for (const [i, who] of ["carol", "dave", "eve"].entries()) ids.push((await ok(post("/v1/datanets/legal/records", { contributor: who, content: CONTENT[i] }))).id);
+  await ok(post(`/v1/datanets/legal/records/${ids[0]}/approve`, { by: "olivia" }));
+  await ok(post(`/v1/datanets/legal/records/${ids[1]}/approve`, { by: "olivia" }));
+  await ok(post(`/v1/datanets/legal/records/${ids[2]}/reject`, { by: "olivia" }));
+  await ok(post("/v1/datanets/legal/publish", { by: "olivia" }));
+  await ok(post("/v1/ledger/models", adapter));
+  await ok(post("/v1/accounts/agents", { id: "agent", stake: "100" }));
+  await ok(post("/v1/accounts/agents/agent/deposit", { amount: "1000000" }));
+}
+
+/** One request settled through the ledger directly (reserve + settle), as the completions path will. */
+async function settleOne(l: Ledger) {
+  const worst = l.worstCaseFee({ baseModel: BASE, adapters: ["legal-lora"], tokensIn: 5, maxTokens: 16 });
+  const reservation = l.reserve("agent", worst);
+  const carol = [...CONTENT[0]!].map((c) => c.codePointAt(0)!);
+  return l.settle(reservation, {
+    baseModel: BASE, adapters: [{ id: "legal-lora", weightPpm: 1_000_000 }],
+    promptTokens: [1, 2, 3, 4, 5], outputTokens: carol.slice(0, 8).concat([99]),
+    sampling: { temperature: 0, seed: 7 }, finish: "eos",
+    spans: [{ datanet: "legal@1", recordId: 1, contributor: "carol", start: 0, end: 8 }],
+  });
+}
+
+describe("ledger routes: the whole flow", () => {
+  it("registers models, runs a Datanet to a published (indexed) version, funds an agent, stakes, and shows the payouts", async () => {
+    const base = await ok(post("/v1/ledger/models", baseModel));
+    expect(base).toMatchObject({ id: BASE, kind: "base", baseModel: null, priceIn: "1", priceOut: "2", contentHash: h("llama"), developers: [{ party: "meta", share: "1" }], lineage: [], parents: [], shares: null });
+
+    expect(await ok(post("/v1/datanets", { id: "legal", owner: "olivia" }))).toEqual({ id: "legal", owner: "olivia", versions: [] });
+    const recs: Json[] = [];
+    for (const [i, who] of ["carol", "dave", "eve"].entries()) recs.push(await ok(post("/v1/datanets/legal/records", { contributor: who, content: CONTENT[i] })));
+    expect(recs.map((r) => [r.contributor, r.status, r.tokenCount])).toEqual([["carol", "pending", 27], ["dave", "pending", 11], ["eve", "pending", 4]]);
+    expect((await ok(get("/v1/datanets/legal/records?status=pending"))).data).toHaveLength(3);
+    expect(await ok(post(`/v1/datanets/legal/records/${recs[0].id}/approve`, { by: "olivia" }))).toMatchObject({ id: recs[0].id, status: "approved" });
+    await ok(post(`/v1/datanets/legal/records/${recs[1].id}/approve`, { by: "olivia" }));
+    expect(await ok(post(`/v1/datanets/legal/records/${recs[2].id}/reject`, { by: "olivia" }))).toMatchObject({ status: "rejected" });
+    expect(s.indexed).toEqual([]);
+
+    const v1 = await ok(post("/v1/datanets/legal/publish", { by: "olivia" }));
+    expect(v1).toMatchObject({ datanet: "legal", version: 1, key: "legal@1", recordCount: 2, tokenCount: 38 });
+    expect(s.indexed).toEqual([["legal", 1]]);
+    // The content was tokenized with the served model's tokenizer and the ids stored for the span index.
+    const stored = s.ledger.versionRecords("legal", 1);
+    expect(stored.map((r) => Array.from(r.tokenIds!))).toEqual([await s.engine.tokenize(CONTENT[0]!, false), await s.engine.tokenize(CONTENT[1]!, false)]);
+    expect(v1.root).toBe(merkleRoot(stored.map((r) => r.recordHash)));
+    expect((await ok(get("/v1/datanets/legal/versions"))).data).toEqual([v1]);
+    expect(await ok(get("/v1/datanets/legal"))).toEqual({ id: "legal", owner: "olivia", versions: [v1] });
+
+    const lora = await ok(post("/v1/ledger/models", adapter));
+    expect(lora).toMatchObject({ kind: "adapter", baseModel: BASE, lineage: [{ datanet: "legal", version: 1, weight: "7" }], shares: adapter.shares });
+    expect((await ok(get("/v1/ledger/models"))).data.map((m: Json) => m.id)).toEqual(["legal-lora", BASE]);
+    expect(await ok(get(`/v1/ledger/models/${encodeURIComponent(BASE)}`))).toEqual(base);
+
+    expect(await ok(post("/v1/accounts/agents", { id: "agent" }))).toMatchObject({ id: "agent", stake: "0", balance: "0", reserved: "0" });
+    expect(await ok(post("/v1/accounts/agents/agent/stake", { amount: "100" }))).toMatchObject({ stake: "100" });
+    expect(await ok(post("/v1/accounts/agents/agent/deposit", { amount: "1000000" }))).toMatchObject({ balance: "1000000" });
+
+    expect(await ok(post("/v1/stakes", { staker: "sam", model: "legal-lora", amount: "30" }))).toEqual({ staker: "sam", model: "legal-lora", amount: "30" });
+    expect(await ok(post("/v1/stakes", { staker: "sam", model: "legal-lora", amount: "10" }))).toMatchObject({ amount: "40" });
+    expect(await ok(post("/v1/stakes/unstake", { staker: "sam", model: "legal-lora", amount: "15" }))).toMatchObject({ amount: "25" });
+
+    const receipt = await settleOne(s.ledger);
+    const agent = await ok(get("/v1/accounts/agents/agent"));
+    expect(agent).toMatchObject({ balance: (1_000_000n - receipt.receipt.fee).toString(), reserved: "0" });
+    const balances = (await ok(get("/v1/balances"))).data as { party: string; amount: string }[];
+    expect(balances).toEqual(s.ledger.balances().map((b) => ({ party: b.party, amount: b.amount.toString() })));
+    expect(balances.map((b) => b.party)).toEqual(expect.arrayContaining(["treasury", "op", "meta", "alice", "bob", "sam", "carol"]));
+    expect(balances.reduce((t, b) => t + BigInt(b.amount), 0n)).toBe(receipt.receipt.fee);
+    expect(await ok(get("/v1/balances/carol"))).toEqual({ party: "carol", amount: s.ledger.balanceOf("carol").toString() });
+    expect(await ok(get("/v1/balances/nobody"))).toEqual({ party: "nobody", amount: "0" });
+  });
+
+  it("carries amounts above 2^53 exactly, as strings both ways", async () => {
+    const big = "123456789012345678901234567890";
+    const m = await ok(post("/v1/ledger/models", { ...baseModel, priceIn: "9007199254740993", priceOut: big, developers: [{ party: "meta", share: big }] }));
+    expect(m).toMatchObject({ priceIn: "9007199254740993", priceOut: big, developers: [{ party: "meta", share: big }] });
+    expect((await ok(get(`/v1/ledger/models/${encodeURIComponent(BASE)}`))).priceOut).toBe(big);
+    expect(s.ledger.getModel(BASE).priceOut).toBe(BigInt(big));
+    await ok(post("/v1/accounts/agents", { id: "whale", stake: big }));
+    await ok(post("/v1/accounts/agents/whale/deposit", { amount: "9007199254740993" }));
+    const a = await ok(post("/v1/accounts/agents/whale/deposit", { amount: "9007199254740993" }));
+    expect(a).toMatchObject({ stake: big, balance: "18014398509481986" });
+    expect(s.ledger.getAgent("whale").balance).toBe(18014398509481986n);
+    expect(await ok(post("/v1/stakes", { staker: "sam", model: BASE, amount: big }))).toMatchObject({ amount: big });
+    // A JSON number is refused even when it is small: the rule is strings, always.
+    await fails(post("/v1/accounts/agents/whale/deposit", { amount: 5 }), 400, "INVALID_ARGUMENT", "amount");
+    await fails(post("/v1/accounts/agents/whale/deposit", { amount: (2n ** 256n).toString() }), 400, "INVALID_ARGUMENT", "amount");
+  });
+});
+
+describe("ledger routes: errors", () => {
+  it("validates every field with INVALID_ARGUMENT naming it (400)", async () => {
+    await ok(post("/v1/ledger/models", baseModel));
+    const bad: Array<[Record<string, unknown>, string | null]> = [
+      [{ ...baseModel, id: undefined }, "id"],
+      [{ ...baseModel, id: "" }, "id"],
+      [{ ...baseModel, kind: "lora" }, "kind"],
+      [{ ...baseModel, priceIn: 1 }, "priceIn"],
+      [{ ...baseModel, priceIn: "-1" }, "priceIn"],
+      [{ ...baseModel, priceOut: "01" }, "priceOut"],
+      [{ ...baseModel, priceOut: "1.5" }, "priceOut"],
+      [{ ...baseModel, contentHash: "0x12" }, "contentHash"],
+      [{ ...baseModel, developers: [] }, "developers"],
+      [{ ...baseModel, developers: undefined }, "developers"],
+      [{ ...baseModel, developers: [{ party: "meta", share: 1 }] }, "developers[0].share"],
+      [{ ...baseModel, developers: [{ party: "meta" }] }, "developers[0].share"],
+      [{ ...baseModel, developers: [{ party: "meta", share: "1", extra: true }] }, "developers[0].extra"],
+      [{ ...baseModel, developers: ["meta"] }, "developers[0]"],
+      [{ ...baseModel, price_in: "1" }, "price_in"],
+      [{ ...baseModel, baseModel: BASE }, "baseModel"],
+      [{ ...adapter, id: "x", baseModel: undefined }, "baseModel"],
+      [{ ...adapter, id: "x", lineage: [{ datanet: "legal", version: 0, weight: "1" }] }, "lineage[0].version"],
+      [{ ...adapter, id: "x", lineage: [{ datanet: "le@gal", version: 1, weight: "1" }] }, "lineage[0].datanet"],
+      [{ ...adapter, id: "x", lineage: {} }, "lineage"],
+      [{ ...adapter, id: "x", parents: [{ model: "legal-lora", weight: "-2" }] }, "parents[0].weight"],
+      [{ ...adapter, id: "x", shares: { developerBps: 5000, stakerBps: 2000, dataBps: 2000 } }, "shares"],
+      [{ ...adapter, id: "x", shares: { developerBps: 5000, stakerBps: 2000, dataBps: "3000" } }, "shares.dataBps"],
+    ];
+    for (const [body, param] of bad) await fails(post("/v1/ledger/models", body), 400, "INVALID_ARGUMENT", param);
+    // What only the ledger can check still comes back as INVALID_ARGUMENT.
+    await fails(post("/v1/ledger/models", { ...baseModel, id: "zero", developers: [{ party: "meta", share: "0" }] }), 400, "INVALID_ARGUMENT");
+
+    await fails(post("/v1/datanets", { id: "a@b", owner: "o" }), 400, "INVALID_ARGUMENT", "id");
+    await fails(post("/v1/datanets", { id: "d" }), 400, "INVALID_ARGUMENT", "owner");
+    await fails(post("/v1/datanets", ["d", "o"]), 400, "INVALID_ARGUMENT", null);
+    await fails(post("/v1/datanets"), 400, "INVALID_ARGUMENT", "id");
+    await fails(call("POST", "/v1/datanets", undefined, "{not json"), 400, "INVALID_ARGUMENT");
+    await ok(post("/v1/datanets", { id: "d", owner: "o" }));
+    await fails(post("/v1/datanets/d/records", { contributor: "c", content: "" }), 400, "INVALID_ARGUMENT", "content");
+    await fails(post("/v1/datanets/d/records", { contributor: "c\n", content: "x" }), 400, "INVALID_ARGUMENT", "contributor");
+    await fails(post("/v1/datanets/d/records/abc/approve", { by: "o" }), 400, "INVALID_ARGUMENT", "record");
+    await fails(post("/v1/datanets/d/records/1/approve", {}), 400, "INVALID_ARGUMENT", "by");
+    await fails(get("/v1/datanets/d/records?status=done"), 400, "INVALID_ARGUMENT", "status");
+
+    await fails(post("/v1/accounts/agents", { id: "a", stake: "-5" }), 400, "INVALID_ARGUMENT", "stake");
+    await ok(post("/v1/accounts/agents", { id: "a" }));
+    await fails(post("/v1/accounts/agents/a/deposit", { amount: "0" }), 400, "INVALID_ARGUMENT", "amount");
+    await fails(post("/v1/accounts/agents/a/deposit", {}), 400, "INVALID_ARGUMENT", "amount");
+    await fails(post("/v1/stakes", { staker: "s", model: BASE, amount: "0" }), 400, "INVALID_ARGUMENT", "amount");
+    await fails(post("/v1/stakes/unstake", { staker: "s", amount: "1" }), 400, "INVALID_ARGUMENT", "model");
+    await fails(get("/v1/receipts/0"), 400, "INVALID_ARGUMENT", "id");
+    await fails(get("/v1/receipts/1e3"), 400, "INVALID_ARGUMENT", "id");
+    await fails(post("/v1/epochs/close", { force: true }), 400, "INVALID_ARGUMENT", "force");
+  });
+
+  it("answers 404 LEDGER_NOT_FOUND for unknown ids, 409 LEDGER_CONFLICT for conflicts, 403 for non-owners", async () => {
+    await populate();
+    await fails(get("/v1/ledger/models/nope"), 404, "LEDGER_NOT_FOUND");
+    await fails(post("/v1/ledger/models", { ...adapter, id: "x", baseModel: "nope" }), 404, "LEDGER_NOT_FOUND");
+    await fails(post("/v1/ledger/models", { ...adapter, id: "x", lineage: [{ datanet: "legal", version: 9, weight: "1" }] }), 404, "LEDGER_NOT_FOUND");
+    await fails(get("/v1/datanets/nope"), 404, "LEDGER_NOT_FOUND");
+    await fails(get("/v1/datanets/nope/versions"), 404, "LEDGER_NOT_FOUND");
+    await fails(post("/v1/datanets/nope/records", { contributor: "c", content: "x" }), 404, "LEDGER_NOT_FOUND");
+    await fails(post("/v1/datanets/legal/records/999/approve", { by: "olivia" }), 404, "LEDGER_NOT_FOUND");
+    await fails(post("/v1/datanets/nope/publish", { by: "olivia" }), 404, "LEDGER_NOT_FOUND");
+    await fails(get("/v1/accounts/agents/nope"), 404, "LEDGER_NOT_FOUND");
+    await fails(post("/v1/accounts/agents/nope/deposit", { amount: "1" }), 404, "LEDGER_NOT_FOUND");
+    await fails(post("/v1/accounts/agents/nope/stake", { amount: "1" }), 404, "LEDGER_NOT_FOUND");
+    await fails(post("/v1/stakes", { staker: "sam", model: "nope", amount: "1" }), 404, "LEDGER_NOT_FOUND");
+    await fails(get("/v1/receipts/1"), 404, "LEDGER_NOT_FOUND");
+    await fails(get("/v1/ledger/nope"), 404, "ROUTE_NOT_FOUND");
+
+    await fails(post("/v1/ledger/models", baseModel), 409, "LEDGER_CONFLICT");
+    await fails(post("/v1/datanets", { id: "legal", owner: "x" }), 409, "LEDGER_CONFLICT");
+    await fails(post("/v1/accounts/agents", { id: "agent" }), 409, "LEDGER_CONFLICT");
+    await fails(post("/v1/datanets/legal/records/1/approve", { by: "olivia" }), 409, "LEDGER_CONFLICT");
+    await fails(post("/v1/datanets/legal/records/3/approve", { by: "olivia" }), 409, "LEDGER_CONFLICT");
+    await fails(post("/v1/stakes/unstake", { staker: "sam", model: "legal-lora", amount: "1" }), 409, "LEDGER_CONFLICT");
+    await ok(post("/v1/datanets", { id: "empty", owner: "olivia" }));
+    await fails(post("/v1/datanets/empty/publish", { by: "olivia" }), 409, "LEDGER_CONFLICT");
+    expect(s.indexed).toEqual([["legal", 1]]);
+
+    const rec = await ok(post("/v1/datanets/legal/records", { contributor: "mallory", content: "mine" }));
+    await fails(post(`/v1/datanets/legal/records/${rec.id}/approve`, { by: "mallory" }), 403, "LEDGER_FORBIDDEN");
+    await fails(post("/v1/datanets/legal/publish", { by: "mallory" }), 403, "LEDGER_FORBIDDEN");
+    expect(s.indexed).toEqual([["legal", 1]]);
+  });
+});
+
+describe("ledger routes: without attribution", () => {
+  it("answer 503 NOT_READY while the slot holds no ledger", async () => {
+    const app = await buildServer({ state: "ready", engine: new FakeEngine() });
+    try {
+      const res = await app.inject({ method: "GET", url: "/v1/balances" });
+      expect(res.statusCode).toBe(503);
+      expect(res.json().error.code).toBe("NOT_READY");
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe("ledger routes: receipts, epochs, verification", () => {
+  it("serves a receipt with everything needed to check it, and its Merkle proof once the epoch closes", async () => {
+    await populate();
+    const first = await settleOne(s.ledger);
+    const pending = await ok(get("/v1/receipts/1"));
+    expect(pending).toMatchObject({ id: 1, hash: first.hash, signature: first.signature, signer: s.ledger.nodeAddress, epoch: null, proof: null });
+    expect(typeof pending.receipt.fee).toBe("string");
+    expect(pending.receipt.fee).toBe(first.receipt.fee.toString());
+    expect(canonicalJson(pending.receipt)).toBe(pending.json);
+    const parsed = receiptFromJSON(pending.json);
+    expect(parsed).toEqual(first.receipt);
+    expect(receiptDigest(parsed, { chainId: pending.typedData.domain.chainId })).toBe(pending.hash);
+    expect(await verifyReceiptSignature(parsed, pending.signature, { chainId: pending.typedData.domain.chainId })).toBe(true);
+    // The served typed data alone is enough for a third party (uints as decimal strings).
+    const { domain, types, primaryType, message } = pending.typedData;
+    expect(domain).toEqual({ name: "openlora", version: "1", chainId: 1 });
+    const typed = { domain, types, primaryType, message: { ...message, id: BigInt(message.id), time: BigInt(message.time), fee: BigInt(message.fee) } };
+    expect(hashTypedData(typed)).toBe(pending.hash);
+    expect(await recoverTypedDataAddress({ ...typed, signature: pending.signature })).toBe(pending.signer);
+
+    await settleOne(s.ledger);
+    await settleOne(s.ledger);
+    expect((await ok(get("/v1/epochs"))).data).toEqual([]);
+    const closed = await ok(post("/v1/epochs/close"));
+    expect(closed.epoch).toMatchObject({ id: 1, firstReceipt: 1, lastReceipt: 3, count: 3 });
+    expect(await ok(post("/v1/epochs/close", {}))).toEqual({ epoch: null });
+    expect((await ok(get("/v1/epochs"))).data).toEqual([closed.epoch]);
+
+    for (const id of [1, 2, 3]) {
+      const r = await ok(get(`/v1/receipts/${id}`));
+      expect(r.epoch).toBe(1);
+      expect(r.proof).toMatchObject({ epoch: 1, root: closed.epoch.root, index: id - 1 });
+      expect(r.proof.proof.length).toBeGreaterThan(0);
+      expect(verifyMerkleProof(r.proof.proof, r.proof.root, r.hash)).toBe(true);
+      expect(verifyMerkleProof(r.proof.proof, r.proof.root, first.hash)).toBe(id === 1);
+    }
+
+    const verify = await ok(get("/v1/ledger/verify"));
+    expect(verify).toEqual({ chain: { ok: true, receipts: 3, epochs: 1 }, balances: { ok: true, parties: expect.any(Number), agents: 1, mismatches: [] } });
+    // A tampered balance shows up in the audit, amounts as strings.
+    s.ledger.db.prepare("UPDATE balances SET amount = '1' WHERE party = 'alice'").run();
+    const broken = await ok(get("/v1/ledger/verify"));
+    expect(broken.balances.ok).toBe(false);
+    expect(broken.balances.mismatches).toEqual([{ kind: "party", id: "alice", expected: expect.stringMatching(/^[0-9]+$/), actual: "1" }]);
+  });
+});
+
+describe("openlora ledger (in-process, over HTTP)", () => {
+  async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+    let out = "";
+    let err = "";
+    const o = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => { out += String(chunk); return true; });
+    const e = vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => { err += String(chunk); return true; });
+    try {
+      const code = await runLedger([...args, "--url", s.root]);
+      return { code, out, err };
+    } finally {
+      o.mockRestore();
+      e.mockRestore();
+    }
+  }
+  const json = async (args: string[]): Promise<Json> => {
+    const r = await cli(args);
+    expect(r.code, r.err).toBe(0);
+    return JSON.parse(r.out);
+  };
+
+  it("drives the whole flow, prints JSON, and reports server and usage errors", async () => {
+    expect(await json(["models", "add", "--id", BASE, "--kind", "base", "--owner", "meta", "--price-in", "1", "--price-out", "2",
+      "--content-hash", h("llama"), "--developer", "meta=1"])).toMatchObject({ id: BASE, kind: "base" });
+    expect(await json(["datanets", "create", "legal", "--owner", "olivia"])).toMatchObject({ id: "legal" });
+    const rec = await json(["datanets", "contribute", "legal", "--contributor", "carol", "--content", CONTENT[0]!]);
+    expect(rec).toMatchObject({ status: "pending", tokenCount: CONTENT[0]!.length });
+    expect((await json(["datanets", "records", "legal", "--status", "pending"])).data).toHaveLength(1);
+    expect(await json(["datanets", "approve", "legal", String(rec.id), "--by", "olivia"])).toMatchObject({ status: "approved" });
+    expect(await json(["datanets", "publish", "legal", "--by", "olivia"])).toMatchObject({ version: 1, recordCount: 1 });
+    expect(s.indexed).toEqual([["legal", 1]]);
+    expect((await json(["datanets", "versions", "legal"])).data).toHaveLength(1);
+    expect(await json(["models", "add", "--id", "legal-lora", "--kind", "adapter", "--owner", "alice", "--base-model", BASE,
+      "--price-in", "10", "--price-out", "40", "--content-hash", h("legal-lora"), "--developer", "alice=2", "--developer", "bob=1",
+      "--lineage", "legal@1=7", "--shares", "5000,2000,3000"])).toMatchObject({ lineage: [{ datanet: "legal", version: 1, weight: "7" }], shares: { developerBps: 5000 } });
+    expect((await json(["models", "list"])).data).toHaveLength(2);
+    expect(await json(["models", "show", BASE])).toMatchObject({ id: BASE });
+    await json(["agents", "create", "agent"]);
+    await json(["agents", "stake", "agent", "100"]);
+    expect(await json(["agents", "deposit", "agent", "9007199254740993"])).toMatchObject({ balance: "9007199254740993" });
+    expect(await json(["agents", "show", "agent"])).toMatchObject({ stake: "100", balance: "9007199254740993" });
+    expect(await json(["stake", "sam", "legal-lora", "30"])).toEqual({ staker: "sam", model: "legal-lora", amount: "30" });
+    expect(await json(["unstake", "sam", "legal-lora", "10"])).toMatchObject({ amount: "20" });
+
+    const settled = await settleOne(s.ledger);
+    expect((await json(["balances"])).data.length).toBeGreaterThan(3);
+    expect(await json(["balances", "alice"])).toEqual({ party: "alice", amount: s.ledger.balanceOf("alice").toString() });
+    expect(await json(["receipt", "1"])).toMatchObject({ hash: settled.hash, proof: null });
+    expect((await json(["epoch", "close"])).epoch).toMatchObject({ id: 1, count: 1 });
+    expect((await json(["epoch", "list"])).data).toHaveLength(1);
+    expect((await json(["receipt", "1"])).proof).toMatchObject({ epoch: 1, index: 0 });
+    expect((await json(["verify"])).chain).toEqual({ ok: true, receipts: 1, epochs: 1 });
+
+    // Server errors: `error [CODE]: message` on stderr, exit 1 (INVALID_ARGUMENT from the server included).
+    const missing = await cli(["agents", "show", "nobody"]);
+    expect(missing).toMatchObject({ code: 1, out: "" });
+    expect(missing.err).toMatch(/^error \[LEDGER_NOT_FOUND\]: no such agent: nobody\n$/);
+    const badAmount = await cli(["agents", "deposit", "agent", "12.5"]);
+    expect(badAmount.code).toBe(1);
+    expect(badAmount.err).toMatch(/^error \[INVALID_ARGUMENT\]: amount must be/);
+    expect((await cli(["datanets", "publish", "legal", "--by", "mallory"])).err).toMatch(/^error \[LEDGER_FORBIDDEN\]/);
+    // A failed check makes `verify` exit 1 while still printing the report.
+    s.ledger.db.prepare("UPDATE balances SET amount = '1' WHERE party = 'alice'").run();
+    const failed = await cli(["verify"]);
+    expect(failed.code).toBe(1);
+    expect(JSON.parse(failed.out).balances.ok).toBe(false);
+
+    // Usage errors throw INVALID_ARGUMENT (main.ts exits 2); an unreachable server is NOT_READY (exit 1).
+    for (const args of [["stake", "sam"], ["models", "add", "--id", "x"], ["datanets", "frobnicate"], ["nope"], ["agents", "show", "a", "--bogus"],
+      ["datanets", "contribute", "legal", "--contributor", "c"], ["models", "add", "--lineage", "legal=1"]]) {
+      const e = await cli(args).then(() => undefined, (x: unknown) => x);
+      expect(isOpenLoraError(e, "INVALID_ARGUMENT") || (e as { code?: string })?.code?.startsWith("ERR_PARSE_ARGS"), `${args.join(" ")}: ${String(e)}`).toBe(true);
+    }
+    const down = await runLedger(["balances", "--url", "http://127.0.0.1:1"]).then(() => undefined, (x: unknown) => x);
+    expect(isOpenLoraError(down, "NOT_READY")).toBe(true);
+  });
+});
