@@ -55,21 +55,29 @@ function decodeRun(m: LoadedModel, adapters: (readonly AppliedAdapter[])[]): num
   return (B * steps) / ((performance.now() - t0) / 1000);
 }
 
-/** One forward step over an n-token prompt of one sequence; returns prefill tok/s. */
-function prefillRun(m: LoadedModel, n: number, adapters: readonly AppliedAdapter[], path: LoraPath): number {
+/** One forward step over an n-token prompt of one sequence; returns prefill tok/s and the ms spent in loraApply. */
+function prefillRun(m: LoadedModel, n: number, adapters: readonly AppliedAdapter[], path: LoraPath): [number, number] {
   const bs = 16;
   const cache = new PagedKvCache({ nLayers: m.config.nLayers, kvDim: m.model.kvDim, numBlocks: Math.ceil(n / bs), blockSize: bs });
   const table: number[] = [];
   cache.ensureCapacity(table, n);
   const tokens = Array.from({ length: n }, (_, j) => 1000 + ((37 * j) % 5000));
   const batch = buildBatch([{ tokens, startPos: 0, blockTable: table, wantLogits: true, ...(adapters.length ? { adapters } : {}) }], bs);
+  const loraApply = native.loraApply;
+  let loraMs = 0;
+  native.loraApply = (...args) => {
+    const t = performance.now();
+    loraApply.apply(native, args);
+    loraMs += performance.now() - t;
+  };
   native.setLoraPath(path);
   try {
     const t0 = performance.now();
     m.model.forward(batch, cache);
-    return n / ((performance.now() - t0) / 1000);
+    return [n / ((performance.now() - t0) / 1000), loraMs];
   } finally {
     native.setLoraPath("auto");
+    native.loraApply = loraApply;
   }
 }
 
@@ -83,14 +91,21 @@ function prefillMain(m: LoadedModel, n: number): void {
   console.log(`${values.preset} ${values.type}, one ${n}-token prompt in one step, adapter on q/k/v/o, ${values.threads} threads, kernels ${native.getKernelImpl()}`);
   for (const [, a, p] of configs) prefillRun(m, n, a, p); // warm-up
   const res = configs.map(() => [] as number[]);
-  for (let r = 0; r < Number(values.rounds); r++) configs.forEach(([, a, p], i) => res[i]!.push(prefillRun(m, n, a, p)));
+  const lora = configs.map(() => [] as number[]);
+  for (let r = 0; r < Number(values.rounds); r++) {
+    configs.forEach(([, a, p], i) => {
+      const [tps, ms] = prefillRun(m, n, a, p);
+      res[i]!.push(tps);
+      lora[i]!.push(ms);
+    });
+  }
   const seg = res[2]!, gat = res[1]!;
-  console.log("| configuration | prefill tok/s | ratio to base | segmented / gathered |");
-  console.log("|---|---|---|---|");
+  console.log("| configuration | prefill tok/s | ratio to base | ms in loraApply per prompt | segmented / gathered tok/s |");
+  console.log("|---|---|---|---|---|");
   configs.forEach(([name], i) => {
     const xs = res[i]!;
     const vsPath = i === 2 ? stats(seg.map((x, j) => x / gat[j]!)) : "";
-    console.log(`| ${name} | ${stats(xs)} | ${stats(xs.map((x, j) => x / res[0]![j]!))} | ${vsPath} |`);
+    console.log(`| ${name} | ${stats(xs)} | ${stats(xs.map((x, j) => x / res[0]![j]!))} | ${i ? stats(lora[i]!) : ""} | ${vsPath} |`);
   });
 }
 
