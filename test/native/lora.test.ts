@@ -118,16 +118,19 @@ function withPath<T>(path: LoraPath, fn: () => T): T {
   }
 }
 
-/** Every (kernels, threads, path) combination gives the same bits as the gathered reference. */
+/**
+ * Every (kernels, threads, path) combination gives the same bits as the gathered reference (the
+ * scalar reference kernels are slow, so they run the two paths once each).
+ */
 function expectAllPathsEqual(y0: Float32Array, x: Float32Array, M: number, K: number, N: number, terms: Term[]): void {
   const want = withConfig("reference", 1, () => withPath("gathered", () => apply(y0, x, M, K, N, terms)));
-  for (const impl of IMPLS) {
-    for (const threads of [1, 2]) {
-      for (const path of ["gathered", "segmented", "auto"] as const) {
-        const got = withConfig(impl, threads, () => withPath(path, () => apply(y0, x, M, K, N, terms)));
-        expect(firstBitDiff(got, want), `${impl}, ${threads} threads, ${path}`).toBe(-1);
-      }
-    }
+  const configs: ["avx2" | "reference", number, LoraPath][] = [["reference", 2, "segmented"]];
+  if (IMPLS.includes("avx2")) {
+    for (const threads of [1, 2]) for (const path of ["gathered", "segmented", "auto"] as const) configs.push(["avx2", threads, path]);
+  }
+  for (const [impl, threads, path] of configs) {
+    const got = withConfig(impl, threads, () => withPath(path, () => apply(y0, x, M, K, N, terms)));
+    expect(firstBitDiff(got, want), `${impl}, ${threads} threads, ${path}`).toBe(-1);
   }
 }
 
@@ -154,7 +157,7 @@ describe("loraApply, segmented vs gathered", () => {
     }
   });
 
-  it("bit-identical over random batches: runs of 1..100 rows, compositions of 1-3 adapters, ranks 1..64", () => {
+  it("bit-identical over random batches: runs of 1..70 rows, compositions of 1-3 adapters, ranks 1..64", () => {
     for (let seed = 1; seed <= 8; seed++) {
       const r = rng(seed * 7 + 3);
       const int = (lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
@@ -166,7 +169,7 @@ describe("loraApply, segmented vs gathered", () => {
       const terms: Term[] = [];
       let M = 0;
       for (let run = 0, runs = int(1, 5); run < runs; run++) {
-        const rows = r() < 0.25 ? int(50, 100) : int(1, 13);
+        const rows = r() < 0.25 ? int(49, 70) : int(1, 13);
         const list = Array.from({ length: int(0, 3) }, () => ({ ...pool[int(0, 4)]!, scale: (r() * 2 - 1) * 2 }));
         for (let i = 0; i < rows; i++, M++) for (const t of list) terms.push({ row: M, ...t });
       }
