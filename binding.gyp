@@ -13,7 +13,7 @@
       # calls into them only after __builtin_cpu_supports says the CPU has all three.
       "target_name": "openlora_kernels_avx2",
       "type": "static_library",
-      "sources": ["native/src/kernels_avx2.cc", "native/src/kernels_avx2_ops.cc"],
+      "sources": ["native/src/kernels_avx2.cc", "native/src/kernels_avx2_ops.cc", "native/src/kernels_avx2_lora.cc"],
       "conditions": [
         ["target_arch=='x64' or target_arch=='ia32'", {
           "cflags_cc": ["-mavx2", "-mfma", "-mf16c"]

@@ -2,9 +2,12 @@
  * Kernel benchmark: Qwen3-0.6B-shaped matmuls. M = 1 reports GB/s of weights read (vs the
  * machine's measured read bandwidth); M = 32 reports GFLOP/s. Run: npx tsx bench/kernels.ts
  * Options: --quick (fewer runs), --types Q8_0,Q4_0,Q4_K,Q6_K, --impl avx2|reference|both.
+ * --compare OTHER.node: M = 32 only, this build vs another build of the addon (e.g. the previous
+ * commit's), samples interleaved (this, other, this, other …), ratio per pair.
  */
+import { createRequire } from "node:module";
 import { parseArgs } from "node:util";
-import { GGML_TYPE, native, rowBytes } from "../src/native/index.js";
+import { GGML_TYPE, native, type OpenLoraNative, rowBytes } from "../src/native/index.js";
 
 const { values } = parseArgs({
   options: {
@@ -12,6 +15,7 @@ const { values } = parseArgs({
     types: { type: "string", default: "Q8_0,Q4_0,Q4_K,Q6_K,F16,F32" },
     impl: { type: "string", default: "both" },
     threads: { type: "string", default: "1,2" },
+    compare: { type: "string" },
   },
 });
 
@@ -82,11 +86,44 @@ function timeIt(fn: () => void, minMs: number, runs: number): number[] {
   return out;
 }
 
+/** M = 32 GFLOP/s of this build vs `other`, interleaved sample by sample. */
+function compare(other: OpenLoraNative, runs: number, minMs: number): void {
+  const threadList = values.threads!.split(",").map(Number);
+  const med = (xs: number[]) => stats(xs).med;
+  const fmt = (xs: number[], d = 1) => `${med(xs).toFixed(d)} [${stats(xs).min.toFixed(d)}..${stats(xs).max.toFixed(d)}]`;
+  console.log(`M = 32 GFLOP/s, this build vs ${values.compare}, ${runs} interleaved samples of >= ${minMs} ms each`);
+  console.log("type  shape         thr  this med [min..max]     other med [min..max]    this/other med [min..max]");
+  for (const typeName of values.types!.split(",")) {
+    const type = (GGML_TYPE as Record<string, number>)[typeName]!;
+    for (const sh of SHAPES) {
+      const w = makeWeights(type, sh.N, sh.K)[0]!;
+      const x = randomF32(32 * sh.K, 2);
+      const out = new Float32Array(32 * sh.N);
+      for (const t of threadList) {
+        native.setThreads(t);
+        other.setThreads(t);
+        const gf = (s: number) => (2 * 32 * sh.N * sh.K) / s / 1e9;
+        const a: number[] = [], b: number[] = [];
+        for (let r = 0; r < runs; r++) {
+          a.push(gf(timeIt(() => native.matmul(out, x, w, type, 32, sh.N, sh.K), minMs, 1)[0]!));
+          b.push(gf(timeIt(() => other.matmul(out, x, w, type, 32, sh.N, sh.K), minMs, 1)[0]!));
+        }
+        console.log(`${typeName.padEnd(5)} ${sh.name.padEnd(13)} ${String(t).padStart(3)}  ${fmt(a).padEnd(23)} ${fmt(b).padEnd(23)} ${fmt(a.map((v, i) => v / b[i]!), 2)}`);
+      }
+      native.setThreads(1);
+      other.setThreads(1);
+    }
+  }
+}
+
 function main(): void {
   const runs = values.quick ? 5 : 11;
   const minMs = values.quick ? 20 : 50;
   const threadList = values.threads!.split(",").map(Number);
   const impls = values.impl === "both" ? (["avx2", "reference"] as const) : ([values.impl] as ("avx2" | "reference")[]);
+  // Many short interleaved samples: on a shared machine the per-pair ratios of undisturbed pairs
+  // cluster, so their median is stable where long samples each catch some interference.
+  if (values.compare) return compare(createRequire(import.meta.url)(values.compare) as OpenLoraNative, values.quick ? 11 : 41, 10);
   const f = native.cpuFeatures();
   console.log(`cpu: avx2=${f.avx2} fma=${f.fma} f16c=${f.f16c}; default kernels ${native.getKernelImpl()}`);
   const bw: Record<number, number> = {};

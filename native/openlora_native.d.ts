@@ -21,6 +21,8 @@
  *   the very same array).
  */
 export type KernelImpl = "avx2" | "reference";
+/** How loraApply computes runs of consecutive rows that share a term list (see setLoraPath). */
+export type LoraPath = "auto" | "gathered" | "segmented";
 
 export interface OpenLoraNative {
   /** CPU features detected at load time. */
@@ -63,12 +65,24 @@ export interface OpenLoraNative {
    * y: [M, N]; x: [M, K]; As[t]: [rank_t, K]; Bs[t]: [N, rank_t] (f32, ranks may differ per term,
    * rank <= 1024; the same matrices may appear in many terms). A row may have no term, one, or
    * several (a weighted composition: the exact sum of the updates). A row's result depends only on
-   * its own terms, in their list order: bit-identical alone or in any batch, with any threads.
+   * its own terms, in their list order: bit-identical alone or in any batch, with any threads, and
+   * whichever path (setLoraPath) computes it. Runs of consecutive rows with the same term list
+   * (a prefill chunk) are found here, so one call per (layer, module) covers the whole batch.
    */
   loraApply(
     y: Float32Array, x: Float32Array, M: number, K: number, N: number,
     termRows: Int32Array, termScales: Float32Array, As: Float32Array[], Bs: Float32Array[],
   ): void;
+
+  /**
+   * How loraApply computes the rows (all paths give bit-identical results; for tests and
+   * benchmarks). "gathered": row by row (shrink per term, expand per row). "segmented": each run of
+   * consecutive rows with the same term list (same matrices, scales and order) as small
+   * register-tiled products over the run. "auto" (default): segmented for runs of 4 rows or more
+   * (prefill chunks, or decode rows that happen to share adapters), gathered otherwise.
+   */
+  setLoraPath(path: LoraPath): void;
+  getLoraPath(): LoraPath;
 
   /** out[i, :] = dequantize(W[ids[i], :])   W: [rows, K] of type wType, out: [ids.length, K]. */
   getRows(out: Float32Array, w: Uint8Array, wType: number, K: number, ids: Int32Array): void;

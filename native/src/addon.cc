@@ -210,7 +210,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"dequantize", Dequantize},   {"rmsNorm", RmsNorm},             {"rope", Rope},
       {"kvStore", KvStore},         {"attention", Attention},         {"siluMul", SiluMul},
       {"add", Add},                 {"addBias", AddBias},             {"loraApply", LoraApply},
-                  {"measureReadBandwidth", MeasureReadBandwidth},
+      {"setLoraPath", SetLoraPath}, {"getLoraPath", GetLoraPath},     {"measureReadBandwidth", MeasureReadBandwidth},
       {"memoryBandwidth", MemoryBandwidth},
   };
   for (const auto& f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));

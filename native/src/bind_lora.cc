@@ -4,12 +4,20 @@
 //   for each term t, in list order:   y[r_t, :] += s_t · B_t · (A_t · x[r_t, :])
 //   A_t: [rank_t, K], B_t: [N, rank_t] (row-major f32), s_t = weight · alpha/rank (resolved by the caller)
 //
-// Phase 1 (shrink, one task per term): u_t = A_t · x[r_t]; phase 2 (expand, tasks = rows × column
-// chunks): each row applies its own terms in list order. Every value is reduced in the fixed 8-lane
-// order of the kernel table's dot_f32, so a row's result depends only on its own terms — not on the
-// batch, on how rows are grouped by adapter, or on the thread count.
+// Two ways to compute it, chosen per run of rows (setLoraPath):
+//  * gathered (decode: each row its own adapter): phase 1 shrinks u_t = A_t · x[r_t] per term,
+//    phase 2 expands row by row (tasks = rows × column chunks), each row's terms in list order;
+//  * segmented (prefill: a run of consecutive rows with the same term list): the shrink
+//    U = X · Aᵀ and the expand Y += s · U · Bᵀ run as register-tiled products over the run
+//    (kernel table lora_shrink_f32 / lora_expand_f32; B packed in 8-column panels once per call).
+// Every value is reduced in the fixed 8-lane order of the kernel table's dot_f32 either way, so
+// a row's result depends only on its own terms — not on the batch, on how rows are grouped, on
+// which path they take, or on the thread count.
 #include <algorithm>
+#include <atomic>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "napi_args.h"
@@ -20,6 +28,13 @@ namespace ol {
 namespace {
 constexpr size_t kMaxLoraRank = 1024;
 constexpr size_t kColumnChunk = 256;
+constexpr size_t kShrinkRows = 32;     // rows per shrink task of a segment
+constexpr size_t kExpandRows = 48;     // rows per expand task of a segment
+constexpr size_t kMinSegmentRows = 4;  // "auto": shorter runs are gathered
+
+enum : int { kAuto = 0, kGathered = 1, kSegmented = 2 };
+const char* const kPathNames[] = {"auto", "gathered", "segmented"};
+std::atomic<int> g_loraPath{kAuto};
 
 struct Term {
   int32_t row;
@@ -27,9 +42,55 @@ struct Term {
   const float* a;
   const float* b;
   size_t rank;
-  size_t uOffset;
 };
+
+// A row's terms: order[begin .. end).
+struct Group {
+  int32_t row;
+  size_t begin, end;
+};
+
+// Consecutive rows groups[group] .. groups[group + rows - 1] with one term list: segTerms[first ..
+// first + count).
+struct Segment {
+  size_t group, rows, first, count;
+};
+
+struct SegTerm {
+  const Term* t;
+  size_t u, bp;  // offsets of U ([rows, rank]) and of B's panels
+};
+
+// A task: rows [r0, r0 + block) of segment `seg` (and, for a shrink, its term `term`).
+struct SegBlock {
+  size_t seg, term, r0;
+};
+
+// Packs B's columns [n0, n1) (n0 a multiple of 8) into panels at bp.
+struct Pack {
+  const float* b;
+  size_t rank, bp, n0, n1;
+};
+
+size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
 }  // namespace
+
+Napi::Value SetLoraPath(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw_type(env, "path must be \"auto\", \"gathered\" or \"segmented\"");
+  const std::string s = info[0].As<Napi::String>().Utf8Value();
+  for (int i = 0; i < 3; i++) {
+    if (s == kPathNames[i]) {
+      g_loraPath.store(i);
+      return env.Undefined();
+    }
+  }
+  throw_range(env, "path must be \"auto\", \"gathered\" or \"segmented\", got \"" + s + "\"");
+}
+
+Napi::Value GetLoraPath(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), kPathNames[g_loraPath.load()]);
+}
 
 Napi::Value LoraApply(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
@@ -51,56 +112,156 @@ Napi::Value LoraApply(const Napi::CallbackInfo& info) {
   disjoint(env, y, x, "y", "x");
 
   std::vector<Term> terms(T);
-  size_t uTotal = 0;
+  Napi::Value prevA, prevB;  // consecutive terms often share their matrices (a prefill chunk)
   for (size_t t = 0; t < T; t++) {
-    const std::string at = "As[" + std::to_string(t) + "]", bt = "Bs[" + std::to_string(t) + "]";
-    const Napi::Value av = as.Get((uint32_t)t), bv = bs.Get((uint32_t)t);
-    if (!av.IsTypedArray() || av.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) throw_type(env, at + " must be a Float32Array");
-    if (!bv.IsTypedArray() || bv.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) throw_type(env, bt + " must be a Float32Array");
-    Napi::Float32Array a = av.As<Napi::Float32Array>(), b = bv.As<Napi::Float32Array>();
-    const size_t alen = a.ElementLength();
-    if (alen == 0 || alen % K != 0) throw_range(env, at + " length must be rank * K (K = " + std::to_string(K) + ")");
-    const size_t rank = alen / K;
-    if (rank > kMaxLoraRank) throw_range(env, at + " has rank " + std::to_string(rank) + " > " + std::to_string(kMaxLoraRank));
-    if (b.ElementLength() != N * rank) throw_range(env, bt + " length must be N * rank = " + std::to_string(N * rank));
     const int32_t r = rows.data[t];
     if (r < 0 || (size_t)r >= M) throw_range(env, "termRows[" + std::to_string(t) + "] = " + std::to_string(r) + " is outside 0.." + std::to_string(M));
+    const Napi::Value av = as.Get((uint32_t)t), bv = bs.Get((uint32_t)t);
+    if (t > 0 && av.StrictEquals(prevA) && bv.StrictEquals(prevB)) {
+      terms[t] = Term{r, scales.data[t], terms[t - 1].a, terms[t - 1].b, terms[t - 1].rank};
+      continue;
+    }
+    const auto name = [t](const char* m) { return std::string(m) + "[" + std::to_string(t) + "]"; };
+    if (!av.IsTypedArray() || av.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) throw_type(env, name("As") + " must be a Float32Array");
+    if (!bv.IsTypedArray() || bv.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) throw_type(env, name("Bs") + " must be a Float32Array");
+    Napi::Float32Array a = av.As<Napi::Float32Array>(), b = bv.As<Napi::Float32Array>();
+    const size_t alen = a.ElementLength();
+    if (alen == 0 || alen % K != 0) throw_range(env, name("As") + " length must be rank * K (K = " + std::to_string(K) + ")");
+    const size_t rank = alen / K;
+    if (rank > kMaxLoraRank) throw_range(env, name("As") + " has rank " + std::to_string(rank) + " > " + std::to_string(kMaxLoraRank));
+    if (b.ElementLength() != N * rank) throw_range(env, name("Bs") + " length must be N * rank = " + std::to_string(N * rank));
     const auto inside = [](const float* p, size_t n, const float* q, size_t m) { return p < q + m && q < p + n; };
     if (inside(a.Data(), alen, y.data, y.length) || inside(b.Data(), N * rank, y.data, y.length)) throw_range(env, "y must not overlap the adapter matrices");
-    terms[t] = Term{r, scales.data[t], a.Data(), b.Data(), rank, uTotal};
-    uTotal += rank;
+    terms[t] = Term{r, scales.data[t], a.Data(), b.Data(), rank};
+    prevA = av;
+    prevB = bv;
   }
   if (T == 0) return env.Undefined();
 
   const KernelTable* kt = g_kernels.load();
-  static thread_local std::vector<float> u;
-  u.resize(uTotal);
-  float* ud = u.data();
-  const float* xd = x.data;
-  parallel_for(T, [&](size_t t) {
-    const Term& m = terms[t];
-    kt->dot_rows_f32(ud + m.uOffset, m.a, xd + (size_t)m.row * K, K, m.rank);
-  });
-
-  // Terms grouped by row, each row's terms kept in list order.
+  // Each row's terms, in list order.
   std::vector<size_t> order(T);
   for (size_t t = 0; t < T; t++) order[t] = t;
   std::stable_sort(order.begin(), order.end(), [&](size_t p, size_t q) { return terms[p].row < terms[q].row; });
-  std::vector<size_t> groupStart;
-  for (size_t i = 0; i < T; i++)
-    if (i == 0 || terms[order[i]].row != terms[order[i - 1]].row) groupStart.push_back(i);
-  groupStart.push_back(T);
-  const size_t groups = groupStart.size() - 1, chunks = (N + kColumnChunk - 1) / kColumnChunk;
+  std::vector<Group> groups;
+  for (size_t i = 0; i < T; i++) {
+    if (i == 0 || terms[order[i]].row != terms[order[i - 1]].row) groups.push_back({terms[order[i]].row, i, i});
+    groups.back().end = i + 1;
+  }
+
+  // Runs of consecutive rows with the same term list become segments.
+  const int path = g_loraPath.load();
+  const auto same_list = [&](const Group& p, const Group& q) {
+    if (q.end - q.begin != p.end - p.begin) return false;
+    for (size_t i = 0; i < p.end - p.begin; i++) {
+      const Term &s = terms[order[p.begin + i]], &t = terms[order[q.begin + i]];
+      if (s.a != t.a || s.b != t.b || s.rank != t.rank || f32_bits(s.scale) != f32_bits(t.scale)) return false;
+    }
+    return true;
+  };
+  std::vector<size_t> gathered;  // groups
+  std::vector<Segment> segments;
+  std::vector<SegTerm> segTerms;
+  for (size_t g = 0; g < groups.size();) {
+    size_t e = g + 1;
+    if (path != kGathered)
+      while (e < groups.size() && groups[e].row == groups[e - 1].row + 1 && same_list(groups[g], groups[e])) e++;
+    if (path == kSegmented || (path == kAuto && e - g >= kMinSegmentRows)) {
+      segments.push_back({g, e - g, segTerms.size(), groups[g].end - groups[g].begin});
+      for (size_t i = groups[g].begin; i < groups[g].end; i++) segTerms.push_back({&terms[order[i]], 0, 0});
+    } else {
+      for (size_t i = g; i < e; i++) gathered.push_back(i);
+    }
+    g = e;
+  }
+
+  // Scratch: u of the gathered terms, U of the segment terms, each distinct segment B in panels.
+  std::vector<size_t> uOffset(T);
+  size_t uTotal = 0;
+  for (size_t g : gathered)
+    for (size_t i = groups[g].begin; i < groups[g].end; i++) uOffset[order[i]] = uTotal, uTotal += terms[order[i]].rank;
+  std::map<std::pair<const float*, size_t>, size_t> bpOf;
+  std::vector<Pack> packs;
+  const size_t N8 = ceil_div(N, 8) * 8;
+  size_t bpTotal = 0;
+  for (const Segment& sg : segments) {
+    for (size_t p = sg.first; p < sg.first + sg.count; p++) {
+      SegTerm& st = segTerms[p];
+      st.u = uTotal;
+      uTotal += sg.rows * st.t->rank;
+      const auto key = std::make_pair(st.t->b, st.t->rank);
+      auto it = bpOf.find(key);
+      if (it == bpOf.end()) {
+        it = bpOf.emplace(key, bpTotal).first;
+        for (size_t n0 = 0; n0 < N; n0 += kColumnChunk) packs.push_back({st.t->b, st.t->rank, bpTotal, n0, std::min(N, n0 + kColumnChunk)});
+        bpTotal += N8 * st.t->rank;
+      }
+      st.bp = it->second;
+    }
+  }
+  static thread_local std::vector<float> u, bp;
+  u.resize(uTotal);
+  bp.resize(bpTotal);
+  float* ud = u.data();
+  float* bpd = bp.data();
+  const float* xd = x.data;
   float* yd = y.data;
-  parallel_for(groups * chunks, [&](size_t task) {
-    const size_t g = task / chunks, c = task % chunks;
-    const size_t n0 = c * kColumnChunk, n1 = std::min(N, n0 + kColumnChunk);
-    float* yr = yd + (size_t)terms[order[groupStart[g]]].row * N;
-    float delta[kColumnChunk];
-    for (size_t i = groupStart[g]; i < groupStart[g + 1]; i++) {
-      const Term& m = terms[order[i]];
-      kt->dot_rows_f32(delta, m.b + n0 * m.rank, ud + m.uOffset, m.rank, n1 - n0);
-      for (size_t n = n0; n < n1; n++) yr[n] = yr[n] + m.scale * delta[n - n0];
+
+  // Phase 1: shrinks (gathered terms, then segment row blocks) and B packing.
+  std::vector<size_t> gatheredTerms;
+  for (size_t g : gathered)
+    for (size_t i = groups[g].begin; i < groups[g].end; i++) gatheredTerms.push_back(order[i]);
+  std::vector<SegBlock> segShrink;
+  for (size_t s = 0; s < segments.size(); s++)
+    for (size_t p = segments[s].first; p < segments[s].first + segments[s].count; p++)
+      for (size_t r = 0; r < segments[s].rows; r += kShrinkRows) segShrink.push_back({s, p, r});
+  parallel_for(gatheredTerms.size() + segShrink.size() + packs.size(), [&](size_t i) {
+    if (i < gatheredTerms.size()) {
+      const Term& m = terms[gatheredTerms[i]];
+      kt->dot_rows_f32(ud + uOffset[gatheredTerms[i]], m.a, xd + (size_t)m.row * K, K, m.rank);
+      return;
+    }
+    i -= gatheredTerms.size();
+    if (i < segShrink.size()) {
+      const SegTerm& st = segTerms[segShrink[i].term];
+      const Segment& sg = segments[segShrink[i].seg];
+      const size_t r0 = segShrink[i].r0, rows = std::min(kShrinkRows, sg.rows - r0);
+      const size_t row = (size_t)groups[sg.group].row + r0;
+      kt->lora_shrink_f32(ud + st.u + r0 * st.t->rank, xd + row * K, rows, st.t->a, st.t->rank, K);
+      return;
+    }
+    const Pack& pk = packs[i - segShrink.size()];
+    float* out = bpd + pk.bp;
+    for (size_t n = pk.n0; n < (pk.n1 == N ? N8 : pk.n1); n++)
+      for (size_t k = 0; k < pk.rank; k++) out[(n / 8) * 8 * pk.rank + 8 * k + n % 8] = n < N ? pk.b[n * pk.rank + k] : 0.0f;
+  });
+
+  // Phase 2: expands, tasks = (gathered rows | segment row blocks) × column chunks.
+  const size_t chunks = ceil_div(N, kColumnChunk);
+  std::vector<SegBlock> segExpand;
+  for (size_t s = 0; s < segments.size(); s++)
+    for (size_t r = 0; r < segments[s].rows; r += kExpandRows) segExpand.push_back({s, 0, r});
+  parallel_for((gathered.size() + segExpand.size()) * chunks, [&](size_t task) {
+    const size_t c = task % chunks, n0 = c * kColumnChunk, n1 = std::min(N, n0 + kColumnChunk);
+    size_t w = task / chunks;
+    if (w < gathered.size()) {
+      const Group& g = groups[gathered[w]];
+      float* yr = yd + (size_t)g.row * N;
+      float delta[kColumnChunk];
+      for (size_t i = g.begin; i < g.end; i++) {
+        const Term& m = terms[order[i]];
+        kt->dot_rows_f32(delta, m.b + n0 * m.rank, ud + uOffset[order[i]], m.rank, n1 - n0);
+        for (size_t n = n0; n < n1; n++) yr[n] = yr[n] + m.scale * delta[n - n0];
+      }
+      return;
+    }
+    w -= gathered.size();
+    const Segment& sg = segments[segExpand[w].seg];
+    const size_t r0 = segExpand[w].r0, rows = std::min(kExpandRows, sg.rows - r0);
+    float* yr = yd + ((size_t)groups[sg.group].row + r0) * N + n0;
+    for (size_t p = sg.first; p < sg.first + sg.count; p++) {
+      const SegTerm& st = segTerms[p];
+      kt->lora_expand_f32(yr, N, ud + st.u + r0 * st.t->rank, rows, st.t->rank, bpd + st.bp + n0 * st.t->rank, n1 - n0, st.t->scale);
     }
   });
   return env.Undefined();

@@ -199,6 +199,14 @@ struct KernelTable {
   float (*dot_f32)(const float* a, const float* b, size_t n);
   // out[i] = dot_f32(rows + i·n, v, n) for i < count: the same arithmetic, several rows at once.
   void (*dot_rows_f32)(float* out, const float* rows, const float* v, size_t n, size_t count);
+  // LoRA on a segment (rows sharing an adapter), element for element the same arithmetic as
+  // dot_f32: u[i·rank + j] = dot_f32(a + j·K, x + i·K, K) for i < rows, j < rank.
+  void (*lora_shrink_f32)(float* u, const float* x, size_t rows, const float* a, size_t rank, size_t K);
+  // y[i·ldy + n] = y[i·ldy + n] + s · dot_f32(B[n], u + i·rank, rank) for i < rows, n < cols, with B
+  // packed in panels of 8 columns, B[n][k] = bp[(n / 8)·8·rank + 8·k + n % 8], the last panel
+  // zero-padded to 8 columns.
+  void (*lora_expand_f32)(float* y, size_t ldy, const float* u, size_t rows, size_t rank, const float* bp,
+                          size_t cols, float s);
 };
 
 // Implemented in kernels_ref.cc / kernels_avx2.cc.

@@ -180,6 +180,56 @@ static inline void tile_block(float* out, size_t ldo, const int8_t* xq, const fl
     for (int j = 0; j < RN; j++) store_hsum(out + i * ldo + j, acc[i][j]);
 }
 
+// M > 1 tile with the per-block scales dx·dw (the scheme's f32 products) formed up front,
+// vectorised over blocks, from the weight scales in f32 (dwf: RN rows of nb, converted once per
+// row group): the block loop then broadcasts them from memory, and each (row, weight row, block)
+// costs sign, maddubs, madd, convert and FMA. sc: scratch of RM·RN·nb floats.
+constexpr size_t kMaxScaleBlocks = 256;
+
+template <int WT, int RM, int RN>
+static inline void tile_block_mr(float* out, size_t ldo, const int8_t* xq, const float* xd, size_t K,
+                                 const uint8_t* w, size_t rb, const float* __restrict dwf, float* __restrict sc) {
+  constexpr size_t BB = WT == T_Q8_0 ? Q8_BYTES : Q4_BYTES;
+  const size_t nb = K / QK, nb8 = nb & ~(size_t)7;
+  for (int i = 0; i < RM; i++) {
+    for (int j = 0; j < RN; j++) {
+      float* o = sc + (i * RN + j) * nb;
+      const float *a = xd + i * nb, *d = dwf + j * nb;
+      size_t b = 0;
+      for (; b < nb8; b += 8) _mm256_storeu_ps(o + b, _mm256_mul_ps(_mm256_loadu_ps(a + b), _mm256_loadu_ps(d + b)));
+      for (; b < nb; b++) o[b] = a[b] * d[b];
+    }
+  }
+  __m256 acc[RM][RN];
+  for (int i = 0; i < RM; i++)
+    for (int j = 0; j < RN; j++) acc[i][j] = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (size_t b = 0; b < nb; b++) {
+    __m256i aw[RN], wq[RN];
+    for (int j = 0; j < RN; j++) {
+      wq[j] = load_wq<WT>(w + j * rb + b * BB);
+      if constexpr (WT == T_Q8_0) aw[j] = _mm256_sign_epi8(wq[j], wq[j]);
+    }
+    for (int i = 0; i < RM; i++) {
+      const __m256i xv = _mm256_loadu_si256((const __m256i*)(xq + i * K + b * QK));
+      if constexpr (WT == T_Q8_0) {
+        for (int j = 0; j < RN; j++) {
+          const __m256i s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[j], _mm256_sign_epi8(xv, wq[j])), ones);
+          acc[i][j] = _mm256_fmadd_ps(_mm256_broadcast_ss(sc + (i * RN + j) * nb + b), _mm256_cvtepi32_ps(s32), acc[i][j]);
+        }
+      } else {
+        const __m256i x8 = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), xv), ones), 3);
+        for (int j = 0; j < RN; j++) {
+          const __m256i s32 = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wq[j], xv), ones), x8);
+          acc[i][j] = _mm256_fmadd_ps(_mm256_broadcast_ss(sc + (i * RN + j) * nb + b), _mm256_cvtepi32_ps(s32), acc[i][j]);
+        }
+      }
+    }
+  }
+  for (int i = 0; i < RM; i++)
+    for (int j = 0; j < RN; j++) store_hsum(out + i * ldo + j, acc[i][j]);
+}
+
 // ------------------------------------------------------------------ K-quant dot types (x in Q8_K)
 
 // One weight row against RM activation rows; see the K-quant scheme in common.h. Per super-block,
@@ -338,13 +388,25 @@ static void range_block(float* out, const PreparedX& x, const uint8_t* w, size_t
     return;
   }
   const size_t group = std::max<size_t>(2, (kL2Budget / rb) & ~(size_t)1);
-  for (size_t g0 = n0; g0 < n1; g0 += group) {
-    const size_t g1 = std::min(n1, g0 + group);
+  // With nb <= kMaxScaleBlocks, 4 × 2 tiles take their scales from dwf (the group's weight scales
+  // in f32) and sc (see tile_block_mr); the group then also fits dwf.
+  constexpr size_t BB = WT == T_Q8_0 ? Q8_BYTES : Q4_BYTES, kScaleFloats = 8192;
+  alignas(32) float dwf[kScaleFloats];
+  alignas(32) float sc[4 * 2 * kMaxScaleBlocks];
+  const bool pre = nb <= kMaxScaleBlocks;
+  const size_t pgroup = pre ? std::max<size_t>(2, std::min(group, (kScaleFloats / nb) & ~(size_t)1)) : group;
+  for (size_t g0 = n0; g0 < n1; g0 += pgroup) {
+    const size_t g1 = std::min(n1, g0 + pgroup);
+    if (pre)
+      for (size_t n = g0; n < g1; n++)
+        for (size_t b = 0; b < nb; b++) dwf[(n - g0) * nb + b] = load_d(w + n * rb + b * BB);
     size_t m = 0;
     for (; m + 4 <= M; m += 4) {
       size_t n = g0;
-      for (; n + 2 <= g1; n += 2)
-        tile_block<WT, 4, 2>(out + m * N + n, N, x.q + m * K, x.d + m * nb, K, w + n * rb, rb);
+      for (; n + 2 <= g1; n += 2) {
+        if (pre) tile_block_mr<WT, 4, 2>(out + m * N + n, N, x.q + m * K, x.d + m * nb, K, w + n * rb, rb, dwf + (n - g0) * nb, sc);
+        else tile_block<WT, 4, 2>(out + m * N + n, N, x.q + m * K, x.d + m * nb, K, w + n * rb, rb);
+      }
       if (n < g1) tile_block<WT, 4, 1>(out + m * N + n, N, x.q + m * K, x.d + m * nb, K, w + n * rb, rb);
     }
     if (m < M) {
@@ -412,7 +474,7 @@ using namespace avx2;
 
 const KernelTable kAvx2Kernels = {"avx2",         matmul_range_avx2, attn_task_avx2, rms_norm_row_avx2,
                                   quantize_q8_split_avx2, round_f16_avx2, round_bf16_avx2, read_sum_avx2,
-                                  to_f16_avx2, dot_f32_avx2, dot_rows_f32_avx2};
+                                  to_f16_avx2, dot_f32_avx2, dot_rows_f32_avx2, lora_shrink_avx2, lora_expand_avx2};
 
 }  // namespace ol
 

@@ -390,8 +390,25 @@ static void dot_rows_f32_ref(float* out, const float* rows, const float* v, size
   for (size_t i = 0; i < count; i++) out[i] = dot_f32_ref(rows + i * n, v, n);
 }
 
+static void lora_shrink_ref(float* u, const float* x, size_t rows, const float* a, size_t rank, size_t K) {
+  for (size_t i = 0; i < rows; i++)
+    for (size_t j = 0; j < rank; j++) u[i * rank + j] = dot_f32_ref(a + j * K, x + i * K, K);
+}
+
+static void lora_expand_ref(float* y, size_t ldy, const float* u, size_t rows, size_t rank, const float* bp,
+                            size_t cols, float s) {
+  for (size_t i = 0; i < rows; i++) {
+    for (size_t n = 0; n < cols; n++) {
+      const float* bn = bp + (n / 8) * 8 * rank + n % 8;  // B[n][k] = bn[8·k]
+      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      for (size_t k = 0; k < rank; k++) acc[k % 8] = std::fma(bn[8 * k], u[i * rank + k], acc[k % 8]);
+      y[i * ldy + n] = y[i * ldy + n] + s * hsum8(acc);
+    }
+  }
+}
+
 const KernelTable kRefKernels = {"reference",      matmul_range_ref, attn_task_ref,  rms_norm_row_ref,
                                  quantize_row_q8_0_split, round_row_f16, round_row_bf16, read_sum_u64,
-                                 to_f16_ref, dot_f32_ref, dot_rows_f32_ref};
+                                 to_f16_ref, dot_f32_ref, dot_rows_f32_ref, lora_shrink_ref, lora_expand_ref};
 
 }  // namespace ol

@@ -112,5 +112,7 @@ Napi::Value SiluMul(const Napi::CallbackInfo& info);
 Napi::Value Add(const Napi::CallbackInfo& info);
 Napi::Value AddBias(const Napi::CallbackInfo& info);
 Napi::Value LoraApply(const Napi::CallbackInfo& info);
+Napi::Value SetLoraPath(const Napi::CallbackInfo& info);
+Napi::Value GetLoraPath(const Napi::CallbackInfo& info);
 
 }  // namespace ol

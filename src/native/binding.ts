@@ -6,7 +6,7 @@
  */
 import type { OpenLoraNative } from "../../native/openlora_native.js";
 
-export type { KernelImpl, OpenLoraNative } from "../../native/openlora_native.js";
+export type { KernelImpl, LoraPath, OpenLoraNative } from "../../native/openlora_native.js";
 
 /** Every function of OpenLoraNative, in declaration order. */
 export const NATIVE_FUNCTIONS = [
@@ -19,6 +19,8 @@ export const NATIVE_FUNCTIONS = [
   "matmul",
   "matmulMulti",
   "loraApply",
+  "setLoraPath",
+  "getLoraPath",
   "getRows",
   "quantize",
   "dequantize",

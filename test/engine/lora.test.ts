@@ -59,6 +59,24 @@ describe("LoRA in the forward pass", () => {
     }
   });
 
+  it("gives the same bits with the segmented (prefill) and gathered LoRA paths, 1 and 2 threads", () => {
+    const a = randomAdapter(model.config, 16, 21, ["q", "k", "v", "o", "gate", "up", "down"]);
+    const b = randomAdapter(model.config, 5, 22);
+    const request: GenerateRequest = { prompt, maxTokens: 6, ignoreEos: true, adapters: [{ adapter: a, weight: 0.8 }, { adapter: b, weight: -0.4 }] };
+    const run = (path: "auto" | "gathered" | "segmented", threads: number) => {
+      native.setLoraPath(path);
+      native.setThreads(threads);
+      try {
+        return bits(generate(model, request, { collectLogits: true }).logits!);
+      } finally {
+        native.setLoraPath("auto");
+        native.setThreads(2);
+      }
+    };
+    const want = run("gathered", 1);
+    for (const threads of [1, 2]) for (const path of ["auto", "segmented", "gathered"] as const) expect(run(path, threads)).toBe(want);
+  });
+
   it("composes adapters as the sum of their updates (within float rounding)", () => {
     native.setThreads(2);
     const a = randomAdapter(model.config, 8, 7);

@@ -119,6 +119,19 @@ describe("matmul edge cases", () => {
     }
   });
 
+  it.skipIf(!hasAvx2)("batched block products across row groups, and past the precomputed-scale limit (K > 8192), equal the reference", () => {
+    for (const K of [8192, 8224]) {
+      for (const type of [GGML_TYPE.Q4_0, GGML_TYPE.Q8_0]) {
+        const N = 70, M = 9;
+        const w = randomWeights(type, N, K, 23);
+        const x = randomF32(M * K, 24);
+        const a = withConfig("avx2", 2, () => matmul(type, w, x, M, N, K));
+        const r = withConfig("reference", 1, () => matmul(type, w, x, M, N, K));
+        expect(firstBitDiff(a, r), `${NAMES[type]} K=${K}`).toBe(-1);
+      }
+    }
+  });
+
   it("zero rows of activations and all-zero blocks", () => {
     const K = 64, N = 3;
     const w = randomWeights(GGML_TYPE.Q8_0, N, K, 1);
