@@ -4,7 +4,8 @@
  * its peak memory and adapter counters belong to that run alone.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, openSync, readFileSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { waitForHealth } from "./server-probe.js";
@@ -36,11 +37,16 @@ const HERE = import.meta.dirname;
 /** src/bench-serve or dist/bench-serve: the repository is two levels up either way. */
 export const REPO_ROOT = resolve(HERE, "..", "..");
 
+/**
+ * Each launch gets a fresh ledger of its own (receipts stay on, as users run it): servers started
+ * one after another must not share, or inherit, one ledger file.
+ */
 function openloraServe(c: LaunchContext, extra: string[], withAdapters = true): { command: string; args: string[] } {
+  const ledger = join(mkdtempSync(join(tmpdir(), "openlora-bench-ledger-")), "ledger.sqlite");
   return {
     command: process.execPath,
     args: [c.openloraBin, "serve", "--model", c.modelPath, ...(withAdapters ? ["--adapters", c.adapterDir] : []),
-      "--port", String(c.port), "--threads", String(c.threads), ...extra],
+      "--port", String(c.port), "--threads", String(c.threads), "--ledger", ledger, ...extra],
   };
 }
 
