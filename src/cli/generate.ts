@@ -31,7 +31,7 @@ export async function runGenerate(argv: string[]): Promise<number> {
   native.setThreads(threads);
   const quiet = values.json === true;
   const log = (msg: string) => { if (!quiet) process.stderr.write(`${msg}\n`); };
-  const modelPath = values.model ?? ensureDefaultModel(log);
+  const modelPath = values.model ?? ensureDefaultModel(log, !quiet && process.stderr.isTTY ? progressLine("generating") : undefined);
   if (!values.model) log(`using the embedded default model ${modelPath} (random weights: the text is noise, the machinery is real)`);
   const loaded = await loadModel(modelPath, {
     quantize: choiceArg(values.quantize, "quantize", ["q8_0", "q4_0"] as const),

@@ -49,7 +49,7 @@ export async function runServe(argv: string[]): Promise<number> {
   let modelPath = values.model;
   let adaptersDir = values.adapters;
   if (modelPath === undefined) {
-    modelPath = ensureDefaultModel(log);
+    modelPath = ensureDefaultModel(log, !quiet && process.stderr.isTTY ? progressLine("generating") : undefined);
     adaptersDir ??= ensureDemoAdapters(log);
     log(`serving the embedded default model ${modelPath} with demo adapters from ${adaptersDir} (random weights: the text is noise, the machinery is real)`);
   }

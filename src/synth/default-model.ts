@@ -18,14 +18,14 @@ export function cacheDir(): string {
 }
 
 /** Returns the default model's path, writing it first if needed. */
-export function ensureDefaultModel(log: (msg: string) => void = () => {}): string {
+export function ensureDefaultModel(log: (msg: string) => void = () => {}, onProgress?: (fraction: number, message: string) => void): string {
   const dir = join(cacheDir(), "models");
   const path = join(dir, `${DEFAULT_PRESET}-${DEFAULT_TYPE}-seed${DEFAULT_SEED}.gguf`);
   if (existsSync(path)) return path;
   mkdirSync(dir, { recursive: true });
   log(`generating the embedded default model (${DEFAULT_PRESET}-shaped, random weights, ${DEFAULT_TYPE}) into ${path} — once`);
   const tmp = `${path}.${process.pid}.tmp`;
-  writeGgufModel(tmp, DEFAULT_PRESET, { seed: DEFAULT_SEED, type: DEFAULT_TYPE });
+  writeGgufModel(tmp, DEFAULT_PRESET, { seed: DEFAULT_SEED, type: DEFAULT_TYPE, ...(onProgress ? { onProgress } : {}) });
   renameSync(tmp, path);
   return path;
 }

@@ -175,7 +175,7 @@ function ggufName(hf: string): string {
 }
 
 
-export function writeGgufModel(outPath: string, presetName: string, opts: { seed?: number; type?: GgufWeightType } = {}): string {
+export function writeGgufModel(outPath: string, presetName: string, opts: { seed?: number; type?: GgufWeightType; onProgress?: (fraction: number, message: string) => void } = {}): string {
   const p = getPreset(presetName);
   const seed = opts.seed ?? 1;
   const wtype = opts.type ?? "f32";
@@ -191,7 +191,9 @@ export function writeGgufModel(outPath: string, presetName: string, opts: { seed
   if (kquant && [p.hiddenSize, p.intermediateSize, p.nHeads * p.headDim].some((d) => d % 256 !== 0)) {
     throw oerr("INVALID_ARGUMENT", `preset ${p.name}: K-quants need every matrix row to be a multiple of 256 elements`);
   }
-  for (const t of hfTensors(p, vocabSize, seed)) {
+  const all = [...hfTensors(p, vocabSize, seed)];
+  let written = 0;
+  for (const t of all) {
     const name = ggufName(t.name);
     const is2d = t.shape.length === 2;
     const isOutput = name === "output.weight" || (p.tiedEmbeddings && name === "token_embd.weight");
@@ -202,6 +204,7 @@ export function writeGgufModel(outPath: string, presetName: string, opts: { seed
       dims: [...t.shape].reverse(),
       type,
       data: () => {
+        opts.onProgress?.(written++ / all.length, name);
         let v = t.values();
         if (perm) v = toGgufRotaryLayout(v, t.shape[0]!, is2d ? t.shape[1]! : 1, perm);
         if (type === GGML_TYPE.F32) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
@@ -238,5 +241,6 @@ export function writeGgufModel(outPath: string, presetName: string, opts: { seed
     ...ggufTokenizerMetadata(vocab.json, vocab.config),
   };
   writeGguf(outPath, meta, tensors);
+  opts.onProgress?.(1, "done");
   return outPath;
 }

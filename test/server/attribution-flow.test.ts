@@ -1,0 +1,101 @@
+/**
+ * Attribution through the real request path (server, AttributionService, a real SQLite ledger,
+ * the span index) over the scriptable engine, whose output echoes the prompt: when the output
+ * repeats a contributed record verbatim, the receipt carries the span evidence and the Datanet's
+ * contributor is paid from the data share; the base model's lineage pays the other contributor;
+ * everything conserves; and a stake below the minimum is refused (403) before any compute.
+ */
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import type { FeePolicy } from "../../src/attribution/types.js";
+import { Ledger } from "../../src/ledger/index.js";
+import { buildServer, type EngineSlot } from "../../src/server/app.js";
+import { AttributionService } from "../../src/server/attribution.js";
+import { tempDir } from "../helpers/tmp.js";
+import { BASE_MODEL, FakeEngine } from "./fake-engine.js";
+
+const dir = tempDir();
+const KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+const POLICY: FeePolicy = { protocolBps: 100, operatorBps: 900, developerBps: 4000, stakerBps: 2000, dataBps: 4000, lambdaBps: 5000 };
+const closers: Array<() => Promise<unknown> | void> = [];
+afterEach(async () => { for (const c of closers.splice(0)) await c(); });
+
+const POEM = "the river keeps the memory of every stone it carried";
+const OTHER = "a quiet record about something else entirely";
+
+async function setup(minAgentStake = 0n) {
+  const baseFile = join(dir, `base-${closers.length}.bin`);
+  writeFileSync(baseFile, "base model bytes");
+  const ledger = new Ledger({ path: join(dir, `l-${Date.now()}-${Math.random()}.sqlite`), nodeKey: KEY, policy: POLICY, treasury: "treasury", operator: "op", minAgentStake });
+  closers.push(() => ledger.close());
+  const engine = new FakeEngine();
+  const tokens = (t: string) => [...t].map((c) => c.codePointAt(0)!);
+  ledger.createDatanet("poems", "olga");
+  const poem = ledger.contribute("poems", { contributor: "carol", content: POEM, tokenIds: tokens(POEM) });
+  const other = ledger.contribute("poems", { contributor: "dave", content: OTHER, tokenIds: tokens(OTHER) });
+  ledger.approveRecord("poems", poem.id, "olga");
+  ledger.approveRecord("poems", other.id, "olga");
+  const v = ledger.publishVersion("poems", "olga");
+  ledger.registerModel({
+    id: BASE_MODEL, kind: "base", owner: "dev", priceIn: 1_000n, priceOut: 1_000_000n, contentHash: `0x${"11".repeat(32)}`,
+    developers: [{ party: "dev", share: 1n }], lineage: [{ datanet: "poems", version: v.version, weight: 1n }],
+  });
+  ledger.createAgent("alice", 500n);
+  ledger.deposit("alice", 10n ** 12n);
+  const service = new AttributionService(ledger, engine, { id: BASE_MODEL, path: baseFile }, "op");
+  await service.start();
+  const slot: EngineSlot = { state: "ready", engine, attribution: service };
+  const app = await buildServer(slot);
+  closers.push(() => app.close());
+  return { ledger, app, engine };
+}
+
+describe("attribution on the request path", () => {
+  it("records span evidence of a verbatim record and pays its contributor from the data share", async () => {
+    const { ledger, app } = await setup();
+    const res = await app.inject({
+      method: "POST", url: "/v1/completions", headers: { authorization: "Bearer alice" },
+      payload: { model: BASE_MODEL, prompt: POEM, max_tokens: POEM.length },
+    });
+    expect(res.statusCode).toBe(200);
+    const id = Number(res.headers["openlora-receipt"]);
+    const { receipt } = ledger.getReceipt(id);
+    expect(receipt.agent).toBe("alice");
+    expect(receipt.tokensOut).toBe(POEM.length);
+    expect(receipt.spans.length).toBeGreaterThan(0);
+    expect(receipt.spans.every((s) => s.contributor === "carol" && s.datanet === "poems@1")).toBe(true);
+    expect(receipt.spans.reduce((a, s) => a + (s.end - s.start), 0)).toBe(POEM.length);
+    const paid = (party: string) => receipt.lines.filter((l) => l.party === party && l.role === "data").reduce((a, l) => a + l.amount, 0n);
+    // λ = 0.5: half of the data share by lineage (approved tokens: carol and dave), half by spans (carol only).
+    expect(paid("carol")).toBeGreaterThan(paid("dave"));
+    expect(paid("dave")).toBeGreaterThan(0n);
+    expect(receipt.lines.reduce((a, l) => a + l.amount, 0n)).toBe(receipt.fee);
+    expect(receipt.fee).toBe(BigInt(receipt.tokensIn) * 1_000n + BigInt(POEM.length) * 1_000_000n);
+    expect(ledger.auditBalances().ok).toBe(true);
+    expect(await ledger.verifyChain()).toMatchObject({ ok: true });
+  });
+
+  it("records no spans when the output matches nothing, and the lineage alone splits the data share", async () => {
+    const { ledger, app } = await setup();
+    const res = await app.inject({ method: "POST", url: "/v1/completions", headers: { authorization: "Bearer alice" }, payload: { model: BASE_MODEL, prompt: "zzzzqqqq xxxx wwww", max_tokens: 10 } });
+    const { receipt } = ledger.getReceipt(Number(res.headers["openlora-receipt"]));
+    expect(receipt.spans).toEqual([]);
+    const data = receipt.lines.filter((l) => l.role === "data").map((l) => l.party).sort();
+    expect(data).toEqual(["carol", "dave"]);
+  });
+
+  it("refuses an agent below the minimum stake (403) and one without balance (402), before the engine sees anything", async () => {
+    const { ledger, app, engine } = await setup(1_000n);
+    const stake = await app.inject({ method: "POST", url: "/v1/completions", headers: { authorization: "Bearer alice" }, payload: { model: BASE_MODEL, prompt: POEM, max_tokens: 4 } });
+    expect(stake.statusCode).toBe(403);
+    expect(stake.json()).toMatchObject({ error: { code: "STAKE_REQUIRED" } });
+    ledger.createAgent("bob", 5_000n);
+    const broke = await app.inject({ method: "POST", url: "/v1/completions", headers: { authorization: "Bearer bob" }, payload: { model: BASE_MODEL, prompt: POEM, max_tokens: 4 } });
+    expect(broke.statusCode).toBe(402);
+    expect(broke.json()).toMatchObject({ error: { code: "INSUFFICIENT_BALANCE" } });
+    expect(ledger.activeReservations()).toEqual([]);
+    expect(engine.submitted).toEqual([]);
+    expect(ledger.getAgent("alice").balance).toBe(10n ** 12n);
+  });
+});
