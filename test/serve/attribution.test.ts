@@ -96,13 +96,18 @@ describe("openlora verify", () => {
   it("replays a receipt bit for bit, and detects a tampered one", async () => {
     const res = await post("/v1/completions", { model: "free", prompt: "Replay me exactly", max_tokens: 8, temperature: 0.9, top_p: 0.95, seed: 7 });
     const id = res.headers.get("openlora-receipt")!;
+    const epoch = (await (await post("/v1/epochs/close", {})).json()) as { epoch: { id: number; root: string } | null };
+    expect(epoch.epoch).not.toBeNull();
     const copy = join(dir, "copy.sqlite");
     // A consistent snapshot while the server runs (WAL): SQLite's own backup.
     await new Database(ledgerPath, { readonly: true }).backup(copy);
     const ok = await runCli(["verify", id, "--ledger", copy, "--model", modelPath, "--adapters", adapterDir, "--threads", "1"]);
     expect(ok.stderr).toBe("");
     expect(ok.code).toBe(0);
-    expect(JSON.parse(ok.stdout)).toMatchObject({ valid: true, checks: { signature: { ok: true }, chain: { ok: true }, replay: { ok: true } } });
+    expect(JSON.parse(ok.stdout)).toMatchObject({
+      valid: true,
+      checks: { signature: { ok: true }, chain: { ok: true }, proof: { ok: true, detail: `epoch ${epoch.epoch!.id}, root ${epoch.epoch!.root}` }, replay: { ok: true } },
+    });
 
     const tampered = join(dir, "tampered.sqlite");
     copyFileSync(copy, tampered);
