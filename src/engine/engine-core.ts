@@ -105,7 +105,7 @@ export class EngineCore {
     try {
       if (this.draining) throw oerr("SHUTTING_DOWN", "the server is shutting down and accepts no new requests");
       const prompt = this.validate(req);
-      const waiting = [...this.seqs.values()].filter((s) => s.status === "waiting").length;
+      const waiting = this.waitingCount();
       if (waiting >= this.opts.maxQueue) {
         throw oerr("QUEUE_FULL", `the queue is full (${waiting} requests waiting)`, { waiting, retryAfterSeconds: this.opts.retryAfterSeconds });
       }
@@ -121,7 +121,16 @@ export class EngineCore {
     this.seqs.set(id, seq);
     this.counts.promptTokens += seq.promptTokens.length;
     this.emit(id, { type: "accepted", promptTokens: seq.promptTokens.length, promptTokenIds: seq.promptTokens });
+    // Within the prefetch window, start loading now: the load then completes before the next step
+    // and the request joins it, instead of waiting one step for the scheduler's prefetch list.
+    if (seq.adapterIds.length && this.waitingCount() <= this.opts.prefetchDepth) this.startPrefetches(seq.adapterIds, []);
     this.wake();
+  }
+
+  private waitingCount(): number {
+    let n = 0;
+    for (const s of this.seqs.values()) if (s.status === "waiting") n++;
+    return n;
   }
 
   /** Stops a request wherever it is; its blocks and leases are freed at once. */
