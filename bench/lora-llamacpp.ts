@@ -25,6 +25,7 @@ import { readGgufLora } from "../src/adapters/formats/gguf-lora.js";
 import type { LoraAdapterWeights } from "../src/adapters/types.js";
 import { generateBatch } from "../src/engine/generate.js";
 import { type LoadedModel, loadModel } from "../src/model/load.js";
+import { bySequenceId } from "../src/bench-serve/llamacpp-pool.js";
 import { native } from "../src/native/index.js";
 import { writeGgufLora } from "../src/synth/adapters.js";
 import { cacheDir } from "../src/synth/default-model.js";
@@ -144,26 +145,14 @@ async function main(): Promise<void> {
   const distinctSeqs = perAdapter.map((c) => c.getSequence());
   // Base ceiling: one context, B sequences; each batch's items sorted by sequence id so llama.cpp
   // packs them into one micro-batch (the strategy sees items in the order of the context's queue).
-  let baseCtx: LlamaContext | undefined;
+  const baseRef: { ctx?: LlamaContext } = {};
   const baseCtxReady = await cppModel.createContext({
     contextSize: ctxSize, batchSize: Math.max(512, B * promptLen), threads, sequences: B,
     batching: {
-      itemPrioritizationStrategy: ({ items, size }) => {
-        const queued = (baseCtx as unknown as { _queuedDecodes: Array<{ sequenceId: number }> })._queuedDecodes;
-        const order = items.map((item, i) => ({ item, id: queued[i]?.sequenceId ?? i })).sort((a, b) => a.id - b.id);
-        const out = [];
-        let left = size;
-        for (const { item } of order) {
-          if (left <= 0) break;
-          const n = Math.min(left, item.tokens.length);
-          out.push({ item, processAmount: n });
-          left -= n;
-        }
-        return out;
-      },
+      itemPrioritizationStrategy: bySequenceId(baseRef),
     },
   });
-  baseCtx = baseCtxReady;
+  baseRef.ctx = baseCtxReady;
   const baseSeqs = Array.from({ length: B }, () => baseCtxReady.getSequence());
   console.log(`llama.cpp: ${B} contexts with one LoRA each + 1 context of ${B} sequences created in ${((performance.now() - t) / 1000).toFixed(1)} s (outside the timed region)`);
   console.log(`workload: ${values.preset} ${values.type}, ${B} requests, ${B} distinct rank-${rank} adapters on q/k/v/o (GGUF LoRA f32), prompt ${promptLen} tokens, ${N} output tokens greedy, ${threads} threads, kernels ${native.getKernelImpl()}, ${values.rounds} interleaved rounds after a warm-up\n`);

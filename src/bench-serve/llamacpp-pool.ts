@@ -45,9 +45,10 @@ type Strategy = NonNullable<BatchingOptions["itemPrioritizationStrategy"]>;
 
 /**
  * Orders a context's batch items by sequence id. The strategy only sees items, built in the order
- * of the context's (internal) queue, so the ids are read from that queue by position.
+ * of the context's (internal) queue, so the ids are read from that queue by position. Sorted,
+ * llama.cpp packs the sequences into one micro-batch. Also used by bench/lora-llamacpp.ts.
  */
-function bySequenceId(ctxRef: { ctx?: LlamaContext }): Strategy {
+export function bySequenceId(ctxRef: { ctx?: LlamaContext }): Strategy {
   return ({ items, size }) => {
     const queued = (ctxRef.ctx as unknown as { _queuedDecodes?: Array<{ sequenceId: number }> } | undefined)?._queuedDecodes;
     const order = items.map((item, i) => ({ item, id: queued?.[i]?.sequenceId ?? i })).sort((a, b) => a.id - b.id);

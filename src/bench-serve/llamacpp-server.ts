@@ -8,13 +8,13 @@
  *   npx tsx src/bench-serve/llamacpp-server.ts --model X.gguf --lora-dir D --threads N --port P
  *        [--host 127.0.0.1] [--max-contexts 16] [--sequences 4] [--base-sequences 16] [--context-size 1024]
  */
-import { readdirSync, realpathSync } from "node:fs";
+import { readdirSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { basename, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import { getLlama, type LlamaModel, type Token } from "node-llama-cpp";
+import { isEntryPoint } from "./entry-point.js";
 import { ContextPool, generateGreedy, type PoolOptions } from "./llamacpp-pool.js";
 
 export interface LlamaCppServerOptions extends PoolOptions {
@@ -247,15 +247,8 @@ async function main(argv: string[]): Promise<void> {
   process.on("SIGINT", stop);
 }
 
-function isEntryPoint(): boolean {
-  try {
-    return !!process.argv[1] && import.meta.url === pathToFileURL(realpathSync(resolve(process.argv[1]))).href;
-  } catch {
-    return false;
-  }
-}
 
-if (isEntryPoint()) {
+if (isEntryPoint(import.meta.url)) {
   main(process.argv.slice(2)).catch((e: unknown) => {
     process.stderr.write(`llamacpp-server: ${(e as Error)?.stack ?? String(e)}\n`);
     process.exit(1);

@@ -7,12 +7,12 @@
  *   npx tsx src/bench-serve/run.ts --quick [--json] [--systems llamacpp,openlora] …
  *   (or `openlora bench serve …` once wired into the CLI)
  */
-import { mkdirSync, realpathSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import { parseServeBenchArgs } from "../cli/bench-serve.js";
 import { type Assets, ensureAssets, existingAssets } from "./assets.js";
 import { driveTrace } from "./client.js";
+import { isEntryPoint } from "./entry-point.js";
 import { type Point, pointLabel, type ServeBenchOptions, sweepPoints } from "./config.js";
 import { computeMetrics, measured } from "./metrics.js";
 import { aggregate, jsonSummary, markdownReport, plots, type RunResult } from "./report.js";
@@ -137,15 +137,8 @@ export async function runServeBench(argv: string[]): Promise<number> {
   return results.every((r) => !r.error) ? 0 : 1;
 }
 
-function isEntryPoint(): boolean {
-  try {
-    return !!process.argv[1] && import.meta.url === pathToFileURL(realpathSync(resolve(process.argv[1]))).href;
-  } catch {
-    return false;
-  }
-}
 
-if (isEntryPoint()) {
+if (isEntryPoint(import.meta.url)) {
   runServeBench(process.argv.slice(2)).then(
     (code) => { process.exitCode = code; },
     (e: unknown) => { process.stderr.write(`error: ${(e as Error)?.stack ?? String(e)}\n`); process.exitCode = 1; },

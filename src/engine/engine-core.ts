@@ -237,7 +237,7 @@ export class EngineCore {
       this.sample(seq, logits.subarray(row * V, (row + 1) * V));
       row++;
     });
-    this.fairness = pruneFairness(this.fairness, [...this.seqs.values()].map((s) => s.snapshot()));
+    this.fairness = pruneFairness(this.fairness, [...this.seqs.values()].map((s) => ({ fairKey: s.req.fairKey })));
     return true;
   }
 

@@ -47,6 +47,7 @@ export class AttributionService implements AttributionContext {
   readonly spans = new SpanIndexSet();
   private isDelimiter: ((id: number) => boolean) | undefined;
   private readonly listing = new Map<string, Promise<void>>();
+  private readonly adapterPaths = new Map<string, string>();
 
   constructor(
     readonly ledger: Ledger,
@@ -123,30 +124,20 @@ export class AttributionService implements AttributionContext {
   }
 
   private agentExists(id: string): boolean {
-    try {
-      this.ledger.getAgent(id);
-      return true;
-    } catch (e) {
-      if (isOpenLoraError(e, "LEDGER_NOT_FOUND")) return false;
-      throw e;
-    }
+    return found(() => this.ledger.getAgent(id));
   }
 
   private async ensureAdapterListed(id: string): Promise<void> {
     if (this.isListed(id)) return;
-    const info = (await this.engine.listAdapters()).find((a) => a.id === id);
-    if (!info) return; // unknown adapters fail in the engine with their own error
-    await this.ensureListed(id, "adapter", info.path);
+    // One listing of the engine's adapters serves every later first use (10,000 ids = one call, not one each).
+    if (!this.adapterPaths.has(id)) for (const a of await this.engine.listAdapters()) this.adapterPaths.set(a.id, a.path);
+    const path = this.adapterPaths.get(id);
+    if (path === undefined) return; // unknown adapters fail in the engine with their own error
+    await this.ensureListed(id, "adapter", path);
   }
 
   private isListed(id: string): boolean {
-    try {
-      this.ledger.getModel(id);
-      return true;
-    } catch (e) {
-      if (isOpenLoraError(e, "LEDGER_NOT_FOUND")) return false;
-      throw e;
-    }
+    return found(() => this.ledger.getModel(id));
   }
 
   /** One listing per id even under concurrent first requests. */
@@ -165,6 +156,17 @@ export class AttributionService implements AttributionContext {
       this.listing.set(id, p);
     }
     return p;
+  }
+}
+
+/** Whether a ledger lookup finds its row (LEDGER_NOT_FOUND = no; other errors propagate). */
+function found(lookup: () => unknown): boolean {
+  try {
+    lookup();
+    return true;
+  } catch (e) {
+    if (isOpenLoraError(e, "LEDGER_NOT_FOUND")) return false;
+    throw e;
   }
 }
 

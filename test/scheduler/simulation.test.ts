@@ -3,20 +3,10 @@
  * invariants every step, then completion, liveness and bounded waiting.
  */
 import { describe, expect, it } from "vitest";
+import { mulberry32 } from "../../src/synth/random.js";
 import { pruneFairness, schedule } from "../../src/scheduler/scheduler.js";
 import { blocksFor, type SchedulerConfig, type SeqState } from "../../src/scheduler/types.js";
 
-/** mulberry32: a small seeded PRNG, so every run sees the same workload. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const intIn = (rand: () => number, lo: number, hi: number) => lo + Math.floor(rand() * (hi - lo + 1));
 
 interface Request { id: number; at: number; key: string; adapters: string[]; prompt: number; maxTokens: number }
@@ -114,7 +104,7 @@ function simulate(config: SchedulerConfig, requests: Request[], adapterSlots = I
 }
 
 function randomWorkload(seed: number, n: number, spreadSteps: number): Request[] {
-  const rand = prng(seed);
+  const rand = mulberry32(seed);
   return Array.from({ length: n }, (_, id) => {
     const adapters = new Set<string>();
     for (let i = intIn(rand, 0, 3); i > 0; i--) adapters.add(`lora-${intIn(rand, 0, 19)}`);
@@ -146,7 +136,7 @@ describe("scheduler in a simulated engine loop", () => {
 
   it("a light client's requests wait a bounded time behind a heavy client's backlog", () => {
     const config: SchedulerConfig = { blockSize: 16, totalBlocks: 200, tokenBudget: 256, maxRunning: 4, prefillChunk: 64, prefetchDepth: 4 };
-    const rand = prng(42);
+    const rand = mulberry32(42);
     const heavy = Array.from({ length: 150 }, (_, id): Request => ({ id, at: 0, key: "heavy", adapters: [], prompt: intIn(rand, 50, 300), maxTokens: intIn(rand, 20, 64) }));
     const light = Array.from({ length: 10 }, (_, i): Request => ({ id: 150 + i, at: 40 + 150 * i, key: "light", adapters: [], prompt: intIn(rand, 1, 300), maxTokens: intIn(rand, 1, 64) }));
     const result = simulate(config, [...heavy, ...light]);
