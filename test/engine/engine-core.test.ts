@@ -214,7 +214,6 @@ describe("engine loop", () => {
     const h = new Harness(await registryWithAdapters(), { maxRunning: 1 });
     const running = h.submit({ maxTokens: 30 });
     const queued = h.submit({ maxTokens: 3, adapters: [{ id: "a4", weight: 1 }] });
-    const queuedId = h.lastId();
     let readyWhileWaiting = false;
     while (h.core.live > 0) {
       const ran = h.core.step();
@@ -227,7 +226,6 @@ describe("engine loop", () => {
     expect(readyWhileWaiting).toBe(true);
     expect((await running).final.type).toBe("done");
     expect((await queued).final.type).toBe("done");
-    expect(queuedId).toBe(2);
   });
 
   it("keeps resident adapters within a pool that fits only one, serving requests for several", async () => {
