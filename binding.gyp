@@ -21,8 +21,20 @@
       ]
     },
     {
+      # The AVX-512 VNNI table (batched Q8_0/Q4_0 products; the rest is the AVX2 table's). Selected
+      # only when __builtin_cpu_supports reports AVX-512 F/BW/VL/VNNI as well.
+      "target_name": "openlora_kernels_avx512",
+      "type": "static_library",
+      "sources": ["native/src/kernels_avx512.cc"],
+      "conditions": [
+        ["target_arch=='x64' or target_arch=='ia32'", {
+          "cflags_cc": ["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni"]
+        }]
+      ]
+    },
+    {
       "target_name": "openlora_native",
-      "dependencies": ["openlora_kernels_avx2"],
+      "dependencies": ["openlora_kernels_avx2", "openlora_kernels_avx512"],
       "sources": [
         "native/src/addon.cc",
         "native/src/bind_matmul.cc",

@@ -1,21 +1,23 @@
 /**
  * Kernel benchmark: Qwen3-0.6B-shaped matmuls. M = 1 reports GB/s of weights read (vs the
  * machine's measured read bandwidth); M = 32 reports GFLOP/s. Run: npx tsx bench/kernels.ts
- * Options: --quick (fewer runs), --types Q8_0,Q4_0,Q4_K,Q6_K, --impl avx2|reference|both.
+ * Options: --quick (fewer runs), --types Q8_0,Q4_0,Q4_K,Q6_K, --impl avx512|avx2|reference|all.
  * --compare OTHER.node: M = 32 only, this build vs another build of the addon (e.g. the previous
  * commit's), samples interleaved (this, other, this, other …), ratio per pair.
+ * --versus IMPL: M = 32 only, this build's default kernels vs its IMPL kernels, interleaved the same way.
  */
 import { createRequire } from "node:module";
 import { parseArgs } from "node:util";
-import { GGML_TYPE, native, type OpenLoraNative, rowBytes } from "../src/native/index.js";
+import { GGML_TYPE, type KernelImpl, native, type OpenLoraNative, rowBytes } from "../src/native/index.js";
 
 const { values } = parseArgs({
   options: {
     quick: { type: "boolean", default: false },
     types: { type: "string", default: "Q8_0,Q4_0,Q4_K,Q6_K,F16,F32" },
-    impl: { type: "string", default: "both" },
+    impl: { type: "string", default: "all" },
     threads: { type: "string", default: "1,2" },
     compare: { type: "string" },
+    versus: { type: "string" },
   },
 });
 
@@ -86,12 +88,16 @@ function timeIt(fn: () => void, minMs: number, runs: number): number[] {
   return out;
 }
 
-/** M = 32 GFLOP/s of this build vs `other`, interleaved sample by sample. */
-function compare(other: OpenLoraNative, runs: number, minMs: number): void {
+/** A build (or kernel table) under test: matmul runs under `enter()`. */
+interface Contender { label: string; lib: OpenLoraNative; enter(): void }
+
+/** M = 32 GFLOP/s of `a` vs `b`, interleaved sample by sample. */
+function compare(a0: Contender, b0: Contender, runs: number, minMs: number): void {
+  const native = a0.lib, other = b0.lib;
   const threadList = values.threads!.split(",").map(Number);
   const med = (xs: number[]) => stats(xs).med;
   const fmt = (xs: number[], d = 1) => `${med(xs).toFixed(d)} [${stats(xs).min.toFixed(d)}..${stats(xs).max.toFixed(d)}]`;
-  console.log(`M = 32 GFLOP/s, this build vs ${values.compare}, ${runs} interleaved samples of >= ${minMs} ms each`);
+  console.log(`M = 32 GFLOP/s, ${a0.label} vs ${b0.label}, ${runs} interleaved samples of >= ${minMs} ms each`);
   console.log("type  shape         thr  this med [min..max]     other med [min..max]    this/other med [min..max]");
   for (const typeName of values.types!.split(",")) {
     const type = (GGML_TYPE as Record<string, number>)[typeName]!;
@@ -105,7 +111,9 @@ function compare(other: OpenLoraNative, runs: number, minMs: number): void {
         const gf = (s: number) => (2 * 32 * sh.N * sh.K) / s / 1e9;
         const a: number[] = [], b: number[] = [];
         for (let r = 0; r < runs; r++) {
+          a0.enter();
           a.push(gf(timeIt(() => native.matmul(out, x, w, type, 32, sh.N, sh.K), minMs, 1)[0]!));
+          b0.enter();
           b.push(gf(timeIt(() => other.matmul(out, x, w, type, 32, sh.N, sh.K), minMs, 1)[0]!));
         }
         console.log(`${typeName.padEnd(5)} ${sh.name.padEnd(13)} ${String(t).padStart(3)}  ${fmt(a).padEnd(23)} ${fmt(b).padEnd(23)} ${fmt(a.map((v, i) => v / b[i]!), 2)}`);
@@ -120,12 +128,22 @@ function main(): void {
   const runs = values.quick ? 5 : 11;
   const minMs = values.quick ? 20 : 50;
   const threadList = values.threads!.split(",").map(Number);
-  const impls = values.impl === "both" ? (["avx2", "reference"] as const) : ([values.impl] as ("avx2" | "reference")[]);
+  const impls: KernelImpl[] = values.impl === "all" ? ["avx512", "avx2", "reference"] : [values.impl as KernelImpl];
   // Many short interleaved samples: on a shared machine the per-pair ratios of undisturbed pairs
   // cluster, so their median is stable where long samples each catch some interference.
-  if (values.compare) return compare(createRequire(import.meta.url)(values.compare) as OpenLoraNative, values.quick ? 11 : 41, 10);
+  const cmpRuns = values.quick ? 11 : 41;
+  const def = native.getKernelImpl();
+  const self: Contender = { label: `this build (${def})`, lib: native, enter: () => native.setKernelImpl(def) };
+  if (values.compare) {
+    const lib = createRequire(import.meta.url)(values.compare) as OpenLoraNative;
+    return compare(self, { label: values.compare, lib, enter: () => {} }, cmpRuns, 10);
+  }
+  if (values.versus) {
+    const impl = values.versus as KernelImpl;
+    return compare(self, { label: `this build (${impl})`, lib: native, enter: () => native.setKernelImpl(impl) }, cmpRuns, 10);
+  }
   const f = native.cpuFeatures();
-  console.log(`cpu: avx2=${f.avx2} fma=${f.fma} f16c=${f.f16c}; default kernels ${native.getKernelImpl()}`);
+  console.log(`cpu: avx2=${f.avx2} fma=${f.fma} f16c=${f.f16c} avx512=${f.avx512} avx512vnni=${f.avx512vnni}; default kernels ${def}`);
   const bw: Record<number, number> = {};
   for (const t of threadList) {
     native.setThreads(t);
@@ -137,6 +155,7 @@ function main(): void {
   const rows: Row[] = [];
   for (const impl of impls) {
     if (impl === "avx2" && !(f.avx2 && f.fma && f.f16c)) continue;
+    if (impl === "avx512" && !(f.avx2 && f.fma && f.f16c && f.avx512 && f.avx512vnni)) continue;
     native.setKernelImpl(impl);
     for (const typeName of values.types!.split(",")) {
       const type = (GGML_TYPE as Record<string, number>)[typeName]!;

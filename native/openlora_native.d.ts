@@ -12,24 +12,27 @@
  *   quantize does not.
  * - Determinism: every output element is reduced in one fixed order that depends only on K (never
  *   on M, on the thread count, or on which thread computes it). So a row's result is bit-identical
- *   alone or inside any batch, with any number of threads. The "avx2" and "reference" kernels
- *   implement the same scheme (native/src/common.h) and give bit-identical results.
+ *   alone or inside any batch, with any number of threads. The "avx512", "avx2" and "reference"
+ *   kernels implement the same scheme (native/src/common.h) and give bit-identical results.
  * - Arguments are validated (lengths vs dimensions) before any memory is touched; violations throw
  *   a JS TypeError (wrong kind of argument) / RangeError (bad length, index or value), never crash.
  *   Lengths must match the dimensions exactly (pass subarray views of larger scratch buffers).
  *   Outputs must not overlap inputs, except where an alias is explicitly allowed (then it must be
  *   the very same array).
  */
-export type KernelImpl = "avx2" | "reference";
+export type KernelImpl = "avx512" | "avx2" | "reference";
 /** How loraApply computes runs of consecutive rows that share a term list (see setLoraPath). */
 export type LoraPath = "auto" | "gathered" | "segmented";
 
 export interface OpenLoraNative {
   /** CPU features detected at load time. */
-  cpuFeatures(): { avx2: boolean; fma: boolean; f16c: boolean };
-  /** The kernels in use: "avx2" when the CPU has AVX2+FMA+F16C, else "reference". */
+  cpuFeatures(): { avx2: boolean; fma: boolean; f16c: boolean; avx512: boolean; avx512vnni: boolean };
+  /**
+   * The kernels in use: "avx512" when the CPU also has AVX-512 F/BW/VL/VNNI (the avx2 kernels with
+   * VNNI batched Q8_0/Q4_0 products), else "avx2" when it has AVX2+FMA+F16C, else "reference".
+   */
   getKernelImpl(): KernelImpl;
-  /** Force an implementation (parity tests, benchmarks). Throws if "avx2" is unsupported here. */
+  /** Force an implementation (parity tests, benchmarks). Throws if this CPU cannot run it. */
   setKernelImpl(impl: KernelImpl): void;
   /** Threads used by each kernel call (the caller plus n-1 pool workers). Default 1. */
   setThreads(n: number): void;

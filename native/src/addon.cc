@@ -28,6 +28,7 @@ using namespace ol;
 
 struct Features {
   bool avx2 = false, fma = false, f16c = false;
+  bool avx512f = false, avx512bw = false, avx512vl = false, avx512vnni = false;
 };
 
 Features detect() {
@@ -37,13 +38,23 @@ Features detect() {
   f.avx2 = __builtin_cpu_supports("avx2");
   f.fma = __builtin_cpu_supports("fma");
   f.f16c = __builtin_cpu_supports("f16c");
+  // libgcc also checks that the OS saves the zmm state (XCR0) before reporting AVX-512.
+  f.avx512f = __builtin_cpu_supports("avx512f");
+  f.avx512bw = __builtin_cpu_supports("avx512bw");
+  f.avx512vl = __builtin_cpu_supports("avx512vl");
+  f.avx512vnni = __builtin_cpu_supports("avx512vnni");
 #endif
   return f;
 }
 
 const Features kFeatures = detect();
 bool avx2_ok() { return kFeatures.avx2 && kFeatures.fma && kFeatures.f16c; }
-const bool kKernelsChosen = (g_kernels.store(avx2_ok() ? &kAvx2Kernels : &kRefKernels), true);
+bool avx512_ok() {
+  return avx2_ok() && kFeatures.avx512f && kFeatures.avx512bw && kFeatures.avx512vl && kFeatures.avx512vnni &&
+         kAvx512Kernels.matmul_range != nullptr;
+}
+const KernelTable* best_kernels() { return avx512_ok() ? &kAvx512Kernels : avx2_ok() ? &kAvx2Kernels : &kRefKernels; }
+const bool kKernelsChosen = (g_kernels.store(best_kernels()), true);
 
 // ---------------------------------------------------------------- feature / config functions
 
@@ -52,24 +63,31 @@ Napi::Value CpuFeatures(const Napi::CallbackInfo& info) {
   o.Set("avx2", kFeatures.avx2);
   o.Set("fma", kFeatures.fma);
   o.Set("f16c", kFeatures.f16c);
+  o.Set("avx512", kFeatures.avx512f && kFeatures.avx512bw && kFeatures.avx512vl);
+  o.Set("avx512vnni", kFeatures.avx512vnni);
   return o;
 }
 
 Napi::Value GetKernelImpl(const Napi::CallbackInfo& info) {
-  return Napi::String::New(info.Env(), g_kernels.load() == &kAvx2Kernels ? "avx2" : "reference");
+  const KernelTable* k = g_kernels.load();
+  return Napi::String::New(info.Env(), k == &kAvx512Kernels ? "avx512" : k == &kAvx2Kernels ? "avx2" : "reference");
 }
 
 Napi::Value SetKernelImpl(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) throw_type(env, "impl must be \"avx2\" or \"reference\"");
+  if (info.Length() < 1 || !info[0].IsString()) throw_type(env, "impl must be \"avx512\", \"avx2\" or \"reference\"");
   const std::string s = info[0].As<Napi::String>().Utf8Value();
   if (s == "reference") {
     g_kernels.store(&kRefKernels);
   } else if (s == "avx2") {
     if (!avx2_ok()) throw Napi::Error::New(env, "the avx2 kernels need AVX2, FMA and F16C, which this CPU lacks");
     g_kernels.store(&kAvx2Kernels);
+  } else if (s == "avx512") {
+    if (!avx512_ok())
+      throw Napi::Error::New(env, "the avx512 kernels need AVX-512 F/BW/VL/VNNI (and AVX2, FMA, F16C), which this CPU lacks");
+    g_kernels.store(&kAvx512Kernels);
   } else {
-    throw_range(env, "impl must be \"avx2\" or \"reference\", got \"" + s + "\"");
+    throw_range(env, "impl must be \"avx512\", \"avx2\" or \"reference\", got \"" + s + "\"");
   }
   return env.Undefined();
 }

@@ -209,9 +209,11 @@ struct KernelTable {
                           size_t cols, float s);
 };
 
-// Implemented in kernels_ref.cc / kernels_avx2.cc.
+// Implemented in kernels_ref.cc / kernels_avx2.cc / kernels_avx512.cc (the AVX2 table with
+// AVX-512 VNNI batched Q8_0/Q4_0 products).
 extern const KernelTable kRefKernels;
 extern const KernelTable kAvx2Kernels;
+extern const KernelTable kAvx512Kernels;
 
 // Reference helpers used by both tables (kernels_ref.cc).
 void quantize_row_q8_0(uint8_t* dst, const float* src, size_t K);      // ggml's reference rounding

@@ -456,7 +456,11 @@ static void range_kquant(float* out, const PreparedX& x, const uint8_t* w, size_
   }
 }
 
-static void matmul_range_avx2(float* out, const PreparedX& x, const uint8_t* w, int wType, size_t N,
+}  // namespace
+
+using namespace avx2;
+
+void avx2::matmul_range_avx2(float* out, const PreparedX& x, const uint8_t* w, int wType, size_t N,
                               size_t n0, size_t n1) {
   switch (wType) {
     case T_F32: range_float<T_F32>(out, x, w, N, n0, n1); break;
@@ -468,9 +472,6 @@ static void matmul_range_avx2(float* out, const PreparedX& x, const uint8_t* w, 
     case T_Q6_K: range_kquant<T_Q6_K>(out, x, w, N, n0, n1); break;
   }
 }
-}  // namespace
-
-using namespace avx2;
 
 const KernelTable kAvx2Kernels = {"avx2",         matmul_range_avx2, attn_task_avx2, rms_norm_row_avx2,
                                   quantize_q8_split_avx2, round_f16_avx2, round_bf16_avx2, read_sum_avx2,

@@ -1,5 +1,6 @@
 // Internal to the AVX2 kernel library: the kernels kernels_avx2_ops.cc defines for the table in
-// kernels_avx2.cc. Compiled only with AVX2/FMA/F16C flags.
+// kernels_avx2.cc, shared with the AVX-512 table (kernels_avx512.cc). Compiled only with AVX2/FMA/F16C
+// (or AVX-512) flags.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -8,6 +9,8 @@
 
 namespace ol {
 namespace avx2 {
+// The AVX2 table's matrix product (the AVX-512 table delegates to it for what it does not cover).
+void matmul_range_avx2(float* out, const PreparedX& x, const uint8_t* w, int wType, size_t N, size_t n0, size_t n1);
 void attn_task_avx2(const AttnArgs& a, int t, int h, float* scores);
 void rms_norm_row_avx2(float* out, const float* x, const float* w, size_t dim, float eps);
 void quantize_q8_split_avx2(int8_t* q, float* d, const float* src, size_t K);

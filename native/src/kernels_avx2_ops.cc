@@ -190,11 +190,45 @@ float dot_f32_avx2(const float* a, const float* b, size_t n) {
   return hsum8(l);
 }
 
-// Four rows per pass share each load of v; per row the lanes, FMAs and final hsum8 are exactly
-// dot_f32_avx2's.
+// hsum8 of eight accumulators at once, result k from a[k]: per accumulator the lanes are added as
+// ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)), the scheme's order, with vertical adds on shuffled
+// registers instead of eight scalar reductions.
+static inline __m256 hsum8x8(const __m256 a[8]) {
+  __m256 s[4];
+  for (int k = 0; k < 4; k++) {
+    const __m256 x = a[2 * k], y = a[2 * k + 1];
+    // Lanes of row 2k, then of row 2k+1: (l0+l4, l1+l5, l2+l6, l3+l7) each.
+    s[k] = _mm256_add_ps(_mm256_permute2f128_ps(x, y, 0x20), _mm256_permute2f128_ps(x, y, 0x31));
+  }
+  __m256 t[2];
+  for (int k = 0; k < 2; k++) {
+    // 128-bit half h: rows 2·(2k)+h and 2·(2k+1)+h as ((l0+l4)+(l2+l6), (l1+l5)+(l3+l7)).
+    t[k] = _mm256_add_ps(_mm256_shuffle_ps(s[2 * k], s[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm256_shuffle_ps(s[2 * k], s[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  }
+  // Half 0: rows 0, 2, 4, 6; half 1: rows 1, 3, 5, 7.
+  const __m256 r = _mm256_add_ps(_mm256_shuffle_ps(t[0], t[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm256_shuffle_ps(t[0], t[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+// Eight (then four) rows per pass share each load of v; per row the lanes, FMAs and final hsum8
+// are exactly dot_f32_avx2's.
 void dot_rows_f32_avx2(float* out, const float* rows, const float* v, size_t n, size_t count) {
   const size_t n8 = n & ~(size_t)7;
   size_t i = 0;
+  if (n8 == n) {
+    for (; i + 8 <= count; i += 8) {
+      const float* r = rows + i * n;
+      __m256 a[8];
+      for (int k = 0; k < 8; k++) a[k] = _mm256_setzero_ps();
+      for (size_t j = 0; j < n; j += 8) {
+        const __m256 vv = _mm256_loadu_ps(v + j);
+        for (int k = 0; k < 8; k++) a[k] = _mm256_fmadd_ps(_mm256_loadu_ps(r + k * n + j), vv, a[k]);
+      }
+      _mm256_storeu_ps(out + i, hsum8x8(a));
+    }
+  }
   for (; i + 4 <= count; i += 4) {
     const float* r0 = rows + i * n;
     const float *r1 = r0 + n, *r2 = r1 + n, *r3 = r2 + n;

@@ -19,6 +19,7 @@ describe("binding drift", () => {
 
   it("reports CPU features and a consistent default implementation", () => {
     const f = native.cpuFeatures();
-    expect(native.getKernelImpl()).toBe(f.avx2 && f.fma && f.f16c ? "avx2" : "reference");
+    const avx2 = f.avx2 && f.fma && f.f16c;
+    expect(native.getKernelImpl()).toBe(avx2 && f.avx512 && f.avx512vnni ? "avx512" : avx2 ? "avx2" : "reference");
   });
 });

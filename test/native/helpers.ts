@@ -1,4 +1,4 @@
-import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, GGML_TYPE, native, rowBytes } from "../../src/native/index.js";
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, GGML_TYPE, type KernelImpl, native, rowBytes } from "../../src/native/index.js";
 import { mulberry32 as rng } from "../../src/synth/random.js";
 
 export { rng };
@@ -79,7 +79,7 @@ export function matmul(type: number, w: Uint8Array, x: Float32Array, M: number, 
 }
 
 /** Runs fn under each kernel implementation this CPU supports and thread counts, restoring state. */
-export function withConfig<T>(impl: "avx2" | "reference", threads: number, fn: () => T): T {
+export function withConfig<T>(impl: KernelImpl, threads: number, fn: () => T): T {
   const prevImpl = native.getKernelImpl();
   const prevThreads = native.getThreads();
   native.setKernelImpl(impl);
@@ -97,7 +97,15 @@ export const hasAvx2 = (() => {
   return f.avx2 && f.fma && f.f16c;
 })();
 
-export const IMPLS: ("avx2" | "reference")[] = hasAvx2 ? ["avx2", "reference"] : ["reference"];
+export const hasAvx512 = (() => {
+  const f = native.cpuFeatures();
+  return hasAvx2 && f.avx512 && f.avx512vnni;
+})();
+
+/** The SIMD tables this CPU runs (each must equal the reference bit for bit). */
+export const FAST_IMPLS: KernelImpl[] = [...(hasAvx512 ? (["avx512"] as const) : []), ...(hasAvx2 ? (["avx2"] as const) : [])];
+
+export const IMPLS: KernelImpl[] = [...FAST_IMPLS, "reference"];
 
 /** Bitwise equality of two float arrays; returns the first differing index or -1. */
 export function firstBitDiff(a: Float32Array, b: Float32Array): number {

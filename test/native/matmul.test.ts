@@ -1,11 +1,11 @@
 /**
- * matmul: every weight type against an f64 dot product of the rounded operands, the AVX2 kernels
- * against the reference twin (bit-exact: both follow the reduction scheme of native/src/common.h),
+ * matmul: every weight type against an f64 dot product of the rounded operands, the AVX2 and
+ * AVX-512 kernels against the reference twin (bit-exact: both follow the reduction scheme of native/src/common.h),
  * and batch / thread invariance (bit-exact).
  */
 import { describe, expect, it } from "vitest";
 import {
-  dequantized, firstBitDiff, GGML_TYPE, hasAvx2, IMPLS, matmul, matmulF64, native, randomF32, randomWeights,
+  dequantized, FAST_IMPLS, firstBitDiff, GGML_TYPE, hasAvx2, hasAvx512, IMPLS, matmul, matmulF64, native, randomF32, randomWeights,
   roundedX, withConfig,
 } from "./helpers.js";
 
@@ -46,23 +46,56 @@ describe("matmul vs f64 on the rounded operands", () => {
   }
 });
 
-describe.skipIf(!hasAvx2)("avx2 kernels equal the reference kernels bit for bit", () => {
-  for (const type of [...FLOAT_TYPES, ...BLOCK_TYPES]) {
-    it(NAMES[type]!, () => {
-      for (const K of shapes(type)) {
-        for (const M of MS) {
-          for (const N of [1, 5, 37]) {
-            const w = randomWeights(type, N, K, 31 * K + N);
-            const x = randomF32(M * K, 77 * M + K);
-            const a = withConfig("avx2", 2, () => matmul(type, w, x, M, N, K));
-            const r = withConfig("reference", 1, () => matmul(type, w, x, M, N, K));
-            const d = firstBitDiff(a, r);
-            expect(d, `${NAMES[type]} M=${M} N=${N} K=${K} at ${d}: ${a[d]} vs ${r[d]}`).toBe(-1);
+describe.skipIf(!hasAvx2)("SIMD kernels equal the reference kernels bit for bit", () => {
+  for (const impl of FAST_IMPLS) {
+    for (const type of [...FLOAT_TYPES, ...BLOCK_TYPES]) {
+      it(`${NAMES[type]!} ${impl}`, () => {
+        for (const K of shapes(type)) {
+          for (const M of MS) {
+            for (const N of [1, 5, 37]) {
+              const w = randomWeights(type, N, K, 31 * K + N);
+              const x = randomF32(M * K, 77 * M + K);
+              const a = withConfig(impl, 2, () => matmul(type, w, x, M, N, K));
+              const r = withConfig("reference", 1, () => matmul(type, w, x, M, N, K));
+              const d = firstBitDiff(a, r);
+              expect(d, `${NAMES[type]} M=${M} N=${N} K=${K} at ${d}: ${a[d]} vs ${r[d]}`).toBe(-1);
+            }
           }
+        }
+      });
+    }
+  }
+});
+
+describe.skipIf(!hasAvx512)("avx512 batched block products: every tile remainder equals the reference", () => {
+  // Row pairs are tiled 4 at a time and weight rows 3 at a time: M from 2 to 9 and 64..66 (the
+  // 64-row task split), N from 1 to 7, extreme weights (−128 is legal in a hostile Q8_0 file).
+  for (const type of BLOCK_TYPES) {
+    it(NAMES[type]!, () => {
+      const K = 96;
+      for (const M of [2, 3, 4, 5, 6, 7, 8, 9, 64, 65, 66]) {
+        for (const N of [1, 2, 3, 4, 7]) {
+          const w = randomWeights(type, N, K, 13 * M + N);
+          if (type === GGML_TYPE.Q8_0) for (let i = 2; i < w.length; i += 34) w.fill(0x80, i, i + 3);
+          const x = randomF32(M * K, 5 * M + N);
+          const a = withConfig("avx512", 2, () => matmul(type, w, x, M, N, K));
+          const r = withConfig("reference", 1, () => matmul(type, w, x, M, N, K));
+          expect(firstBitDiff(a, r), `${NAMES[type]} M=${M} N=${N}`).toBe(-1);
         }
       }
     });
   }
+
+  it("rows too long for the precomputed weight scales fall back to the avx2 path, same bits", () => {
+    const K = 88_000, N = 4, M = 3;
+    for (const type of BLOCK_TYPES) {
+      const w = randomWeights(type, N, K, 41);
+      const x = randomF32(M * K, 42);
+      const a = withConfig("avx512", 2, () => matmul(type, w, x, M, N, K));
+      const r = withConfig("reference", 1, () => matmul(type, w, x, M, N, K));
+      expect(firstBitDiff(a, r), NAMES[type]).toBe(-1);
+    }
+  });
 });
 
 describe("batch and thread invariance (bit-exact)", () => {
@@ -125,9 +158,11 @@ describe("matmul edge cases", () => {
         const N = 70, M = 9;
         const w = randomWeights(type, N, K, 23);
         const x = randomF32(M * K, 24);
-        const a = withConfig("avx2", 2, () => matmul(type, w, x, M, N, K));
         const r = withConfig("reference", 1, () => matmul(type, w, x, M, N, K));
-        expect(firstBitDiff(a, r), `${NAMES[type]} K=${K}`).toBe(-1);
+        for (const impl of FAST_IMPLS) {
+          const a = withConfig(impl, 2, () => matmul(type, w, x, M, N, K));
+          expect(firstBitDiff(a, r), `${NAMES[type]} K=${K} ${impl}`).toBe(-1);
+        }
       }
     }
   });
