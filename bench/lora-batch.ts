@@ -7,13 +7,16 @@
  * With --prefill N: prefill tokens/s of one N-token prompt in one forward step, base only vs one
  * rank-16 q/k/v/o adapter computed by the gathered (row by row) and the segmented LoRA path.
  *
- *   npx tsx bench/lora-batch.ts [--preset qwen3-0.6b] [--type q8_0] [--batch 32] [--steps 16] [--rounds 3]
+ *   npx tsx bench/lora-batch.ts [--preset qwen3-0.6b] [--type q8_0] [--batch 32] [--steps 16] [--rounds 3] [--adapter-dtype f32|f16|bf16]
+ *
+ * --adapter-dtype f16 holds the adapters as f16 (what a F16 PEFT or GGUF LoRA file loads as).
  *   npx tsx bench/lora-batch.ts --prefill 512 [--rounds 5]
  */
 import { existsSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import type { LoraAdapterWeights } from "../src/adapters/types.js";
+import { convertAdapter } from "../src/adapters/pair-storage.js";
+import type { LoraAdapterWeights, LoraDtype } from "../src/adapters/types.js";
 import { PagedKvCache } from "../src/engine/kv-cache.js";
 import { type AppliedAdapter, buildBatch, type SequenceChunk } from "../src/model/llama.js";
 import { type LoadedModel, loadModel } from "../src/model/load.js";
@@ -28,6 +31,7 @@ const { values } = parseArgs({
     batch: { type: "string", default: "32" }, steps: { type: "string", default: "16" },
     rounds: { type: "string", default: "3" }, threads: { type: "string", default: "2" },
     prefill: { type: "string" },
+    "adapter-dtype": { type: "string", default: "f32" },
   },
 });
 const B = Number(values.batch);
@@ -117,17 +121,20 @@ async function main(): Promise<void> {
   if (!existsSync(path)) writeGgufModel(path, values.preset!, { seed: 1, type: values.type as GgufWeightType });
   const m = await loadModel(path);
   if (values.prefill) return prefillMain(m, Number(values.prefill));
-  const one = randomAdapter(m.config, 16, 1);
-  const distinct16: LoraAdapterWeights[] = Array.from({ length: B }, (_, i) => randomAdapter(m.config, 16, 10 + i));
+  const dtype = values["adapter-dtype"] as LoraDtype;
+  if (!["f32", "f16", "bf16"].includes(dtype)) throw new Error(`--adapter-dtype must be f32, f16 or bf16, got ${dtype}`);
+  const make = (rank: number, seed: number) => convertAdapter(randomAdapter(m.config, rank, seed), dtype);
+  const one = make(16, 1);
+  const distinct16: LoraAdapterWeights[] = Array.from({ length: B }, (_, i) => make(16, 10 + i));
   const ranks = [8, 16, 32, 64];
-  const mixed: LoraAdapterWeights[] = Array.from({ length: B }, (_, i) => randomAdapter(m.config, ranks[i % 4]!, 100 + i));
+  const mixed: LoraAdapterWeights[] = Array.from({ length: B }, (_, i) => make(ranks[i % 4]!, 100 + i));
   const configs: Record<string, (readonly AppliedAdapter[])[]> = {
     "(a) base only": Array.from({ length: B }, () => []),
     "(b) one adapter for all": Array.from({ length: B }, () => [{ adapter: one, weight: 1 }]),
     "(c) distinct, rank 16": distinct16.map((a) => [{ adapter: a, weight: 1 }]),
     "(d) distinct, ranks 8-64": mixed.map((a) => [{ adapter: a, weight: 1 }]),
   };
-  console.log(`${values.preset} ${values.type}, batch ${B}, ${steps} decode steps, adapters on q/k/v/o, ${values.threads} threads, kernels ${native.getKernelImpl()}`);
+  console.log(`${values.preset} ${values.type}, batch ${B}, ${steps} decode steps, adapters on q/k/v/o held as ${dtype}, ${values.threads} threads, kernels ${native.getKernelImpl()}`);
   decodeRun(m, configs["(a) base only"]!); // warm-up
   const res = new Map<string, number[]>(Object.keys(configs).map((k) => [k, []]));
   for (let r = 0; r < Number(values.rounds); r++) {

@@ -13,7 +13,7 @@
  * created once, outside the timed region. Reported: aggregate output tok/s over the whole request
  * (prefill + decode), and the decode phase alone.
  *
- *   npx tsx bench/lora-llamacpp.ts [--preset qwen3-0.6b] [--type q8_0] [--adapters 32] [--rank 16]
+ *   npx tsx bench/lora-llamacpp.ts [--preset qwen3-0.6b] [--type q8_0] [--adapters 32] [--rank 16] [--adapter-type f32|f16]
  *                                  [--prompt-tokens 16] [--decode-tokens 16] [--rounds 3] [--threads 2]
  */
 import { existsSync, mkdirSync, renameSync } from "node:fs";
@@ -35,6 +35,7 @@ const { values } = parseArgs({
   options: {
     preset: { type: "string", default: "qwen3-0.6b" }, type: { type: "string", default: "q8_0" },
     adapters: { type: "string", default: "32" }, rank: { type: "string", default: "16" },
+    "adapter-type": { type: "string", default: "f32" },
     "prompt-tokens": { type: "string", default: "16" }, "decode-tokens": { type: "string", default: "16" },
     rounds: { type: "string", default: "3" }, threads: { type: "string", default: "2" },
   },
@@ -123,8 +124,11 @@ async function main(): Promise<void> {
   mkdirSync(dir, { recursive: true });
   const modelPath = writeOnce(join(dir, `${values.preset}-${values.type}.gguf`), (tmp) => writeGgufModel(tmp, values.preset!, { seed: 1, type: values.type as GgufWeightType }));
   let t = performance.now();
-  const loraPaths = Array.from({ length: B }, (_, i) => writeOnce(join(dir, "lora-gguf", `${values.preset}-r${rank}-qkvo-seed${1000 + i}.gguf`),
-    (tmp) => writeGgufLora(tmp, values.preset!, { seed: 1000 + i, rank, alpha: 2 * rank, targets: ["q", "k", "v", "o"], type: "f32" })));
+  const loraType = values["adapter-type"] as "f32" | "f16";
+  if (loraType !== "f32" && loraType !== "f16") throw new Error(`--adapter-type must be f32 or f16, got ${loraType}`);
+  const suffix = loraType === "f32" ? "" : `-${loraType}`;
+  const loraPaths = Array.from({ length: B }, (_, i) => writeOnce(join(dir, "lora-gguf", `${values.preset}-r${rank}-qkvo-seed${1000 + i}${suffix}.gguf`),
+    (tmp) => writeGgufLora(tmp, values.preset!, { seed: 1000 + i, rank, alpha: 2 * rank, targets: ["q", "k", "v", "o"], type: loraType })));
   console.log(`adapters ready in ${((performance.now() - t) / 1000).toFixed(1)} s (${dir}/lora-gguf)`);
 
   const ours = await loadModel(modelPath);
@@ -155,7 +159,7 @@ async function main(): Promise<void> {
   baseRef.ctx = baseCtxReady;
   const baseSeqs = Array.from({ length: B }, () => baseCtxReady.getSequence());
   console.log(`llama.cpp: ${B} contexts with one LoRA each + 1 context of ${B} sequences created in ${((performance.now() - t) / 1000).toFixed(1)} s (outside the timed region)`);
-  console.log(`workload: ${values.preset} ${values.type}, ${B} requests, ${B} distinct rank-${rank} adapters on q/k/v/o (GGUF LoRA f32), prompt ${promptLen} tokens, ${N} output tokens greedy, ${threads} threads, kernels ${native.getKernelImpl()}, ${values.rounds} interleaved rounds after a warm-up\n`);
+  console.log(`workload: ${values.preset} ${values.type}, ${B} requests, ${B} distinct rank-${rank} adapters on q/k/v/o (GGUF LoRA ${loraType}, the same files for both), prompt ${promptLen} tokens, ${N} output tokens greedy, ${threads} threads, kernels ${native.getKernelImpl()}, ${values.rounds} interleaved rounds after a warm-up\n`);
 
   const names = ["(i) openlora, one batch, distinct adapters", "(ii) llama.cpp, context per adapter", "(iii) llama.cpp, base only, one context"] as const;
   const res: Record<string, Run[]> = Object.fromEntries(names.map((n) => [n, []]));

@@ -71,10 +71,14 @@ export interface OpenLoraNative {
    * its own terms, in their list order: bit-identical alone or in any batch, with any threads, and
    * whichever path (setLoraPath) computes it. Runs of consecutive rows with the same term list
    * (a prefill chunk) are found here, so one call per (layer, module) covers the whole batch.
+   * termTypes (optional, one per term: 0 = F32, 1 = F16, 30 = BF16) lets a term's As/Bs be
+   * Uint16Arrays of f16 / bf16 bits; the values widen to f32 exactly, so the result is bit-identical
+   * to passing their f32 copies, at half the bytes read. Without it every matrix is a Float32Array.
    */
   loraApply(
     y: Float32Array, x: Float32Array, M: number, K: number, N: number,
-    termRows: Int32Array, termScales: Float32Array, As: Float32Array[], Bs: Float32Array[],
+    termRows: Int32Array, termScales: Float32Array, As: (Float32Array | Uint16Array)[], Bs: (Float32Array | Uint16Array)[],
+    termTypes?: Int32Array,
   ): void;
 
   /**

@@ -2,7 +2,9 @@
 // adapter, one, or a weighted list of several, each with its own rank.
 //
 //   for each term t, in list order:   y[r_t, :] += s_t · B_t · (A_t · x[r_t, :])
-//   A_t: [rank_t, K], B_t: [N, rank_t] (row-major f32), s_t = weight · alpha/rank (resolved by the caller)
+//   A_t: [rank_t, K], B_t: [N, rank_t] (row-major; f32, or f16 / bf16 when termTypes says so: the
+//   values widen to f32 exactly, so a 16-bit adapter gives the same bits as its f32 copy at half
+//   the bytes), s_t = weight · alpha/rank (resolved by the caller)
 //
 // Two ways to compute it, chosen per run of rows (setLoraPath):
 //  * gathered (decode: each row its own adapter): phase 1 shrinks u_t = A_t · x[r_t] per term,
@@ -39,10 +41,17 @@ std::atomic<int> g_loraPath{kAuto};
 struct Term {
   int32_t row;
   float scale;
-  const float* a;
-  const float* b;
+  const void* a;  // f32, or uint16 of `type`
+  const void* b;
   size_t rank;
+  int type;  // T_F32, T_F16 or T_BF16 (A and B alike)
 };
+
+float widen(const void* p, size_t i, int type) {
+  if (type == T_F32) return ((const float*)p)[i];
+  const uint16_t h = ((const uint16_t*)p)[i];
+  return type == T_BF16 ? bf16_to_f32(h) : fp16_to_f32(h);
+}
 
 // A row's terms: order[begin .. end).
 struct Group {
@@ -59,6 +68,7 @@ struct Segment {
 struct SegTerm {
   const Term* t;
   size_t u, bp;  // offsets of U ([rows, rank]) and of B's panels
+  const float* a;  // A in f32 (the term's own, or widened once per call)
 };
 
 // A task: rows [r0, r0 + block) of segment `seg` (and, for a shrink, its term `term`).
@@ -68,8 +78,9 @@ struct SegBlock {
 
 // Packs B's columns [n0, n1) (n0 a multiple of 8) into panels at bp.
 struct Pack {
-  const float* b;
+  const void* b;
   size_t rank, bp, n0, n1;
+  int type;
 };
 
 size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
@@ -102,9 +113,15 @@ Napi::Value LoraApply(const Napi::CallbackInfo& info) {
   auto rows = typed<const int32_t>(info, 5, "termRows", napi_int32_array);
   auto scales = typed<const float>(info, 6, "termScales", napi_float32_array);
   if (info.Length() < 9 || !info[7].IsArray() || !info[8].IsArray())
-    throw_type(env, "loraApply(y, x, M, K, N, termRows, termScales, As: Float32Array[], Bs: Float32Array[])");
+    throw_type(env, "loraApply(y, x, M, K, N, termRows, termScales, As: (Float32Array | Uint16Array)[], Bs: (Float32Array | Uint16Array)[], termTypes?: Int32Array)");
   const Napi::Array as = info[7].As<Napi::Array>(), bs = info[8].As<Napi::Array>();
   const size_t T = rows.length;
+  const bool typed16 = info.Length() > 9 && !info[9].IsUndefined();
+  View<const int32_t> types{};
+  if (typed16) {
+    types = typed<const int32_t>(info, 9, "termTypes", napi_int32_array);
+    expect_len(env, types, T, "termTypes", "termRows.length");
+  }
   expect_len(env, y, (uint64_t)M * N, "y", "M * N");
   expect_len(env, x, (uint64_t)M * K, "x", "M * K");
   expect_len(env, scales, T, "termScales", "termRows.length");
@@ -117,22 +134,31 @@ Napi::Value LoraApply(const Napi::CallbackInfo& info) {
     const int32_t r = rows.data[t];
     if (r < 0 || (size_t)r >= M) throw_range(env, "termRows[" + std::to_string(t) + "] = " + std::to_string(r) + " is outside 0.." + std::to_string(M));
     const Napi::Value av = as.Get((uint32_t)t), bv = bs.Get((uint32_t)t);
-    if (t > 0 && av.StrictEquals(prevA) && bv.StrictEquals(prevB)) {
-      terms[t] = Term{r, scales.data[t], terms[t - 1].a, terms[t - 1].b, terms[t - 1].rank};
+    const int type = typed16 ? types.data[t] : T_F32;
+    const auto name = [t](const char* m) { return std::string(m) + "[" + std::to_string(t) + "]"; };
+    if (type != T_F32 && type != T_F16 && type != T_BF16)
+      throw_range(env, name("termTypes") + " = " + std::to_string(type) + " is not F32 (0), F16 (1) or BF16 (30)");
+    if (t > 0 && av.StrictEquals(prevA) && bv.StrictEquals(prevB) && type == terms[t - 1].type) {
+      terms[t] = Term{r, scales.data[t], terms[t - 1].a, terms[t - 1].b, terms[t - 1].rank, type};
       continue;
     }
-    const auto name = [t](const char* m) { return std::string(m) + "[" + std::to_string(t) + "]"; };
-    if (!av.IsTypedArray() || av.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) throw_type(env, name("As") + " must be a Float32Array");
-    if (!bv.IsTypedArray() || bv.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) throw_type(env, name("Bs") + " must be a Float32Array");
-    Napi::Float32Array a = av.As<Napi::Float32Array>(), b = bv.As<Napi::Float32Array>();
+    const napi_typedarray_type want = type == T_F32 ? napi_float32_array : napi_uint16_array;
+    const char* wantName = type == T_F32 ? " must be a Float32Array" : " must be a Uint16Array (termTypes says 16-bit)";
+    if (!av.IsTypedArray() || av.As<Napi::TypedArray>().TypedArrayType() != want) throw_type(env, name("As") + wantName);
+    if (!bv.IsTypedArray() || bv.As<Napi::TypedArray>().TypedArrayType() != want) throw_type(env, name("Bs") + wantName);
+    const Napi::TypedArray a = av.As<Napi::TypedArray>(), b = bv.As<Napi::TypedArray>();
     const size_t alen = a.ElementLength();
     if (alen == 0 || alen % K != 0) throw_range(env, name("As") + " length must be rank * K (K = " + std::to_string(K) + ")");
     const size_t rank = alen / K;
     if (rank > kMaxLoraRank) throw_range(env, name("As") + " has rank " + std::to_string(rank) + " > " + std::to_string(kMaxLoraRank));
     if (b.ElementLength() != N * rank) throw_range(env, name("Bs") + " length must be N * rank = " + std::to_string(N * rank));
-    const auto inside = [](const float* p, size_t n, const float* q, size_t m) { return p < q + m && q < p + n; };
-    if (inside(a.Data(), alen, y.data, y.length) || inside(b.Data(), N * rank, y.data, y.length)) throw_range(env, "y must not overlap the adapter matrices");
-    terms[t] = Term{r, scales.data[t], a.Data(), b.Data(), rank};
+    const uint8_t* ap = (const uint8_t*)a.ArrayBuffer().Data() + a.ByteOffset();
+    const uint8_t* bp = (const uint8_t*)b.ArrayBuffer().Data() + b.ByteOffset();
+    const uint8_t* yp = (const uint8_t*)y.data;
+    const size_t ybytes = y.length * sizeof(float);
+    const auto inside = [](const uint8_t* p, size_t n, const uint8_t* q, size_t m) { return p < q + m && q < p + n; };
+    if (inside(ap, a.ByteLength(), yp, ybytes) || inside(bp, b.ByteLength(), yp, ybytes)) throw_range(env, "y must not overlap the adapter matrices");
+    terms[t] = Term{r, scales.data[t], ap, bp, rank, type};
     prevA = av;
     prevB = bv;
   }
@@ -155,7 +181,7 @@ Napi::Value LoraApply(const Napi::CallbackInfo& info) {
     if (q.end - q.begin != p.end - p.begin) return false;
     for (size_t i = 0; i < p.end - p.begin; i++) {
       const Term &s = terms[order[p.begin + i]], &t = terms[order[q.begin + i]];
-      if (s.a != t.a || s.b != t.b || s.rank != t.rank || f32_bits(s.scale) != f32_bits(t.scale)) return false;
+      if (s.a != t.a || s.b != t.b || s.rank != t.rank || s.type != t.type || f32_bits(s.scale) != f32_bits(t.scale)) return false;
     }
     return true;
   };
@@ -168,7 +194,7 @@ Napi::Value LoraApply(const Napi::CallbackInfo& info) {
       while (e < groups.size() && groups[e].row == groups[e - 1].row + 1 && same_list(groups[g], groups[e])) e++;
     if (path == kSegmented || (path == kAuto && e - g >= kMinSegmentRows)) {
       segments.push_back({g, e - g, segTerms.size(), groups[g].end - groups[g].begin});
-      for (size_t i = groups[g].begin; i < groups[g].end; i++) segTerms.push_back({&terms[order[i]], 0, 0});
+      for (size_t i = groups[g].begin; i < groups[g].end; i++) segTerms.push_back({&terms[order[i]], 0, 0, nullptr});
     } else {
       for (size_t i = g; i < e; i++) gathered.push_back(i);
     }
@@ -180,7 +206,9 @@ Napi::Value LoraApply(const Napi::CallbackInfo& info) {
   size_t uTotal = 0;
   for (size_t g : gathered)
     for (size_t i = groups[g].begin; i < groups[g].end; i++) uOffset[order[i]] = uTotal, uTotal += terms[order[i]].rank;
-  std::map<std::pair<const float*, size_t>, size_t> bpOf;
+  std::map<std::pair<const void*, size_t>, size_t> bpOf;
+  std::map<const void*, size_t> a32Of;  // 16-bit A of segment terms → offset of its f32 copy
+  size_t a32Total = 0;
   std::vector<Pack> packs;
   const size_t N8 = ceil_div(N, 8) * 8;
   size_t bpTotal = 0;
@@ -193,19 +221,38 @@ Napi::Value LoraApply(const Napi::CallbackInfo& info) {
       auto it = bpOf.find(key);
       if (it == bpOf.end()) {
         it = bpOf.emplace(key, bpTotal).first;
-        for (size_t n0 = 0; n0 < N; n0 += kColumnChunk) packs.push_back({st.t->b, st.t->rank, bpTotal, n0, std::min(N, n0 + kColumnChunk)});
+        for (size_t n0 = 0; n0 < N; n0 += kColumnChunk)
+          packs.push_back({st.t->b, st.t->rank, bpTotal, n0, std::min(N, n0 + kColumnChunk), st.t->type});
         bpTotal += N8 * st.t->rank;
       }
       st.bp = it->second;
+      if (st.t->type != T_F32 && a32Of.emplace(st.t->a, a32Total).second) a32Total += st.t->rank * K;
     }
   }
-  static thread_local std::vector<float> u, bp;
+  static thread_local std::vector<float> u, bp, a32;
   u.resize(uTotal);
   bp.resize(bpTotal);
+  a32.resize(a32Total);
+  // Raw pointers for the tasks: u, bp and a32 are this thread's; a pool worker's would be empty.
   float* ud = u.data();
   float* bpd = bp.data();
+  float* a32d = a32.data();
   const float* xd = x.data;
   float* yd = y.data;
+
+  // Phase 0: 16-bit A matrices of segments widened once (a segment's rows all reuse them).
+  if (a32Total) {
+    std::vector<const Term*> widenA;  // one term per distinct A, in a32Of's offsets
+    std::map<const void*, bool> seen;
+    for (const SegTerm& st : segTerms)
+      if (st.t->type != T_F32 && seen.emplace(st.t->a, true).second) widenA.push_back(st.t);
+    parallel_for(widenA.size(), [&](size_t i) {
+      const Term* t = widenA[i];
+      float* dst = a32d + a32Of.find(t->a)->second;
+      for (size_t k = 0; k < t->rank * K; k++) dst[k] = widen(t->a, k, t->type);
+    });
+  }
+  for (SegTerm& st : segTerms) st.a = st.t->type == T_F32 ? (const float*)st.t->a : a32d + a32Of.find(st.t->a)->second;
 
   // Phase 1: shrinks (gathered terms, then segment row blocks) and B packing.
   std::vector<size_t> gatheredTerms;
@@ -218,7 +265,10 @@ Napi::Value LoraApply(const Napi::CallbackInfo& info) {
   parallel_for(gatheredTerms.size() + segShrink.size() + packs.size(), [&](size_t i) {
     if (i < gatheredTerms.size()) {
       const Term& m = terms[gatheredTerms[i]];
-      kt->dot_rows_f32(ud + uOffset[gatheredTerms[i]], m.a, xd + (size_t)m.row * K, K, m.rank);
+      float* out = ud + uOffset[gatheredTerms[i]];
+      const float* xr = xd + (size_t)m.row * K;
+      if (m.type == T_F32) kt->dot_rows_f32(out, (const float*)m.a, xr, K, m.rank);
+      else kt->dot_rows_h(out, (const uint16_t*)m.a, xr, K, m.rank, m.type);
       return;
     }
     i -= gatheredTerms.size();
@@ -227,13 +277,13 @@ Napi::Value LoraApply(const Napi::CallbackInfo& info) {
       const Segment& sg = segments[segShrink[i].seg];
       const size_t r0 = segShrink[i].r0, rows = std::min(kShrinkRows, sg.rows - r0);
       const size_t row = (size_t)groups[sg.group].row + r0;
-      kt->lora_shrink_f32(ud + st.u + r0 * st.t->rank, xd + row * K, rows, st.t->a, st.t->rank, K);
+      kt->lora_shrink_f32(ud + st.u + r0 * st.t->rank, xd + row * K, rows, st.a, st.t->rank, K);
       return;
     }
     const Pack& pk = packs[i - segShrink.size()];
     float* out = bpd + pk.bp;
     for (size_t n = pk.n0; n < (pk.n1 == N ? N8 : pk.n1); n++)
-      for (size_t k = 0; k < pk.rank; k++) out[(n / 8) * 8 * pk.rank + 8 * k + n % 8] = n < N ? pk.b[n * pk.rank + k] : 0.0f;
+      for (size_t k = 0; k < pk.rank; k++) out[(n / 8) * 8 * pk.rank + 8 * k + n % 8] = n < N ? widen(pk.b, n * pk.rank + k, pk.type) : 0.0f;
   });
 
   // Phase 2: expands, tasks = (gathered rows | segment row blocks) × column chunks.
@@ -250,7 +300,9 @@ Napi::Value LoraApply(const Napi::CallbackInfo& info) {
       float delta[kColumnChunk];
       for (size_t i = g.begin; i < g.end; i++) {
         const Term& m = terms[order[i]];
-        kt->dot_rows_f32(delta, m.b + n0 * m.rank, ud + uOffset[order[i]], m.rank, n1 - n0);
+        const float* um = ud + uOffset[order[i]];
+        if (m.type == T_F32) kt->dot_rows_f32(delta, (const float*)m.b + n0 * m.rank, um, m.rank, n1 - n0);
+        else kt->dot_rows_h(delta, (const uint16_t*)m.b + n0 * m.rank, um, m.rank, n1 - n0, m.type);
         for (size_t n = n0; n < n1; n++) yr[n] = yr[n] + m.scale * delta[n - n0];
       }
       return;

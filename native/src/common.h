@@ -207,6 +207,9 @@ struct KernelTable {
   // zero-padded to 8 columns.
   void (*lora_expand_f32)(float* y, size_t ldy, const float* u, size_t rows, size_t rank, const float* bp,
                           size_t cols, float s);
+  // dot_rows_f32 on 16-bit rows (type T_F16 or T_BF16): each element widened to f32 exactly, then
+  // the same arithmetic, so the result equals dot_rows_f32 on the widened rows bit for bit.
+  void (*dot_rows_h)(float* out, const uint16_t* rows, const float* v, size_t n, size_t count, int type);
 };
 
 // Implemented in kernels_ref.cc / kernels_avx2.cc / kernels_avx512.cc (the AVX2 table with

@@ -212,44 +212,73 @@ static inline __m256 hsum8x8(const __m256 a[8]) {
   return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
 }
 
-// Eight (then four) rows per pass share each load of v; per row the lanes, FMAs and final hsum8
-// are exactly dot_f32_avx2's.
-void dot_rows_f32_avx2(float* out, const float* rows, const float* v, size_t n, size_t count) {
-  const size_t n8 = n & ~(size_t)7;
+// Element loads of the dot-row kernels: f32 as is, f16 / bf16 widened exactly.
+template <int T, class E>
+static inline __m256 load8(const E* p) {
+  if constexpr (T == T_F32) return _mm256_loadu_ps((const float*)p);
+  else {
+    const __m128i h = _mm_loadu_si128((const __m128i*)p);
+    if constexpr (T == T_F16) return _mm256_cvtph_ps(h);
+    else return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+}
+
+template <int T, class E>
+static inline float load1(const E* p) {
+  if constexpr (T == T_F32) return *(const float*)p;
+  else if constexpr (T == T_F16) return _cvtsh_ss(*(const uint16_t*)p);
+  else return bf16_to_f32(*(const uint16_t*)p);
+}
+
+// Software prefetch distances, in elements. Long rows (the LoRA shrink, rows of K) are read as
+// eight interleaved streams that each start cold for the hardware prefetcher: each row's line
+// kRowAhead on is requested once per line. Short rows (the expand, rows of rank) make one
+// contiguous region: its lines kRegionAhead on are requested as each 8-row block starts.
+constexpr size_t kRowAhead = 256, kRegionAhead = 2048;
+
+// out[i] = dot_f32(rows + i·n, v, n) for i < count. Eight rows per pass share each load of v;
+// per row the lanes, FMAs and final hsum8 are exactly dot_f32_avx2's, so every result is the same
+// whichever pass computes it.
+template <int T, class E>
+static void dot_rows_t(float* out, const E* rows, const float* v, size_t n, size_t count) {
+  const size_t n8 = n & ~(size_t)7, total = n * count;
+  constexpr size_t kLine = 64 / sizeof(E);
   size_t i = 0;
   if (n8 == n) {
     for (; i + 8 <= count; i += 8) {
-      const float* r = rows + i * n;
+      const E* r = rows + i * n;
+      if (n < 64)
+        for (size_t e = i * n + kRegionAhead; e < (i + 8) * n + kRegionAhead && e < total; e += kLine)
+          _mm_prefetch((const char*)(rows + e), _MM_HINT_T0);
       __m256 a[8];
       for (int k = 0; k < 8; k++) a[k] = _mm256_setzero_ps();
       for (size_t j = 0; j < n; j += 8) {
+        if (j % kLine == 0 && j + kRowAhead < n)
+          for (int k = 0; k < 8; k++) _mm_prefetch((const char*)(r + k * n + j + kRowAhead), _MM_HINT_T0);
         const __m256 vv = _mm256_loadu_ps(v + j);
-        for (int k = 0; k < 8; k++) a[k] = _mm256_fmadd_ps(_mm256_loadu_ps(r + k * n + j), vv, a[k]);
+        for (int k = 0; k < 8; k++) a[k] = _mm256_fmadd_ps(load8<T>(r + k * n + j), vv, a[k]);
       }
       _mm256_storeu_ps(out + i, hsum8x8(a));
     }
   }
-  for (; i + 4 <= count; i += 4) {
-    const float* r0 = rows + i * n;
-    const float *r1 = r0 + n, *r2 = r1 + n, *r3 = r2 + n;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (size_t j = 0; j < n8; j += 8) {
-      const __m256 vv = _mm256_loadu_ps(v + j);
-      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(r0 + j), vv, a0);
-      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(r1 + j), vv, a1);
-      a2 = _mm256_fmadd_ps(_mm256_loadu_ps(r2 + j), vv, a2);
-      a3 = _mm256_fmadd_ps(_mm256_loadu_ps(r3 + j), vv, a3);
-    }
-    const float* rs[4] = {r0, r1, r2, r3};
-    const __m256 as[4] = {a0, a1, a2, a3};
-    for (int k = 0; k < 4; k++) {
-      alignas(32) float l[8];
-      _mm256_store_ps(l, as[k]);
-      for (size_t j = n8; j < n; j++) l[j % 8] = std::fma(rs[k][j], v[j], l[j % 8]);
-      out[i + k] = hsum8(l);
-    }
+  for (; i < count; i++) {
+    const E* r = rows + i * n;
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t j = 0; j < n8; j += 8) acc = _mm256_fmadd_ps(load8<T>(r + j), _mm256_loadu_ps(v + j), acc);
+    alignas(32) float l[8];
+    _mm256_store_ps(l, acc);
+    for (size_t j = n8; j < n; j++) l[j % 8] = std::fma(load1<T>(r + j), v[j], l[j % 8]);
+    out[i] = hsum8(l);
   }
-  for (; i < count; i++) out[i] = dot_f32_avx2(rows + i * n, v, n);
+}
+
+void dot_rows_f32_avx2(float* out, const float* rows, const float* v, size_t n, size_t count) {
+  dot_rows_t<T_F32>(out, rows, v, n, count);
+}
+
+void dot_rows_h_avx2(float* out, const uint16_t* rows, const float* v, size_t n, size_t count, int type) {
+  if (type == T_BF16) dot_rows_t<T_BF16>(out, rows, v, n, count);
+  else dot_rows_t<T_F16>(out, rows, v, n, count);
 }
 
 }  // namespace avx2

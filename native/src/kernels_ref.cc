@@ -390,6 +390,17 @@ static void dot_rows_f32_ref(float* out, const float* rows, const float* v, size
   for (size_t i = 0; i < count; i++) out[i] = dot_f32_ref(rows + i * n, v, n);
 }
 
+static void dot_rows_h_ref(float* out, const uint16_t* rows, const float* v, size_t n, size_t count, int type) {
+  for (size_t i = 0; i < count; i++) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (size_t k = 0; k < n; k++) {
+      const uint16_t h = rows[i * n + k];
+      acc[k % 8] = std::fma(type == T_BF16 ? bf16_to_f32(h) : fp16_to_f32(h), v[k], acc[k % 8]);
+    }
+    out[i] = hsum8(acc);
+  }
+}
+
 static void lora_shrink_ref(float* u, const float* x, size_t rows, const float* a, size_t rank, size_t K) {
   for (size_t i = 0; i < rows; i++)
     for (size_t j = 0; j < rank; j++) u[i * rank + j] = dot_f32_ref(a + j * K, x + i * K, K);
@@ -409,6 +420,7 @@ static void lora_expand_ref(float* y, size_t ldy, const float* u, size_t rows, s
 
 const KernelTable kRefKernels = {"reference",      matmul_range_ref, attn_task_ref,  rms_norm_row_ref,
                                  quantize_row_q8_0_split, round_row_f16, round_row_bf16, read_sum_u64,
-                                 to_f16_ref, dot_f32_ref, dot_rows_f32_ref, lora_shrink_ref, lora_expand_ref};
+                                 to_f16_ref, dot_f32_ref, dot_rows_f32_ref, lora_shrink_ref, lora_expand_ref,
+                                 dot_rows_h_ref};
 
 }  // namespace ol

@@ -35,6 +35,7 @@
 import { oerr } from "../errors.js";
 import { mulberry32 } from "../synth/random.js";
 import { truncatedSvdOfProduct } from "./merge-linalg.js";
+import { pairF32 } from "./pair-storage.js";
 import { LORA_MODULES, type LoraAdapterWeights, type LoraModule, type LoraPair } from "./types.js";
 
 export const MERGE_METHODS = ["cat", "linear", "svd", "ties", "dare_linear", "dare_ties", "magnitude_prune"] as const;
@@ -91,7 +92,8 @@ export function mergeAdapters(inputs: readonly MergeInput[], method: MergeMethod
       const present: Array<{ pair: LoraPair; c: number; k: number }> = [];
       inputs.forEach((x, k) => {
         const pair = x.adapter.layers[l]![m];
-        if (pair) present.push({ pair, c: x.weight * pair.scale, k });
+        // Merging computes on values: 16-bit pairs are widened first.
+        if (pair) present.push({ pair: { ...pair, ...pairF32(pair), dtype: "f32" }, c: x.weight * pair.scale, k });
       });
       if (present.length === 0) continue;
       const { inDim, outDim } = present[0]!.pair;
@@ -123,7 +125,7 @@ function mergeModule(present: Array<{ pair: LoraPair; c: number; k: number }>, m
       for (let o = 0; o < outDim; o++) b.set(pair.b.subarray(o * pair.rank, (o + 1) * pair.rank), o * rank + off);
       off += pair.rank;
     }
-    return { rank, inDim, outDim, a, b, scale: 1 };
+    return { rank, inDim, outDim, a, b, dtype: "f32", scale: 1 };
   }
   if (method === "svd") {
     const R = present.reduce((s, p) => s + p.pair.rank, 0);
@@ -138,7 +140,7 @@ function mergeModule(present: Array<{ pair: LoraPair; c: number; k: number }>, m
     const want = params.targetRank ?? Math.max(...present.map((p) => p.pair.rank));
     const rank = Math.min(want, R, inDim, outDim);
     const r = truncatedSvdOfProduct(bc, ac, outDim, inDim, R, rank);
-    return { rank, inDim, outDim, a: Float32Array.from(r.a), b: Float32Array.from(r.b), scale: 1 };
+    return { rank, inDim, outDim, a: Float32Array.from(r.a), b: Float32Array.from(r.b), dtype: "f32", scale: 1 };
   }
   // The A/B families: each of A and B merged element-wise with weights λ_k = √|c_k|.
   const rank = present[0]!.pair.rank;
@@ -154,7 +156,7 @@ function mergeModule(present: Array<{ pair: LoraPair; c: number; k: number }>, m
     });
     return mergeTensors(tasks, lambdas, method, params, (i, n) => dareMask(params.seed ?? 0, layer, module, present[i]!.k, which, n, params.density!));
   };
-  return { rank, inDim, outDim, a: merge("A"), b: merge("B"), scale: 1 };
+  return { rank, inDim, outDim, a: merge("A"), b: merge("B"), dtype: "f32", scale: 1 };
 }
 
 /** The generalized task arithmetic of one tensor stack (linear, ties, dare_*, magnitude_prune). */

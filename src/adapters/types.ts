@@ -10,14 +10,22 @@
 export type LoraModule = "q" | "k" | "v" | "o" | "gate" | "up" | "down";
 export const LORA_MODULES: readonly LoraModule[] = ["q", "k", "v", "o", "gate", "up", "down"];
 
+/**
+ * How a pair's matrices are held: f32, or the f16 / bf16 bits the file stored (kept 16-bit when
+ * both A and B came that way: the kernels widen them exactly, so the output bits are those of the
+ * f32 copy, at half the host memory and half the bytes read per step).
+ */
+export type LoraDtype = "f32" | "f16" | "bf16";
+
 export interface LoraPair {
   rank: number;
   inDim: number;
   outDim: number;
-  /** [rank, inDim] */
-  a: Float32Array;
-  /** [outDim, rank] */
-  b: Float32Array;
+  /** [rank, inDim]: Float32Array for "f32", Uint16Array of f16 / bf16 bits otherwise */
+  a: Float32Array | Uint16Array;
+  /** [outDim, rank], like a */
+  b: Float32Array | Uint16Array;
+  dtype: LoraDtype;
   scale: number;
 }
 

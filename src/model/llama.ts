@@ -16,6 +16,7 @@
 import { oerr } from "../errors.js";
 import { native } from "../native/index.js";
 import type { LoraAdapterWeights, LoraModule } from "../adapters/types.js";
+import { ggmlTypeOf } from "../adapters/pair-storage.js";
 import type { PagedKvCache } from "../engine/kv-cache.js";
 import { type ModelConfig, ropeInvFreq } from "./config.js";
 import type { Linear, ModelWeights } from "./weights.js";
@@ -240,8 +241,9 @@ class BatchLora {
   apply(layer: number, module: LoraModule, y: Float32Array, x: Float32Array): void {
     const rows: number[] = [];
     const scales: number[] = [];
-    const as: Float32Array[] = [];
-    const bs: Float32Array[] = [];
+    const as: (Float32Array | Uint16Array)[] = [];
+    const bs: (Float32Array | Uint16Array)[] = [];
+    const types: number[] = [];
     let inDim = 0;
     let outDim = 0;
     for (const t of this.terms) {
@@ -251,10 +253,11 @@ class BatchLora {
       scales.push(t.weight * pair.scale);
       as.push(pair.a);
       bs.push(pair.b);
+      types.push(ggmlTypeOf(pair.dtype));
       inDim = pair.inDim;
       outDim = pair.outDim;
     }
     if (rows.length === 0) return;
-    native.loraApply(y, x, this.rows, inDim, outDim, Int32Array.from(rows), Float32Array.from(scales), as, bs);
+    native.loraApply(y, x, this.rows, inDim, outDim, Int32Array.from(rows), Float32Array.from(scales), as, bs, Int32Array.from(types));
   }
 }

@@ -8,6 +8,8 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { generate, generateBatch, type GenerateRequest } from "../../src/engine/generate.js";
 import { type LoadedModel, loadModel } from "../../src/model/load.js";
 import { native } from "../../src/native/index.js";
+import { convertAdapter } from "../../src/adapters/pair-storage.js";
+import type { LoraAdapterWeights } from "../../src/adapters/types.js";
 import { writeGgufModel } from "../../src/synth/synthesize.js";
 import { randomAdapter } from "../helpers/random-adapter.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -77,6 +79,34 @@ describe("LoRA in the forward pass", () => {
     for (const threads of [1, 2]) for (const path of ["auto", "segmented", "gathered"] as const) expect(run(path, threads)).toBe(want);
   });
 
+  it("f16 and bf16 adapters held as 16 bits give the bits of their f32 copies, mixed with f32 adapters in one batch", () => {
+    // The same values two ways: rounded to 16 bits and held as f32, and held as the 16 bits.
+    const as16 = (w: LoraAdapterWeights, dtype: "f16" | "bf16") => {
+      const half = convertAdapter(w, dtype);
+      return { half, f32: convertAdapter(half, "f32") };
+    };
+    const x = as16(randomAdapter(model.config, 16, 31, ["q", "k", "v", "o", "gate", "up", "down"]), "f16");
+    const y = as16(randomAdapter(model.config, 8, 32), "bf16");
+    const plain = randomAdapter(model.config, 4, 33);
+    const requests = (half: boolean): GenerateRequest[] => [
+      { prompt, maxTokens: 5, ignoreEos: true, adapters: [{ adapter: half ? x.half : x.f32, weight: 1 }] },
+      { prompt: "Another request.", maxTokens: 5, ignoreEos: true, adapters: [{ adapter: plain, weight: 1 }] },
+      { prompt: "A third one, composed.", maxTokens: 5, ignoreEos: true, adapters: [{ adapter: half ? y.half : y.f32, weight: 0.6 }, { adapter: plain, weight: 0.4 }] },
+    ];
+    for (const threads of [1, 2]) {
+      native.setThreads(threads);
+      const want = generateBatch(model, requests(false), { collectLogits: true });
+      const got = generateBatch(model, requests(true), { collectLogits: true });
+      for (let i = 0; i < 3; i++) expect(bits(got[i]!.logits!), `request ${i} threads ${threads}`).toBe(bits(want[i]!.logits!));
+    }
+    native.setThreads(2);
+    expect(x.half.layers[0]!.q!.a).toBeInstanceOf(Uint16Array);
+    expect(x.half.bytes * 2).toBe(x.f32.bytes);
+    // The 16-bit adapter really acts: its request differs from the base model's.
+    const base = generate(model, { ...requests(true)[0]!, adapters: [] }, { collectLogits: true });
+    expect(bits(base.logits!)).not.toBe(bits(generate(model, requests(true)[0]!, { collectLogits: true }).logits!));
+  });
+
   it("composes adapters as the sum of their updates (within float rounding)", () => {
     native.setThreads(2);
     const a = randomAdapter(model.config, 8, 7);
@@ -94,7 +124,7 @@ describe("LoRA in the forward pass", () => {
           for (let j = 0; j < 8; j++) B[n * 32 + j] = 0.7 * pa.scale * pa.b[n * 8 + j]!;
           for (let j = 0; j < 24; j++) B[n * 32 + 8 + j] = 0.3 * pb.scale * pb.b[n * 24 + j]!;
         }
-        return [m, { rank: 32, inDim: pa.inDim, outDim: pa.outDim, a: A, b: B, scale: 1 }];
+        return [m, { rank: 32, inDim: pa.inDim, outDim: pa.outDim, a: A, b: B, dtype: "f32", scale: 1 }];
       }))),
     };
     const single = generate(model, { prompt, maxTokens: 1, adapters: [{ adapter: cat, weight: 1 }] }, { collectLogits: true });

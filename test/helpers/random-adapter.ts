@@ -13,7 +13,7 @@ export function randomAdapter(c: ModelConfig, rank: number, seed: number, module
     modules.forEach((m, mi) => {
       const { inDim, outDim } = shape.modules[m];
       const s = seed * 7919 + l * 101 + mi * 13;
-      const pair: LoraPair = { rank, inDim, outDim, a: randomUniform(rank * inDim, s + 1, 1 / Math.sqrt(inDim)), b: randomUniform(outDim * rank, s + 2, 2 / Math.sqrt(rank)), scale: alpha / rank };
+      const pair: LoraPair = { rank, inDim, outDim, a: randomUniform(rank * inDim, s + 1, 1 / Math.sqrt(inDim)), b: randomUniform(outDim * rank, s + 2, 2 / Math.sqrt(rank)), dtype: "f32", scale: alpha / rank };
       bytes += (pair.a.byteLength + pair.b.byteLength);
       out[m] = pair;
     });

@@ -14,6 +14,7 @@ import type { BaseModelShape, LoraAdapter, LoraModule } from "../types.js";
 import { LORA_MODULES } from "../types.js";
 import { checkFinite, checkPairShape, checkScale, emptyLayers, finishWeights, validateAdapterId, type CheckContext } from "../validate.js";
 import { decodeF32, GGUF_MODULE, ggufArchitecture } from "./common.js";
+import { residentDtype, toResident } from "../pair-storage.js";
 
 const MODULE_BY_GGUF = new Map(LORA_MODULES.map((m) => [GGUF_MODULE[m], m] as const));
 const LORA_NAME = /^(.+)\.lora_(a|b)$/;
@@ -106,7 +107,8 @@ export function readGgufLora(path: string, id: string, base: BaseModelShape, opt
     checkFinite(ctx, layer, module, "A", av);
     const bv = decode(ctx, file, b);
     checkFinite(ctx, layer, module, "B", bv);
-    layers[layer]![module] = { rank, inDim, outDim, a: av, b: bv, scale };
+    const dtype = residentDtype(a.type, b.type);
+    layers[layer]![module] = { rank, inDim, outDim, a: toResident(av, dtype), b: toResident(bv, dtype), dtype, scale };
   }
 
   const { weights, targetModules } = finishWeights(ctx, layers);

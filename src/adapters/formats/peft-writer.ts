@@ -14,6 +14,7 @@ import { oerr } from "../../errors.js";
 import { type SafetensorsTensorSpec, writeSafetensors } from "../../formats/safetensors.js";
 import { type BaseModelShape, LORA_MODULES, type LoraAdapterWeights, type LoraModule } from "../types.js";
 import { PEFT_MODULE, patternValue, peftModulePath, qkPermuteHeads } from "./common.js";
+import { pairF32 } from "../pair-storage.js";
 import { toHfRotaryLayout } from "../../model/rotary-layout.js";
 
 export interface PeftWriteMeta {
@@ -67,7 +68,8 @@ export function writePeftAdapterFolder(dir: string, adapter: LoraAdapterWeights,
       if (p.inDim !== want.inDim || p.outDim !== want.outDim || p.a.length !== p.rank * p.inDim || p.b.length !== p.outDim * p.rank) {
         throw oerr("INVALID_ARGUMENT", `layer ${l} ${m}: A [${p.rank}, ${p.inDim}] / B [${p.outDim}, ${p.rank}] do not fit the base module [${want.outDim}, ${want.inDim}]`);
       }
-      let b = p.b;
+      const values = pairF32(p);
+      let b = values.b;
       let alpha = alphaFor(p.scale, p.rank);
       if (alpha === undefined) {
         // No alpha reproduces the scale exactly: fold it into B (exact up to f32 rounding).
@@ -77,7 +79,7 @@ export function writePeftAdapterFolder(dir: string, adapter: LoraAdapterWeights,
       const heads = qkPermuteHeads(m, base);
       if (heads) b = unpermuteQkRows(b, p.outDim, p.rank, heads);
       const path = peftModulePath(l, m);
-      const a = p.a;
+      const a = values.a;
       const bb = b;
       specs.push({ name: `base_model.model.${path}.lora_A.weight`, dtype: "F32", shape: [p.rank, p.inDim], data: () => new Uint8Array(a.buffer, a.byteOffset, a.byteLength) });
       specs.push({ name: `base_model.model.${path}.lora_B.weight`, dtype: "F32", shape: [p.outDim, p.rank], data: () => new Uint8Array(bb.buffer, bb.byteOffset, bb.byteLength) });

@@ -17,6 +17,7 @@ import type { BaseModelShape, LoraAdapter, LoraModule, LoraPair } from "../types
 import { LORA_MODULES } from "../types.js";
 import { checkFinite, checkPairShape, checkScale, emptyLayers, finishWeights, validateAdapterId, type CheckContext } from "../validate.js";
 import { decodeF32, PEFT_MODULE, patternValue, peftModulePath, permuteQkRows, qkPermuteHeads } from "./common.js";
+import { residentDtype, toResident } from "../pair-storage.js";
 
 export interface PeftConfig {
   r: number;
@@ -213,7 +214,8 @@ export function readPeftAdapter(dir: string, id: string, base: BaseModelShape, o
     checkFinite(ctx, layer, module, "B", bv);
     const heads = qkPermuteHeads(module, base);
     if (heads) bv = permuteQkRows(bv, outDim, rank, heads);
-    const pair: LoraPair = { rank, inDim, outDim, a: av, b: bv, scale: s.scale };
+    const dtype = residentDtype(DTYPE[a.dtype]!, DTYPE[b.dtype]!);
+    const pair: LoraPair = { rank, inDim, outDim, a: toResident(av, dtype), b: toResident(bv, dtype), dtype, scale: s.scale };
     layers[layer]![module] = pair;
   }
 

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { readGgufLora } from "../../../src/adapters/formats/gguf-lora.js";
 import { readPeftAdapter } from "../../../src/adapters/formats/peft.js";
 import type { LoraModule } from "../../../src/adapters/types.js";
+import { pairF32 } from "../../../src/adapters/pair-storage.js";
 import { GGML_TYPE } from "../../../src/formats/ggml-types.js";
 import { permuteRotaryRows } from "../../../src/model/weights.js";
 import { synthLoraPairs, writeGgufLora, writePeftAdapter } from "../../../src/synth/adapters.js";
@@ -50,11 +51,19 @@ describe.each(["tiny-llama3", "tiny-qwen3"])("PEFT and GGUF forms of one adapter
     const g16 = readGgufLora(writeGgufLora(join(dir, `${preset}-f16.gguf`), preset, { ...opts, type: "f16" }), "g16", base, { maxRank: 64 });
     const p32 = readPeftAdapter(join(dir, `${preset}-f32`), "p32", base, { maxRank: 64 });
     const [a, b, c] = [pairsOf(p16), pairsOf(g16), pairsOf(p32)];
+    // 16-bit files stay 16-bit in memory (half the bytes), f32 files stay f32.
+    expect(p16.weights.bytes * 2).toBe(p32.weights.bytes);
     for (let i = 0; i < a.length; i++) {
+      for (const [pair, dtype] of [[a[i]![2], "f16"], [b[i]![2], "f16"], [c[i]![2], "f32"]] as const) {
+        expect(pair.dtype).toBe(dtype);
+        expect(pair.a).toBeInstanceOf(dtype === "f16" ? Uint16Array : Float32Array);
+        expect(pair.b).toBeInstanceOf(dtype === "f16" ? Uint16Array : Float32Array);
+      }
       expect(Buffer.from(b[i]![2].a.buffer).equals(Buffer.from(a[i]![2].a.buffer))).toBe(true);
       expect(Buffer.from(b[i]![2].b.buffer).equals(Buffer.from(a[i]![2].b.buffer))).toBe(true);
+      const wide = pairF32(a[i]![2]);
       for (const key of ["a", "b"] as const) {
-        const x = a[i]![2][key];
+        const x = wide[key];
         const y = c[i]![2][key];
         for (let j = 0; j < x.length; j++) expect(Math.abs(x[j]! - y[j]!)).toBeLessThanOrEqual(Math.abs(y[j]!) * 2 ** -11 + 2 ** -24);
       }

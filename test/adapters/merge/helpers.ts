@@ -16,7 +16,7 @@ export function smallAdapter(seed: number, rank: number, modules: LoraModule[], 
     for (const m of modules) {
       const { inDim, outDim } = DIMS[m];
       const s = seed * 1009 + l * 31 + LORA_MODULES.indexOf(m);
-      const pair: LoraPair = { rank, inDim, outDim, a: randomUniform(rank * inDim, s * 2 + 1, 0.3), b: randomUniform(outDim * rank, s * 2 + 2, 0.2), scale };
+      const pair: LoraPair = { rank, inDim, outDim, a: randomUniform(rank * inDim, s * 2 + 1, 0.3), b: randomUniform(outDim * rank, s * 2 + 2, 0.2), dtype: "f32", scale };
       bytes += pair.a.byteLength + pair.b.byteLength;
       out[m] = pair;
     }

@@ -49,8 +49,9 @@ function refMatrix(inputs: Input[], layer: number, m: LoraModule, which: "A" | "
   return out;
 }
 
-function bitsEqual(a: Float32Array, b: Float32Array): boolean {
-  return a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+function bitsEqual(a: Float32Array | Uint16Array, b: Float32Array | Uint16Array): boolean {
+  // Merged pairs are f32: a 16-bit result would itself be a failure.
+  return a instanceof Float32Array && b instanceof Float32Array && a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 }
 
 function code(fn: () => unknown): string | undefined {
