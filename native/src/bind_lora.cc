@@ -19,6 +19,7 @@
 #include <atomic>
 #include <map>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -206,8 +207,12 @@ Napi::Value LoraApply(const Napi::CallbackInfo& info) {
   size_t uTotal = 0;
   for (size_t g : gathered)
     for (size_t i = groups[g].begin; i < groups[g].end; i++) uOffset[order[i]] = uTotal, uTotal += terms[order[i]].rank;
-  std::map<std::pair<const void*, size_t>, size_t> bpOf;
-  std::map<const void*, size_t> a32Of;  // 16-bit A of segment terms → offset of its f32 copy
+  std::map<std::tuple<const void*, size_t, int>, size_t> bpOf;
+  // 16-bit A of segment terms → offset of its f32 copy; keyed like B's panels by what defines the
+  // copy (a view of the same memory with another rank or type is another matrix).
+  using AKey = std::tuple<const void*, size_t, int>;
+  std::map<AKey, size_t> a32Of;
+  const auto akey = [](const Term* t) { return AKey{t->a, t->rank, t->type}; };
   size_t a32Total = 0;
   std::vector<Pack> packs;
   const size_t N8 = ceil_div(N, 8) * 8;
@@ -217,7 +222,7 @@ Napi::Value LoraApply(const Napi::CallbackInfo& info) {
       SegTerm& st = segTerms[p];
       st.u = uTotal;
       uTotal += sg.rows * st.t->rank;
-      const auto key = std::make_pair(st.t->b, st.t->rank);
+      const auto key = std::make_tuple(st.t->b, st.t->rank, st.t->type);
       auto it = bpOf.find(key);
       if (it == bpOf.end()) {
         it = bpOf.emplace(key, bpTotal).first;
@@ -226,7 +231,7 @@ Napi::Value LoraApply(const Napi::CallbackInfo& info) {
         bpTotal += N8 * st.t->rank;
       }
       st.bp = it->second;
-      if (st.t->type != T_F32 && a32Of.emplace(st.t->a, a32Total).second) a32Total += st.t->rank * K;
+      if (st.t->type != T_F32 && a32Of.emplace(akey(st.t), a32Total).second) a32Total += st.t->rank * K;
     }
   }
   static thread_local std::vector<float> u, bp, a32;
@@ -242,17 +247,18 @@ Napi::Value LoraApply(const Napi::CallbackInfo& info) {
 
   // Phase 0: 16-bit A matrices of segments widened once (a segment's rows all reuse them).
   if (a32Total) {
-    std::vector<const Term*> widenA;  // one term per distinct A, in a32Of's offsets
-    std::map<const void*, bool> seen;
+    std::vector<std::pair<const Term*, size_t>> widenA;  // one term per copy, with its offset
     for (const SegTerm& st : segTerms)
-      if (st.t->type != T_F32 && seen.emplace(st.t->a, true).second) widenA.push_back(st.t);
+      if (st.t->type != T_F32) widenA.push_back({st.t, a32Of.find(akey(st.t))->second});
+    std::sort(widenA.begin(), widenA.end(), [](const auto& p, const auto& q) { return p.second < q.second; });
+    widenA.erase(std::unique(widenA.begin(), widenA.end(), [](const auto& p, const auto& q) { return p.second == q.second; }), widenA.end());
     parallel_for(widenA.size(), [&](size_t i) {
-      const Term* t = widenA[i];
-      float* dst = a32d + a32Of.find(t->a)->second;
+      const Term* t = widenA[i].first;
+      float* dst = a32d + widenA[i].second;
       for (size_t k = 0; k < t->rank * K; k++) dst[k] = widen(t->a, k, t->type);
     });
   }
-  for (SegTerm& st : segTerms) st.a = st.t->type == T_F32 ? (const float*)st.t->a : a32d + a32Of.find(st.t->a)->second;
+  for (SegTerm& st : segTerms) st.a = st.t->type == T_F32 ? (const float*)st.t->a : a32d + a32Of.find(akey(st.t))->second;
 
   // Phase 1: shrinks (gathered terms, then segment row blocks) and B packing.
   std::vector<size_t> gatheredTerms;

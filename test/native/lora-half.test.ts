@@ -76,6 +76,34 @@ describe("loraApply with f16 / bf16 matrices", () => {
     }
   }
 
+  it("views of one buffer with different ranks or types are different matrices (segmented path)", () => {
+    const K = 32, N = 24, M = 16;
+    const a = half(8 * K, 51, 0.2, F16), b = half(N * 8, 52, 0.5, F16);
+    // Terms 1 and 2 start at the same address as term 0 but are rank 4 / read as bf16.
+    const aBits = [a.bits.subarray(0, 2 * K), a.bits.subarray(0, 4 * K), a.bits.subarray(0, 2 * K)];
+    const bBits = [new Uint16Array(b.bits.buffer, 0, N * 2), new Uint16Array(b.bits.buffer, 0, N * 4), new Uint16Array(b.bits.buffer, 0, N * 2)];
+    const types = [F16, F16, BF16];
+    const widen = (m: Uint16Array, t: number) => Float32Array.from(m, (h) => (t === F16 ? f16ToF32(h) : bf16ToF32(h)));
+    const rowsOf = (t: number) => [0, 1, 2, 3, 4].map((i) => 5 * t + i).filter((r) => r < M);
+    const rows = [0, 1, 2].flatMap((t) => rowsOf(t));
+    const termOf = [0, 1, 2].flatMap((t) => rowsOf(t).map(() => t));
+    const x = randomF32(M * K, 53), y0 = randomF32(M * N, 54);
+    const call = (sixteen: boolean) => {
+      const y = y0.slice();
+      native.loraApply(y, x, M, K, N, Int32Array.from(rows), new Float32Array(rows.length).fill(0.5),
+        termOf.map((t) => (sixteen ? aBits[t]! : widen(aBits[t]!, types[t]!))), termOf.map((t) => (sixteen ? bBits[t]! : widen(bBits[t]!, types[t]!))),
+        Int32Array.from(termOf.map((t) => (sixteen ? types[t]! : F32))));
+      return y;
+    };
+    const prev = native.getLoraPath();
+    native.setLoraPath("segmented");
+    try {
+      for (const impl of IMPLS) expect(firstBitDiff(withConfig(impl, 2, () => call(true)), withConfig(impl, 2, () => call(false))), impl).toBe(-1);
+    } finally {
+      native.setLoraPath(prev);
+    }
+  });
+
   it("rejects a 16-bit matrix without its type, a Float32Array typed as f16, unknown type ids and a short termTypes", () => {
     const K = 16, N = 8, rank = 2;
     const y = new Float32Array(N), x = new Float32Array(K);
