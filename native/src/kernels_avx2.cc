@@ -13,13 +13,7 @@
 namespace ol {
 namespace {
 
-static inline void store_hsum(float* dst, __m256 acc) {
-  // ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)), the same order as hsum8.
-  __m128 lo = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-  lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-  *dst = _mm_cvtss_f32(lo);
-}
+using avx2::store_hsum;
 
 // ------------------------------------------------------------------ float dot types
 

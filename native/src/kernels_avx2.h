@@ -7,8 +7,19 @@
 
 #include "common.h"
 
+#include <immintrin.h>
+
 namespace ol {
 namespace avx2 {
+// *dst = ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)), the same order as hsum8. static inline: each
+// kernel library keeps its own copy, compiled with its own flags.
+static inline void store_hsum(float* dst, __m256 acc) {
+  __m128 lo = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+  lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+  *dst = _mm_cvtss_f32(lo);
+}
+
 // The AVX2 table's matrix product (the AVX-512 table delegates to it for what it does not cover).
 void matmul_range_avx2(float* out, const PreparedX& x, const uint8_t* w, int wType, size_t N, size_t n0, size_t n1);
 void attn_task_avx2(const AttnArgs& a, int t, int h, float* scores);

@@ -106,13 +106,8 @@ static inline __m512i load_w(const uint8_t* blk) {
 
 // Lanes 0-7 → out[0], lanes 8-15 → out[ldo], each summed as hsum8.
 static inline void store_pair(float* out, size_t ldo, __m512 acc, bool second) {
-  const __m256 halves[2] = {_mm512_castps512_ps256(acc), _mm512_extractf32x8_ps(acc, 1)};
-  for (int h = 0; h < (second ? 2 : 1); h++) {
-    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(halves[h]), _mm256_extractf128_ps(halves[h], 1));
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    out[h * ldo] = _mm_cvtss_f32(lo);
-  }
+  avx2::store_hsum(out, _mm512_castps512_ps256(acc));
+  if (second) avx2::store_hsum(out + ldo, _mm512_extractf32x8_ps(acc, 1));
 }
 
 // RP row pairs × RN weight rows. dwf: the RN rows' block scales in f32 (row j at dwf + j·nb).

@@ -4,6 +4,7 @@
  */
 import { GGML_TYPE } from "../formats/ggml-types.js";
 import { native } from "../native/index.js";
+import { decodeF32 } from "./formats/common.js";
 import type { LoraAdapterWeights, LoraDtype, LoraModule, LoraPair } from "./types.js";
 
 /** The GGML type id the native kernels take for a dtype. */
@@ -31,9 +32,7 @@ export function toResident(values: Float32Array, dtype: LoraDtype): Float32Array
 
 function widen(m: Float32Array | Uint16Array, dtype: LoraDtype): Float32Array {
   if (dtype === "f32") return m as Float32Array;
-  const out = new Float32Array(m.length);
-  native.dequantize(out, new Uint8Array(m.buffer, m.byteOffset, m.byteLength), ggmlTypeOf(dtype));
-  return out;
+  return decodeF32(new Uint8Array(m.buffer, m.byteOffset, m.byteLength), ggmlTypeOf(dtype), m.length);
 }
 
 /** The pair's matrices as f32 (the arrays themselves when already f32, else widened copies). */

@@ -83,6 +83,11 @@ export interface ResponseHead {
   model: string;
 }
 
+/** The fields every response object starts with, in OpenAI's order. */
+function envelope(head: ResponseHead, object: string): { id: string; object: string; created: number; model: string } {
+  return { id: head.id, object, created: head.created, model: head.model };
+}
+
 export function completionChunk(
   head: ResponseHead,
   text: string,
@@ -91,10 +96,7 @@ export function completionChunk(
   withUsageField: boolean,
 ): object {
   return {
-    id: head.id,
-    object: "text_completion",
-    created: head.created,
-    model: head.model,
+    ...envelope(head, "text_completion"),
     choices: [{ index: 0, text, logprobs, finish_reason: finishReason }],
     ...(withUsageField ? { usage: null } : {}),
   };
@@ -108,10 +110,7 @@ export function chatChunk(
   withUsageField: boolean,
 ): object {
   return {
-    id: head.id,
-    object: "chat.completion.chunk",
-    created: head.created,
-    model: head.model,
+    ...envelope(head, "chat.completion.chunk"),
     choices: [{ index: 0, delta, logprobs: logprobs ? { content: logprobs } : null, finish_reason: finishReason }],
     ...(withUsageField ? { usage: null } : {}),
   };
@@ -120,10 +119,7 @@ export function chatChunk(
 /** stream_options.include_usage: one last chunk with no choices. */
 export function usageChunk(kind: Endpoint, head: ResponseHead, u: Usage): object {
   return {
-    id: head.id,
-    object: kind === "chat" ? "chat.completion.chunk" : "text_completion",
-    created: head.created,
-    model: head.model,
+    ...envelope(head, kind === "chat" ? "chat.completion.chunk" : "text_completion"),
     choices: [],
     usage: u,
   };
@@ -131,10 +127,7 @@ export function usageChunk(kind: Endpoint, head: ResponseHead, u: Usage): object
 
 export function completionResponse(head: ResponseHead, text: string, logprobs: CompletionLogprobs | null, finishReason: string, u: Usage): object {
   return {
-    id: head.id,
-    object: "text_completion",
-    created: head.created,
-    model: head.model,
+    ...envelope(head, "text_completion"),
     choices: [{ index: 0, text, logprobs, finish_reason: finishReason }],
     usage: u,
   };
@@ -142,10 +135,7 @@ export function completionResponse(head: ResponseHead, text: string, logprobs: C
 
 export function chatResponse(head: ResponseHead, text: string, logprobs: ChatTokenLogprob[] | null, finishReason: string, u: Usage): object {
   return {
-    id: head.id,
-    object: "chat.completion",
-    created: head.created,
-    model: head.model,
+    ...envelope(head, "chat.completion"),
     choices: [
       {
         index: 0,
