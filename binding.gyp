@@ -40,6 +40,7 @@
         "native/src/bind_matmul.cc",
         "native/src/bind_layers.cc",
         "native/src/bind_lora.cc",
+        "native/src/lora_plan.cc",
         "native/src/threadpool.cc",
         "native/src/kernels_ref.cc"
       ],

@@ -24,6 +24,17 @@ export type KernelImpl = "avx512" | "avx2" | "reference";
 /** How loraApply computes runs of consecutive rows that share a term list (see setLoraPath). */
 export type LoraPath = "auto" | "gathered" | "segmented";
 
+/**
+ * One product's LoRA terms for matmulMulti, each a (row, scale, registered pair): the same update
+ * as loraApply's termRows / termScales / As / Bs / termTypes, with the matrices named by the ids
+ * loraRegister returned.
+ */
+export interface LoraTerms {
+  rows: Int32Array;
+  scales: Float32Array;
+  ids: Int32Array;
+}
+
 export interface OpenLoraNative {
   /** CPU features detected at load time. */
   cpuFeatures(): { avx2: boolean; fma: boolean; f16c: boolean; avx512: boolean; avx512vnni: boolean };
@@ -59,8 +70,29 @@ export interface OpenLoraNative {
    * out_i = x · W_iᵀ for 1..8 weights of one type that share the input (q/k/v, gate/up):
    * x: [M, K]; ws[i]: [N_i, K] (N_i = ws[i].length / row bytes); outs[i]: [M, N_i]. x is rounded
    * once and all products run in one parallel region; bit-identical to separate matmul calls.
+   *
+   * lora (optional, one entry per product, null for none) fuses the LoRA update of each product:
+   * the result is bit-identical to matmulMulti without it followed, per product i, by loraApply
+   * on outs[i] with lora[i]'s terms (the registered pairs' matrices and types). Rows the gathered
+   * path computes (decode rows) get their expand inside the product's column tasks, with their B
+   * rows prefetched while the base tiles compute, so the adapters' memory traffic overlaps the
+   * compute-bound base product instead of following it. Every pair must be registered for this
+   * product's K and N_i.
    */
-  matmulMulti(outs: Float32Array[], x: Float32Array, ws: Uint8Array[], wType: number, M: number, K: number): void;
+  matmulMulti(
+    outs: Float32Array[], x: Float32Array, ws: Uint8Array[], wType: number, M: number, K: number,
+    lora?: (LoraTerms | null)[],
+  ): void;
+
+  /**
+   * Registers one LoRA pair for matmulMulti's term lists: a [rank, K], b [N, rank], Float32Arrays
+   * for type 0 (F32) or Uint16Arrays of f16 (1) / bf16 (30) bits; rank <= 1024. Returns its id. The
+   * registry keeps both arrays alive until loraRelease(id); ids belong to the calling thread and
+   * are reused after release. The arrays must not change while registered.
+   */
+  loraRegister(a: Float32Array | Uint16Array, b: Float32Array | Uint16Array, type: number, K: number, N: number): number;
+  /** Forgets a registered pair (its arrays may then be collected). Throws for an unknown id. */
+  loraRelease(id: number): void;
 
   /**
    * Heterogeneous batched LoRA: for each term t in list order,

@@ -229,7 +229,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"kvStore", KvStore},         {"attention", Attention},         {"siluMul", SiluMul},
       {"add", Add},                 {"addBias", AddBias},             {"loraApply", LoraApply},
       {"setLoraPath", SetLoraPath}, {"getLoraPath", GetLoraPath},     {"measureReadBandwidth", MeasureReadBandwidth},
-      {"memoryBandwidth", MemoryBandwidth},
+      {"memoryBandwidth", MemoryBandwidth}, {"loraRegister", LoraRegister}, {"loraRelease", LoraRelease},
   };
   for (const auto& f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
   return exports;

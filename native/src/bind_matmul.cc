@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "lora_plan.h"
 #include "napi_args.h"
 #include "threadpool.h"
 
@@ -74,7 +75,10 @@ struct Product {
 // out_i = x·W_iᵀ for every product, in one parallel region. Tasks are chunks of output columns
 // (weight rows) × blocks of activation rows; each output element is computed by exactly one task
 // with the same operations whatever the split, so fusing products never changes a bit.
-static void run_products(const PreparedX& px, int wType, const Product* ps, size_t np) {
+// plans (optional, one per product, null for none): each column task also runs the gathered LoRA
+// rows' expands of its rows and columns right after writing them, their B bytes prefetched while
+// its tiles compute (t_prefetch).
+static void run_products(const PreparedX& px, int wType, const Product* ps, size_t np, LoraPlan* const* plans = nullptr) {
   const KernelTable* kt = g_kernels.load();
   const size_t M = px.M, K = px.K;
   const size_t nth = (size_t)pool_threads();
@@ -111,7 +115,18 @@ static void run_products(const PreparedX& px, int wType, const Product* ps, size
     } else {
       sub.f = px.f + m0 * K;
     }
+    const LoraPlan* plan = plans ? plans[i] : nullptr;
+    if (!plan || !plan->has_gathered()) {
+      kt->matmul_range(p.out + m0 * p.N, sub, p.w, wType, p.N, n0, n1);
+      return;
+    }
+    static thread_local std::vector<PrefetchRange> ranges;
+    ranges.clear();
+    plan->b_ranges(ranges, m0, m1, n0, n1);
+    t_prefetch.reset(ranges.data(), ranges.data() + ranges.size());
     kt->matmul_range(p.out + m0 * p.N, sub, p.w, wType, p.N, n0, n1);
+    t_prefetch.reset();
+    plan->expand_rows(m0, m1, n0, n1);
   };
   parallel_for(nchunks * mblocks, task);
 }
@@ -189,10 +204,43 @@ Napi::Value MatmulMulti(const Napi::CallbackInfo& info) {
     for (size_t j = 0; j < i; j++)
       if (overlaps(o.Data(), o.ByteLength(), ps[j].out, M * ps[j].N * 4)) throw_range(env, "outs overlap each other");
   }
+  // LoRA terms per product (optional): outs[i] += the loraApply update of lora[i], fused.
+  static thread_local LoraScratch loraScratch[8];
+  std::vector<LoraPlan> plans;
+  plans.reserve(np);
+  LoraPlan* planOf[8] = {};
+  const bool withLora = info.Length() > 6 && !info[6].IsUndefined() && !info[6].IsNull();
+  if (withLora) {
+    if (!info[6].IsArray() || info[6].As<Napi::Array>().Length() != np)
+      throw_type(env, "lora must be an array with one entry (a term list, or null) per product");
+    const Napi::Array specs = info[6].As<Napi::Array>();
+    for (size_t i = 0; i < np; i++) {
+      const Napi::Value v = specs.Get((uint32_t)i);
+      if (v.IsUndefined() || v.IsNull()) continue;
+      const std::string what = "lora[" + std::to_string(i) + "].";
+      if (!v.IsObject()) throw_type(env, what.substr(0, what.size() - 1) + " must be {rows, scales, ids} or null");
+      const Napi::Object o = v.As<Napi::Object>();
+      const auto rows = typed_value<const int32_t>(env, o.Get("rows"), what + "rows", napi_int32_array);
+      const auto scales = typed_value<const float>(env, o.Get("scales"), what + "scales", napi_float32_array);
+      const auto ids = typed_value<const int32_t>(env, o.Get("ids"), what + "ids", napi_int32_array);
+      std::vector<LoraTerm> terms = registered_lora_terms(env, rows, scales, ids, M, K, ps[i].N, ps[i].out, M * ps[i].N * sizeof(float), what);
+      if (terms.empty()) continue;
+      plans.emplace_back(std::move(terms), ps[i].out, x.data, M, K, ps[i].N, loraScratch[i]);
+      planOf[i] = &plans.back();
+    }
+  }
   if (M == 0) return env.Undefined();
   static thread_local MatmulScratch scratch;
   const PreparedX px = prepare_x(scratch, x.data, M, K, wType);
-  run_products(px, wType, ps, np);
+  if (plans.empty()) {
+    run_products(px, wType, ps, np);
+    return env.Undefined();
+  }
+  std::vector<LoraPlan*> list;
+  for (LoraPlan& p : plans) list.push_back(&p);
+  run_lora_plans(list.data(), list.size(), false);
+  run_products(px, wType, ps, np, planOf);
+  run_lora_segment_expands(list.data(), list.size());
   return env.Undefined();
 }
 

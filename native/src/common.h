@@ -172,6 +172,35 @@ struct PreparedX {
   const int16_t* bs;      // [M, K/32] sums of q over each 32 elements when type == T_Q8_K
 };
 
+// Memory a matmul task should pull into L2 while its tiles compute (LoRA B rows it will read next):
+// the batched Q8_0/Q4_0 kernels issue at most one 64-byte prefetch per weight block of a tile
+// (from cur towards end, then advance() to the next range), so a memory-bound read overlaps a
+// compute-bound one. Set per task by the caller (matmulMulti with LoRA) in the thread's
+// t_prefetch; empty otherwise. Performance only: prefetches never change a result.
+struct PrefetchRange {
+  const char* p;
+  size_t bytes;
+};
+struct PrefetchFeed {
+  const char* cur = nullptr;
+  const char* end = nullptr;
+  const PrefetchRange* next = nullptr;
+  const PrefetchRange* last = nullptr;
+  void advance() {
+    if (next == last) return;
+    cur = next->p;
+    end = next->p + next->bytes;
+    ++next;
+  }
+  void reset(const PrefetchRange* first = nullptr, const PrefetchRange* stop = nullptr) {
+    cur = end = nullptr;
+    next = first;
+    last = stop;
+    advance();
+  }
+};
+extern thread_local PrefetchFeed t_prefetch;  // threadpool.cc
+
 // Computes out[m, n] for all m < M and n in [n0, n1).
 typedef void (*MatmulRangeFn)(float* out, const PreparedX& x, const uint8_t* w, int wType,
                               size_t N, size_t n0, size_t n1);

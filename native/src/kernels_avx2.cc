@@ -182,7 +182,8 @@ constexpr size_t kMaxScaleBlocks = 256;
 
 template <int WT, int RM, int RN>
 static inline void tile_block_mr(float* out, size_t ldo, const int8_t* xq, const float* xd, size_t K,
-                                 const uint8_t* w, size_t rb, const float* __restrict dwf, float* __restrict sc) {
+                                 const uint8_t* w, size_t rb, const float* __restrict dwf, float* __restrict sc,
+                                 PrefetchFeed& pf) {
   constexpr size_t BB = WT == T_Q8_0 ? Q8_BYTES : Q4_BYTES;
   const size_t nb = K / QK, nb8 = nb & ~(size_t)7;
   for (int i = 0; i < RM; i++) {
@@ -198,7 +199,13 @@ static inline void tile_block_mr(float* out, size_t ldo, const int8_t* xq, const
   for (int i = 0; i < RM; i++)
     for (int j = 0; j < RN; j++) acc[i][j] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1);
+  const char* pfCur = pf.cur;  // the prefetch cursor in registers (see PrefetchFeed)
+  const char* const pfEnd = pf.end;
   for (size_t b = 0; b < nb; b++) {
+    if (pfCur < pfEnd) {
+      __builtin_prefetch(pfCur, 0, 2);
+      pfCur += 64;
+    }
     __m256i aw[RN], wq[RN];
     for (int j = 0; j < RN; j++) {
       wq[j] = load_wq<WT>(w + j * rb + b * BB);
@@ -220,6 +227,8 @@ static inline void tile_block_mr(float* out, size_t ldo, const int8_t* xq, const
       }
     }
   }
+  pf.cur = pfCur;
+  if (pfCur >= pfEnd) pf.advance();
   for (int i = 0; i < RM; i++)
     for (int j = 0; j < RN; j++) store_hsum(out + i * ldo + j, acc[i][j]);
 }
@@ -388,6 +397,7 @@ static void range_block(float* out, const PreparedX& x, const uint8_t* w, size_t
   alignas(32) float dwf[kScaleFloats];
   alignas(32) float sc[4 * 2 * kMaxScaleBlocks];
   const bool pre = nb <= kMaxScaleBlocks;
+  PrefetchFeed& pf = t_prefetch;
   const size_t pgroup = pre ? std::max<size_t>(2, std::min(group, (kScaleFloats / nb) & ~(size_t)1)) : group;
   for (size_t g0 = n0; g0 < n1; g0 += pgroup) {
     const size_t g1 = std::min(n1, g0 + pgroup);
@@ -398,7 +408,7 @@ static void range_block(float* out, const PreparedX& x, const uint8_t* w, size_t
     for (; m + 4 <= M; m += 4) {
       size_t n = g0;
       for (; n + 2 <= g1; n += 2) {
-        if (pre) tile_block_mr<WT, 4, 2>(out + m * N + n, N, x.q + m * K, x.d + m * nb, K, w + n * rb, rb, dwf + (n - g0) * nb, sc);
+        if (pre) tile_block_mr<WT, 4, 2>(out + m * N + n, N, x.q + m * K, x.d + m * nb, K, w + n * rb, rb, dwf + (n - g0) * nb, sc, pf);
         else tile_block<WT, 4, 2>(out + m * N + n, N, x.q + m * K, x.d + m * nb, K, w + n * rb, rb);
       }
       if (n < g1) tile_block<WT, 4, 1>(out + m * N + n, N, x.q + m * K, x.d + m * nb, K, w + n * rb, rb);

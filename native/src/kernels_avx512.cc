@@ -113,13 +113,20 @@ static inline void store_pair(float* out, size_t ldo, __m512 acc, bool second) {
 // RP row pairs × RN weight rows. dwf: the RN rows' block scales in f32 (row j at dwf + j·nb).
 template <int WT, int RP, int RN>
 static inline void tile(float* out, size_t ldo, size_t rowsLeft, const PairedX& x, size_t p0, size_t nb,
-                        const uint8_t* w, size_t rb, const float* __restrict dwf) {
+                        const uint8_t* w, size_t rb, const float* __restrict dwf, PrefetchFeed& pf) {
   constexpr size_t BB = WT == T_Q8_0 ? Q8_BYTES : Q4_BYTES;
   __m512 acc[RP][RN];
   for (int i = 0; i < RP; i++)
     for (int j = 0; j < RN; j++) acc[i][j] = _mm512_setzero_ps();
   const __m512i flip = _mm512_set1_epi8((char)0x80);
+  // The prefetch cursor in registers: one compare per block when the feed is empty.
+  const char* pfCur = pf.cur;
+  const char* const pfEnd = pf.end;
   for (size_t b = 0; b < nb; b++) {
+    if (pfCur < pfEnd) {
+      __builtin_prefetch(pfCur, 0, 2);
+      pfCur += 64;
+    }
     __m512i wv[RN], corr[RN];
     for (int j = 0; j < RN; j++) {
       wv[j] = load_w<WT>(w + j * rb + b * BB);
@@ -141,6 +148,8 @@ static inline void tile(float* out, size_t ldo, size_t rowsLeft, const PairedX& 
       }
     }
   }
+  pf.cur = pfCur;
+  if (pfCur >= pfEnd) pf.advance();
   for (int i = 0; i < RP; i++) {
     const size_t r = 2 * i;
     if (r >= rowsLeft) break;
@@ -162,6 +171,7 @@ static void range_block_vnni(float* out, const PreparedX& x, const uint8_t* w, s
     return;
   }
   alignas(64) float dwf[kScaleFloats];
+  PrefetchFeed& pf = t_prefetch;
   const size_t group = max_sz(kRN, min_sz(kL2Budget / rb, kScaleFloats / nb) / kRN * kRN);
   for (size_t g0 = n0; g0 < n1; g0 += group) {
     const size_t g1 = min_sz(n1, g0 + group);
@@ -175,19 +185,19 @@ static void range_block_vnni(float* out, const PreparedX& x, const uint8_t* w, s
       for (; n + kRN <= g1; n += kRN) {
         const float* d = dwf + (n - g0) * nb;
         switch (rp) {
-          case 4: tile<WT, 4, kRN>(o + n, N, rowsLeft, px, p, nb, w + n * rb, rb, d); break;
-          case 3: tile<WT, 3, kRN>(o + n, N, rowsLeft, px, p, nb, w + n * rb, rb, d); break;
-          case 2: tile<WT, 2, kRN>(o + n, N, rowsLeft, px, p, nb, w + n * rb, rb, d); break;
-          default: tile<WT, 1, kRN>(o + n, N, rowsLeft, px, p, nb, w + n * rb, rb, d); break;
+          case 4: tile<WT, 4, kRN>(o + n, N, rowsLeft, px, p, nb, w + n * rb, rb, d, pf); break;
+          case 3: tile<WT, 3, kRN>(o + n, N, rowsLeft, px, p, nb, w + n * rb, rb, d, pf); break;
+          case 2: tile<WT, 2, kRN>(o + n, N, rowsLeft, px, p, nb, w + n * rb, rb, d, pf); break;
+          default: tile<WT, 1, kRN>(o + n, N, rowsLeft, px, p, nb, w + n * rb, rb, d, pf); break;
         }
       }
       for (; n < g1; n++) {
         const float* d = dwf + (n - g0) * nb;
         switch (rp) {
-          case 4: tile<WT, 4, 1>(o + n, N, rowsLeft, px, p, nb, w + n * rb, rb, d); break;
-          case 3: tile<WT, 3, 1>(o + n, N, rowsLeft, px, p, nb, w + n * rb, rb, d); break;
-          case 2: tile<WT, 2, 1>(o + n, N, rowsLeft, px, p, nb, w + n * rb, rb, d); break;
-          default: tile<WT, 1, 1>(o + n, N, rowsLeft, px, p, nb, w + n * rb, rb, d); break;
+          case 4: tile<WT, 4, 1>(o + n, N, rowsLeft, px, p, nb, w + n * rb, rb, d, pf); break;
+          case 3: tile<WT, 3, 1>(o + n, N, rowsLeft, px, p, nb, w + n * rb, rb, d, pf); break;
+          case 2: tile<WT, 2, 1>(o + n, N, rowsLeft, px, p, nb, w + n * rb, rb, d, pf); break;
+          default: tile<WT, 1, 1>(o + n, N, rowsLeft, px, p, nb, w + n * rb, rb, d, pf); break;
         }
       }
     }

@@ -38,6 +38,17 @@ inline const char* ta_name(napi_typedarray_type t) {
 }
 
 template <class T>
+View<T> typed_value(const Napi::Env& env, const Napi::Value& v, const std::string& name, napi_typedarray_type want) {
+  if (!v.IsTypedArray()) throw_type(env, name + " must be a " + ta_name(want));
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  if (ta.TypedArrayType() != want) throw_type(env, name + " must be a " + ta_name(want));
+  uint8_t* base = static_cast<uint8_t*>(ta.ArrayBuffer().Data());
+  const size_t len = ta.ElementLength();
+  if (base == nullptr && len != 0) throw_type(env, name + " has a detached buffer");
+  return {reinterpret_cast<T*>(base + ta.ByteOffset()), len};
+}
+
+template <class T>
 View<T> typed(const Napi::CallbackInfo& info, size_t i, const char* name, napi_typedarray_type want) {
   const Napi::Env env = info.Env();
   if (i >= info.Length() || !info[i].IsTypedArray())
@@ -112,6 +123,8 @@ Napi::Value SiluMul(const Napi::CallbackInfo& info);
 Napi::Value Add(const Napi::CallbackInfo& info);
 Napi::Value AddBias(const Napi::CallbackInfo& info);
 Napi::Value LoraApply(const Napi::CallbackInfo& info);
+Napi::Value LoraRegister(const Napi::CallbackInfo& info);
+Napi::Value LoraRelease(const Napi::CallbackInfo& info);
 Napi::Value SetLoraPath(const Napi::CallbackInfo& info);
 Napi::Value GetLoraPath(const Napi::CallbackInfo& info);
 

@@ -1,5 +1,7 @@
 #include "threadpool.h"
 
+#include "common.h"
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -9,6 +11,9 @@
 #include <vector>
 
 namespace ol {
+
+thread_local PrefetchFeed t_prefetch;
+
 namespace {
 
 inline void cpu_relax() {

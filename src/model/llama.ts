@@ -14,8 +14,9 @@
  *   logits = rmsnorm(x[rows wanted])·outNorm · Woutᵀ     [R, vocab]
  */
 import { oerr } from "../errors.js";
-import { native } from "../native/index.js";
-import type { LoraAdapterWeights, LoraModule } from "../adapters/types.js";
+import { type LoraTerms, native } from "../native/index.js";
+import { loraPairId } from "./lora-pairs.js";
+import type { LoraAdapterWeights, LoraModule, LoraPair } from "../adapters/types.js";
 import { ggmlTypeOf } from "../adapters/pair-storage.js";
 import type { PagedKvCache } from "../engine/kv-cache.js";
 import { type ModelConfig, ropeInvFreq } from "./config.js";
@@ -126,6 +127,8 @@ export class LlamaModel {
   /** Qwen pairs (i, i + d/2); GGUF-layout Llama pairs (2i, 2i+1). */
   private readonly ropeNeox: boolean;
   private readonly scratch = new Scratch();
+  /** The last step's LoRA terms: decode steps usually repeat them, and resolving them is not free. */
+  private lastLora?: BatchLora;
 
   constructor(config: ModelConfig, weights: ModelWeights) {
     this.config = config;
@@ -163,7 +166,11 @@ export class LlamaModel {
     const gate = s.gate.subarray(0, T * F);
     const up = s.up.subarray(0, T * F);
 
-    const lora = batch.lora.length ? new BatchLora(batch.lora, T) : undefined;
+    let lora: BatchLora | undefined;
+    if (batch.lora.length) {
+      lora = this.lastLora?.sameTerms(batch.lora) ? this.lastLora : new BatchLora(batch.lora, c.nLayers);
+      this.lastLora = lora;
+    }
     const emb = this.weights.embedding;
     native.getRows(x, emb.data, emb.type, H, batch.tokens);
     const scale = 1 / Math.sqrt(c.headDim);
@@ -171,12 +178,7 @@ export class LlamaModel {
     for (let l = 0; l < c.nLayers; l++) {
       const w = this.weights.layers[l]!;
       native.rmsNorm(h, x, w.attnNorm, T, H, c.rmsEps);
-      matmulShared([q, k, v], h, [w.wq, w.wk, w.wv], T);
-      if (lora) {
-        lora.apply(l, "q", q, h);
-        lora.apply(l, "k", k, h);
-        lora.apply(l, "v", v, h);
-      }
+      matmulShared([q, k, v], h, [w.wq, w.wk, w.wv], T, lora?.call(l, 0));
       if (w.bq) native.addBias(q, w.bq, T, qDim);
       if (w.bk) native.addBias(k, w.bk, T, kvDim);
       if (w.bv) native.addBias(v, w.bv, T, kvDim);
@@ -189,18 +191,14 @@ export class LlamaModel {
       native.kvStore(cache.keys[l]!, cache.values[l]!, k, v, batch.slots, kvDim);
       native.attention(attn, q, cache.keys[l]!, cache.values[l]!, batch.rowSeq, batch.positions,
         batch.blockTables, batch.tableOffsets, c.nHeads, c.nKvHeads, c.headDim, cache.blockSize, scale);
-      matmul(proj, attn, w.wo, T);
-      lora?.apply(l, "o", proj, attn);
+      if (lora) matmulShared([proj], attn, [w.wo], T, lora.call(l, 1));
+      else matmul(proj, attn, w.wo, T);
       native.add(x, x, proj);
       native.rmsNorm(h, x, w.ffnNorm, T, H, c.rmsEps);
-      matmulShared([gate, up], h, [w.wGate, w.wUp], T);
-      if (lora) {
-        lora.apply(l, "gate", gate, h);
-        lora.apply(l, "up", up, h);
-      }
+      matmulShared([gate, up], h, [w.wGate, w.wUp], T, lora?.call(l, 2));
       native.siluMul(gate, gate, up);
-      matmul(proj, gate, w.wDown, T);
-      lora?.apply(l, "down", proj, gate);
+      if (lora) matmulShared([proj], gate, [w.wDown], T, lora.call(l, 3));
+      else matmul(proj, gate, w.wDown, T);
       native.add(x, x, proj);
     }
 
@@ -221,43 +219,81 @@ function matmul(out: Float32Array, x: Float32Array, w: Linear, M: number): void 
   native.matmul(out, x, w.data, w.type, M, w.outDim, w.inDim);
 }
 
-/** Products sharing one input: one native call when the weights share a type, else one each. */
-function matmulShared(outs: Float32Array[], x: Float32Array, ws: Linear[], M: number): void {
+/**
+ * Products sharing one input, each with its LoRA terms (if any) added: one native call when the
+ * weights share a type (the LoRA fused into it), else one each followed by its loraApply.
+ */
+function matmulShared(outs: Float32Array[], x: Float32Array, ws: Linear[], M: number, lora?: (ProductTerms | null)[]): void {
   const type = ws[0]!.type;
+  const anyLora = lora?.some((t) => t !== null) ? lora : undefined;
   if (ws.every((w) => w.type === type && w.inDim === ws[0]!.inDim)) {
-    native.matmulMulti(outs, x, ws.map((w) => w.data), type, M, ws[0]!.inDim);
-  } else {
-    ws.forEach((w, i) => matmul(outs[i]!, x, w, M));
+    native.matmulMulti(outs, x, ws.map((w) => w.data), type, M, ws[0]!.inDim, anyLora);
+    return;
   }
+  ws.forEach((w, i) => {
+    matmul(outs[i]!, x, w, M);
+    const t = anyLora?.[i];
+    if (t) {
+      const types = Int32Array.from(t.pairs, (p) => ggmlTypeOf(p.dtype));
+      native.loraApply(outs[i]!, x, M, w.inDim, w.outDim, t.rows, t.scales, t.pairs.map((p) => p.a), t.pairs.map((p) => p.b), types);
+    }
+  });
 }
 
+/** The products of a layer that share an input, in forward order (one native call each). */
+const CALLS: readonly (readonly LoraModule[])[] = [["q", "k", "v"], ["o"], ["gate", "up"], ["down"]];
+
+/** One product's term list: the native form, plus the pairs themselves for the unfused fallback. */
+type ProductTerms = LoraTerms & { pairs: LoraPair[] };
+
 /**
- * The LoRA terms of one forward step, resolved per (layer, module) into the flat arguments of
- * native.loraApply: y[row] += weight · scale · B·(A·x[row]) for each term, each row's in order.
+ * The LoRA terms of one forward step, resolved per (layer, module) into native term lists:
+ * y[row] += weight · scale · B·(A·x[row]) for each term, each row's in order.
  */
 class BatchLora {
-  constructor(private readonly terms: readonly LoraTerm[], private readonly rows: number) {}
+  /** Every call's term lists, resolved up front: one pass over the adapters' objects while they
+   * are in cache, instead of one per call after the kernels have swept the caches. */
+  private readonly calls: (ProductTerms | null)[][] = [];
 
-  apply(layer: number, module: LoraModule, y: Float32Array, x: Float32Array): void {
-    const rows: number[] = [];
-    const scales: number[] = [];
-    const as: (Float32Array | Uint16Array)[] = [];
-    const bs: (Float32Array | Uint16Array)[] = [];
-    const types: number[] = [];
-    let inDim = 0;
-    let outDim = 0;
-    for (const t of this.terms) {
-      const pair = t.adapter.layers[layer]?.[module];
-      if (!pair) continue;
-      rows.push(t.row);
-      scales.push(t.weight * pair.scale);
-      as.push(pair.a);
-      bs.push(pair.b);
-      types.push(ggmlTypeOf(pair.dtype));
-      inDim = pair.inDim;
-      outDim = pair.outDim;
+  constructor(readonly all: readonly LoraTerm[], nLayers: number) {
+    for (let l = 0; l < nLayers; l++) for (const modules of CALLS) this.calls.push(modules.map((m) => this.terms(l, m)));
+  }
+
+  /** Whether `terms` are this step's terms again (same rows, adapter objects and weights). */
+  sameTerms(terms: readonly LoraTerm[]): boolean {
+    if (terms.length !== this.all.length) return false;
+    for (let i = 0; i < terms.length; i++) {
+      const a = terms[i]!, b = this.all[i]!;
+      if (a.row !== b.row || a.adapter !== b.adapter || a.weight !== b.weight) return false;
     }
-    if (rows.length === 0) return;
-    native.loraApply(y, x, this.rows, inDim, outDim, Int32Array.from(rows), Float32Array.from(scales), as, bs, Int32Array.from(types));
+    return true;
+  }
+
+  /** Call `call` (an index into CALLS) of `layer`: one term list per product, null where no row has a term. */
+  call(layer: number, call: number): (ProductTerms | null)[] {
+    return this.calls[layer * CALLS.length + call]!;
+  }
+
+  private terms(layer: number, module: LoraModule): ProductTerms | null {
+    const pairs: LoraPair[] = [];
+    const of: LoraTerm[] = [];
+    for (const t of this.all) {
+      const pair = t.adapter.layers[layer]?.[module];
+      if (pair) {
+        pairs.push(pair);
+        of.push(t);
+      }
+    }
+    const count = pairs.length;
+    if (count === 0) return null;
+    const rows = new Int32Array(count);
+    const scales = new Float32Array(count);
+    const ids = new Int32Array(count);
+    for (let j = 0; j < count; j++) {
+      rows[j] = of[j]!.row;
+      scales[j] = of[j]!.weight * pairs[j]!.scale;
+      ids[j] = loraPairId(pairs[j]!);
+    }
+    return { rows, scales, ids, pairs };
   }
 }

@@ -6,7 +6,7 @@
  */
 import type { OpenLoraNative } from "../../native/openlora_native.js";
 
-export type { KernelImpl, LoraPath, OpenLoraNative } from "../../native/openlora_native.js";
+export type { KernelImpl, LoraPath, LoraTerms, OpenLoraNative } from "../../native/openlora_native.js";
 
 /** Every function of OpenLoraNative, in declaration order. */
 export const NATIVE_FUNCTIONS = [
@@ -18,6 +18,8 @@ export const NATIVE_FUNCTIONS = [
   "mapFile",
   "matmul",
   "matmulMulti",
+  "loraRegister",
+  "loraRelease",
   "loraApply",
   "setLoraPath",
   "getLoraPath",

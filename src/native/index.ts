@@ -10,7 +10,7 @@ import { OpenLoraError } from "../errors.js";
 import { NATIVE_FUNCTIONS, type OpenLoraNative } from "./binding.js";
 
 export { NATIVE_FUNCTIONS } from "./binding.js";
-export type { KernelImpl, LoraPath, OpenLoraNative } from "./binding.js";
+export type { KernelImpl, LoraPath, LoraTerms, OpenLoraNative } from "./binding.js";
 
 /** The package root: the nearest folder above this file holding package.json (works from src/ and dist/). */
 function packageRoot(): string {
