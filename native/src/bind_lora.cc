@@ -18,11 +18,8 @@
 #include <string>
 
 #include "lora_plan.h"
-#include "threadpool.h"
 
 namespace ol {
-
-extern std::atomic<int> g_loraPath;
 
 namespace {
 const char* const kPathNames[] = {"auto", "gathered", "segmented"};
@@ -34,7 +31,7 @@ Napi::Value SetLoraPath(const Napi::CallbackInfo& info) {
   const std::string s = info[0].As<Napi::String>().Utf8Value();
   for (int i = 0; i < 3; i++) {
     if (s == kPathNames[i]) {
-      g_loraPath.store(i);
+      set_lora_path(i);
       return env.Undefined();
     }
   }
@@ -43,36 +40,6 @@ Napi::Value SetLoraPath(const Napi::CallbackInfo& info) {
 
 Napi::Value GetLoraPath(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), kPathNames[lora_path()]);
-}
-
-void run_lora_plans(LoraPlan* const* plans, size_t n, bool expandGathered) {
-  const auto over = [&](auto count, auto run) {
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++) total += count(*plans[i]);
-    parallel_for(total, [&](size_t t) {
-      size_t i = 0;
-      for (size_t c; t >= (c = count(*plans[i])); i++) t -= c;
-      run(*plans[i], t);
-    });
-  };
-  over([](const LoraPlan& p) { return p.widen_tasks(); }, [](LoraPlan& p, size_t t) { p.widen(t); });
-  for (size_t i = 0; i < n; i++) plans[i]->resolve_segment_a();
-  over([](const LoraPlan& p) { return p.shrink_tasks(); }, [](LoraPlan& p, size_t t) { p.shrink(t); });
-  if (expandGathered)
-    over([](const LoraPlan& p) { return p.gathered_expand_tasks() + p.segment_expand_tasks(); }, [](LoraPlan& p, size_t t) {
-      if (t < p.gathered_expand_tasks()) p.gathered_expand(t);
-      else p.segment_expand(t - p.gathered_expand_tasks());
-    });
-}
-
-void run_lora_segment_expands(LoraPlan* const* plans, size_t n) {
-  size_t total = 0;
-  for (size_t i = 0; i < n; i++) total += plans[i]->segment_expand_tasks();
-  parallel_for(total, [&](size_t t) {
-    size_t i = 0;
-    for (size_t c; t >= (c = plans[i]->segment_expand_tasks()); i++) t -= c;
-    plans[i]->segment_expand(t);
-  });
 }
 
 // ---------------------------------------------------------------- registered adapter matrices

@@ -1,5 +1,7 @@
 #include "lora_plan.h"
 
+#include "threadpool.h"
+
 #include <algorithm>
 #include <atomic>
 #include <utility>
@@ -23,8 +25,11 @@ size_t ceil_div(size_t a, size_t b) { return (a + b - 1) / b; }
 size_t elt_bytes(int type) { return type == T_F32 ? 4 : 2; }
 }  // namespace
 
+namespace {
 std::atomic<int> g_loraPath{kLoraAuto};
+}  // namespace
 int lora_path() { return g_loraPath.load(); }
+void set_lora_path(int path) { g_loraPath.store(path); }
 
 std::vector<LoraTerm> parse_lora_terms(const Napi::Env& env, View<const int32_t> rows, View<const float> scales,
                                        const Napi::Array& as, const Napi::Array& bs, const View<const int32_t>* types,
@@ -245,6 +250,36 @@ void LoraPlan::b_ranges(std::vector<PrefetchRange>& out, size_t m0, size_t m1, s
       out.push_back({(const char*)m.b + n0 * e, (n1 - n0) * e});
     }
   }
+}
+
+void run_lora_plans(LoraPlan* const* plans, size_t n, bool expandGathered) {
+  const auto over = [&](auto count, auto run) {
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++) total += count(*plans[i]);
+    parallel_for(total, [&](size_t t) {
+      size_t i = 0;
+      for (size_t c; t >= (c = count(*plans[i])); i++) t -= c;
+      run(*plans[i], t);
+    });
+  };
+  over([](const LoraPlan& p) { return p.widen_tasks(); }, [](LoraPlan& p, size_t t) { p.widen(t); });
+  for (size_t i = 0; i < n; i++) plans[i]->resolve_segment_a();
+  over([](const LoraPlan& p) { return p.shrink_tasks(); }, [](LoraPlan& p, size_t t) { p.shrink(t); });
+  if (expandGathered)
+    over([](const LoraPlan& p) { return p.gathered_expand_tasks() + p.segment_expand_tasks(); }, [](LoraPlan& p, size_t t) {
+      if (t < p.gathered_expand_tasks()) p.gathered_expand(t);
+      else p.segment_expand(t - p.gathered_expand_tasks());
+    });
+}
+
+void run_lora_segment_expands(LoraPlan* const* plans, size_t n) {
+  size_t total = 0;
+  for (size_t i = 0; i < n; i++) total += plans[i]->segment_expand_tasks();
+  parallel_for(total, [&](size_t t) {
+    size_t i = 0;
+    for (size_t c; t >= (c = plans[i]->segment_expand_tasks()); i++) t -= c;
+    plans[i]->segment_expand(t);
+  });
 }
 
 }  // namespace ol

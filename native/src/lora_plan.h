@@ -44,6 +44,7 @@ struct LoraScratch {
 
 enum : int { kLoraAuto = 0, kLoraGathered = 1, kLoraSegmented = 2 };
 int lora_path();  // the setLoraPath choice
+void set_lora_path(int path);
 
 class LoraPlan {
  public:
