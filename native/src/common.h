@@ -201,6 +201,24 @@ struct PrefetchFeed {
 };
 extern thread_local PrefetchFeed t_prefetch;  // threadpool.cc
 
+// A kernel's working copy of the feed's current range, held in registers across its block loop
+// (one compare per block when the feed is empty); save() hands the position back.
+struct PrefetchCursor {
+  const char* cur;
+  const char* end;
+  explicit PrefetchCursor(const PrefetchFeed& f) : cur(f.cur), end(f.end) {}
+  inline void step() {
+    if (cur < end) {
+      __builtin_prefetch(cur, 0, 2);
+      cur += 64;
+    }
+  }
+  void save(PrefetchFeed& f) const {
+    f.cur = cur;
+    if (cur >= end) f.advance();
+  }
+};
+
 // Computes out[m, n] for all m < M and n in [n0, n1).
 typedef void (*MatmulRangeFn)(float* out, const PreparedX& x, const uint8_t* w, int wType,
                               size_t N, size_t n0, size_t n1);

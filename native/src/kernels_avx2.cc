@@ -199,13 +199,9 @@ static inline void tile_block_mr(float* out, size_t ldo, const int8_t* xq, const
   for (int i = 0; i < RM; i++)
     for (int j = 0; j < RN; j++) acc[i][j] = _mm256_setzero_ps();
   const __m256i ones = _mm256_set1_epi16(1);
-  const char* pfCur = pf.cur;  // the prefetch cursor in registers (see PrefetchFeed)
-  const char* const pfEnd = pf.end;
+  PrefetchCursor pfc(pf);
   for (size_t b = 0; b < nb; b++) {
-    if (pfCur < pfEnd) {
-      __builtin_prefetch(pfCur, 0, 2);
-      pfCur += 64;
-    }
+    pfc.step();
     __m256i aw[RN], wq[RN];
     for (int j = 0; j < RN; j++) {
       wq[j] = load_wq<WT>(w + j * rb + b * BB);
@@ -227,8 +223,7 @@ static inline void tile_block_mr(float* out, size_t ldo, const int8_t* xq, const
       }
     }
   }
-  pf.cur = pfCur;
-  if (pfCur >= pfEnd) pf.advance();
+  pfc.save(pf);
   for (int i = 0; i < RM; i++)
     for (int j = 0; j < RN; j++) store_hsum(out + i * ldo + j, acc[i][j]);
 }

@@ -119,14 +119,9 @@ static inline void tile(float* out, size_t ldo, size_t rowsLeft, const PairedX& 
   for (int i = 0; i < RP; i++)
     for (int j = 0; j < RN; j++) acc[i][j] = _mm512_setzero_ps();
   const __m512i flip = _mm512_set1_epi8((char)0x80);
-  // The prefetch cursor in registers: one compare per block when the feed is empty.
-  const char* pfCur = pf.cur;
-  const char* const pfEnd = pf.end;
+  PrefetchCursor pfc(pf);
   for (size_t b = 0; b < nb; b++) {
-    if (pfCur < pfEnd) {
-      __builtin_prefetch(pfCur, 0, 2);
-      pfCur += 64;
-    }
+    pfc.step();
     __m512i wv[RN], corr[RN];
     for (int j = 0; j < RN; j++) {
       wv[j] = load_w<WT>(w + j * rb + b * BB);
@@ -148,8 +143,7 @@ static inline void tile(float* out, size_t ldo, size_t rowsLeft, const PairedX& 
       }
     }
   }
-  pf.cur = pfCur;
-  if (pfCur >= pfEnd) pf.advance();
+  pfc.save(pf);
   for (int i = 0; i < RP; i++) {
     const size_t r = 2 * i;
     if (r >= rowsLeft) break;

@@ -43,17 +43,17 @@ std::vector<LoraTerm> parse_lora_terms(const Napi::Env& env, View<const int32_t>
   // One napi_get_typedarray_info per matrix (the C++ wrapper's accessors each repeat it): this
   // runs for every term of every LoRA'd product of every step.
   const auto matrix = [&](const Napi::Array& arr, size_t t, const char* which, int type, size_t& len) -> const uint8_t* {
+    const std::string name = what + which + "[" + std::to_string(t) + "]";
+    const char* wrongKind = type == T_F32 ? " must be a Float32Array" : " must be a Uint16Array (termTypes says 16-bit)";
     napi_value v;
     bool isTa = false;
     if (napi_get_element(env, arr, (uint32_t)t, &v) != napi_ok || napi_is_typedarray(env, v, &isTa) != napi_ok || !isTa)
-      throw_type(env, what + which + "[" + std::to_string(t) + "]" + (type == T_F32 ? " must be a Float32Array" : " must be a Uint16Array (termTypes says 16-bit)"));
+      throw_type(env, name + wrongKind);
     napi_typedarray_type tt;
     void* data = nullptr;
-    if (napi_get_typedarray_info(env, v, &tt, &len, &data, nullptr, nullptr) != napi_ok)
-      throw_type(env, what + which + "[" + std::to_string(t) + "] is not readable");
-    if (tt != (type == T_F32 ? napi_float32_array : napi_uint16_array))
-      throw_type(env, what + which + "[" + std::to_string(t) + "]" + (type == T_F32 ? " must be a Float32Array" : " must be a Uint16Array (termTypes says 16-bit)"));
-    if (!data && len) throw_type(env, what + which + "[" + std::to_string(t) + "] has a detached buffer");
+    if (napi_get_typedarray_info(env, v, &tt, &len, &data, nullptr, nullptr) != napi_ok) throw_type(env, name + " is not readable");
+    if (tt != (type == T_F32 ? napi_float32_array : napi_uint16_array)) throw_type(env, name + wrongKind);
+    if (!data && len) throw_type(env, name + " has a detached buffer");
     return (const uint8_t*)data;
   };
   const auto inside = [](const uint8_t* p, size_t n, const uint8_t* q, size_t m) { return p < q + m && q < p + n; };

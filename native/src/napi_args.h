@@ -50,15 +50,8 @@ View<T> typed_value(const Napi::Env& env, const Napi::Value& v, const std::strin
 
 template <class T>
 View<T> typed(const Napi::CallbackInfo& info, size_t i, const char* name, napi_typedarray_type want) {
-  const Napi::Env env = info.Env();
-  if (i >= info.Length() || !info[i].IsTypedArray())
-    throw_type(env, std::string(name) + " must be a " + ta_name(want));
-  Napi::TypedArray ta = info[i].As<Napi::TypedArray>();
-  if (ta.TypedArrayType() != want) throw_type(env, std::string(name) + " must be a " + ta_name(want));
-  uint8_t* base = static_cast<uint8_t*>(ta.ArrayBuffer().Data());
-  const size_t len = ta.ElementLength();
-  if (base == nullptr && len != 0) throw_type(env, std::string(name) + " has a detached buffer");
-  return {reinterpret_cast<T*>(base + ta.ByteOffset()), len};
+  if (i >= info.Length()) throw_type(info.Env(), std::string(name) + " must be a " + ta_name(want));
+  return typed_value<T>(info.Env(), info[i], name, want);
 }
 
 inline int64_t integer(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t lo, int64_t hi) {
