@@ -33,8 +33,21 @@
       ]
     },
     {
+      # The AMX table (batched Q8_0 products on AMX-INT8 tiles; the rest is the AVX-512 table's).
+      # Selected only when the CPU reports AMX-TILE/AMX-INT8 and the kernel grants the tile state.
+      "target_name": "openlora_kernels_amx",
+      "type": "static_library",
+      "sources": ["native/src/kernels_amx.cc"],
+      "conditions": [
+        ["target_arch=='x64'", {
+          "cflags_cc": ["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq",
+                        "-mamx-tile", "-mamx-int8"]
+        }]
+      ]
+    },
+    {
       "target_name": "openlora_native",
-      "dependencies": ["openlora_kernels_avx2", "openlora_kernels_avx512"],
+      "dependencies": ["openlora_kernels_avx2", "openlora_kernels_avx512", "openlora_kernels_amx"],
       "sources": [
         "native/src/addon.cc",
         "native/src/bind_matmul.cc",

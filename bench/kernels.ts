@@ -1,7 +1,7 @@
 /**
  * Kernel benchmark: Qwen3-0.6B-shaped matmuls. M = 1 reports GB/s of weights read (vs the
  * machine's measured read bandwidth); M = 32 reports GFLOP/s. Run: npx tsx bench/kernels.ts
- * Options: --quick (fewer runs), --types Q8_0,Q4_0,Q4_K,Q6_K, --impl avx512|avx2|reference|all.
+ * Options: --quick (fewer runs), --types Q8_0,Q4_0,Q4_K,Q6_K, --impl amx|avx512|avx2|reference|all.
  * --compare OTHER.node: M = 32 only, this build vs another build of the addon (e.g. the previous
  * commit's), samples interleaved (this, other, this, other …), ratio per pair.
  * --versus IMPL: M = 32 only, this build's default kernels vs its IMPL kernels, interleaved the same way.
@@ -128,7 +128,7 @@ function main(): void {
   const runs = values.quick ? 5 : 11;
   const minMs = values.quick ? 20 : 50;
   const threadList = values.threads!.split(",").map(Number);
-  const impls: KernelImpl[] = values.impl === "all" ? ["avx512", "avx2", "reference"] : [values.impl as KernelImpl];
+  const impls: KernelImpl[] = values.impl === "all" ? ["amx", "avx512", "avx2", "reference"] : [values.impl as KernelImpl];
   // Many short interleaved samples: on a shared machine the per-pair ratios of undisturbed pairs
   // cluster, so their median is stable where long samples each catch some interference.
   const cmpRuns = values.quick ? 11 : 41;
@@ -156,6 +156,7 @@ function main(): void {
   for (const impl of impls) {
     if (impl === "avx2" && !(f.avx2 && f.fma && f.f16c)) continue;
     if (impl === "avx512" && !(f.avx2 && f.fma && f.f16c && f.avx512 && f.avx512vnni)) continue;
+    if (impl === "amx" && !f.amx) continue;
     native.setKernelImpl(impl);
     for (const typeName of values.types!.split(",")) {
       const type = (GGML_TYPE as Record<string, number>)[typeName]!;

@@ -12,15 +12,15 @@
  *   quantize does not.
  * - Determinism: every output element is reduced in one fixed order that depends only on K (never
  *   on M, on the thread count, or on which thread computes it). So a row's result is bit-identical
- *   alone or inside any batch, with any number of threads. The "avx512", "avx2" and "reference"
- *   kernels implement the same scheme (native/src/common.h) and give bit-identical results.
+ *   alone or inside any batch, with any number of threads. The "amx", "avx512", "avx2" and
+ *   "reference" kernels implement the same scheme (native/src/common.h) and give bit-identical results.
  * - Arguments are validated (lengths vs dimensions) before any memory is touched; violations throw
  *   a JS TypeError (wrong kind of argument) / RangeError (bad length, index or value), never crash.
  *   Lengths must match the dimensions exactly (pass subarray views of larger scratch buffers).
  *   Outputs must not overlap inputs, except where an alias is explicitly allowed (then it must be
  *   the very same array).
  */
-export type KernelImpl = "avx512" | "avx2" | "reference";
+export type KernelImpl = "amx" | "avx512" | "avx2" | "reference";
 /** How loraApply computes runs of consecutive rows that share a term list (see setLoraPath). */
 export type LoraPath = "auto" | "gathered" | "segmented";
 
@@ -37,10 +37,12 @@ export interface LoraTerms {
 
 export interface OpenLoraNative {
   /** CPU features detected at load time. */
-  cpuFeatures(): { avx2: boolean; fma: boolean; f16c: boolean; avx512: boolean; avx512vnni: boolean };
+  cpuFeatures(): { avx2: boolean; fma: boolean; f16c: boolean; avx512: boolean; avx512vnni: boolean; amx: boolean };
   /**
-   * The kernels in use: "avx512" when the CPU also has AVX-512 F/BW/VL/VNNI (the avx2 kernels with
-   * VNNI batched Q8_0/Q4_0 products), else "avx2" when it has AVX2+FMA+F16C, else "reference".
+   * The kernels in use: "amx" when the CPU has AMX-TILE/AMX-INT8 and the OS grants the tile state
+   * (the avx512 kernels with batched Q8_0 products on AMX tiles; cpuFeatures().amx), else "avx512"
+   * when it has AVX-512 F/BW/VL/VNNI (the avx2 kernels with VNNI batched Q4_0 products), else "avx2"
+   * when it has AVX2+FMA+F16C, else "reference".
    */
   getKernelImpl(): KernelImpl;
   /** Force an implementation (parity tests, benchmarks). Throws if this CPU cannot run it. */
@@ -168,8 +170,14 @@ export interface OpenLoraNative {
     nHeads: number, nKvHeads: number, headDim: number, blockSize: number, scale: number,
   ): void;
 
-  /** out = silu(gate) ⊙ up, elementwise; out may alias gate or up. */
+  /**
+   * out = silu(gate) ⊙ up, elementwise; out may alias gate or up. silu(g) = g / (1 + e^−g) with
+   * e^x from a fixed polynomial (about 1 ulp; native/src/common.h exp_poly), the same bits in every
+   * kernel table.
+   */
   siluMul(out: Float32Array, gate: Float32Array, up: Float32Array): void;
+  /** The first index of the largest element (NaN never wins; 0 when nothing exceeds −Infinity). */
+  argmax(x: Float32Array): number;
   /** out = a + b, elementwise; out may alias a or b. */
   add(out: Float32Array, a: Float32Array, b: Float32Array): void;
   /** x[r, :] += bias, x: [rows, dim]. */

@@ -29,6 +29,7 @@ using namespace ol;
 struct Features {
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512vnni = false;
+  bool amx = false;  // AMX-TILE and AMX-INT8 reported (the tile state still needs amx_enable)
 };
 
 Features detect() {
@@ -43,6 +44,7 @@ Features detect() {
   f.avx512bw = __builtin_cpu_supports("avx512bw");
   f.avx512vl = __builtin_cpu_supports("avx512vl");
   f.avx512vnni = __builtin_cpu_supports("avx512vnni");
+  f.amx = __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-int8");
 #endif
   return f;
 }
@@ -53,7 +55,14 @@ bool avx512_ok() {
   return avx2_ok() && kFeatures.avx512f && kFeatures.avx512bw && kFeatures.avx512vl && kFeatures.avx512vnni &&
          kAvx512Kernels.matmul_range != nullptr;
 }
-const KernelTable* best_kernels() { return avx512_ok() ? &kAvx512Kernels : avx2_ok() ? &kAvx2Kernels : &kRefKernels; }
+// Asked once: the kernel grants the tile state to the whole process (all threads).
+bool amx_ok() {
+  static const bool ok = avx512_ok() && kFeatures.amx && kAmxKernels.matmul_range != nullptr && amx_enable();
+  return ok;
+}
+const KernelTable* best_kernels() {
+  return amx_ok() ? &kAmxKernels : avx512_ok() ? &kAvx512Kernels : avx2_ok() ? &kAvx2Kernels : &kRefKernels;
+}
 const bool kKernelsChosen = (g_kernels.store(best_kernels()), true);
 
 // ---------------------------------------------------------------- feature / config functions
@@ -65,17 +74,21 @@ Napi::Value CpuFeatures(const Napi::CallbackInfo& info) {
   o.Set("f16c", kFeatures.f16c);
   o.Set("avx512", kFeatures.avx512f && kFeatures.avx512bw && kFeatures.avx512vl);
   o.Set("avx512vnni", kFeatures.avx512vnni);
+  o.Set("amx", amx_ok());
   return o;
 }
 
 Napi::Value GetKernelImpl(const Napi::CallbackInfo& info) {
   const KernelTable* k = g_kernels.load();
-  return Napi::String::New(info.Env(), k == &kAvx512Kernels ? "avx512" : k == &kAvx2Kernels ? "avx2" : "reference");
+  return Napi::String::New(info.Env(), k == &kAmxKernels      ? "amx"
+                                       : k == &kAvx512Kernels ? "avx512"
+                                       : k == &kAvx2Kernels   ? "avx2"
+                                                              : "reference");
 }
 
 Napi::Value SetKernelImpl(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsString()) throw_type(env, "impl must be \"avx512\", \"avx2\" or \"reference\"");
+  if (info.Length() < 1 || !info[0].IsString()) throw_type(env, "impl must be \"amx\", \"avx512\", \"avx2\" or \"reference\"");
   const std::string s = info[0].As<Napi::String>().Utf8Value();
   if (s == "reference") {
     g_kernels.store(&kRefKernels);
@@ -86,8 +99,12 @@ Napi::Value SetKernelImpl(const Napi::CallbackInfo& info) {
     if (!avx512_ok())
       throw Napi::Error::New(env, "the avx512 kernels need AVX-512 F/BW/VL/VNNI (and AVX2, FMA, F16C), which this CPU lacks");
     g_kernels.store(&kAvx512Kernels);
+  } else if (s == "amx") {
+    if (!amx_ok())
+      throw Napi::Error::New(env, "the amx kernels need AMX-TILE/AMX-INT8 granted by the OS (and the avx512 kernels' features), which this process lacks");
+    g_kernels.store(&kAmxKernels);
   } else {
-    throw_range(env, "impl must be \"avx512\", \"avx2\" or \"reference\", got \"" + s + "\"");
+    throw_range(env, "impl must be \"amx\", \"avx512\", \"avx2\" or \"reference\", got \"" + s + "\"");
   }
   return env.Undefined();
 }
@@ -226,7 +243,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"matmul", Matmul},           {"matmulMulti", MatmulMulti},     {"getRows", GetRows},
       {"quantize", Quantize},
       {"dequantize", Dequantize},   {"rmsNorm", RmsNorm},             {"rope", Rope},
-      {"kvStore", KvStore},         {"attention", Attention},         {"siluMul", SiluMul},
+      {"kvStore", KvStore},         {"attention", Attention},         {"siluMul", SiluMul},           {"argmax", Argmax},
       {"add", Add},                 {"addBias", AddBias},             {"loraApply", LoraApply},
       {"setLoraPath", SetLoraPath}, {"getLoraPath", GetLoraPath},     {"measureReadBandwidth", MeasureReadBandwidth},
       {"memoryBandwidth", MemoryBandwidth}, {"loraRegister", LoraRegister}, {"loraRelease", LoraRelease},

@@ -26,13 +26,47 @@ Napi::Value RmsNorm(const Napi::CallbackInfo& info) {
   float* o = out.data;
   const float* xs = x.data;
   const float* ws = w.data;
-  const size_t per = std::max<size_t>(1, 16384 / dim);  // rows per task
+  const size_t per = std::max<size_t>(1, 4096 / dim);  // rows per task
   const size_t ntasks = (rows + per - 1) / per;
   parallel_for(ntasks, [&](size_t t) {
     const size_t r1 = std::min(rows, (t + 1) * per);
     for (size_t r = t * per; r < r1; r++) kt->rms_norm_row(o + r * dim, xs + r * dim, ws, dim, eps);
   });
   return env.Undefined();
+}
+
+// The cos/sin of every position's angles, computed by rope_angles once per position instead of once
+// per call (every layer ropes q and k of the same positions): one table per calling thread (each
+// engine is one JS thread), rebuilt when invFreq changes, grown to the largest position seen up to
+// kMaxTablePositions (beyond, or for negative positions, rope_ref computes them as before).
+struct RopeAngles {
+  std::vector<float> inv, cs, sn;
+  size_t positions = 0;
+};
+constexpr size_t kMaxTablePositions = 1 << 16;
+
+static const RopeAngles* rope_table(const int32_t* pos, size_t rows, const float* inv, int half) {
+  static thread_local RopeAngles t;
+  int32_t hi = -1;
+  for (size_t r = 0; r < rows; r++) {
+    if (pos[r] < 0) return nullptr;
+    hi = std::max(hi, pos[r]);
+  }
+  if ((size_t)hi >= kMaxTablePositions || half == 0) return nullptr;
+  if (t.inv.size() != (size_t)half || std::memcmp(t.inv.data(), inv, half * sizeof(float)) != 0) {
+    t.inv.assign(inv, inv + half);
+    t.cs.clear();
+    t.sn.clear();
+    t.positions = 0;
+  }
+  if ((size_t)hi >= t.positions) {
+    const size_t n = std::min(kMaxTablePositions, std::max<size_t>((size_t)hi + 1, 2 * t.positions));
+    t.cs.resize(n * half);
+    t.sn.resize(n * half);
+    for (size_t p = t.positions; p < n; p++) rope_angles(&t.cs[p * half], &t.sn[p * half], (float)p, inv, half);
+    t.positions = n;
+  }
+  return &t;
 }
 
 Napi::Value Rope(const Napi::CallbackInfo& info) {
@@ -49,12 +83,23 @@ Napi::Value Rope(const Napi::CallbackInfo& info) {
   expect_len(env, x, (uint64_t)pos.length * nHeads * headDim, "x", "positions.length * nHeads * headDim");
   expect_len(env, inv, (uint64_t)ropeDim / 2, "invFreq", "ropeDim / 2");
   const size_t rows = pos.length;
-  const size_t per = std::max<size_t>(1, 16384 / ((size_t)nHeads * headDim));
+  const size_t per = std::max<size_t>(1, 4096 / ((size_t)nHeads * headDim));
   const size_t ntasks = (rows + per - 1) / per;
   float* xs = x.data;
+  const int half = ropeDim / 2;
+  const RopeAngles* table = rope_table(pos.data, rows, inv.data, half);
   parallel_for(ntasks, [&](size_t t) {
     const size_t r0 = t * per, r1 = std::min(rows, r0 + per);
-    rope_ref(xs + r0 * nHeads * headDim, pos.data + r0, r1 - r0, nHeads, headDim, ropeDim, neox, inv.data);
+    float* xr = xs + r0 * nHeads * headDim;
+    if (!table) {
+      rope_ref(xr, pos.data + r0, r1 - r0, nHeads, headDim, ropeDim, neox, inv.data);
+      return;
+    }
+    for (size_t r = r0; r < r1; r++) {
+      const size_t o = (size_t)pos.data[r] * half;
+      rope_with_angles(xr + (r - r0) * nHeads * headDim, 1, nHeads, headDim, ropeDim, neox, table->cs.data() + o,
+                       table->sn.data() + o);
+    }
   });
   return env.Undefined();
 }
@@ -148,7 +193,7 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
 
 // ---------------------------------------------------------------- elementwise
 
-constexpr size_t kElemChunk = 1 << 15;
+constexpr size_t kElemChunk = 1 << 12;
 
 Napi::Value SiluMul(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
@@ -160,11 +205,17 @@ Napi::Value SiluMul(const Napi::CallbackInfo& info) {
   same_or_disjoint(env, out, g, "out", "gate");
   same_or_disjoint(env, out, u, "out", "up");
   const size_t n = out.length;
+  const KernelTable* kt = g_kernels.load();
   parallel_for((n + kElemChunk - 1) / kElemChunk, [&](size_t c) {
     const size_t e0 = c * kElemChunk, e1 = std::min(n, e0 + kElemChunk);
-    silu_mul_ref(out.data + e0, g.data + e0, u.data + e0, e1 - e0);
+    kt->silu_mul(out.data + e0, g.data + e0, u.data + e0, e1 - e0);
   });
   return env.Undefined();
+}
+
+Napi::Value Argmax(const Napi::CallbackInfo& info) {
+  auto x = typed<const float>(info, 0, "x", napi_float32_array);
+  return Napi::Number::New(info.Env(), (double)g_kernels.load()->argmax(x.data, x.length));
 }
 
 Napi::Value Add(const Napi::CallbackInfo& info) {

@@ -1,5 +1,6 @@
 // N-API bindings: matrix products, row lookup, (de)quantization. Contract: native/openlora_native.d.ts.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -19,9 +20,11 @@ struct MatmulScratch {
 // Rounds or quantizes x [M, K] to wType's dot type (ggml's numerics), into `scratch` when it
 // must be rewritten.
 static PreparedX prepare_x(MatmulScratch& scratch, const float* xs, size_t M, size_t K, int wType) {
+  static std::atomic<uint64_t> next_id{1};
   PreparedX px{};
   px.M = M;
   px.K = K;
+  px.id = next_id.fetch_add(1, std::memory_order_relaxed);
   const size_t nth = (size_t)pool_threads();
   if (wType == T_Q8_0 || wType == T_Q4_0) {
     px.type = T_Q8_0;
@@ -89,7 +92,9 @@ static void run_products(const PreparedX& px, int wType, const Product* ps, size
   size_t chunk = totalN;
   if (nth > 1) {
     const size_t target = std::max<size_t>(1, nth * 8 / mblocks);
-    chunk = std::max<size_t>(4, ((totalN + target - 1) / target + 3) / 4 * 4);
+    // Multiples of 16 columns once chunks are that wide (the AMX tiles take 16 weight rows).
+    const size_t raw = (totalN + target - 1) / target;
+    chunk = raw >= 16 ? (raw + 15) / 16 * 16 : std::max<size_t>(4, (raw + 3) / 4 * 4);
   }
   // first[i]: index of product i's first chunk; first[np]: total chunks.
   size_t first[9];

@@ -5,9 +5,14 @@
 //   * Float dot types (F32, F16, BF16 weights): eight f32 lane accumulators, initially +0.
 //     Element k (in increasing order) updates lane k % 8 with acc = fma(x[k], w[k], acc), where
 //     x and w are the values already rounded to the dot type and widened to f32.
-//   * Block dot types (Q8_0, Q4_0 weights; x quantized to Q8_0): for each block b of 32 (in
-//     order) and each lane j < 8, the exact integer s = Σ_{i<4} xq[32b+4j+i]·wq[32b+4j+i]
-//     updates lane j with acc = fma(dx_b · dw_b, (float)s, acc) (dx_b · dw_b an f32 product).
+//   * Q8_0 weights (x quantized to Q8_0): ONE f32 accumulator, initially +0. For each block b of
+//     32 (in order), the exact integer s = Σ_{i<32} xq[32b+i]·wq[32b+i] updates it with
+//     acc = fma(dx_b · dw_b, (float)s, acc) (dx_b · dw_b an f32 product); the result is acc (no
+//     lanes, no final sum). A whole block per integer sum is what AMX tiles compute (TDPBSSD over
+//     K = 32), and what the AVX2 kernels reach with one horizontal integer sum per block.
+//   * Q4_0 weights (x quantized to Q8_0): for each block b of 32 (in order) and each lane j < 8,
+//     the exact integer s = Σ_{i<4} xq[32b+4j+i]·wq[32b+4j+i] updates lane j with
+//     acc = fma(dx_b · dw_b, (float)s, acc) (dx_b · dw_b an f32 product).
 //   * K-quant dot types (Q4_K, Q6_K weights; x quantized to Q8_K, see quantize_row_q8_K_split):
 //     for each 256-element super-block b (in order), with e the element index inside b and
 //     lane(e) = (e % 32) / 4 (so lane j holds elements 4j..4j+3 of every 32-element chunk):
@@ -21,7 +26,7 @@
 //       acc_j = fma(−(dx_b · dmin_b), (float)Mn_j, acc_j)
 //     dx_b is the Q8_K block scale (f32), d_b / dmin_b the weight's fp16 scales widened to f32,
 //     and each product is one f32 multiply (the negation is exact).
-//   * The result is hsum8(acc) = ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)).
+//   * Except for Q8_0, the result is hsum8(acc) = ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)).
 // All kernel TUs are compiled with -ffp-contract=off so nothing else fuses.
 #pragma once
 #include <cstddef>
@@ -170,6 +175,7 @@ struct PreparedX {
   const int8_t* q;        // [M, K] quantized values when type == T_Q8_0 / T_Q8_K
   const float* d;         // [M, K/32] block scales (fp16-rounded) for T_Q8_0; [M, K/256] (f32) for T_Q8_K
   const int16_t* bs;      // [M, K/32] sums of q over each 32 elements when type == T_Q8_K
+  uint64_t id;            // unique per preparation (0: none), so kernels may cache a repacked x per thread
 };
 
 // Memory a matmul task should pull into L2 while its tiles compute (LoRA B rows it will read next):
@@ -219,6 +225,33 @@ struct PrefetchCursor {
   }
 };
 
+// e^x for silu in a fixed sequence of f32 operations that the SIMD kernels repeat lane for lane
+// (so every table gives the same bits): Cephes' expf reduction and degree-6 polynomial (about
+// 1 ulp), x first clamped to [−87.3365479, 88] as max(lo, x) then min(hi, x) do (a NaN passes
+// through). Above 88 the clamp returns e^88 instead of overflowing, which only changes silu(g) for
+// g < −88, where it is below 1e−36 in magnitude either way.
+static inline float exp_poly(float x) {
+  if (x != x) return x;
+  x = -87.3365479f > x ? -87.3365479f : x;
+  x = 88.0f < x ? 88.0f : x;
+  const float n = std::nearbyint(x * 1.44269504088896341f);
+  float r = std::fma(n, -0.693359375f, x);
+  r = std::fma(n, 2.12194440e-4f, r);
+  float p = 1.9875691500e-4f;
+  p = std::fma(p, r, 1.3981999507e-3f);
+  p = std::fma(p, r, 8.3334519073e-3f);
+  p = std::fma(p, r, 4.1665795894e-2f);
+  p = std::fma(p, r, 1.6666665459e-1f);
+  p = std::fma(p, r, 5.0000001201e-1f);
+  const float z = r * r;
+  p = std::fma(p, z, r);
+  p = p + 1.0f;
+  uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return p * scale;
+}
+
 // Computes out[m, n] for all m < M and n in [n0, n1).
 typedef void (*MatmulRangeFn)(float* out, const PreparedX& x, const uint8_t* w, int wType,
                               size_t N, size_t n0, size_t n1);
@@ -254,16 +287,24 @@ struct KernelTable {
   // zero-padded to 8 columns.
   void (*lora_expand_f32)(float* y, size_t ldy, const float* u, size_t rows, size_t rank, const float* bp,
                           size_t cols, float s);
+  // out[i] = silu(gate[i]) · up[i] = (g / (1 + exp_poly(−g))) · up[i], g = gate[i] (see exp_poly).
+  void (*silu_mul)(float* out, const float* gate, const float* up, size_t n);
+  // The first index of the largest element (NaN never wins; 0 when none exceeds −inf).
+  size_t (*argmax)(const float* x, size_t n);
   // dot_rows_f32 on 16-bit rows (type T_F16 or T_BF16): each element widened to f32 exactly, then
   // the same arithmetic, so the result equals dot_rows_f32 on the widened rows bit for bit.
   void (*dot_rows_h)(float* out, const uint16_t* rows, const float* v, size_t n, size_t count, int type);
 };
 
 // Implemented in kernels_ref.cc / kernels_avx2.cc / kernels_avx512.cc (the AVX2 table with
-// AVX-512 VNNI batched Q8_0/Q4_0 products).
+// AVX-512 VNNI batched Q4_0 products).
 extern const KernelTable kRefKernels;
 extern const KernelTable kAvx2Kernels;
 extern const KernelTable kAvx512Kernels;
+// The AVX-512 table with AMX-INT8 batched Q8_0 products (kernels_amx.cc); usable only after
+// amx_enable() returned true (the kernel granted this process the AMX tile state).
+extern const KernelTable kAmxKernels;
+bool amx_enable();
 
 // Reference helpers used by both tables (kernels_ref.cc).
 void quantize_row_q8_0(uint8_t* dst, const float* src, size_t K);      // ggml's reference rounding
@@ -279,6 +320,12 @@ void round_row_bf16(float* dst, const float* src, size_t K);
 void rope_ref(float* x, const int32_t* positions, size_t rows, int nHeads, int headDim, int ropeDim,
               bool neox, const float* invFreq);
 void silu_mul_ref(float* out, const float* gate, const float* up, size_t n);
+size_t argmax_ref(const float* x, size_t n);
+// cs[i] = cos(p · invFreq[i]), sn[i] = sin(p · invFreq[i]) for i < half: the angles rope_ref uses.
+void rope_angles(float* cs, float* sn, float p, const float* invFreq, int half);
+// rope_ref with the angles of row r at cs + r·half, sn + r·half (the same arithmetic).
+void rope_with_angles(float* x, size_t rows, int nHeads, int headDim, int ropeDim, bool neox, const float* cs,
+                      const float* sn);
 void add_ref(float* out, const float* a, const float* b, size_t n);
 void add_bias_ref(float* x, const float* bias, size_t rows, size_t dim);
 

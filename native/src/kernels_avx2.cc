@@ -228,6 +228,58 @@ static inline void tile_block_mr(float* out, size_t ldo, const int8_t* xq, const
     for (int j = 0; j < RN; j++) store_hsum(out + i * ldo + j, acc[i][j]);
 }
 
+// Q8_0 (one accumulator per output, see common.h). Per block and activation row, the RN weight
+// rows' 8-lane partial sums (|w|·sign(x, w) through maddubs/madd, exact) are folded by three hadds
+// and one 128-bit add into one xmm whose lane j is the exact block sum against weight row j; one
+// FMA by dx·dw (the four f32 products in one multiply) then updates lane j of acc[i]. RN ≤ 4; the
+// lanes of missing weight rows see zero sums and are not stored. `next`: the following tile's rows
+// to prefetch (M = 1 decode, where short rows defeat the hardware prefetcher), or null.
+template <int RM, int RN>
+static inline void tile_q8(float* out, size_t ldo, const int8_t* xq, const float* xd, size_t K, const uint8_t* w,
+                           size_t rb, const uint8_t* next) {
+  static_assert(RN >= 1 && RN <= 4, "at most four weight rows per xmm");
+  const size_t nb = K / QK;
+  __m128 acc[RM];
+  for (int i = 0; i < RM; i++) acc[i] = _mm_setzero_ps();
+  const __m256i ones = _mm256_set1_epi16(1);
+  PrefetchCursor pfc(t_prefetch);
+  for (size_t b = 0; b < nb; b++) {
+    pfc.step();
+    if (next) prefetch_range(next + b * Q8_BYTES * RN, Q8_BYTES * RN);
+    __m256i aw[RN], wq[RN];
+    uint16_t h[4] = {0, 0, 0, 0};
+    for (int j = 0; j < RN; j++) {
+      const uint8_t* blk = w + j * rb + b * Q8_BYTES;
+      wq[j] = _mm256_loadu_si256((const __m256i*)(blk + 2));
+      aw[j] = _mm256_sign_epi8(wq[j], wq[j]);
+      std::memcpy(&h[j], blk, 2);
+    }
+    const uint64_t packed = (uint64_t)h[0] | ((uint64_t)h[1] << 16) | ((uint64_t)h[2] << 32) | ((uint64_t)h[3] << 48);
+    const __m128 dw = _mm_cvtph_ps(_mm_cvtsi64_si128((long long)packed));
+    for (int i = 0; i < RM; i++) {
+      const __m256i xv = _mm256_loadu_si256((const __m256i*)(xq + i * K + b * QK));
+      __m256i s[4];
+      for (int j = 0; j < 4; j++)
+        s[j] = j < RN ? _mm256_madd_epi16(_mm256_maddubs_epi16(aw[j], _mm256_sign_epi8(xv, wq[j])), ones)
+                      : _mm256_setzero_si256();
+      const __m256i h4 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+      const __m128i sum = _mm_add_epi32(_mm256_castsi256_si128(h4), _mm256_extracti128_si256(h4, 1));
+      const __m128 d = _mm_mul_ps(_mm_set1_ps(xd[i * nb + b]), dw);
+      acc[i] = _mm_fmadd_ps(d, _mm_cvtepi32_ps(sum), acc[i]);
+    }
+  }
+  pfc.save(t_prefetch);
+  for (int i = 0; i < RM; i++) {
+    if constexpr (RN == 4) {
+      _mm_storeu_ps(out + i * ldo, acc[i]);
+    } else {
+      alignas(16) float a[4];
+      _mm_store_ps(a, acc[i]);
+      for (int j = 0; j < RN; j++) out[i * ldo + j] = a[j];
+    }
+  }
+}
+
 // ------------------------------------------------------------------ K-quant dot types (x in Q8_K)
 
 // One weight row against RM activation rows; see the K-quant scheme in common.h. Per super-block,
@@ -358,6 +410,48 @@ static void range_float(float* out, const PreparedX& x, const uint8_t* w, size_t
   }
 }
 
+// Q8_0: weight rows in L2-sized groups; within a group, 4-row activation tiles sweep the group's
+// weight rows four at a time.
+static void range_q8(float* out, const PreparedX& x, const uint8_t* w, size_t N, size_t n0, size_t n1) {
+  const size_t K = x.K, M = x.M, rb = row_bytes(T_Q8_0, K), nb = K / QK;
+  if (M == 1) {
+    size_t n = n0;
+    for (; n + 4 <= n1; n += 4) tile_q8<1, 4>(out + n, N, x.q, x.d, K, w + n * rb, rb, w + (n + 4) * rb);
+    for (; n < n1; n++) tile_q8<1, 1>(out + n, N, x.q, x.d, K, w + n * rb, rb, nullptr);
+    return;
+  }
+  const size_t group = std::max<size_t>(4, (kL2Budget / rb) & ~(size_t)3);
+  for (size_t g0 = n0; g0 < n1; g0 += group) {
+    const size_t g1 = std::min(n1, g0 + group);
+    for (size_t m = 0; m < M; m += 4) {
+      const int rm = (int)std::min<size_t>(4, M - m);
+      const int8_t* xq = x.q + m * K;
+      const float* xd = x.d + m * nb;
+      for (size_t n = g0; n < g1; n += 4) {
+        float* o = out + m * N + n;
+        const uint8_t* wn = w + n * rb;
+        if (n + 4 <= g1) {
+          switch (rm) {
+            case 4: tile_q8<4, 4>(o, N, xq, xd, K, wn, rb, nullptr); break;
+            case 3: tile_q8<3, 4>(o, N, xq, xd, K, wn, rb, nullptr); break;
+            case 2: tile_q8<2, 4>(o, N, xq, xd, K, wn, rb, nullptr); break;
+            default: tile_q8<1, 4>(o, N, xq, xd, K, wn, rb, nullptr); break;
+          }
+        } else {
+          for (size_t j = n; j < g1; j++) {
+            switch (rm) {
+              case 4: tile_q8<4, 1>(o + (j - n), N, xq, xd, K, wn + (j - n) * rb, rb, nullptr); break;
+              case 3: tile_q8<3, 1>(o + (j - n), N, xq, xd, K, wn + (j - n) * rb, rb, nullptr); break;
+              case 2: tile_q8<2, 1>(o + (j - n), N, xq, xd, K, wn + (j - n) * rb, rb, nullptr); break;
+              default: tile_q8<1, 1>(o + (j - n), N, xq, xd, K, wn + (j - n) * rb, rb, nullptr); break;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 template <int WT>
 static void range_block(float* out, const PreparedX& x, const uint8_t* w, size_t N, size_t n0, size_t n1) {
   const size_t K = x.K, M = x.M, rb = row_bytes(WT, K), nb = K / QK;
@@ -465,7 +559,7 @@ void avx2::matmul_range_avx2(float* out, const PreparedX& x, const uint8_t* w, i
     case T_F32: range_float<T_F32>(out, x, w, N, n0, n1); break;
     case T_F16: range_float<T_F16>(out, x, w, N, n0, n1); break;
     case T_BF16: range_float<T_BF16>(out, x, w, N, n0, n1); break;
-    case T_Q8_0: range_block<T_Q8_0>(out, x, w, N, n0, n1); break;
+    case T_Q8_0: range_q8(out, x, w, N, n0, n1); break;
     case T_Q4_0: range_block<T_Q4_0>(out, x, w, N, n0, n1); break;
     case T_Q4_K: range_kquant<T_Q4_K>(out, x, w, N, n0, n1); break;
     case T_Q6_K: range_kquant<T_Q6_K>(out, x, w, N, n0, n1); break;
@@ -474,7 +568,7 @@ void avx2::matmul_range_avx2(float* out, const PreparedX& x, const uint8_t* w, i
 
 const KernelTable kAvx2Kernels = {"avx2",         matmul_range_avx2, attn_task_avx2, rms_norm_row_avx2,
                                   quantize_q8_split_avx2, round_f16_avx2, round_bf16_avx2, read_sum_avx2,
-                                  to_f16_avx2, dot_f32_avx2, dot_rows_f32_avx2, lora_shrink_avx2, lora_expand_avx2,
+                                  to_f16_avx2, dot_f32_avx2, dot_rows_f32_avx2, lora_shrink_avx2, lora_expand_avx2, silu_mul_avx2, argmax_avx2,
                                   dot_rows_h_avx2};
 
 }  // namespace ol

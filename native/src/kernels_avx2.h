@@ -32,6 +32,8 @@ void to_f16_avx2(uint16_t* dst, const float* src, size_t n);
 float dot_f32_avx2(const float* a, const float* b, size_t n);
 void dot_rows_f32_avx2(float* out, const float* rows, const float* v, size_t n, size_t count);
 void dot_rows_h_avx2(float* out, const uint16_t* rows, const float* v, size_t n, size_t count, int type);
+void silu_mul_avx2(float* out, const float* gate, const float* up, size_t n);
+size_t argmax_avx2(const float* x, size_t n);
 void lora_shrink_avx2(float* u, const float* x, size_t rows, const float* a, size_t rank, size_t K);
 void lora_expand_avx2(float* y, size_t ldy, const float* u, size_t rows, size_t rank, const float* bp, size_t cols,
                       float s);

@@ -46,6 +46,43 @@ static inline void dot_q_k4(float* s, const float* q, const uint16_t* k0, const 
 }
 
 
+// exp_poly (common.h) on eight lanes: the same operations in the same order.
+static inline __m256 exp_poly8(__m256 x) {
+  x = _mm256_min_ps(_mm256_set1_ps(88.0f), _mm256_max_ps(_mm256_set1_ps(-87.3365479f), x));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fmadd_ps(n, _mm256_set1_ps(-0.693359375f), x);
+  r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
+  p = _mm256_add_ps(p, _mm256_set1_ps(1.0f));
+  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+}
+
+// out = Σ_p probs[p] · V[p] for a head of V8 · 8 dims, the accumulators in registers (the same
+// FMAs in the same order as the general loop below).
+template <int V8>
+static inline void weighted_v(float* out, const AttnArgs& a, const float* probs, int32_t pos, const int32_t* table,
+                              size_t kvDim, int kvh) {
+  constexpr int D = V8 * 8;
+  const int bs = a.blockSize;
+  __m256 acc[V8];
+  for (int i = 0; i < V8; i++) acc[i] = _mm256_setzero_ps();
+  for (int32_t p = 0; p <= pos; p++) {
+    const uint16_t* v = a.vPool + ((size_t)table[p / bs] * bs + p % bs) * kvDim + (size_t)kvh * D;
+    const __m256 pv = _mm256_set1_ps(probs[p]);
+    for (int i = 0; i < V8; i++)
+      acc[i] = _mm256_fmadd_ps(pv, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(v + 8 * i))), acc[i]);
+  }
+  for (int i = 0; i < V8; i++) _mm256_storeu_ps(out + 8 * i, acc[i]);
+}
+
 void attn_task_avx2(const AttnArgs& a, int t, int h, float* scores) {
   const int D = a.headDim, group = a.nHeads / a.nKvHeads, kvh = h / group;
   const size_t kvDim = (size_t)a.nKvHeads * D;
@@ -67,14 +104,18 @@ void attn_task_avx2(const AttnArgs& a, int t, int h, float* scores) {
     scores[p] = scores[p] * a.scale;
     mx = std::max(mx, scores[p]);
   }
+  // exp_poly eight scores at a time; the sum stays serial, in the reference's order.
+  const __m256 mxv = _mm256_set1_ps(mx);
+  for (p = 0; p + 8 <= pos + 1; p += 8)
+    _mm256_storeu_ps(scores + p, exp_poly8(_mm256_sub_ps(_mm256_loadu_ps(scores + p), mxv)));
+  for (; p <= pos; p++) scores[p] = exp_poly(scores[p] - mx);
   float sum = 0.0f;
-  for (p = 0; p <= pos; p++) {
-    scores[p] = std::exp(scores[p] - mx);
-    sum += scores[p];
-  }
+  for (p = 0; p <= pos; p++) sum += scores[p];
   const float inv = 1.0f / sum;
   for (p = 0; p <= pos; p++) scores[p] = scores[p] * inv;
   round_f16_avx2(scores, scores, (size_t)pos + 1);
+  if (D == 64) return weighted_v<8>(out, a, scores, pos, table, kvDim, kvh);
+  if (D == 128) return weighted_v<16>(out, a, scores, pos, table, kvDim, kvh);
   const int D8 = D & ~7;
   for (int d = 0; d < D; d++) out[d] = 0.0f;
   for (p = 0; p <= pos; p++) {
@@ -98,6 +139,61 @@ void rms_norm_row_avx2(float* out, const float* x, const float* w, size_t dim, f
   for (size_t i = 0; i < D8; i += 8)
     _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), sv), _mm256_loadu_ps(w + i)));
   for (size_t i = D8; i < dim; i++) out[i] = (x[i] * scale) * w[i];
+}
+
+// ------------------------------------------------------------------ silu, argmax
+
+void silu_mul_avx2(float* out, const float* gate, const float* up, size_t n) {
+  const __m256 one = _mm256_set1_ps(1.0f), sign = _mm256_set1_ps(-0.0f);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 e = exp_poly8(_mm256_xor_ps(g, sign));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), _mm256_loadu_ps(up + i)));
+  }
+  for (; i < n; i++) {
+    const float g = gate[i];
+    out[i] = (g / (1.0f + exp_poly(-g))) * up[i];
+  }
+}
+
+// Per lane the first index of its largest element (strict >, so NaN never wins), then the largest
+// lane value with the smallest index among ties; the tail is scanned after, so strict > keeps the
+// first index there too.
+size_t argmax_avx2(const float* x, size_t n) {
+  __m256 best = _mm256_set1_ps(-INFINITY);
+  __m256i bidx = _mm256_setzero_si256();
+  __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i step = _mm256_set1_epi32(8);
+  size_t i = 0;
+  if (n < ((size_t)1 << 31)) {
+    for (; i + 8 <= n; i += 8) {
+      const __m256 v = _mm256_loadu_ps(x + i);
+      const __m256 gt = _mm256_cmp_ps(v, best, _CMP_GT_OQ);
+      best = _mm256_blendv_ps(best, v, gt);
+      bidx = _mm256_blendv_epi8(bidx, idx, _mm256_castps_si256(gt));
+      idx = _mm256_add_epi32(idx, step);
+    }
+  }
+  alignas(32) float bv[8];
+  alignas(32) int32_t bi[8];
+  _mm256_store_ps(bv, best);
+  _mm256_store_si256((__m256i*)bi, bidx);
+  float bestV = -INFINITY;
+  size_t bestI = 0;
+  for (int l = 0; l < 8; l++) {
+    if (bv[l] > bestV || (bv[l] == bestV && bestV > -INFINITY && (size_t)bi[l] < bestI)) {
+      bestV = bv[l];
+      bestI = (size_t)bi[l];
+    }
+  }
+  for (; i < n; i++) {
+    if (x[i] > bestV) {
+      bestV = x[i];
+      bestI = i;
+    }
+  }
+  return bestI;
 }
 
 // ------------------------------------------------------------------ activation preparation

@@ -200,7 +200,6 @@ static void range_block_vnni(float* out, const PreparedX& x, const uint8_t* w, s
 
 static void matmul_range_avx512(float* out, const PreparedX& x, const uint8_t* w, int wType, size_t N, size_t n0,
                                 size_t n1) {
-  if (x.M > 1 && wType == T_Q8_0) return range_block_vnni<T_Q8_0>(out, x, w, N, n0, n1);
   if (x.M > 1 && wType == T_Q4_0) return range_block_vnni<T_Q4_0>(out, x, w, N, n0, n1);
   avx2::matmul_range_avx2(out, x, w, wType, N, n0, n1);
 }
@@ -210,7 +209,7 @@ using namespace avx2;
 
 const KernelTable kAvx512Kernels = {"avx512",        matmul_range_avx512, attn_task_avx2, rms_norm_row_avx2,
                                     quantize_q8_split_avx2, round_f16_avx2, round_bf16_avx2, read_sum_avx2,
-                                    to_f16_avx2, dot_f32_avx2, dot_rows_f32_avx2, lora_shrink_avx2, lora_expand_avx2,
+                                    to_f16_avx2, dot_f32_avx2, dot_rows_f32_avx2, lora_shrink_avx2, lora_expand_avx2, silu_mul_avx2, argmax_avx2,
                                   dot_rows_h_avx2};
 
 }  // namespace ol

@@ -232,13 +232,19 @@ static float dot_block_ref(const int8_t* xq, const float* xd, const uint8_t* wro
     }
     const float d = xd[b] * fp16_to_f32(dh);
     const int8_t* xb = xq + b * QK;
+    if (wType == T_Q8_0) {
+      int32_t s = 0;
+      for (int j = 0; j < QK; j++) s += (int32_t)xb[j] * (int32_t)wq[j];
+      acc[0] = std::fma(d, (float)s, acc[0]);
+      continue;
+    }
     for (int j = 0; j < 8; j++) {
       int s = 0;
       for (int i = 0; i < 4; i++) s += (int)xb[4 * j + i] * (int)wq[4 * j + i];
       acc[j] = std::fma(d, (float)s, acc[j]);
     }
   }
-  return hsum8(acc);
+  return wType == T_Q8_0 ? acc[0] : hsum8(acc);
 }
 
 static float dot_kquant_ref(const int8_t* xq, const float* xd, const int16_t* xbs, const uint8_t* wrow, int wType,
@@ -306,7 +312,7 @@ static void attn_task_ref(const AttnArgs& a, int t, int h, float* scores) {
   }
   float sum = 0.0f;
   for (int32_t p = 0; p <= pos; p++) {
-    scores[p] = std::exp(scores[p] - mx);
+    scores[p] = exp_poly(scores[p] - mx);
     sum += scores[p];
   }
   const float inv = 1.0f / sum;
@@ -328,34 +334,59 @@ static void rms_norm_row_ref(float* out, const float* x, const float* w, size_t 
 
 // ---------------------------------------------------------------- elementwise (shared by both tables)
 
-void rope_ref(float* x, const int32_t* positions, size_t rows, int nHeads, int headDim, int ropeDim,
-              bool neox, const float* invFreq) {
+void rope_angles(float* cs, float* sn, float p, const float* invFreq, int half) {
+  for (int i = 0; i < half; i++) {
+    const float ang = p * invFreq[i];
+    cs[i] = std::cos(ang);
+    sn[i] = std::sin(ang);
+  }
+}
+
+void rope_with_angles(float* x, size_t rows, int nHeads, int headDim, int ropeDim, bool neox, const float* cs,
+                      const float* sn) {
   const int half = ropeDim / 2;
-  std::vector<float> cs(half), sn(half);
   for (size_t r = 0; r < rows; r++) {
-    const float p = (float)positions[r];
-    for (int i = 0; i < half; i++) {
-      const float ang = p * invFreq[i];
-      cs[i] = std::cos(ang);
-      sn[i] = std::sin(ang);
-    }
+    const float* c = cs + r * half;
+    const float* s = sn + r * half;
     for (int h = 0; h < nHeads; h++) {
       float* v = x + (r * nHeads + h) * (size_t)headDim;
       for (int i = 0; i < half; i++) {
         const int i0 = neox ? i : 2 * i, i1 = neox ? i + half : 2 * i + 1;
         const float a = v[i0], b = v[i1];
-        v[i0] = a * cs[i] - b * sn[i];
-        v[i1] = a * sn[i] + b * cs[i];
+        v[i0] = a * c[i] - b * s[i];
+        v[i1] = a * s[i] + b * c[i];
       }
     }
+  }
+}
+
+void rope_ref(float* x, const int32_t* positions, size_t rows, int nHeads, int headDim, int ropeDim,
+              bool neox, const float* invFreq) {
+  const int half = ropeDim / 2;
+  std::vector<float> cs(half), sn(half);
+  for (size_t r = 0; r < rows; r++) {
+    rope_angles(cs.data(), sn.data(), (float)positions[r], invFreq, half);
+    rope_with_angles(x + r * nHeads * (size_t)headDim, 1, nHeads, headDim, ropeDim, neox, cs.data(), sn.data());
   }
 }
 
 void silu_mul_ref(float* out, const float* gate, const float* up, size_t n) {
   for (size_t i = 0; i < n; i++) {
     const float g = gate[i];
-    out[i] = (g / (1.0f + std::exp(-g))) * up[i];
+    out[i] = (g / (1.0f + exp_poly(-g))) * up[i];
   }
+}
+
+size_t argmax_ref(const float* x, size_t n) {
+  size_t best = 0;
+  float bestV = -INFINITY;
+  for (size_t i = 0; i < n; i++) {
+    if (x[i] > bestV) {
+      bestV = x[i];
+      best = i;
+    }
+  }
+  return best;
 }
 
 void add_ref(float* out, const float* a, const float* b, size_t n) {
@@ -421,6 +452,6 @@ static void lora_expand_ref(float* y, size_t ldy, const float* u, size_t rows, s
 const KernelTable kRefKernels = {"reference",      matmul_range_ref, attn_task_ref,  rms_norm_row_ref,
                                  quantize_row_q8_0_split, round_row_f16, round_row_bf16, read_sum_u64,
                                  to_f16_ref, dot_f32_ref, dot_rows_f32_ref, lora_shrink_ref, lora_expand_ref,
-                                 dot_rows_h_ref};
+                                 silu_mul_ref, argmax_ref, dot_rows_h_ref};
 
 }  // namespace ol

@@ -113,6 +113,7 @@ Napi::Value Rope(const Napi::CallbackInfo& info);
 Napi::Value KvStore(const Napi::CallbackInfo& info);
 Napi::Value Attention(const Napi::CallbackInfo& info);
 Napi::Value SiluMul(const Napi::CallbackInfo& info);
+Napi::Value Argmax(const Napi::CallbackInfo& info);
 Napi::Value Add(const Napi::CallbackInfo& info);
 Napi::Value AddBias(const Napi::CallbackInfo& info);
 Napi::Value LoraApply(const Napi::CallbackInfo& info);

@@ -6,6 +6,7 @@ import { GGML_TYPE } from "../formats/ggml-types.js";
 import { native } from "../native/index.js";
 import { decodeF32 } from "./formats/common.js";
 import type { LoraAdapterWeights, LoraDtype, LoraModule, LoraPair } from "./types.js";
+import { type CheckContext, checkFinite, checkFiniteHalf } from "./validate.js";
 
 /** The GGML type id the native kernels take for a dtype. */
 export function ggmlTypeOf(dtype: LoraDtype): number {
@@ -17,6 +18,36 @@ export function residentDtype(typeA: number, typeB: number): LoraDtype {
   if (typeA === GGML_TYPE.F16 && typeB === GGML_TYPE.F16) return "f16";
   if (typeA === GGML_TYPE.BF16 && typeB === GGML_TYPE.BF16) return "bf16";
   return "f32";
+}
+
+/**
+ * A pair's two matrices in their resident dtype straight from the file's bytes, each checked for
+ * NaN / infinity. Two 16-bit tensors of one type are copied as they are (no f32 round trip: a load
+ * then allocates only what stays resident, which keeps V8's major GCs away while adapters stream
+ * in); anything else is widened to f32 first. `transformB` (e.g. the Llama q/k row permutation)
+ * forces the f32 path.
+ */
+export function residentPair(
+  ctx: CheckContext, layer: number, module: LoraModule,
+  a: { bytes: Uint8Array; type: number; n: number }, b: { bytes: Uint8Array; type: number; n: number },
+  transformB?: (values: Float32Array) => Float32Array,
+): { a: Float32Array | Uint16Array; b: Float32Array | Uint16Array; dtype: LoraDtype } {
+  const dtype = residentDtype(a.type, b.type);
+  if (dtype !== "f32" && !transformB) {
+    const copy = (m: { bytes: Uint8Array; n: number }, which: "A" | "B"): Uint16Array => {
+      const out = new Uint16Array(m.n);
+      new Uint8Array(out.buffer).set(m.bytes.subarray(0, m.n * 2));
+      checkFiniteHalf(ctx, layer, module, which, out, a.type);
+      return out;
+    };
+    return { a: copy(a, "A"), b: copy(b, "B"), dtype };
+  }
+  const av = decodeF32(a.bytes, a.type, a.n);
+  checkFinite(ctx, layer, module, "A", av);
+  let bv = decodeF32(b.bytes, b.type, b.n);
+  checkFinite(ctx, layer, module, "B", bv);
+  if (transformB) bv = transformB(bv);
+  return { a: toResident(av, dtype), b: toResident(bv, dtype), dtype };
 }
 
 /**

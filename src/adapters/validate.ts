@@ -6,6 +6,8 @@
 import { existsSync, realpathSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { oerr } from "../errors.js";
+import { GGML_TYPE } from "../formats/ggml-types.js";
+import { bf16ToF32, f16ToF32 } from "../native/index.js";
 import type { BaseModelShape, LoraAdapterWeights, LoraModule, LoraPair } from "./types.js";
 import { LORA_MODULES } from "./types.js";
 
@@ -94,6 +96,20 @@ export function checkPairShape(
     throw oerr("ADAPTER_RANK_TOO_LARGE", `${source}: layer ${layer} ${module}: rank ${rank} exceeds the maximum ${ctx.maxRank}`, { module, layer, rank, maxRank: ctx.maxRank });
   }
   return { rank, inDim, outDim };
+}
+
+/**
+ * ADAPTER_NONFINITE when any element of 16-bit `bits` (GGML type F16 or BF16) is NaN or infinite:
+ * checked on the exponent bits, without widening.
+ */
+export function checkFiniteHalf(ctx: CheckContext, layer: number, module: LoraModule, which: "A" | "B", bits: Uint16Array, type: number): void {
+  const mask = type === GGML_TYPE.BF16 ? 0x7f80 : 0x7c00;
+  for (let i = 0; i < bits.length; i++) {
+    if ((bits[i]! & mask) === mask) {
+      const v = type === GGML_TYPE.BF16 ? bf16ToF32(bits[i]!) : f16ToF32(bits[i]!);
+      throw oerr("ADAPTER_NONFINITE", `${ctx.source}: layer ${layer} ${module} ${which}[${i}] is ${v}`, { module, layer, matrix: which, index: i });
+    }
+  }
 }
 
 /** ADAPTER_NONFINITE when any value of `values` is NaN or infinite. */

@@ -62,6 +62,8 @@ export class EngineCore {
   readonly kv: PagedKvCache;
   readonly adapters: AdapterCache;
   private readonly seqs = new Map<number, Sequence>();
+  /** Logits of a step, reused (rows are sampled before the next step overwrites them). */
+  private logitsBuf = new Float32Array(0);
   private fairness = new Map<string, number>();
   private arrivals = 0;
   private draining = false;
@@ -221,7 +223,9 @@ export class EngineCore {
 
     let logits: Float32Array;
     try {
-      logits = this.loaded.model.forward(buildBatch(chunks, this.opts.blockSize), this.kv);
+      const need = chunks.filter((c) => c.wantLogits).length * this.loaded.config.vocabSize;
+      if (this.logitsBuf.length < need) this.logitsBuf = new Float32Array(need);
+      logits = this.loaded.model.forward(buildBatch(chunks, this.opts.blockSize), this.kv, this.logitsBuf);
     } catch (e) {
       const error = toWireError(isOpenLoraError(e) ? e : oerr("INTERNAL", `forward pass failed: ${(e as Error).message}`));
       for (const seq of batch) this.end(seq, { type: "error", error });

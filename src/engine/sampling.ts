@@ -4,6 +4,7 @@
  * chain): penalties → greedy shortcut → top-k → temperature → softmax → top-p → min-p → draw.
  */
 import { oerr } from "../errors.js";
+import { native } from "../native/index.js";
 
 export interface SamplingParams {
   /** 0 = greedy. Default 0. */
@@ -68,14 +69,9 @@ function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
 
+/** The first index of the largest logit (NaN never wins; 0 when none exceeds −Infinity). */
 export function argmax(logits: Float32Array): number {
-  let best = 0;
-  let bestV = -Infinity;
-  for (let i = 0; i < logits.length; i++) {
-    const v = logits[i]!;
-    if (v > bestV) { bestV = v; best = i; }
-  }
-  return best;
+  return native.argmax(logits);
 }
 
 function applyPenalties(logits: Float32Array, history: readonly number[], p: SamplingParams): Float32Array {

@@ -141,8 +141,11 @@ export class LlamaModel {
     return this.config.nKvHeads * this.config.headDim;
   }
 
-  /** Runs one step; returns logits [logitRows.length, vocab]. */
-  forward(batch: ForwardBatch, cache: PagedKvCache): Float32Array {
+  /**
+   * Runs one step; returns logits [logitRows.length, vocab], written into `logitsOut` when it is
+   * long enough (a caller's reused buffer: a fresh 3 MB array per step makes V8 run major GCs).
+   */
+  forward(batch: ForwardBatch, cache: PagedKvCache, logitsOut?: Float32Array): Float32Array {
     const c = this.config;
     const T = batch.tokens.length;
     if (T === 0) return new Float32Array(0);
@@ -209,7 +212,8 @@ export class LlamaModel {
       last.set(x.subarray(row * H, (row + 1) * H), r * H);
     }
     native.rmsNorm(last, last, this.weights.outputNorm, R, H, c.rmsEps);
-    const logits = new Float32Array(R * c.vocabSize);
+    const n = R * c.vocabSize;
+    const logits = logitsOut && logitsOut.length >= n ? logitsOut.subarray(0, n) : new Float32Array(n);
     matmul(logits, last, this.weights.output, R);
     return logits;
   }

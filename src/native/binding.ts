@@ -31,6 +31,7 @@ export const NATIVE_FUNCTIONS = [
   "kvStore",
   "attention",
   "siluMul",
+  "argmax",
   "add",
   "addBias",
   "measureReadBandwidth",

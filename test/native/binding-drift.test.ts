@@ -20,6 +20,7 @@ describe("binding drift", () => {
   it("reports CPU features and a consistent default implementation", () => {
     const f = native.cpuFeatures();
     const avx2 = f.avx2 && f.fma && f.f16c;
-    expect(native.getKernelImpl()).toBe(avx2 && f.avx512 && f.avx512vnni ? "avx512" : avx2 ? "avx2" : "reference");
+    const avx512 = avx2 && f.avx512 && f.avx512vnni;
+    expect(native.getKernelImpl()).toBe(avx512 && f.amx ? "amx" : avx512 ? "avx512" : avx2 ? "avx2" : "reference");
   });
 });

@@ -102,8 +102,14 @@ export const hasAvx512 = (() => {
   return hasAvx2 && f.avx512 && f.avx512vnni;
 })();
 
+export const hasAmx = hasAvx512 && native.cpuFeatures().amx;
+
 /** The SIMD tables this CPU runs (each must equal the reference bit for bit). */
-export const FAST_IMPLS: KernelImpl[] = [...(hasAvx512 ? (["avx512"] as const) : []), ...(hasAvx2 ? (["avx2"] as const) : [])];
+export const FAST_IMPLS: KernelImpl[] = [
+  ...(hasAmx ? (["amx"] as const) : []),
+  ...(hasAvx512 ? (["avx512"] as const) : []),
+  ...(hasAvx2 ? (["avx2"] as const) : []),
+];
 
 export const IMPLS: KernelImpl[] = [...FAST_IMPLS, "reference"];
 

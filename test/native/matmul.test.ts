@@ -1,11 +1,11 @@
 /**
- * matmul: every weight type against an f64 dot product of the rounded operands, the AVX2 and
- * AVX-512 kernels against the reference twin (bit-exact: both follow the reduction scheme of native/src/common.h),
+ * matmul: every weight type against an f64 dot product of the rounded operands, the AVX2,
+ * AVX-512 and AMX kernels against the reference twin (bit-exact: both follow the reduction scheme of native/src/common.h),
  * and batch / thread invariance (bit-exact).
  */
 import { describe, expect, it } from "vitest";
 import {
-  dequantized, FAST_IMPLS, firstBitDiff, GGML_TYPE, hasAvx2, hasAvx512, IMPLS, matmul, matmulF64, native, randomF32, randomWeights,
+  dequantized, FAST_IMPLS, firstBitDiff, GGML_TYPE, hasAmx, hasAvx2, hasAvx512, IMPLS, matmul, matmulF64, native, randomF32, randomWeights,
   roundedX, withConfig,
 } from "./helpers.js";
 
@@ -94,6 +94,41 @@ describe.skipIf(!hasAvx512)("avx512 batched block products: every tile remainder
       const a = withConfig("avx512", 2, () => matmul(type, w, x, M, N, K));
       const r = withConfig("reference", 1, () => matmul(type, w, x, M, N, K));
       expect(firstBitDiff(a, r), NAMES[type]).toBe(-1);
+    }
+  });
+});
+
+describe.skipIf(!hasAmx)("amx batched Q8_0 products: every tile remainder equals the reference", () => {
+  // Tiles are 16 weight rows × 16 activation rows, blocks taken two at a time: M from 3 (the
+  // smallest the AMX table sends to the tiles) through two tiles and the 64-row task split, N
+  // around 16 and 32 (a short last group is zero-padded), odd and even block counts, extreme
+  // weights (−128 is legal in a hostile Q8_0 file).
+  const type = GGML_TYPE.Q8_0;
+  for (const K of [32, 96, 128]) {
+    it(`K=${K}`, () => {
+      for (const M of [3, 4, 15, 16, 17, 31, 33, 64, 65, 66]) {
+        for (const N of [1, 3, 15, 16, 17, 33]) {
+          const w = randomWeights(type, N, K, 17 * M + N + K);
+          for (let i = 2; i < w.length; i += 34 * 3) w.fill(0x80, i, i + 5);
+          const x = randomF32(M * K, 7 * M + N + K);
+          const r = withConfig("reference", 1, () => matmul(type, w, x, M, N, K));
+          for (const threads of [1, 2]) {
+            const a = withConfig("amx", threads, () => matmul(type, w, x, M, N, K));
+            expect(firstBitDiff(a, r), `M=${M} N=${N} K=${K} threads ${threads}`).toBe(-1);
+          }
+        }
+      }
+    });
+  }
+
+  it("successive products with new activations of the same shape never reuse a stale repacked x", () => {
+    const M = 20, N = 48, K = 64;
+    const w = randomWeights(type, N, K, 3);
+    for (let round = 0; round < 4; round++) {
+      const x = randomF32(M * K, 100 + round);
+      const r = withConfig("reference", 1, () => matmul(type, w, x, M, N, K));
+      const a = withConfig("amx", 2, () => matmul(type, w, x, M, N, K));
+      expect(firstBitDiff(a, r), `round ${round}`).toBe(-1);
     }
   });
 });

@@ -1,7 +1,7 @@
-/** rmsNorm, rope, kvStore, siluMul, add, addBias against plain f64 JS. */
+/** rmsNorm, rope, kvStore, siluMul, argmax, add, addBias against plain f64 / JS references. */
 import { describe, expect, it } from "vitest";
 import { f32ToF16 } from "../../src/native/index.js";
-import { firstBitDiff, hasAvx2, IMPLS, native, randomF32, withConfig } from "./helpers.js";
+import { FAST_IMPLS, firstBitDiff, hasAvx2, IMPLS, native, randomF32, withConfig } from "./helpers.js";
 
 describe("rmsNorm", () => {
   for (const impl of IMPLS) {
@@ -65,6 +65,99 @@ describe("rope", () => {
       }
     });
   }
+});
+
+describe("rope angle table", () => {
+  it("angles from the table equal angles computed directly (a position past the cap), bit for bit; a new invFreq rebuilds it", () => {
+    const nHeads = 2, headDim = 8, ropeDim = 8;
+    const invFreq = Float32Array.from({ length: ropeDim / 2 }, (_, i) => Math.pow(10000, (-2 * i) / ropeDim));
+    const other = invFreq.map((v) => v * 0.5);
+    const x = randomF32(nHeads * headDim, 9);
+    // A call with a position past the table's cap computes every row's angles directly; the same
+    // position alone comes from the table. Both must give the same bits.
+    const single = (pos: number, inv: Float32Array): Float32Array => {
+      const y = x.slice();
+      native.rope(y, new Int32Array([pos]), nHeads, headDim, ropeDim, false, inv);
+      return y;
+    };
+    for (const inv of [invFreq, other, invFreq]) {
+      for (const pos of [0, 5, 3000, 65535]) {
+        const batch = new Float32Array(3 * nHeads * headDim);
+        for (let r = 0; r < 3; r++) batch.set(x, r * nHeads * headDim);
+        native.rope(batch, new Int32Array([70_000, pos, 2]), nHeads, headDim, ropeDim, false, inv);
+        expect(firstBitDiff(batch.subarray(nHeads * headDim, 2 * nHeads * headDim), single(pos, inv)), `pos ${pos}`).toBe(-1);
+      }
+      // Past the cap: direct angles, still equal to the f32 formula within rounding.
+      const far = single(70_000, inv);
+      for (let i = 0; i < ropeDim / 2; i++) {
+        const ang = Math.fround(70_000 * inv[i]!);
+        const want = x[2 * i]! * Math.cos(ang) - x[2 * i + 1]! * Math.sin(ang);
+        expect(Math.abs(far[2 * i]! - want)).toBeLessThanOrEqual(2e-5);
+      }
+    }
+    // A changed invFreq rebuilds the table: the same position under `other` differs from `invFreq`.
+    expect(firstBitDiff(single(3000, invFreq), single(3000, other))).not.toBe(-1);
+  });
+});
+
+describe("siluMul: one exp polynomial, the same bits in every table", () => {
+  it("every SIMD table equals the reference bit for bit, incl. tails, ±inf and the clamp range", () => {
+    const special = [0, -0, 1e-30, -1e-30, 87, 88, 89, -87, -88, -89, -200, 200, Infinity, -Infinity, 20, -20];
+    for (const n of [1, 7, 8, 9, 31, 4097]) {
+      const g = randomF32(n, 10 + n, 30), u = randomF32(n, 20 + n, 2);
+      special.forEach((v, i) => { if (i < n) g[i] = v; });
+      const r = withConfig("reference", 1, () => { const o = new Float32Array(n); native.siluMul(o, g, u); return o; });
+      for (const impl of FAST_IMPLS) {
+        const a = withConfig(impl, 2, () => { const o = new Float32Array(n); native.siluMul(o, g, u); return o; });
+        expect(firstBitDiff(a, r), `${impl} n=${n}`).toBe(-1);
+      }
+    }
+  });
+
+  it("is within 2 ulp-ish (4e-7 relative) of silu in f64 over [-80, 80]", () => {
+    const n = 20_001;
+    const g = Float32Array.from({ length: n }, (_, i) => -80 + (160 * i) / (n - 1));
+    const u = new Float32Array(n).fill(1);
+    const out = new Float32Array(n);
+    native.siluMul(out, g, u);
+    let worst = 0;
+    for (let i = 0; i < n; i++) {
+      const ref = g[i]! / (1 + Math.exp(-g[i]!));
+      worst = Math.max(worst, Math.abs(out[i]! - ref) / Math.max(Math.abs(ref), 1e-30));
+    }
+    expect(worst).toBeLessThan(4e-7);
+  });
+
+  it("NaN stays NaN", () => {
+    const out = new Float32Array(9);
+    const g = new Float32Array(9).fill(NaN);
+    for (const impl of IMPLS) {
+      withConfig(impl, 1, () => native.siluMul(out, g, new Float32Array(9).fill(1)));
+      expect(Array.from(out).every(Number.isNaN), impl).toBe(true);
+    }
+  });
+});
+
+describe("argmax", () => {
+  const jsArgmax = (x: Float32Array): number => {
+    let best = 0, bestV = -Infinity;
+    for (let i = 0; i < x.length; i++) if (x[i]! > bestV) { bestV = x[i]!; best = i; }
+    return best;
+  };
+  it("the first index of the maximum in every table: ties, NaN, ±inf, all −inf, short and long rows", () => {
+    for (const n of [0, 1, 5, 8, 9, 17, 64, 1000, 49_152]) {
+      for (let trial = 0; trial < 6; trial++) {
+        const x = randomF32(n, 31 * n + trial, 5);
+        if (trial === 1 && n > 3) { x[n - 1] = 99; x[2] = 99; x[n >> 1] = 99; }  // ties: the first wins
+        if (trial === 2) x.fill(NaN, 0, Math.min(n, 3));
+        if (trial === 3) x.fill(-Infinity);
+        if (trial === 4) x.fill(NaN);
+        if (trial === 5 && n > 0) { x.fill(7); x[n - 1] = Infinity; }
+        const want = jsArgmax(x);
+        for (const impl of IMPLS) expect(withConfig(impl, 1, () => native.argmax(x)), `${impl} n=${n} trial ${trial}`).toBe(want);
+      }
+    }
+  });
 });
 
 describe("kvStore", () => {

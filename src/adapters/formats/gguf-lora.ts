@@ -12,9 +12,9 @@ import { openFileBytes } from "../../formats/file-bytes.js";
 import { metaNumber, metaString, parseGguf, tensorData, type GgufFile, type GgufTensorInfo } from "../../formats/gguf.js";
 import type { BaseModelShape, LoraAdapter, LoraModule } from "../types.js";
 import { LORA_MODULES } from "../types.js";
-import { checkFinite, checkPairShape, checkScale, emptyLayers, finishWeights, validateAdapterId, type CheckContext } from "../validate.js";
-import { decodeF32, GGUF_MODULE, ggufArchitecture } from "./common.js";
-import { residentDtype, toResident } from "../pair-storage.js";
+import { checkPairShape, checkScale, emptyLayers, finishWeights, validateAdapterId, type CheckContext } from "../validate.js";
+import { GGUF_MODULE, ggufArchitecture } from "./common.js";
+import { residentPair } from "../pair-storage.js";
 
 const MODULE_BY_GGUF = new Map(LORA_MODULES.map((m) => [GGUF_MODULE[m], m] as const));
 const LORA_NAME = /^(.+)\.lora_(a|b)$/;
@@ -59,11 +59,11 @@ function checkMetadata(file: GgufFile, base: BaseModelShape): { alpha: number; b
   return { alpha, baseModel };
 }
 
-function decode(ctx: CheckContext, file: GgufFile, t: GgufTensorInfo): Float32Array {
+function matrix(ctx: CheckContext, file: GgufFile, t: GgufTensorInfo): { bytes: Uint8Array; type: number; n: number } {
   if (!READABLE.has(t.type)) {
     throw oerr("MODEL_UNSUPPORTED_TENSOR_TYPE", `${ctx.source}: tensor "${t.name}" is ${typeName(t.type)}; LoRA tensors must be F32, F16, BF16 or Q8_0`, { tensor: t.name, type: typeName(t.type) });
   }
-  return decodeF32(tensorData(file, t), t.type, t.nElements);
+  return { bytes: tensorData(file, t), type: t.type, n: t.nElements };
 }
 
 /** Reads a llama.cpp GGUF LoRA adapter into the engine's layout, checked against the base model. */
@@ -103,12 +103,8 @@ export function readGgufLora(path: string, id: string, base: BaseModelShape, opt
     const { rank, inDim, outDim } = checkPairShape(ctx, layer, module, aShape, bShape);
     const scale = alpha ? alpha / rank : 1;
     checkScale(ctx, layer, module, scale);
-    const av = decode(ctx, file, a);
-    checkFinite(ctx, layer, module, "A", av);
-    const bv = decode(ctx, file, b);
-    checkFinite(ctx, layer, module, "B", bv);
-    const dtype = residentDtype(a.type, b.type);
-    layers[layer]![module] = { rank, inDim, outDim, a: toResident(av, dtype), b: toResident(bv, dtype), dtype, scale };
+    const m = residentPair(ctx, layer, module, matrix(ctx, file, a), matrix(ctx, file, b));
+    layers[layer]![module] = { rank, inDim, outDim, a: m.a, b: m.b, dtype: m.dtype, scale };
   }
 
   const { weights, targetModules } = finishWeights(ctx, layers);

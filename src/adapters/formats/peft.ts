@@ -15,9 +15,9 @@ import { openFileBytes } from "../../formats/file-bytes.js";
 import { parseSafetensors, safetensorsData, type SafetensorsFile, type SafetensorsTensor } from "../../formats/safetensors.js";
 import type { BaseModelShape, LoraAdapter, LoraModule, LoraPair } from "../types.js";
 import { LORA_MODULES } from "../types.js";
-import { checkFinite, checkPairShape, checkScale, emptyLayers, finishWeights, validateAdapterId, type CheckContext } from "../validate.js";
-import { decodeF32, PEFT_MODULE, patternValue, peftModulePath, permuteQkRows, qkPermuteHeads } from "./common.js";
-import { residentDtype, toResident } from "../pair-storage.js";
+import { checkPairShape, checkScale, emptyLayers, finishWeights, validateAdapterId, type CheckContext } from "../validate.js";
+import { PEFT_MODULE, patternValue, peftModulePath, permuteQkRows, qkPermuteHeads } from "./common.js";
+import { residentPair } from "../pair-storage.js";
 
 export interface PeftConfig {
   r: number;
@@ -128,12 +128,12 @@ const LAYER_MODULE = /^model\.layers\.(\d+)\.(self_attn|mlp)\.([a-z_]+)$/;
 
 const DTYPE: Record<string, number> = { F32: GGML_TYPE.F32, F16: GGML_TYPE.F16, BF16: GGML_TYPE.BF16 };
 
-function decode(ctx: CheckContext, file: SafetensorsFile, t: SafetensorsTensor): Float32Array {
+function matrix(ctx: CheckContext, file: SafetensorsFile, t: SafetensorsTensor): { bytes: Uint8Array; type: number; n: number } {
   const type = DTYPE[t.dtype];
   if (type === undefined) {
     throw oerr("MODEL_UNSUPPORTED_TENSOR_TYPE", `${ctx.source}: tensor "${t.name}" is ${t.dtype}; adapters must be F32, F16 or BF16`, { tensor: t.name, dtype: t.dtype });
   }
-  return decodeF32(safetensorsData(file, t), type, t.shape.reduce((a, b) => a * b, 1));
+  return { bytes: safetensorsData(file, t), type, n: t.shape.reduce((a, b) => a * b, 1) };
 }
 
 function readConfigText(dir: string): string {
@@ -208,14 +208,10 @@ export function readPeftAdapter(dir: string, id: string, base: BaseModelShape, o
     const s = moduleScaling(cfg, path);
     const { rank, inDim, outDim } = checkPairShape(ctx, layer, module, a.shape, b.shape, s.rank);
     checkScale(ctx, layer, module, s.scale);
-    const av = decode(ctx, file, a);
-    checkFinite(ctx, layer, module, "A", av);
-    let bv = decode(ctx, file, b);
-    checkFinite(ctx, layer, module, "B", bv);
     const heads = qkPermuteHeads(module, base);
-    if (heads) bv = permuteQkRows(bv, outDim, rank, heads);
-    const dtype = residentDtype(DTYPE[a.dtype]!, DTYPE[b.dtype]!);
-    const pair: LoraPair = { rank, inDim, outDim, a: toResident(av, dtype), b: toResident(bv, dtype), dtype, scale: s.scale };
+    const m = residentPair(ctx, layer, module, matrix(ctx, file, a), matrix(ctx, file, b),
+      heads ? (bv) => permuteQkRows(bv, outDim, rank, heads) : undefined);
+    const pair: LoraPair = { rank, inDim, outDim, a: m.a, b: m.b, dtype: m.dtype, scale: s.scale };
     layers[layer]![module] = pair;
   }
 

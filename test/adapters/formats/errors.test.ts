@@ -205,6 +205,40 @@ describe("GGUF LoRA errors", () => {
     expectCode(() => readGgufLora(craftGguf([["blk.0.attn_qkv.weight.lora_a", [64, 4]], ["blk.0.attn_qkv.weight.lora_b", [4, 64]]]), "a", base, max), "ADAPTER_UNSUPPORTED_MODULE");
   });
 
+  it("16-bit tensors: kept bit for bit; a NaN or infinity anywhere is ADAPTER_NONFINITE with its index", () => {
+    const base = presetShape(dir, LL);
+    const halves = (n: number, start: number) => Uint16Array.from({ length: n }, (_, i) => start + (i % 700));
+    const write = (type: number, a: Uint16Array, b: Uint16Array): string => {
+      const path = join(dir, `craft${n++}.gguf`);
+      const meta: Record<string, GgufEntry> = {
+        "general.architecture": { type: "string", value: "llama" }, "general.type": { type: "string", value: "adapter" },
+        "adapter.type": { type: "string", value: "lora" }, "adapter.lora.alpha": { type: "f32", value: 8 },
+      };
+      const bytes = (h: Uint16Array) => new Uint8Array(h.buffer, h.byteOffset, h.byteLength);
+      writeGguf(path, meta, [{ name: A, dims: [64, 4], type, data: bytes(a) }, { name: B, dims: [4, 64], type, data: bytes(b) }]);
+      return path;
+    };
+    // f16 0x3c00 = 1.0 (0x2000.. small normals); bf16 0x3f80 = 1.0.
+    for (const [type, start, inf, nan, dtype] of [[GGML_TYPE.F16, 0x2000, 0x7c00, 0x7e01, "f16"], [GGML_TYPE.BF16, 0x3c00, 0x7f80, 0xffc1, "bf16"]] as const) {
+      const a = halves(256, start), b = halves(256, start + 3);
+      const ok = readGgufLora(write(type, a, b), "ok", base, max).weights.layers[0]!.q!;
+      expect(ok.dtype).toBe(dtype);
+      expect(Array.from(ok.a as Uint16Array)).toEqual(Array.from(a));
+      expect(Array.from(ok.b as Uint16Array)).toEqual(Array.from(b));
+      for (const [which, bad] of [["A", inf], ["B", nan]] as const) {
+        const a2 = a.slice(), b2 = b.slice();
+        (which === "A" ? a2 : b2)[77] = bad;
+        try {
+          readGgufLora(write(type, a2, b2), "bad", base, max);
+          throw new Error("expected ADAPTER_NONFINITE");
+        } catch (e) {
+          expect((e as { code?: string }).code).toBe("ADAPTER_NONFINITE");
+          expect((e as { details?: Record<string, unknown> }).details).toMatchObject({ matrix: which, index: 77, layer: 0, module: "q" });
+        }
+      }
+    }
+  });
+
   it("NaN / Inf weights and an adapter with no tensors", () => {
     const base = presetShape(dir, LL);
     expectCode(() => readGgufLora(craftGguf([[A, [64, 4]], [B, [4, 64]]], {}, NaN), "a", base, max), "ADAPTER_NONFINITE");
