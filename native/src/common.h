@@ -262,13 +262,14 @@ struct AttnArgs {
   int nHeads, nKvHeads, headDim, blockSize; float scale;
 };
 typedef void (*AttnTaskFn)(const AttnArgs& a, int t, int h, float* scratch);
-typedef void (*RmsNormRowFn)(float* out, const float* x, const float* w, size_t dim, float eps);
+// rows × dim, each row normalised as rms_scale says (one sequential f64 sum per row).
+typedef void (*RmsNormRowsFn)(float* out, const float* x, const float* w, size_t rows, size_t dim, float eps);
 
 struct KernelTable {
   const char* name;
   MatmulRangeFn matmul_range;
   AttnTaskFn attn_task;
-  RmsNormRowFn rms_norm_row;
+  RmsNormRowsFn rms_norm_rows;
   // Activation preparation for matmul; results identical to the reference functions.
   void (*quantize_q8_split)(int8_t* q, float* d, const float* src, size_t K);
   void (*round_f16)(float* dst, const float* src, size_t n);

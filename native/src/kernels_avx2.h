@@ -23,7 +23,7 @@ static inline void store_hsum(float* dst, __m256 acc) {
 // The AVX2 table's matrix product (the AVX-512 table delegates to it for what it does not cover).
 void matmul_range_avx2(float* out, const PreparedX& x, const uint8_t* w, int wType, size_t N, size_t n0, size_t n1);
 void attn_task_avx2(const AttnArgs& a, int t, int h, float* scores);
-void rms_norm_row_avx2(float* out, const float* x, const float* w, size_t dim, float eps);
+void rms_norm_rows_avx2(float* out, const float* x, const float* w, size_t rows, size_t dim, float eps);
 void quantize_q8_split_avx2(int8_t* q, float* d, const float* src, size_t K);
 void round_f16_avx2(float* dst, const float* src, size_t n);
 void round_bf16_avx2(float* dst, const float* src, size_t n);

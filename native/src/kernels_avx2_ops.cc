@@ -13,6 +13,29 @@ namespace avx2 {
 
 // ------------------------------------------------------------------ attention
 
+// hsum8 of eight accumulators at once, result k from a[k]: per accumulator the lanes are added as
+// ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)), the scheme's order, with vertical adds on shuffled
+// registers instead of eight scalar reductions.
+static inline __m256 hsum8x8(const __m256 a[8]) {
+  __m256 s[4];
+  for (int k = 0; k < 4; k++) {
+    const __m256 x = a[2 * k], y = a[2 * k + 1];
+    // Lanes of row 2k, then of row 2k+1: (l0+l4, l1+l5, l2+l6, l3+l7) each.
+    s[k] = _mm256_add_ps(_mm256_permute2f128_ps(x, y, 0x20), _mm256_permute2f128_ps(x, y, 0x31));
+  }
+  __m256 t[2];
+  for (int k = 0; k < 2; k++) {
+    // 128-bit half h: rows 2·(2k)+h and 2·(2k+1)+h as ((l0+l4)+(l2+l6), (l1+l5)+(l3+l7)).
+    t[k] = _mm256_add_ps(_mm256_shuffle_ps(s[2 * k], s[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+                         _mm256_shuffle_ps(s[2 * k], s[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  }
+  // Half 0: rows 0, 2, 4, 6; half 1: rows 1, 3, 5, 7.
+  const __m256 r = _mm256_add_ps(_mm256_shuffle_ps(t[0], t[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                                 _mm256_shuffle_ps(t[0], t[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+
 static inline float dot_q_k(const float* q, const uint16_t* k, int D) {
   __m256 acc = _mm256_setzero_ps();
   const int D8 = D & ~7;
@@ -97,6 +120,21 @@ void attn_task_avx2(const AttnArgs& a, int t, int h, float* scores) {
     return a.kPool + ((size_t)table[p / bs] * bs + p % bs) * kvDim + (size_t)kvh * D;
   };
   int32_t p = 0;
+  if (D % 8 == 0) {
+    // Eight positions at a time, their eight lane sums folded by one hsum8x8 (the same adds as hsum8).
+    for (; p + 8 <= pos + 1; p += 8) {
+      __m256 acc[8];
+      for (int r = 0; r < 8; r++) acc[r] = _mm256_setzero_ps();
+      const uint16_t* ks[8];
+      for (int r = 0; r < 8; r++) ks[r] = kptr(p + r);
+      for (int d = 0; d < D; d += 8) {
+        const __m256 qv = _mm256_loadu_ps(q + d);
+        for (int r = 0; r < 8; r++)
+          acc[r] = _mm256_fmadd_ps(qv, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(ks[r] + d))), acc[r]);
+      }
+      _mm256_storeu_ps(scores + p, hsum8x8(acc));
+    }
+  }
   for (; p + 4 <= pos + 1; p += 4) dot_q_k4(scores + p, q, kptr(p), kptr(p + 1), kptr(p + 2), kptr(p + 3), D);
   for (; p <= pos; p++) scores[p] = dot_q_k(q, kptr(p), D);
   float mx = -INFINITY;
@@ -132,13 +170,53 @@ void attn_task_avx2(const AttnArgs& a, int t, int h, float* scores) {
 
 // ------------------------------------------------------------------ rmsNorm
 
-void rms_norm_row_avx2(float* out, const float* x, const float* w, size_t dim, float eps) {
+static void rms_apply(float* out, const float* x, const float* w, size_t dim, float scale) {
   const size_t D8 = dim & ~(size_t)7;
-  const float scale = rms_scale(x, dim, eps);
   const __m256 sv = _mm256_set1_ps(scale);
   for (size_t i = 0; i < D8; i += 8)
     _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), sv), _mm256_loadu_ps(w + i)));
   for (size_t i = D8; i < dim; i++) out[i] = (x[i] * scale) * w[i];
+}
+
+// rms_scale of four rows at once, row r in f64 lane r: the same f32 squares added in the same
+// (sequential) order per row, so the same bits, with four rows sharing each add's latency.
+static inline void rms_scale4(float scale[4], const float* x, size_t dim, float eps) {
+  __m256d sum = _mm256_setzero_pd();
+  size_t i = 0;
+  for (; i + 4 <= dim; i += 4) {
+    __m128 r0 = _mm_loadu_ps(x + i), r1 = _mm_loadu_ps(x + dim + i), r2 = _mm_loadu_ps(x + 2 * dim + i),
+           r3 = _mm_loadu_ps(x + 3 * dim + i);
+    r0 = _mm_mul_ps(r0, r0);
+    r1 = _mm_mul_ps(r1, r1);
+    r2 = _mm_mul_ps(r2, r2);
+    r3 = _mm_mul_ps(r3, r3);
+    _MM_TRANSPOSE4_PS(r0, r1, r2, r3);  // r_k = element i + k of rows 0..3
+    sum = _mm256_add_pd(sum, _mm256_cvtps_pd(r0));
+    sum = _mm256_add_pd(sum, _mm256_cvtps_pd(r1));
+    sum = _mm256_add_pd(sum, _mm256_cvtps_pd(r2));
+    sum = _mm256_add_pd(sum, _mm256_cvtps_pd(r3));
+  }
+  alignas(32) double s[4];
+  _mm256_store_pd(s, sum);
+  for (int r = 0; r < 4; r++) {
+    double t = s[r];
+    for (size_t j = i; j < dim; j++) {
+      const float sq = x[r * dim + j] * x[r * dim + j];
+      t += (double)sq;
+    }
+    const float mean = (float)(t / (double)dim);
+    scale[r] = 1.0f / std::sqrt(mean + eps);
+  }
+}
+
+void rms_norm_rows_avx2(float* out, const float* x, const float* w, size_t rows, size_t dim, float eps) {
+  size_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    float scale[4];
+    rms_scale4(scale, x + r * dim, dim, eps);
+    for (int k = 0; k < 4; k++) rms_apply(out + (r + k) * dim, x + (r + k) * dim, w, dim, scale[k]);
+  }
+  for (; r < rows; r++) rms_apply(out + r * dim, x + r * dim, w, dim, rms_scale(x + r * dim, dim, eps));
 }
 
 // ------------------------------------------------------------------ silu, argmax
@@ -286,27 +364,6 @@ float dot_f32_avx2(const float* a, const float* b, size_t n) {
   return hsum8(l);
 }
 
-// hsum8 of eight accumulators at once, result k from a[k]: per accumulator the lanes are added as
-// ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)), the scheme's order, with vertical adds on shuffled
-// registers instead of eight scalar reductions.
-static inline __m256 hsum8x8(const __m256 a[8]) {
-  __m256 s[4];
-  for (int k = 0; k < 4; k++) {
-    const __m256 x = a[2 * k], y = a[2 * k + 1];
-    // Lanes of row 2k, then of row 2k+1: (l0+l4, l1+l5, l2+l6, l3+l7) each.
-    s[k] = _mm256_add_ps(_mm256_permute2f128_ps(x, y, 0x20), _mm256_permute2f128_ps(x, y, 0x31));
-  }
-  __m256 t[2];
-  for (int k = 0; k < 2; k++) {
-    // 128-bit half h: rows 2·(2k)+h and 2·(2k+1)+h as ((l0+l4)+(l2+l6), (l1+l5)+(l3+l7)).
-    t[k] = _mm256_add_ps(_mm256_shuffle_ps(s[2 * k], s[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
-                         _mm256_shuffle_ps(s[2 * k], s[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
-  }
-  // Half 0: rows 0, 2, 4, 6; half 1: rows 1, 3, 5, 7.
-  const __m256 r = _mm256_add_ps(_mm256_shuffle_ps(t[0], t[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                                 _mm256_shuffle_ps(t[0], t[1], _MM_SHUFFLE(3, 1, 3, 1)));
-  return _mm256_permutevar8x32_ps(r, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-}
 
 // Element loads of the dot-row kernels: f32 as is, f16 / bf16 widened exactly.
 template <int T, class E>

@@ -327,9 +327,13 @@ static void attn_task_ref(const AttnArgs& a, int t, int h, float* scores) {
 
 // ---------------------------------------------------------------- rmsNorm
 
-static void rms_norm_row_ref(float* out, const float* x, const float* w, size_t dim, float eps) {
-  const float scale = rms_scale(x, dim, eps);
-  for (size_t i = 0; i < dim; i++) out[i] = (x[i] * scale) * w[i];
+static void rms_norm_rows_ref(float* out, const float* x, const float* w, size_t rows, size_t dim, float eps) {
+  for (size_t r = 0; r < rows; r++) {
+    const float* xr = x + r * dim;
+    float* o = out + r * dim;
+    const float scale = rms_scale(xr, dim, eps);
+    for (size_t i = 0; i < dim; i++) o[i] = (xr[i] * scale) * w[i];
+  }
 }
 
 // ---------------------------------------------------------------- elementwise (shared by both tables)
@@ -449,7 +453,7 @@ static void lora_expand_ref(float* y, size_t ldy, const float* u, size_t rows, s
   }
 }
 
-const KernelTable kRefKernels = {"reference",      matmul_range_ref, attn_task_ref,  rms_norm_row_ref,
+const KernelTable kRefKernels = {"reference",      matmul_range_ref, attn_task_ref,  rms_norm_rows_ref,
                                  quantize_row_q8_0_split, round_row_f16, round_row_bf16, read_sum_u64,
                                  to_f16_ref, dot_f32_ref, dot_rows_f32_ref, lora_shrink_ref, lora_expand_ref,
                                  silu_mul_ref, argmax_ref, dot_rows_h_ref};

@@ -42,7 +42,7 @@ export class WorkerEngine implements EngineHandle {
 
   static start(init: EngineInit, opts: StartOptions = {}): Promise<WorkerEngine> {
     const { url, execArgv } = workerEntry();
-    const worker = new Worker(url, { workerData: init, execArgv });
+    const worker = new Worker(url, { workerData: init, execArgv, resourceLimits: { maxYoungGenerationSizeMb: 64 } });
     return new Promise((resolve, reject) => {
       const onExit = (code: number): void => reject(oerr("ENGINE_FAILED", `engine thread exited during start (code ${code})`));
       const onError = (e: Error): void => reject(oerr("ENGINE_FAILED", `engine thread failed during start: ${e.message}`));

@@ -260,7 +260,40 @@ class BatchLora {
   private readonly calls: (ProductTerms | null)[][] = [];
 
   constructor(readonly all: readonly LoraTerm[], nLayers: number) {
-    for (let l = 0; l < nLayers; l++) for (const modules of CALLS) this.calls.push(modules.map((m) => this.terms(l, m)));
+    // Every list is a view into three arrays shared by the whole step: one allocation each instead
+    // of three per (layer, module), which V8 would otherwise track and sweep one by one.
+    const found: { pairs: LoraPair[]; of: LoraTerm[] }[][] = [];
+    let total = 0;
+    for (let l = 0; l < nLayers; l++) {
+      for (const modules of CALLS) {
+        found.push(modules.map((m) => {
+          const pairs: LoraPair[] = [];
+          const of: LoraTerm[] = [];
+          for (const t of this.all) {
+            const pair = t.adapter.layers[l]?.[m];
+            if (pair) { pairs.push(pair); of.push(t); }
+          }
+          total += pairs.length;
+          return { pairs, of };
+        }));
+      }
+    }
+    const rowsAll = new Int32Array(total), scalesAll = new Float32Array(total), idsAll = new Int32Array(total);
+    let off = 0;
+    for (const call of found) {
+      this.calls.push(call.map(({ pairs, of }) => {
+        const count = pairs.length;
+        if (count === 0) return null;
+        for (let j = 0; j < count; j++) {
+          rowsAll[off + j] = of[j]!.row;
+          scalesAll[off + j] = of[j]!.weight * pairs[j]!.scale;
+          idsAll[off + j] = loraPairId(pairs[j]!);
+        }
+        const v = { rows: rowsAll.subarray(off, off + count), scales: scalesAll.subarray(off, off + count), ids: idsAll.subarray(off, off + count), pairs };
+        off += count;
+        return v;
+      }));
+    }
   }
 
   /** Whether `terms` are this step's terms again (same rows, adapter objects and weights). */
@@ -276,28 +309,5 @@ class BatchLora {
   /** Call `call` (an index into CALLS) of `layer`: one term list per product, null where no row has a term. */
   call(layer: number, call: number): (ProductTerms | null)[] {
     return this.calls[layer * CALLS.length + call]!;
-  }
-
-  private terms(layer: number, module: LoraModule): ProductTerms | null {
-    const pairs: LoraPair[] = [];
-    const of: LoraTerm[] = [];
-    for (const t of this.all) {
-      const pair = t.adapter.layers[layer]?.[module];
-      if (pair) {
-        pairs.push(pair);
-        of.push(t);
-      }
-    }
-    const count = pairs.length;
-    if (count === 0) return null;
-    const rows = new Int32Array(count);
-    const scales = new Float32Array(count);
-    const ids = new Int32Array(count);
-    for (let j = 0; j < count; j++) {
-      rows[j] = of[j]!.row;
-      scales[j] = of[j]!.weight * pairs[j]!.scale;
-      ids[j] = loraPairId(pairs[j]!);
-    }
-    return { rows, scales, ids, pairs };
   }
 }

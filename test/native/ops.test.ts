@@ -38,6 +38,19 @@ describe("rmsNorm", () => {
   });
 });
 
+describe("rmsNorm rows: the SIMD tables sum four rows at once, the same bits as the reference", () => {
+  it("every row count and dimension (tails of the 4-row groups and of the 4-element steps)", () => {
+    for (const dim of [1, 5, 8, 63, 576]) {
+      for (const rows of [1, 3, 4, 5, 9, 40]) {
+        const x = randomF32(rows * dim, rows * 100 + dim, 3), w = randomF32(dim, dim, 1);
+        const run = () => { const o = new Float32Array(rows * dim); native.rmsNorm(o, x, w, rows, dim, 1e-6); return o; };
+        const r = withConfig("reference", 1, run);
+        for (const impl of FAST_IMPLS) expect(firstBitDiff(withConfig(impl, 2, run), r), `${impl} rows=${rows} dim=${dim}`).toBe(-1);
+      }
+    }
+  });
+});
+
 describe("rope", () => {
   for (const neox of [true, false]) {
     it(`${neox ? "neox (i, i + d/2)" : "interleaved (2i, 2i+1)"} pairs match f64 within 2e-5 (partial ropeDim)`, () => {
