@@ -184,11 +184,15 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
   AttnArgs a{out.data, q.data, kp.data, vp.data, rowSeq.data, rowPos.data, tables.data, offs.data,
              nHeads, nKvHeads, headDim, blockSize, scale};
   const KernelTable* kt = g_kernels.load();
-  parallel_for(T * nHeads, [&](size_t task) {
+  // One task per (row, KV head): the query heads sharing that KV head run together, so a call claims
+  // a third (Qwen3/SmolLM2 groups) of the tasks it would per query head; each head's arithmetic is
+  // unchanged.
+  const int group = nHeads / nKvHeads;
+  parallel_for(T * nKvHeads, [&](size_t task) {
     static thread_local std::vector<float> scores;
-    const int t = (int)(task / nHeads), h = (int)(task % nHeads);
+    const int t = (int)(task / nKvHeads), g = (int)(task % nKvHeads);
     if (scores.size() < (size_t)a.rowPos[t] + 1) scores.resize((size_t)a.rowPos[t] + 1);
-    kt->attn_task(a, t, h, scores.data());
+    for (int h = g * group; h < (g + 1) * group; h++) kt->attn_task(a, t, h, scores.data());
   });
   return env.Undefined();
 }
