@@ -199,7 +199,9 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
 
 // ---------------------------------------------------------------- elementwise
 
-constexpr size_t kElemChunk = 1 << 12;
+// Elements per task: an add is memory-bound and cheaper alone than split below ~32K elements;
+// silu's exp polynomial is worth splitting from ~8K.
+constexpr size_t kElemChunk = 1 << 15, kSiluChunk = 1 << 13;
 
 Napi::Value SiluMul(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
@@ -212,8 +214,8 @@ Napi::Value SiluMul(const Napi::CallbackInfo& info) {
   same_or_disjoint(env, out, u, "out", "up");
   const size_t n = out.length;
   const KernelTable* kt = g_kernels.load();
-  parallel_for((n + kElemChunk - 1) / kElemChunk, [&](size_t c) {
-    const size_t e0 = c * kElemChunk, e1 = std::min(n, e0 + kElemChunk);
+  parallel_for((n + kSiluChunk - 1) / kSiluChunk, [&](size_t c) {
+    const size_t e0 = c * kSiluChunk, e1 = std::min(n, e0 + kSiluChunk);
     kt->silu_mul(out.data + e0, g.data + e0, u.data + e0, e1 - e0);
   });
   return env.Undefined();
