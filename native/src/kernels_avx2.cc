@@ -80,20 +80,18 @@ static inline void tile_float(float* out, size_t ldo, const float* x, size_t K, 
   }
 }
 
-// ------------------------------------------------------------------ block dot types (x in Q8_0)
+// ------------------------------------------------------------------ Q4_0 (x in Q8_0; 8-lane scheme)
+// The WT parameter of the Q4_0 kernels below is always T_Q4_0 (Q8_0 has the block-exact tile_q8).
 
 template <int WT>
 static inline __m256i load_wq(const uint8_t* blk) {
-  if constexpr (WT == T_Q8_0) {
-    return _mm256_loadu_si256((const __m256i*)(blk + 2));
-  } else {
-    // low nibbles → elements 0..15, high nibbles → 16..31; unsigned 0..15 (the −8 is applied
-    // through Σx, see tile_block). The 16 bytes are broadcast to both halves (a load-port op),
-    // the upper half shifted right by 4 per 32-bit lane (bits entering from the next byte land in
-    // the masked-off high nibble), then masked.
-    const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)(blk + 2)));
-    return _mm256_and_si256(_mm256_srlv_epi32(t, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)), _mm256_set1_epi8(0x0f));
-  }
+  static_assert(WT == T_Q4_0, "Q8_0 products use tile_q8");
+  // low nibbles → elements 0..15, high nibbles → 16..31; unsigned 0..15 (the −8 is applied
+  // through Σx, see tile_block). The 16 bytes are broadcast to both halves (a load-port op),
+  // the upper half shifted right by 4 per 32-bit lane (bits entering from the next byte land in
+  // the masked-off high nibble), then masked.
+  const __m256i t = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i*)(blk + 2)));
+  return _mm256_and_si256(_mm256_srlv_epi32(t, _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4)), _mm256_set1_epi8(0x0f));
 }
 
 static inline float load_d(const uint8_t* blk) {
@@ -104,7 +102,7 @@ static inline float load_d(const uint8_t* blk) {
 template <int WT, int RM, int RN>
 static inline void tile_block(float* out, size_t ldo, const int8_t* xq, const float* xd, size_t K,
                               const uint8_t* w, size_t rb, const int32_t* x8pre = nullptr) {
-  constexpr size_t BB = WT == T_Q8_0 ? Q8_BYTES : Q4_BYTES;
+  constexpr size_t BB = Q4_BYTES;
   constexpr bool PF = RM == 1 && RN == 4;
   const uint8_t* next = w + RN * rb;
   const size_t nb = K / QK;
@@ -114,12 +112,11 @@ static inline void tile_block(float* out, size_t ldo, const int8_t* xq, const fl
   const __m256i ones = _mm256_set1_epi16(1);
   for (size_t b = 0; b < nb; b++) {
     if constexpr (PF) prefetch_range(next + b * BB * RN, BB * RN);
-    __m256i aw[RN], wq[RN];
+    __m256i wq[RN];
     float dw[RN];
     for (int j = 0; j < RN; j++) {
       const uint8_t* blk = w + j * rb + b * BB;
       wq[j] = load_wq<WT>(blk);
-      if constexpr (WT == T_Q8_0) aw[j] = _mm256_sign_epi8(wq[j], wq[j]);
       if constexpr (!(RM == 1 && RN == 4)) dw[j] = load_d(blk);
     }
     if constexpr (RM == 1 && RN == 4) {
@@ -133,40 +130,23 @@ static inline void tile_block(float* out, size_t ldo, const int8_t* xq, const fl
       const __m256 dd = _mm256_set_m128(d4, d4);
       __m256 dj[4] = {_mm256_permute_ps(dd, 0x00), _mm256_permute_ps(dd, 0x55), _mm256_permute_ps(dd, 0xaa),
                       _mm256_permute_ps(dd, 0xff)};
-      if constexpr (WT == T_Q8_0) {
-        for (int j = 0; j < 4; j++) {
-          const __m256i sx = _mm256_sign_epi8(xv, wq[j]);
-          const __m256i s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[j], sx), ones);
-          acc[0][j] = _mm256_fmadd_ps(dj[j], _mm256_cvtepi32_ps(s32), acc[0][j]);
-        }
-      } else {
-        const __m256i x8 =
-            x8pre ? _mm256_loadu_si256((const __m256i*)(x8pre + b * 8))
-                  : _mm256_slli_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), xv), ones), 3);
-        for (int j = 0; j < 4; j++) {
-          const __m256i s32 = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wq[j], xv), ones), x8);
-          acc[0][j] = _mm256_fmadd_ps(dj[j], _mm256_cvtepi32_ps(s32), acc[0][j]);
-        }
+      const __m256i x8 =
+          x8pre ? _mm256_loadu_si256((const __m256i*)(x8pre + b * 8))
+                : _mm256_slli_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), xv), ones), 3);
+      for (int j = 0; j < 4; j++) {
+        const __m256i s32 = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wq[j], xv), ones), x8);
+        acc[0][j] = _mm256_fmadd_ps(dj[j], _mm256_cvtepi32_ps(s32), acc[0][j]);
       }
       continue;
     }
     for (int i = 0; i < RM; i++) {
       const __m256i xv = _mm256_loadu_si256((const __m256i*)(xq + i * K + b * QK));
       const float dx = xd[i * nb + b];
-      if constexpr (WT == T_Q8_0) {
-        // |w| · sign(x, w): maddubs needs one unsigned operand (|x| <= 127, so no saturation).
-        for (int j = 0; j < RN; j++) {
-          const __m256i sx = _mm256_sign_epi8(xv, wq[j]);
-          const __m256i s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[j], sx), ones);
-          acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(dx * dw[j]), _mm256_cvtepi32_ps(s32), acc[i][j]);
-        }
-      } else {
-        // Σ x·(q − 8) = Σ x·q − 8·Σ x per lane of 4, all exact in int32.
-        const __m256i x8 = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), xv), ones), 3);
-        for (int j = 0; j < RN; j++) {
-          const __m256i s32 = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wq[j], xv), ones), x8);
-          acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(dx * dw[j]), _mm256_cvtepi32_ps(s32), acc[i][j]);
-        }
+      // Σ x·(q − 8) = Σ x·q − 8·Σ x per lane of 4, all exact in int32.
+      const __m256i x8 = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), xv), ones), 3);
+      for (int j = 0; j < RN; j++) {
+        const __m256i s32 = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wq[j], xv), ones), x8);
+        acc[i][j] = _mm256_fmadd_ps(_mm256_set1_ps(dx * dw[j]), _mm256_cvtepi32_ps(s32), acc[i][j]);
       }
     }
   }
@@ -184,7 +164,7 @@ template <int WT, int RM, int RN>
 static inline void tile_block_mr(float* out, size_t ldo, const int8_t* xq, const float* xd, size_t K,
                                  const uint8_t* w, size_t rb, const float* __restrict dwf, float* __restrict sc,
                                  PrefetchFeed& pf) {
-  constexpr size_t BB = WT == T_Q8_0 ? Q8_BYTES : Q4_BYTES;
+  constexpr size_t BB = Q4_BYTES;
   const size_t nb = K / QK, nb8 = nb & ~(size_t)7;
   for (int i = 0; i < RM; i++) {
     for (int j = 0; j < RN; j++) {
@@ -202,24 +182,14 @@ static inline void tile_block_mr(float* out, size_t ldo, const int8_t* xq, const
   PrefetchCursor pfc(pf);
   for (size_t b = 0; b < nb; b++) {
     pfc.step();
-    __m256i aw[RN], wq[RN];
-    for (int j = 0; j < RN; j++) {
-      wq[j] = load_wq<WT>(w + j * rb + b * BB);
-      if constexpr (WT == T_Q8_0) aw[j] = _mm256_sign_epi8(wq[j], wq[j]);
-    }
+    __m256i wq[RN];
+    for (int j = 0; j < RN; j++) wq[j] = load_wq<WT>(w + j * rb + b * BB);
     for (int i = 0; i < RM; i++) {
       const __m256i xv = _mm256_loadu_si256((const __m256i*)(xq + i * K + b * QK));
-      if constexpr (WT == T_Q8_0) {
-        for (int j = 0; j < RN; j++) {
-          const __m256i s32 = _mm256_madd_epi16(_mm256_maddubs_epi16(aw[j], _mm256_sign_epi8(xv, wq[j])), ones);
-          acc[i][j] = _mm256_fmadd_ps(_mm256_broadcast_ss(sc + (i * RN + j) * nb + b), _mm256_cvtepi32_ps(s32), acc[i][j]);
-        }
-      } else {
-        const __m256i x8 = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), xv), ones), 3);
-        for (int j = 0; j < RN; j++) {
-          const __m256i s32 = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wq[j], xv), ones), x8);
-          acc[i][j] = _mm256_fmadd_ps(_mm256_broadcast_ss(sc + (i * RN + j) * nb + b), _mm256_cvtepi32_ps(s32), acc[i][j]);
-        }
+      const __m256i x8 = _mm256_slli_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), xv), ones), 3);
+      for (int j = 0; j < RN; j++) {
+        const __m256i s32 = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wq[j], xv), ones), x8);
+        acc[i][j] = _mm256_fmadd_ps(_mm256_broadcast_ss(sc + (i * RN + j) * nb + b), _mm256_cvtepi32_ps(s32), acc[i][j]);
       }
     }
   }
@@ -482,7 +452,7 @@ static void range_block(float* out, const PreparedX& x, const uint8_t* w, size_t
   const size_t group = std::max<size_t>(2, (kL2Budget / rb) & ~(size_t)1);
   // With nb <= kMaxScaleBlocks, 4 × 2 tiles take their scales from dwf (the group's weight scales
   // in f32) and sc (see tile_block_mr); the group then also fits dwf.
-  constexpr size_t BB = WT == T_Q8_0 ? Q8_BYTES : Q4_BYTES, kScaleFloats = 8192;
+  constexpr size_t BB = Q4_BYTES, kScaleFloats = 8192;
   alignas(32) float dwf[kScaleFloats];
   alignas(32) float sc[4 * 2 * kMaxScaleBlocks];
   const bool pre = nb <= kMaxScaleBlocks;

@@ -1,5 +1,6 @@
-// AVX-512 VNNI kernels for the batched (M > 1) Q8_0 and Q4_0 products; every other entry of the
-// table is the AVX2 one. Compiled on its own with the AVX-512 flags (see binding.gyp); the addon
+// AVX-512 VNNI kernel for the batched (M > 1) Q4_0 products; every other entry of the table is the
+// AVX2 one (batched Q8_0 included: its block-exact scheme is the AVX2 tile_q8's, or AMX's in the amx
+// table). The WT template parameter below is always T_Q4_0. Compiled on its own with the AVX-512 flags (see binding.gyp); the addon
 // selects this table only when the CPU reports AVX-512 F/BW/VL/VNNI besides AVX2/FMA/F16C.
 //
 // Same reduction scheme as common.h, so the same bits as the reference and AVX2 kernels: a zmm
@@ -27,11 +28,10 @@ static inline size_t max_sz(size_t a, size_t b) { return a > b ? a : b; }
 
 // Activations rearranged in row pairs, per pair p and block b (a trailing odd row is paired with a
 // zero row whose outputs are never stored):
-//   xb[(p·nb + b)·64 ..]: row 2p's 32 bytes of block b, then row 2p+1's. For Q8_0 weights the bytes
-//     are x + 128 (vpdpbusd's unsigned operand; the 128·Σw this adds is subtracted per lane); for
-//     Q4_0 they are x itself (the nibbles 0..15 are the unsigned operand; 8·Σx is subtracted).
+//   xb[(p·nb + b)·64 ..]: row 2p's 32 bytes of block b, then row 2p+1's: x itself (the weight
+//     nibbles 0..15 are vpdpbusd's unsigned operand; 8·Σx is subtracted).
 //   dx[(p·nb + b)·16 ..]: the two rows' block scales, each repeated over its 8 lanes.
-//   x8[(p·nb + b)·16 ..] (Q4_0): 8·Σ x over each lane's 4 elements, as int32.
+//   x8[(p·nb + b)·16 ..]: 8·Σ x over each lane's 4 elements, as int32.
 struct PairedX {
   const uint8_t* xb;
   const float* dx;
@@ -58,28 +58,24 @@ static void* scratch(size_t bytes) {
 template <int WT>
 static bool pair_rows(PairedX& px, const PreparedX& x) {
   const size_t M = x.M, K = x.K, nb = K / QK, P = (M + 1) / 2;
-  const size_t xbBytes = P * nb * 64, dxBytes = P * nb * 64, x8Bytes = WT == T_Q4_0 ? P * nb * 64 : 0;
+  static_assert(WT == T_Q4_0, "Q8_0 products use the block-exact kernels");
+  const size_t xbBytes = P * nb * 64, dxBytes = P * nb * 64, x8Bytes = P * nb * 64;
   uint8_t* base = (uint8_t*)scratch(xbBytes + dxBytes + x8Bytes);
   if (!base) return false;
   uint8_t* xb = base;
   float* dx = (float*)(base + xbBytes);
   int32_t* x8 = (int32_t*)(base + xbBytes + dxBytes);
-  const __m256i flip = _mm256_set1_epi8((char)0x80);
   const __m256i ones8 = _mm256_set1_epi8(1);
   for (size_t p = 0; p < P; p++) {
     for (int h = 0; h < 2; h++) {
       const size_t m = 2 * p + h;
       for (size_t b = 0; b < nb; b++) {
         const size_t o = p * nb + b;
-        __m256i v = m < M ? _mm256_loadu_si256((const __m256i*)(x.q + m * K + b * QK)) : _mm256_setzero_si256();
+        const __m256i v = m < M ? _mm256_loadu_si256((const __m256i*)(x.q + m * K + b * QK)) : _mm256_setzero_si256();
         const float d = m < M ? x.d[m * nb + b] : 0.0f;
-        if constexpr (WT == T_Q4_0) {
-          // 8·Σx per lane: vpdpbusd(1, x) sums each lane's 4 signed bytes exactly.
-          const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones8, v);
-          _mm256_store_si256((__m256i*)(x8 + o * 16 + h * 8), _mm256_slli_epi32(s, 3));
-        } else {
-          v = _mm256_xor_si256(v, flip);  // x + 128 as an unsigned byte
-        }
+        // 8·Σx per lane: vpdpbusd(1, x) sums each lane's 4 signed bytes exactly.
+        const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones8, v);
+        _mm256_store_si256((__m256i*)(x8 + o * 16 + h * 8), _mm256_slli_epi32(s, 3));
         _mm256_store_si256((__m256i*)(xb + o * 64 + h * 32), v);
         _mm256_store_ps(dx + o * 16 + h * 8, _mm256_set1_ps(d));
       }
@@ -91,17 +87,12 @@ static bool pair_rows(PairedX& px, const PreparedX& x) {
   return true;
 }
 
-// One weight block broadcast to both halves: Q8_0 as signed bytes, Q4_0 as nibbles 0..15 (low
-// nibbles → elements 0..15, high → 16..31).
-template <int WT>
+// One Q4_0 weight block broadcast to both halves as nibbles 0..15 (low nibbles → elements 0..15,
+// high → 16..31).
 static inline __m512i load_w(const uint8_t* blk) {
-  if constexpr (WT == T_Q8_0) {
-    return _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i*)(blk + 2)));
-  } else {
-    const __m512i t = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i*)(blk + 2)));
-    const __m512i sh = _mm512_srlv_epi64(t, _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4));
-    return _mm512_and_si512(sh, _mm512_set1_epi8(0x0f));
-  }
+  const __m512i t = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i*)(blk + 2)));
+  const __m512i sh = _mm512_srlv_epi64(t, _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4));
+  return _mm512_and_si512(sh, _mm512_set1_epi8(0x0f));
 }
 
 // Lanes 0-7 → out[0], lanes 8-15 → out[ldo], each summed as hsum8.
@@ -114,30 +105,22 @@ static inline void store_pair(float* out, size_t ldo, __m512 acc, bool second) {
 template <int WT, int RP, int RN>
 static inline void tile(float* out, size_t ldo, size_t rowsLeft, const PairedX& x, size_t p0, size_t nb,
                         const uint8_t* w, size_t rb, const float* __restrict dwf, PrefetchFeed& pf) {
-  constexpr size_t BB = WT == T_Q8_0 ? Q8_BYTES : Q4_BYTES;
+  constexpr size_t BB = Q4_BYTES;
   __m512 acc[RP][RN];
   for (int i = 0; i < RP; i++)
     for (int j = 0; j < RN; j++) acc[i][j] = _mm512_setzero_ps();
-  const __m512i flip = _mm512_set1_epi8((char)0x80);
   PrefetchCursor pfc(pf);
   for (size_t b = 0; b < nb; b++) {
     pfc.step();
-    __m512i wv[RN], corr[RN];
-    for (int j = 0; j < RN; j++) {
-      wv[j] = load_w<WT>(w + j * rb + b * BB);
-      // Q8_0: −128·Σw per lane, the start value that cancels the +128 offset of x.
-      if constexpr (WT == T_Q8_0) corr[j] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, wv[j]));
-    }
+    __m512i wv[RN];
+    for (int j = 0; j < RN; j++) wv[j] = load_w(w + j * rb + b * BB);
     for (int i = 0; i < RP; i++) {
       const size_t o = (p0 + i) * nb + b;
       const __m512i xv = _mm512_load_si512((const void*)(x.xb + o * 64));
       const __m512 dxv = _mm512_load_ps(x.dx + o * 16);
-      __m512i start = _mm512_setzero_si512();
-      if constexpr (WT == T_Q4_0) start = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_load_si512((const void*)(x.x8 + o * 16)));
+      const __m512i start = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_load_si512((const void*)(x.x8 + o * 16)));
       for (int j = 0; j < RN; j++) {
-        __m512i s;
-        if constexpr (WT == T_Q8_0) s = _mm512_dpbusd_epi32(corr[j], xv, wv[j]);
-        else s = _mm512_dpbusd_epi32(start, wv[j], xv);
+        const __m512i s = _mm512_dpbusd_epi32(start, wv[j], xv);
         const __m512 sc = _mm512_mul_ps(dxv, _mm512_set1_ps(dwf[j * nb + b]));
         acc[i][j] = _mm512_fmadd_ps(sc, _mm512_cvtepi32_ps(s), acc[i][j]);
       }
@@ -157,7 +140,7 @@ constexpr int kRP = 4, kRN = 3;
 
 template <int WT>
 static void range_block_vnni(float* out, const PreparedX& x, const uint8_t* w, size_t N, size_t n0, size_t n1) {
-  constexpr size_t BB = WT == T_Q8_0 ? Q8_BYTES : Q4_BYTES;
+  constexpr size_t BB = Q4_BYTES;
   const size_t K = x.K, M = x.M, nb = K / QK, rb = row_bytes(WT, K), P = (M + 1) / 2;
   PairedX px;
   if (nb > kScaleFloats / kRN || !pair_rows<WT>(px, x)) {
