@@ -290,7 +290,7 @@ void quantize_q8_split_avx2(int8_t* q, float* d, const float* src, size_t K) {
     const float amax = _mm_cvtss_f32(m4);
     const float db = amax / 127.0f;
     const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-    d[b] = fp16_to_f32(f32_to_fp16(db));
+    d[b] = _cvtsh_ss(_cvtss_sh(db, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));  // F16C: the same RNE as f32_to_fp16
     const __m256 iv = _mm256_set1_ps(id);
     const __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, iv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
     const __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, iv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
