@@ -1,4 +1,4 @@
-// AMX-INT8 kernel for the batched (M > 1) Q8_0 product; every other entry of the table is the
+// AMX-INT8 kernel for the batched (M > 2) Q8_0 product; every other entry of the table is the
 // AVX-512 one. Compiled on its own with the AMX and AVX-512 flags (see binding.gyp); the addon
 // selects this table only when the CPU reports AMX-TILE/AMX-INT8 besides the AVX-512 table's
 // features and the kernel grants the process the tile state (arch_prctl, see amx_enable).
@@ -44,8 +44,9 @@ struct alignas(64) TileConfig {
 };
 
 // Tile registers: 0, 1 weights (A) of the even / odd block, 2, 3 activations (B), 4, 5 sums (C).
-thread_local bool t_tiles_configured = false;
-
+// Loaded at the start of every range and released at its end: another AMX user on the same thread
+// (a library with its own tile shapes) then never sees ours, nor we theirs, and an idle thread
+// carries no tile state through context switches.
 static void configure_tiles() {
   TileConfig c;
   std::memset(&c, 0, sizeof c);
@@ -54,7 +55,6 @@ static void configure_tiles() {
   for (int t = 2; t < 4; t++) { c.rows[t] = QK / 4; c.colsb[t] = 64; }
   for (int t = 4; t < 6; t++) { c.rows[t] = 16; c.colsb[t] = 64; }
   _tile_loadconfig(&c);
-  t_tiles_configured = true;
 }
 
 struct Scratch {
@@ -196,7 +196,7 @@ static void range_q8_amx(float* out, const PreparedX& x, const uint8_t* w, size_
     avx2::matmul_range_avx2(out, x, w, T_Q8_0, N, n0, n1);
     return;
   }
-  if (!t_tiles_configured) configure_tiles();
+  configure_tiles();
   const PackedX& px = t_packed;
   alignas(64) float dwf[16 * kMaxBlocks];
   static thread_local Scratch padded;  // a short last group of weight rows, zero-padded to 16
@@ -208,6 +208,7 @@ static void range_q8_amx(float* out, const PreparedX& x, const uint8_t* w, size_
       uint8_t* pad = (uint8_t*)padded.get(16 * rb);
       if (!pad) {
         pfc.save(t_prefetch);
+        _tile_release();
         avx2::matmul_range_avx2(out, x, w, T_Q8_0, N, n, n1);
         return;
       }
@@ -229,6 +230,7 @@ static void range_q8_amx(float* out, const PreparedX& x, const uint8_t* w, size_
       tile16(out + 16 * t * N + n, N, rows, cols, wa, rb, px.xb + t * nb * 512, px.dx + t * nb * 16, dwf, nb, pfc, next);
     }
   }
+  _tile_release();
   pfc.save(t_prefetch);
 }
 
@@ -248,10 +250,9 @@ bool amx_enable() {
 
 using namespace avx2;
 
-const KernelTable kAmxKernels = {"amx",         matmul_range_amx, attn_task_avx2, rms_norm_rows_avx2,
-                                 quantize_q8_split_avx2, round_f16_avx2, round_bf16_avx2, read_sum_avx2,
-                                 to_f16_avx2, dot_f32_avx2, dot_rows_f32_avx2, lora_shrink_avx2, lora_expand_avx2, silu_mul_avx2, argmax_avx2,
-                                 dot_rows_h_avx2};
+const KernelTable kAmxKernels = {"amx", matmul_range_amx, attn_task_avx2, rms_norm_rows_avx2,
+    quantize_q8_split_avx2, round_f16_avx2, round_bf16_avx2, read_sum_avx2, to_f16_avx2, dot_f32_avx2, dot_rows_f32_avx2,
+    lora_shrink_avx2, lora_expand_avx2, silu_mul_avx2, argmax_avx2, dot_rows_h_avx2};
 
 }  // namespace ol
 
