@@ -158,24 +158,20 @@ static void tile16(float* out, size_t N, size_t rows, size_t cols, const uint8_t
   OL_TILE_FENCE();
   OL_TILE_BLOCK(4, 0, 2, 0);
   size_t b = 0;
+  // Block b is in C tile `cur`: issue block b + 1 into the other C tile, then store and accumulate b.
+#define OL_TILE_STEP(cur, other, oa, ox, buf)            \
+  pfc.step();                                           \
+  prefetch_block(next, rb, b);                          \
+  if (b + 1 < nb) OL_TILE_BLOCK(other, oa, ox, b + 1);  \
+  _tile_stored(cur, c[buf], 64);                        \
+  OL_TILE_FENCE();                                      \
+  accumulate(acc, c[buf], dx + b * 16, dwf + b * 16);   \
+  if (++b == nb) break
   for (;;) {
-    // Block b is in C4 (even steps of this loop).
-    pfc.step();
-    prefetch_block(next, rb, b);
-    if (b + 1 < nb) OL_TILE_BLOCK(5, 1, 3, b + 1);
-    _tile_stored(4, c[0], 64);
-    OL_TILE_FENCE();
-    accumulate(acc, c[0], dx + b * 16, dwf + b * 16);
-    if (++b == nb) break;
-    // Block b is in C5.
-    pfc.step();
-    prefetch_block(next, rb, b);
-    if (b + 1 < nb) OL_TILE_BLOCK(4, 0, 2, b + 1);
-    _tile_stored(5, c[1], 64);
-    OL_TILE_FENCE();
-    accumulate(acc, c[1], dx + b * 16, dwf + b * 16);
-    if (++b == nb) break;
+    OL_TILE_STEP(4, 5, 1, 3, 0);
+    OL_TILE_STEP(5, 4, 0, 2, 1);
   }
+#undef OL_TILE_STEP
   // Transposed store: column r of the 16 accumulators is output row r.
   alignas(64) float t[256];
   for (int j = 0; j < 16; j++) _mm512_store_ps(t + 16 * j, acc[j]);
@@ -250,9 +246,7 @@ bool amx_enable() {
 
 using namespace avx2;
 
-const KernelTable kAmxKernels = {"amx", matmul_range_amx, attn_task_avx2, rms_norm_rows_avx2,
-    quantize_q8_split_avx2, round_f16_avx2, round_bf16_avx2, read_sum_avx2, to_f16_avx2, dot_f32_avx2, dot_rows_f32_avx2,
-    lora_shrink_avx2, lora_expand_avx2, silu_mul_avx2, argmax_avx2, dot_rows_h_avx2};
+const KernelTable kAmxKernels = {"amx", matmul_range_amx, OL_AVX2_TABLE_REST};
 
 }  // namespace ol
 

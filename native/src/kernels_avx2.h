@@ -39,3 +39,11 @@ void lora_expand_avx2(float* y, size_t ldy, const float* u, size_t rows, size_t 
                       float s);
 }  // namespace avx2
 }  // namespace ol
+
+// Every KernelTable entry after the name and the matrix product, as the AVX2 table has them; the
+// AVX-512 and AMX tables differ from it only in the product.
+#define OL_AVX2_TABLE_REST                                                                                        \
+  ol::avx2::attn_task_avx2, ol::avx2::rms_norm_rows_avx2, ol::avx2::quantize_q8_split_avx2,                    \
+      ol::avx2::round_f16_avx2, ol::avx2::round_bf16_avx2, ol::avx2::read_sum_avx2, ol::avx2::to_f16_avx2,     \
+      ol::avx2::dot_f32_avx2, ol::avx2::dot_rows_f32_avx2, ol::avx2::lora_shrink_avx2, ol::avx2::lora_expand_avx2, \
+      ol::avx2::silu_mul_avx2, ol::avx2::argmax_avx2, ol::avx2::dot_rows_h_avx2

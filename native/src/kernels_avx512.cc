@@ -190,9 +190,7 @@ static void matmul_range_avx512(float* out, const PreparedX& x, const uint8_t* w
 
 using namespace avx2;
 
-const KernelTable kAvx512Kernels = {"avx512", matmul_range_avx512, attn_task_avx2, rms_norm_rows_avx2,
-    quantize_q8_split_avx2, round_f16_avx2, round_bf16_avx2, read_sum_avx2, to_f16_avx2, dot_f32_avx2, dot_rows_f32_avx2,
-    lora_shrink_avx2, lora_expand_avx2, silu_mul_avx2, argmax_avx2, dot_rows_h_avx2};
+const KernelTable kAvx512Kernels = {"avx512", matmul_range_avx512, OL_AVX2_TABLE_REST};
 
 }  // namespace ol
 
