@@ -6,14 +6,34 @@
  * verifier recomputes them with `sha256sum` alone.
  */
 import { createHash } from "node:crypto";
-import { createReadStream, existsSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { open } from "node:fs/promises";
 import { join } from "node:path";
 import type { Hex } from "viem";
 import { oerr } from "../errors.js";
 
+const CHUNK = 1 << 20;
+/**
+ * Read buffers kept for reuse. A server hashes every adapter on its first use; a fresh buffer per
+ * file (a read stream allocates one per chunk) is external memory that V8 answers with a major GC
+ * every few dozen adapters.
+ */
+const spareChunks: Buffer[] = [];
+
 export async function fileSha256(path: string): Promise<Buffer> {
   const h = createHash("sha256");
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 22 })) h.update(chunk as Buffer);
+  const file = await open(path, "r");
+  const chunk = spareChunks.pop() ?? Buffer.allocUnsafeSlow(CHUNK);
+  try {
+    for (;;) {
+      const { bytesRead } = await file.read(chunk, 0, CHUNK, null);
+      if (bytesRead === 0) break;
+      h.update(chunk.subarray(0, bytesRead));
+    }
+  } finally {
+    if (spareChunks.length < 4) spareChunks.push(chunk);
+    await file.close();
+  }
   return h.digest();
 }
 

@@ -5,7 +5,7 @@
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { oerr } from "../errors.js";
-import { WorkerEngine } from "../engine/engine-client.js";
+import { relaxHeapGrowth, WorkerEngine } from "../engine/engine-client.js";
 import type { EngineInit } from "../engine/worker-messages.js";
 import { buildServer, type EngineSlot } from "../server/index.js";
 import { ensureDefaultModel, ensureDemoAdapters } from "../synth/default-model.js";
@@ -105,6 +105,7 @@ export async function runServe(argv: string[]): Promise<number> {
 
   try {
     const showProgress = !quiet && process.stderr.isTTY;
+    relaxHeapGrowth();
     const engine = await WorkerEngine.start(init, showProgress ? { onProgress: progressLine("loading model") } : {});
     if (shuttingDown) { await engine.close(); return 0; }
     if (!values["no-attribution"]) {

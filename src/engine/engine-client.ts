@@ -3,6 +3,7 @@
  * Requests are numbered here; events come back batched per engine step and are routed to each
  * request's listener. If the worker dies, every request in flight ends with ENGINE_FAILED.
  */
+import { setFlagsFromString } from "node:v8";
 import { Worker } from "node:worker_threads";
 import { OpenLoraError, oerr } from "../errors.js";
 import type {
@@ -24,6 +25,19 @@ function fromWire(e: WireError): OpenLoraError {
 function workerEntry(): { url: URL; execArgv: string[] } {
   const ts = import.meta.url.endsWith(".ts");
   return { url: new URL(ts ? "./worker.ts" : "./worker.js", import.meta.url), execArgv: ts ? ["--import", "tsx"] : [] };
+}
+
+/**
+ * Lets every V8 heap of this process grow to twice its live size before the next major GC. V8's
+ * own growth factor drops towards 1.1 when its collector looks fast next to the mutator, and then
+ * starts a major GC every few MB promoted; the marking runs on helper threads which, on a machine
+ * whose cores the kernels keep busy, take their time from the engine (a server taking 1000 cold
+ * adapters: 23 → 7 major GCs on the engine thread per benchmark run, docs/benchmarks.md). V8 flags
+ * are process-wide, so a program that owns its process (the `serve` command) calls this; the
+ * library does not.
+ */
+export function relaxHeapGrowth(): void {
+  setFlagsFromString("--heap-growing-percent=100");
 }
 
 export class WorkerEngine implements EngineHandle {

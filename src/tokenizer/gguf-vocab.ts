@@ -216,7 +216,13 @@ class GgufTokenizer implements Tokenizer {
   readonly eosIds: readonly number[];
   readonly addBos: boolean;
   readonly chatTemplate: string | undefined;
-  private readonly pieces: Uint8Array[];
+  /**
+   * Every token's bytes end to end; token i is pieceBytes[pieceStart[i], pieceStart[i + 1]). One
+   * buffer rather than one array per token: 128k small typed arrays were ~26 MB of the engine
+   * thread's heap, marked again by every major GC.
+   */
+  private readonly pieceBytes: Uint8Array;
+  private readonly pieceStart: Uint32Array;
   private readonly wordCache = new Map<string, number[]>();
 
   constructor(
@@ -230,7 +236,11 @@ class GgufTokenizer implements Tokenizer {
     this.eosIds = s.eosIds;
     this.addBos = s.addBos;
     this.chatTemplate = s.chatTemplate;
-    this.pieces = vocab.texts.map((_, id) => this.piece(id));
+    const pieces = vocab.texts.map((_, id) => this.piece(id));
+    this.pieceStart = new Uint32Array(pieces.length + 1);
+    for (let i = 0; i < pieces.length; i++) this.pieceStart[i + 1] = this.pieceStart[i]! + pieces[i]!.length;
+    this.pieceBytes = new Uint8Array(this.pieceStart[pieces.length]!);
+    for (let i = 0; i < pieces.length; i++) this.pieceBytes.set(pieces[i]!, this.pieceStart[i]!);
   }
 
   encode(text: string, opts: EncodeOptions = {}): number[] {
@@ -277,8 +287,10 @@ class GgufTokenizer implements Tokenizer {
   private pieceFor(id: number, skipSpecial: boolean, lstrip: boolean): Uint8Array {
     if (!Number.isInteger(id) || id < 0 || id >= this.vocabSize) throw oerr("INVALID_ARGUMENT", `token id ${id} out of range`);
     if (skipSpecial && this.vocab.attrs[id]! & (ATTR.UNKNOWN | ATTR.CONTROL)) return EMPTY;
-    const p = this.pieces[id]!;
-    return lstrip && p.length > 0 && p[0] === 0x20 ? p.subarray(1) : p;
+    let start = this.pieceStart[id]!;
+    const end = this.pieceStart[id + 1]!;
+    if (lstrip && start < end && this.pieceBytes[start] === 0x20) start++;
+    return this.pieceBytes.subarray(start, end);
   }
 
   decode(ids: readonly number[], opts: DecodeOptions = {}): string {
