@@ -178,6 +178,12 @@ export interface OpenLoraNative {
   siluMul(out: Float32Array, gate: Float32Array, up: Float32Array): void;
   /** The first index of the largest element (NaN never wins; 0 when nothing exceeds −Infinity). */
   argmax(x: Float32Array): number;
+  /**
+   * The index of the first NaN or infinity of x, -1 when every element is finite. type: the GGML
+   * type of the elements, F32 (0) for a Float32Array, F16 (1) or BF16 (30) for a Uint16Array of
+   * their bits.
+   */
+  firstNonFinite(x: Float32Array | Uint16Array, type: number): number;
   /** out = a + b, elementwise; out may alias a or b. */
   add(out: Float32Array, a: Float32Array, b: Float32Array): void;
   /** x[r, :] += bias, x: [rows, dim]. */

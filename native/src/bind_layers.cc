@@ -226,6 +226,24 @@ Napi::Value Argmax(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), (double)g_kernels.load()->argmax(x.data, x.length));
 }
 
+Napi::Value FirstNonFinite(const Napi::CallbackInfo& info) {
+  const Napi::Env env = info.Env();
+  const int type = (int)integer(info, 1, "type", 0, 1 << 20);
+  size_t n = 0;
+  const void* data = nullptr;
+  if (type == T_F32) {
+    auto x = typed<const float>(info, 0, "x", napi_float32_array);
+    data = x.data, n = x.length;
+  } else if (type == T_F16 || type == T_BF16) {
+    auto x = typed<const uint16_t>(info, 0, "x", napi_uint16_array);
+    data = x.data, n = x.length;
+  } else {
+    throw_range(env, "type must be F32 (0), F16 (1) or BF16 (30), got " + std::to_string(type));
+  }
+  const size_t i = g_kernels.load()->first_nonfinite(data, n, type);
+  return Napi::Number::New(env, i == n ? -1.0 : (double)i);
+}
+
 Napi::Value Add(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   auto out = typed<float>(info, 0, "out", napi_float32_array);

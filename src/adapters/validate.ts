@@ -7,7 +7,7 @@ import { existsSync, realpathSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
 import { oerr } from "../errors.js";
 import { GGML_TYPE } from "../formats/ggml-types.js";
-import { bf16ToF32, f16ToF32 } from "../native/index.js";
+import { bf16ToF32, f16ToF32, native } from "../native/index.js";
 import type { BaseModelShape, LoraAdapterWeights, LoraModule, LoraPair } from "./types.js";
 import { LORA_MODULES } from "./types.js";
 
@@ -103,22 +103,17 @@ export function checkPairShape(
  * checked on the exponent bits, without widening.
  */
 export function checkFiniteHalf(ctx: CheckContext, layer: number, module: LoraModule, which: "A" | "B", bits: Uint16Array, type: number): void {
-  const mask = type === GGML_TYPE.BF16 ? 0x7f80 : 0x7c00;
-  for (let i = 0; i < bits.length; i++) {
-    if ((bits[i]! & mask) === mask) {
-      const v = type === GGML_TYPE.BF16 ? bf16ToF32(bits[i]!) : f16ToF32(bits[i]!);
-      throw oerr("ADAPTER_NONFINITE", `${ctx.source}: layer ${layer} ${module} ${which}[${i}] is ${v}`, { module, layer, matrix: which, index: i });
-    }
-  }
+  const i = native.firstNonFinite(bits, type);
+  if (i < 0) return;
+  const v = type === GGML_TYPE.BF16 ? bf16ToF32(bits[i]!) : f16ToF32(bits[i]!);
+  throw oerr("ADAPTER_NONFINITE", `${ctx.source}: layer ${layer} ${module} ${which}[${i}] is ${v}`, { module, layer, matrix: which, index: i });
 }
 
 /** ADAPTER_NONFINITE when any value of `values` is NaN or infinite. */
 export function checkFinite(ctx: CheckContext, layer: number, module: LoraModule, which: "A" | "B", values: Float32Array): void {
-  for (let i = 0; i < values.length; i++) {
-    if (!Number.isFinite(values[i]!)) {
-      throw oerr("ADAPTER_NONFINITE", `${ctx.source}: layer ${layer} ${module} ${which}[${i}] is ${values[i]}`, { module, layer, matrix: which, index: i });
-    }
-  }
+  const i = native.firstNonFinite(values, GGML_TYPE.F32);
+  if (i < 0) return;
+  throw oerr("ADAPTER_NONFINITE", `${ctx.source}: layer ${layer} ${module} ${which}[${i}] is ${values[i]}`, { module, layer, matrix: which, index: i });
 }
 
 /** ADAPTER_INVALID unless the scale is a finite number. */

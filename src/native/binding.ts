@@ -32,6 +32,7 @@ export const NATIVE_FUNCTIONS = [
   "attention",
   "siluMul",
   "argmax",
+  "firstNonFinite",
   "add",
   "addBias",
   "measureReadBandwidth",

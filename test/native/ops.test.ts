@@ -216,3 +216,36 @@ describe("elementwise", () => {
     for (let i = 0; i < 15; i++) expect(y[i]).toBe(Math.fround(x[i]! + bias[i % 5]!));
   });
 });
+
+describe("firstNonFinite", () => {
+  const F32 = 0, F16 = 1, BF16 = 30;
+  const nonFinite = { [F32]: [0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001], [F16]: [0x7c00, 0xfc00, 0x7e00, 0x7c01], [BF16]: [0x7f80, 0xff80, 0x7fc0, 0x7f81] } as const;
+  // Largest finite values, subnormals, zeros: exponent bits not all set.
+  const finite = { [F32]: [0x7f7fffff, 0x00000001, 0x80000000], [F16]: [0x7bff, 0x0001, 0x8000], [BF16]: [0x7f7f, 0x0001, 0x8000] } as const;
+  it("finds the first NaN or infinity at every position of short and long arrays, in every table", () => {
+    for (const type of [F32, F16, BF16] as const) {
+      for (const n of [0, 1, 7, 16, 31, 32, 33, 64, 65, 1000]) {
+        const make = (): Float32Array | Uint16Array => {
+          const bits = type === F32 ? new Uint32Array(n) : new Uint16Array(n);
+          for (let i = 0; i < n; i++) bits[i] = finite[type][i % 3]!;
+          return type === F32 ? new Float32Array(bits.buffer) : (bits as Uint16Array);
+        };
+        for (const impl of IMPLS) expect(withConfig(impl, 1, () => native.firstNonFinite(make(), type)), `${impl} type ${type} n=${n}`).toBe(-1);
+        for (const at of n === 0 ? [] : [0, n >> 1, n - 1]) {
+          for (const bad of nonFinite[type]) {
+            const x = make();
+            const bits = type === F32 ? new Uint32Array(x.buffer) : (x as Uint16Array);
+            bits[at] = bad;
+            if (at + 1 < n) bits[n - 1] = bad;  // a later one too: the first wins
+            for (const impl of IMPLS) expect(withConfig(impl, 1, () => native.firstNonFinite(x, type)), `${impl} type ${type} n=${n} at ${at}`).toBe(at);
+          }
+        }
+      }
+    }
+  });
+  it("rejects a mismatched array or type", () => {
+    expect(() => native.firstNonFinite(new Float32Array(4), F16)).toThrow(TypeError);
+    expect(() => native.firstNonFinite(new Uint16Array(4), F32)).toThrow(TypeError);
+    expect(() => native.firstNonFinite(new Float32Array(4), 8)).toThrow(RangeError);
+  });
+});
