@@ -11,6 +11,24 @@ import { type AdapterCounters, hitRate } from "./server-probe.js";
 import { lineChartSvg, type Series } from "./svg-plot.js";
 import { SYSTEMS } from "./systems.js";
 
+/** The machine the runs shared; readBandwidthGBs from the native read probe, absent when not measured. */
+export interface MachineInfo {
+  cores: number;
+  cpu: string;
+  memoryGiB: number;
+  readBandwidthGBs?: number;
+  /** Threads of the probe (the servers' thread count). */
+  probeThreads?: number;
+}
+
+export function describeMachine(readBandwidthBytesPerS?: number, probeThreads?: number): MachineInfo {
+  const cpu = cpus();
+  return {
+    cores: cpu.length, cpu: cpu[0]?.model ?? "unknown CPU", memoryGiB: Math.round(totalmem() / 2 ** 30),
+    ...(readBandwidthBytesPerS !== undefined ? { readBandwidthGBs: Math.round(readBandwidthBytesPerS / 1e8) / 10, probeThreads } : {}),
+  };
+}
+
 export interface RunResult {
   system: string;
   point: Point;
@@ -113,7 +131,7 @@ function sweeps(aggs: readonly Aggregate[], o: ServeBenchOptions): { byAdapters:
   return { byAdapters, byRate };
 }
 
-export function jsonSummary(aggs: readonly Aggregate[], o: ServeBenchOptions): Record<string, unknown> {
+export function jsonSummary(aggs: readonly Aggregate[], o: ServeBenchOptions, machine: MachineInfo = describeMachine()): Record<string, unknown> {
   const { byAdapters, byRate } = sweeps(aggs, o);
   const systems: Record<string, unknown> = {};
   for (const a of byAdapters) systems[`${a.system}@${a.point.adapters}`] = entry(a, o.sloTtftMs);
@@ -123,6 +141,10 @@ export function jsonSummary(aggs: readonly Aggregate[], o: ServeBenchOptions): R
   }
   return {
     systems, rate_sweep: rateSweep,
+    machine: {
+      cores: machine.cores, cpu: machine.cpu, memory_gib: machine.memoryGiB,
+      ...(machine.readBandwidthGBs !== undefined ? { read_bandwidth_gb_s: machine.readBandwidthGBs, probe_threads: machine.probeThreads } : {}),
+    },
     config: {
       mode: o.mode, preset: o.preset, weight_type: o.weightType, ranks: o.ranks, lora_type: o.loraType, threads: o.threads,
       popularity: o.popularity, arrival: o.concurrency !== undefined ? { mode: "closed", concurrency: o.concurrency } : { mode: "gamma", rate: o.rate, rates: o.rates, cv: o.cv },
@@ -160,9 +182,10 @@ function table(rows: readonly Aggregate[], all: readonly Aggregate[], o: ServeBe
   return lines.join("\n");
 }
 
-export function markdownReport(aggs: readonly Aggregate[], results: readonly RunResult[], o: ServeBenchOptions, command: string): string {
+export function markdownReport(
+  aggs: readonly Aggregate[], results: readonly RunResult[], o: ServeBenchOptions, command: string, machine: MachineInfo = describeMachine(),
+): string {
   const { byAdapters, byRate } = sweeps(aggs, o);
-  const cpu = cpus();
   const pop = o.popularity;
   const popText = pop.pattern === "power" ? `power law α = ${pop.alpha}` : pop.pattern === "skewed" ? `skewed (Zipf s = ${pop.zipf})` : pop.pattern;
   const arrivals = o.concurrency !== undefined ? `closed loop, ${o.concurrency} clients` : `Gamma arrivals, cv = ${o.cv}`;
@@ -171,7 +194,8 @@ export function markdownReport(aggs: readonly Aggregate[], results: readonly Run
   const parts = [
     `# Serving benchmark (${o.mode})`, "",
     `Reproduce: \`${command}\``, "",
-    `Machine: ${cpu.length} cores (${cpu[0]?.model ?? "unknown CPU"}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM; memory bandwidth not measured by this harness. Threads per server: ${o.threads}.`, "",
+    `Machine: ${machine.cores} cores (${machine.cpu}), ${machine.memoryGiB} GiB RAM; memory read bandwidth ${machine.readBandwidthGBs !== undefined
+      ? `${machine.readBandwidthGBs} GB/s (native read probe, ${machine.probeThreads} threads, before the runs)` : "not measured"}. Threads per server: ${o.threads}.`, "",
     `Workload (seed ${o.seed}, identical for every system): ${o.requests} requests per run, first ${o.warmup} dropped as warm-up; ${arrivals}; `
       + `adapter popularity ${popText}; prompt ${o.promptLen[0]}–${o.promptLen[1] - 1} tokens, output ${o.outputLen[0]}–${o.outputLen[1] - 1} tokens `
       + `forced by ignore_eos, greedy; base ${o.modelPath ?? `${o.preset}-shaped ${o.weightType}`}, adapters ${o.adapterDir ?? `GGUF LoRA rank ${o.ranks.join("/")} on ${o.targets.join(",")} (${o.loraType})`}. `

@@ -15,7 +15,8 @@ import { driveTrace } from "./client.js";
 import { isEntryPoint } from "./entry-point.js";
 import { type Point, pointLabel, type ServeBenchOptions, sweepPoints } from "./config.js";
 import { computeMetrics, measured } from "./metrics.js";
-import { aggregate, jsonSummary, markdownReport, plots, type RunResult } from "./report.js";
+import { native } from "../native/index.js";
+import { aggregate, describeMachine, jsonSummary, type MachineInfo, markdownReport, plots, type RunResult } from "./report.js";
 import { baseModelId, counterDelta, ForeignCpuMeter, MemorySampler, scrapeAdapterCounters } from "./server-probe.js";
 import { launchSystem, REPO_ROOT, selectSystems, type SystemSpec } from "./systems.js";
 import { generateTrace } from "./workload.js";
@@ -75,10 +76,14 @@ async function runOne(spec: SystemSpec, point: Point, repeat: number, o: ServeBe
   }
 }
 
-export async function executeServeBench(o: ServeBenchOptions, command: string): Promise<{ summary: Record<string, unknown>; results: RunResult[] }> {
+export async function executeServeBench(
+  o: ServeBenchOptions, command: string,
+): Promise<{ summary: Record<string, unknown>; results: RunResult[]; machine: MachineInfo }> {
   mkdirSync(join(o.outDir, "logs"), { recursive: true });
   const systems = selectSystems(o.systems);
   const assets = prepareAssets(o);
+  // Measured here, before any server runs, with the servers' thread count.
+  const machine = describeMachine(native.memoryBandwidth(o.threads), o.threads);
   const points = sweepPoints(o);
   const results: RunResult[] = [];
   const broken = new Map<string, string>();
@@ -116,24 +121,24 @@ export async function executeServeBench(o: ServeBenchOptions, command: string): 
     }
   }
   const aggs = aggregate(results);
-  const summary = jsonSummary(aggs, o);
+  const summary = jsonSummary(aggs, o, machine);
   writeFileSync(join(o.outDir, "requests.json"), JSON.stringify(results.map((r) => ({
     system: r.system, point: r.point, repeat: r.repeat, base_model: r.baseModelId, command: r.commandLine, error: r.error, requests: r.records,
   }))));
   writeFileSync(join(o.outDir, "results.json"), `${JSON.stringify({ ...summary, runs: results.map(({ records: _r, ...rest }) => rest) }, null, 2)}\n`);
-  writeFileSync(join(o.outDir, "summary.md"), markdownReport(aggs, results, o, command));
+  writeFileSync(join(o.outDir, "summary.md"), markdownReport(aggs, results, o, command, machine));
   for (const [name, svg] of Object.entries(plots(aggs, o))) writeFileSync(join(o.outDir, name), svg);
   log(`wrote ${join(o.outDir, "summary.md")}, results.json, requests.json and plots`);
-  return { summary, results };
+  return { summary, results, machine };
 }
 
 /** Entry point: parses argv, runs, prints the JSON summary (--json) or the markdown report. Exit code 1 if any run failed. */
 export async function runServeBench(argv: string[]): Promise<number> {
   const o = parseServeBenchArgs(argv);
   const command = `openlora bench serve ${argv.join(" ")}`.trim();
-  const { summary, results } = await executeServeBench(o, command);
+  const { summary, results, machine } = await executeServeBench(o, command);
   if (o.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
-  else process.stdout.write(markdownReport(aggregate(results), results, o, command));
+  else process.stdout.write(markdownReport(aggregate(results), results, o, command, machine));
   return results.every((r) => !r.error) ? 0 : 1;
 }
 

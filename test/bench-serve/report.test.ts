@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import type { RequestRecord } from "../../src/bench-serve/client.js";
 import { modeDefaults, sweepPoints } from "../../src/bench-serve/config.js";
 import { computeMetrics } from "../../src/bench-serve/metrics.js";
-import { aggregate, jsonSummary, markdownReport, plots, type RunResult } from "../../src/bench-serve/report.js";
+import { aggregate, describeMachine, jsonSummary, markdownReport, plots, type RunResult } from "../../src/bench-serve/report.js";
 import { parseServeBenchArgs } from "../../src/cli/bench-serve.js";
 
 function records(ttftMs: number, n = 4): RequestRecord[] {
@@ -46,6 +46,18 @@ describe("report", () => {
     expect(summary.systems["llamacpp@1"]).toMatchObject({ adapters: 1, throughput_tok_s: null, error: "llamacpp exited (1)" });
     expect(summary.rate_sweep["openlora@10"]!.map((x) => (x as { rate: number }).rate)).toEqual([1, 2]);
     expect(() => JSON.stringify(summary)).not.toThrow();
+  });
+
+  it("describes the machine, its measured read bandwidth included, in the JSON and the markdown", () => {
+    const machine = describeMachine(12.34e9, 2);
+    expect(machine).toMatchObject({ readBandwidthGBs: 12.3, probeThreads: 2 });
+    expect(machine.cores).toBeGreaterThan(0);
+    const summary = jsonSummary(aggregate(results), o, machine) as { machine: Record<string, unknown> };
+    expect(summary.machine).toMatchObject({ cores: machine.cores, read_bandwidth_gb_s: 12.3, probe_threads: 2 });
+    expect(markdownReport(aggregate(results), results, o, "x", machine)).toContain("memory read bandwidth 12.3 GB/s (native read probe, 2 threads");
+    const unmeasured = describeMachine();
+    expect(unmeasured.readBandwidthGBs).toBeUndefined();
+    expect(markdownReport(aggregate(results), results, o, "x", unmeasured)).toContain("memory read bandwidth not measured");
   });
 
   it("markdown and plots name every system", () => {
