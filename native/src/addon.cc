@@ -150,6 +150,8 @@ const char* errno_code(int e) {
   throw err;
 }
 
+constexpr size_t kMaxMappedBytes = (size_t)1 << 32;
+
 Napi::Value MapFile(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsString()) throw_type(env, "path must be a string");
@@ -166,6 +168,13 @@ Napi::Value MapFile(const Napi::CallbackInfo& info) {
   if (!S_ISREG(st.st_mode)) { ::close(fd); throw_sys(env, "mmap", path, EINVAL, "not a regular file"); }
   if (st.st_size == 0) { ::close(fd); throw_sys(env, "mmap", path, EINVAL, "file is empty"); }
   const size_t size = (size_t)st.st_size;
+  // Node's external-buffer path calls the finalizer itself when the length is over its maximum
+  // (node::Buffer::kMaxLength, 4 GiB), and node-addon-api then frees the finalizer's data again:
+  // a larger file must be refused before anything is mapped.
+  if (size > kMaxMappedBytes) {
+    ::close(fd);
+    throw_sys(env, "mmap", path, EFBIG, "file is larger than the 4 GiB one mapping can hold");
+  }
   void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
   const int e = errno;
   ::close(fd);

@@ -6,6 +6,7 @@ import { readFileSync, statSync } from "node:fs";
 import { oerr } from "../errors.js";
 
 type MapFile = (path: string) => ArrayBuffer;
+const MAX_READ_BYTES = 2 ** 31 - 1;
 let mapFile: MapFile | null | undefined;
 
 async function loadMapper(): Promise<MapFile | null> {
@@ -34,6 +35,11 @@ export function openFileBytes(path: string): Uint8Array {
   }
   if (size === 0) throw oerr("MODEL_FILE_TRUNCATED", `${path} is empty`);
   if (mapFile) return new Uint8Array(mapFile(path));
+  // One read returns at most this much (Node's kIoMaxLength); past it readFileSync throws its own
+  // untyped RangeError.
+  if (size > MAX_READ_BYTES) {
+    throw oerr("MODEL_FILE_TOO_LARGE", `${path} is ${size} bytes; files over 2 GiB cannot be read yet (split the model into smaller safetensors shards)`, { size, max: MAX_READ_BYTES });
+  }
   const b = readFileSync(path);
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
 }

@@ -1,5 +1,5 @@
 /** Bad models at the model level: each a typed error with a code, before native code runs. */
-import { cpSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { type ErrorCode, isOpenLoraError } from "../../src/errors.js";
@@ -29,6 +29,14 @@ describe("model loading rejects bad models with typed errors", () => {
   it("loads the untouched files", async () => {
     expect((await loadModel(good, { prefault: false })).config.architecture).toBe("llama");
     expect((await loadModel(hf, { prefault: false })).config.architecture).toBe("qwen2");
+  });
+
+  it("a file over 2 GiB (sparse, nothing read): MODEL_FILE_TOO_LARGE, not Node's untyped RangeError", async () => {
+    const p = join(dir, "huge.gguf");
+    cpSync(good, p);
+    truncateSync(p, 2 ** 31);
+    await expectCode(loadModel(p, { prefault: false }), "MODEL_FILE_TOO_LARGE");
+    rmSync(p);
   });
 
   it("a missing path", async () => {

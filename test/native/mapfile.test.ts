@@ -1,5 +1,5 @@
-/** mapFile: private mapping, contents, copy-on-write, errors with Node-style codes. */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+/** mapFile: private mapping, contents, copy-on-write, errors with Node-style codes (a file over 4 GiB included). */
+import { mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -36,5 +36,21 @@ describe("mapFile", () => {
     writeFileSync(empty, "");
     expect(code(() => native.mapFile(empty))).toBe("EINVAL");
     expect(() => native.mapFile(42 as never)).toThrow(TypeError);
+  });
+
+  it("refuses a file over 4 GiB with EFBIG (it used to abort the process with a double free)", () => {
+    const big = join(dir, "sparse-4g-plus");
+    writeFileSync(big, "");
+    truncateSync(big, 2 ** 32 + 4096);  // sparse: no disk blocks written
+    let err: { code?: string; message?: string } | undefined;
+    try {
+      native.mapFile(big);
+    } catch (e) {
+      err = e as typeof err;
+    }
+    expect(err?.code).toBe("EFBIG");
+    expect(err?.message).toContain("4 GiB");
+    truncateSync(big, 2 ** 20);
+    expect(native.mapFile(big).byteLength).toBe(2 ** 20);  // still maps what it can
   });
 });
