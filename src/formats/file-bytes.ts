@@ -1,6 +1,8 @@
 /**
- * Opens a model or adapter file as bytes: a private memory map through the native addon when it
- * is available (no copy; the OS pages weights in on demand), else a plain read.
+ * Opens a model or adapter file as bytes: a plain read, or a private memory map through the native
+ * addon once initFileMapping() has run (no copy; the OS pages weights in on demand). Nothing in the
+ * product calls initFileMapping() yet, so files are read, at most 2 GiB each (a mapping would hold
+ * 4 GiB; models larger than that need more than one mapping per file).
  */
 import { readFileSync, statSync } from "node:fs";
 import { oerr } from "../errors.js";
@@ -38,7 +40,7 @@ export function openFileBytes(path: string): Uint8Array {
   // One read returns at most this much (Node's kIoMaxLength); past it readFileSync throws its own
   // untyped RangeError.
   if (size > MAX_READ_BYTES) {
-    throw oerr("MODEL_FILE_TOO_LARGE", `${path} is ${size} bytes; files over 2 GiB cannot be read yet (split the model into smaller safetensors shards)`, { size, max: MAX_READ_BYTES });
+    throw oerr("MODEL_FILE_TOO_LARGE", `${path} is ${size} bytes; openlora reads files of at most 2 GiB for now (a Hugging Face model can be re-sharded below that)`, { size, max: MAX_READ_BYTES });
   }
   const b = readFileSync(path);
   return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
