@@ -10,12 +10,12 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseServeBenchArgs } from "../cli/bench-serve.js";
+import { native } from "../native/index.js";
 import { type Assets, ensureAssets, existingAssets } from "./assets.js";
 import { driveTrace } from "./client.js";
 import { isEntryPoint } from "./entry-point.js";
 import { type Point, pointLabel, type ServeBenchOptions, sweepPoints } from "./config.js";
 import { computeMetrics, measured } from "./metrics.js";
-import { native } from "../native/index.js";
 import { aggregate, describeMachine, jsonSummary, type MachineInfo, markdownReport, plots, type RunResult } from "./report.js";
 import { baseModelId, counterDelta, ForeignCpuMeter, MemorySampler, scrapeAdapterCounters } from "./server-probe.js";
 import { launchSystem, REPO_ROOT, selectSystems, type SystemSpec } from "./systems.js";
