@@ -31,13 +31,25 @@ describe("model loading rejects bad models with typed errors", () => {
     expect((await loadModel(hf, { prefault: false })).config.architecture).toBe("qwen2");
   });
 
-  it("a file over 2 GiB (sparse, nothing read): MODEL_FILE_TOO_LARGE, not Node's untyped RangeError", async () => {
+  it("a file over 4 GiB (sparse, nothing read): MODEL_FILE_TOO_LARGE, not Node's untyped RangeError", async () => {
     const p = join(dir, "huge.gguf");
     cpSync(good, p);
-    truncateSync(p, 2 ** 31);
+    truncateSync(p, 2 ** 32 + 1);
     await expectCode(loadModel(p, { prefault: false }), "MODEL_FILE_TOO_LARGE");
     rmSync(p);
   });
+
+  it("a file over 2 GiB (one read's limit) loads, read in pieces", async () => {
+    // A valid model followed by sparse zeros: 2.25 GiB read, the tensors where the header says.
+    const p = join(dir, "big.gguf");
+    cpSync(good, p);
+    truncateSync(p, 2 ** 31 + 2 ** 28);
+    const m = await loadModel(p, { prefault: false });
+    const ref = await loadModel(good, { prefault: false });
+    expect(m.config).toEqual(ref.config);
+    expect(Buffer.compare(Buffer.from(m.model.weights.layers[0]!.wq.data), Buffer.from(ref.model.weights.layers[0]!.wq.data))).toBe(0);
+    rmSync(p);
+  }, 60_000);
 
   it("a missing path", async () => {
     await expectCode(loadModel(join(dir, "nope.gguf")), "MODEL_NOT_FOUND");
