@@ -7,7 +7,7 @@ export const ERROR_TABLE = {
   // Model files (GGUF, safetensors, Hugging Face folders)
   MODEL_NOT_FOUND: { status: 404, summary: "The model path does not exist." },
   MODEL_FILE_TRUNCATED: { status: 400, summary: "The file ends before the data its header declares." },
-  MODEL_FILE_TOO_LARGE: { status: 400, summary: "The file is larger than openlora can hold as one buffer (4 GiB)." },
+  MODEL_FILE_TOO_LARGE: { status: 400, summary: "The file is larger than this machine's memory, or than a buffer it could allocate." },
   MODEL_BAD_MAGIC: { status: 400, summary: "The file does not start with the magic of its format." },
   MODEL_UNSUPPORTED_VERSION: { status: 400, summary: "The file format version is not supported." },
   MODEL_METADATA_INVALID: { status: 400, summary: "A metadata entry is malformed or has the wrong type." },

@@ -1,15 +1,19 @@
 /**
  * Opens a model or adapter file as bytes: a plain read, or a private memory map through the native
  * addon once initFileMapping() has run (no copy; the OS pages weights in on demand). Nothing in the
- * product calls initFileMapping() yet, so files are read. Either way one file is one Uint8Array,
- * which holds at most 4 GiB; models larger than that need per-tensor views over a larger buffer.
+ * product calls initFileMapping() yet, so files are read. A Uint8Array holds at most 4 GiB, so a
+ * larger file comes back as its ArrayBuffer, and the parsers view each tensor in it (wholeFile).
  */
 import { closeSync, openSync, readFileSync, readSync, statSync } from "node:fs";
+import { totalmem } from "node:os";
 import { oerr } from "../errors.js";
+
+/** A file's bytes: one Uint8Array up to 4 GiB, the ArrayBuffer of the whole file past that. */
+export type FileBytes = Uint8Array | ArrayBuffer;
 
 type MapFile = (path: string) => ArrayBuffer;
 /** A Uint8Array's largest length. */
-const MAX_FILE_BYTES = 2 ** 32;
+const MAX_VIEW_BYTES = 2 ** 32;
 /** One read returns at most 2 GiB (Node's kIoMaxLength); larger files are read in pieces. */
 const READ_PIECE = 2 ** 30;
 let mapFile: MapFile | null | undefined;
@@ -27,8 +31,19 @@ export async function initFileMapping(): Promise<void> {
   if (mapFile === undefined) mapFile = await loadMapper();
 }
 
+/**
+ * The whole file as (buffer, base, size) for per-tensor views, and `head`, a Uint8Array over its
+ * first min(size, 4 GiB) bytes, where every format keeps its header.
+ */
+export function wholeFile(input: FileBytes): { buffer: ArrayBufferLike; base: number; size: number; head: Uint8Array } {
+  if (input instanceof ArrayBuffer) {
+    return { buffer: input, base: 0, size: input.byteLength, head: new Uint8Array(input, 0, Math.min(input.byteLength, MAX_VIEW_BYTES)) };
+  }
+  return { buffer: input.buffer, base: input.byteOffset, size: input.byteLength, head: new Uint8Array(input.buffer, input.byteOffset, input.byteLength) };
+}
+
 /** Returns the file's bytes; a missing path or a directory is MODEL_NOT_FOUND. */
-export function openFileBytes(path: string): Uint8Array {
+export function openFileBytes(path: string): FileBytes {
   let size: number;
   try {
     const st = statSync(path);
@@ -39,25 +54,29 @@ export function openFileBytes(path: string): Uint8Array {
     throw e;
   }
   if (size === 0) throw oerr("MODEL_FILE_TRUNCATED", `${path} is empty`);
-  if (size > MAX_FILE_BYTES) {
-    throw oerr("MODEL_FILE_TOO_LARGE", `${path} is ${size} bytes; openlora reads files of at most 4 GiB for now (a Hugging Face model can be re-sharded below that)`, { size, max: MAX_FILE_BYTES });
-  }
-  if (mapFile) return new Uint8Array(mapFile(path));
+  if (mapFile && size <= MAX_VIEW_BYTES) return new Uint8Array(mapFile(path));
   if (size <= READ_PIECE) {
     const b = readFileSync(path);
     return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
   }
-  const out = new Uint8Array(size);
+  if (size > totalmem()) throw oerr("MODEL_FILE_TOO_LARGE", `${path} is ${size} bytes, more than this machine's ${totalmem()} bytes of memory`, { size });
+  let buffer: ArrayBuffer;
+  try {
+    buffer = new ArrayBuffer(size);
+  } catch (e) {
+    if (!(e instanceof RangeError)) throw e;
+    throw oerr("MODEL_FILE_TOO_LARGE", `${path} is ${size} bytes; a buffer that large could not be allocated (${e.message})`, { size });
+  }
   const fd = openSync(path, "r");
   try {
     let done = 0;
     while (done < size) {
-      const n = readSync(fd, out, done, Math.min(READ_PIECE, size - done), done);
+      const n = readSync(fd, new Uint8Array(buffer, done, Math.min(READ_PIECE, size - done)), 0, Math.min(READ_PIECE, size - done), done);
       if (n === 0) throw oerr("MODEL_FILE_TRUNCATED", `${path} ended at ${done} of its ${size} bytes while being read`);
       done += n;
     }
   } finally {
     closeSync(fd);
   }
-  return out;
+  return size <= MAX_VIEW_BYTES ? new Uint8Array(buffer) : buffer;
 }

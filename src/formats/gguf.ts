@@ -10,6 +10,7 @@
  */
 import { oerr } from "../errors.js";
 import { byteSize, isKnownType, typeName } from "./ggml-types.js";
+import { type FileBytes, wholeFile } from "./file-bytes.js";
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" little-endian
 export const GGUF_DEFAULT_ALIGNMENT = 32;
@@ -49,7 +50,10 @@ export interface GgufFile {
   tensorsByName: Map<string, GgufTensorInfo>;
   alignment: number;
   dataOffset: number;
+  /** The file's first min(size, 4 GiB) bytes (its header and metadata); tensors through tensorData(). */
   bytes: Uint8Array;
+  /** The whole file: size bytes of buffer from base. */
+  whole: { buffer: ArrayBufferLike; base: number; size: number };
 }
 
 const MAX_DIMS = 4;
@@ -169,10 +173,10 @@ function readArray(c: Cursor, where: string, depth: number): { value: GgufValue;
   }
 }
 
-/** Parses and validates a GGUF file held in `bytes` (typically a memory map). */
-export function parseGguf(input: Uint8Array, source = "<gguf>"): GgufFile {
-  // A Buffer's slice() is a view, not a copy: hold a plain Uint8Array so views and copies behave.
-  const bytes = new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
+/** Parses and validates a GGUF file held in `input` (openFileBytes: a read or a memory map). */
+export function parseGguf(input: FileBytes, source = "<gguf>"): GgufFile {
+  // A plain Uint8Array (a Buffer's slice() is a view, not a copy), so views and copies behave.
+  const { head: bytes, ...whole } = wholeFile(input);
   if (bytes.byteLength < 4) throw oerr("MODEL_FILE_TRUNCATED", `${source}: ${bytes.byteLength} bytes is too short for a GGUF file`);
   const c = new Cursor(bytes, source);
   const magic = c.u32();
@@ -237,8 +241,8 @@ export function parseGguf(input: Uint8Array, source = "<gguf>"): GgufFile {
   const tensorsByName = new Map<string, GgufTensorInfo>();
   for (const { relOffset, ...rest } of infos) {
     const offset = dataOffset + relOffset;
-    if (offset + rest.byteLength > bytes.byteLength) {
-      throw oerr("MODEL_TENSOR_OUT_OF_BOUNDS", `${source}: tensor "${rest.name}" (${rest.byteLength} bytes at ${offset}) ends past the end of the file (${bytes.byteLength} bytes)`, { tensor: rest.name });
+    if (offset + rest.byteLength > whole.size) {
+      throw oerr("MODEL_TENSOR_OUT_OF_BOUNDS", `${source}: tensor "${rest.name}" (${rest.byteLength} bytes at ${offset}) ends past the end of the file (${whole.size} bytes)`, { tensor: rest.name });
     }
     if (tensorsByName.has(rest.name)) throw oerr("MODEL_METADATA_INVALID", `${source}: duplicate tensor "${rest.name}"`);
     const t: GgufTensorInfo = { ...rest, offset };
@@ -252,12 +256,12 @@ export function parseGguf(input: Uint8Array, source = "<gguf>"): GgufFile {
       throw oerr("MODEL_TENSOR_OVERLAP", `${source}: tensors "${prev.name}" and "${sorted[i]!.name}" overlap`);
     }
   }
-  return { source, version, metadata, metadataTypes, tensors, tensorsByName, alignment, dataOffset, bytes };
+  return { source, version, metadata, metadataTypes, tensors, tensorsByName, alignment, dataOffset, bytes, whole };
 }
 
 /** A view (no copy) of a tensor's bytes. */
 export function tensorData(file: GgufFile, info: GgufTensorInfo): Uint8Array {
-  return file.bytes.subarray(info.offset, info.offset + info.byteLength);
+  return new Uint8Array(file.whole.buffer, file.whole.base + info.offset, info.byteLength);
 }
 
 // ---- typed metadata accessors: a wrong or missing value is a typed error naming the key ----

@@ -7,6 +7,7 @@
  */
 import { closeSync, openSync, writeSync } from "node:fs";
 import { oerr } from "../errors.js";
+import { type FileBytes, wholeFile } from "./file-bytes.js";
 
 export type SafetensorsDtype = "F32" | "F16" | "BF16" | "F64" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
 const DTYPE_BYTES: Record<SafetensorsDtype, number> = {
@@ -27,18 +28,21 @@ export interface SafetensorsFile {
   source: string;
   tensors: Map<string, SafetensorsTensor>;
   metadata: Record<string, string>;
+  /** The file's first min(size, 4 GiB) bytes; tensors through safetensorsData(). */
   bytes: Uint8Array;
+  /** The whole file: size bytes of buffer from base. */
+  whole: { buffer: ArrayBufferLike; base: number; size: number };
 }
 
 const MAX_HEADER = 100 * 1024 * 1024;
 
-export function parseSafetensors(input: Uint8Array, source = "<safetensors>"): SafetensorsFile {
-  const bytes = new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
+export function parseSafetensors(input: FileBytes, source = "<safetensors>"): SafetensorsFile {
+  const { head: bytes, ...whole } = wholeFile(input);
   const bad = (msg: string, details?: Record<string, unknown>) => oerr("SAFETENSORS_HEADER_INVALID", `${source}: ${msg}`, details);
   if (bytes.byteLength < 8) throw oerr("MODEL_FILE_TRUNCATED", `${source}: ${bytes.byteLength} bytes is too short for a safetensors file`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLen = view.getBigUint64(0, true);
-  if (headerLen > BigInt(bytes.byteLength - 8)) throw bad(`header claims ${headerLen} bytes but the file has ${bytes.byteLength - 8} after the length`);
+  if (headerLen > BigInt(whole.size - 8)) throw bad(`header claims ${headerLen} bytes but the file has ${whole.size - 8} after the length`);
   if (headerLen > BigInt(MAX_HEADER)) throw bad(`header of ${headerLen} bytes exceeds the ${MAX_HEADER}-byte limit`);
   const n = Number(headerLen);
   let header: unknown;
@@ -50,7 +54,7 @@ export function parseSafetensors(input: Uint8Array, source = "<safetensors>"): S
   if (typeof header !== "object" || header === null || Array.isArray(header)) throw bad("header is not a JSON object");
 
   const dataStart = 8 + n;
-  const dataSize = bytes.byteLength - dataStart;
+  const dataSize = whole.size - dataStart;
   const tensors = new Map<string, SafetensorsTensor>();
   let metadata: Record<string, string> = {};
   for (const [name, raw] of Object.entries(header as Record<string, unknown>)) {
@@ -90,12 +94,12 @@ export function parseSafetensors(input: Uint8Array, source = "<safetensors>"): S
       throw oerr("SAFETENSORS_OFFSETS_INVALID", `${source}: tensors "${sorted[i - 1]!.name}" and "${sorted[i]!.name}" overlap`);
     }
   }
-  return { source, tensors, metadata, bytes };
+  return { source, tensors, metadata, bytes, whole };
 }
 
 /** A view (no copy) of a tensor's bytes. */
 export function safetensorsData(file: SafetensorsFile, t: SafetensorsTensor): Uint8Array {
-  return file.bytes.subarray(t.offset, t.offset + t.byteLength);
+  return new Uint8Array(file.whole.buffer, file.whole.base + t.offset, t.byteLength);
 }
 
 export interface SafetensorsTensorSpec {

@@ -39,6 +39,25 @@ describe("safetensors", () => {
     expect(Array.from(safetensorsData(f, f.tensors.get("b")!))).toEqual([1, 2, 3, 4]);
   });
 
+  it("reads the same from a Uint8Array at an offset and from a whole-file ArrayBuffer (the > 4 GiB form)", () => {
+    const path = join(dir, "views.safetensors");
+    writeSafetensors(path, [
+      { name: "x", dtype: "F32", shape: [3], data: new Uint8Array(new Float32Array([7, 8, 9]).buffer) },
+      { name: "y", dtype: "U8", shape: [2], data: new Uint8Array([5, 6]) },
+    ]);
+    const file = readFileSync(path);
+    const padded = new Uint8Array(file.length + 16);
+    padded.set(file, 16);
+    const whole = new ArrayBuffer(file.length);
+    new Uint8Array(whole).set(file);
+    for (const input of [padded.subarray(16), whole]) {
+      const f = parseSafetensors(input, path);
+      expect(Array.from(new Float32Array(safetensorsData(f, f.tensors.get("x")!).slice().buffer))).toEqual([7, 8, 9]);
+      expect(Array.from(safetensorsData(f, f.tensors.get("y")!))).toEqual([5, 6]);
+    }
+    expectCode(() => parseSafetensors(whole.slice(0, file.length - 1), path), "SAFETENSORS_OFFSETS_INVALID");
+  });
+
   it("rejects a header length larger than the file", () => {
     expectCode(() => parseSafetensors(craft({}, new Uint8Array(0), 1000n)), "SAFETENSORS_HEADER_INVALID");
     expectCode(() => parseSafetensors(craft({}, new Uint8Array(0), 1n << 62n)), "SAFETENSORS_HEADER_INVALID");

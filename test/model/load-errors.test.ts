@@ -1,9 +1,11 @@
 /** Bad models at the model level: each a typed error with a code, before native code runs. */
-import { cpSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { closeSync, cpSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync, writeSync } from "node:fs";
+import { totalmem } from "node:os";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { type ErrorCode, isOpenLoraError } from "../../src/errors.js";
 import { GGML_TYPE } from "../../src/formats/ggml-types.js";
+import { parseGguf } from "../../src/formats/gguf.js";
 import { loadModel } from "../../src/model/load.js";
 import { writeGgufModel, writeHfModel } from "../../src/synth/synthesize.js";
 import { rewriteGguf } from "../helpers/rewrite-gguf.js";
@@ -31,25 +33,46 @@ describe("model loading rejects bad models with typed errors", () => {
     expect((await loadModel(hf, { prefault: false })).config.architecture).toBe("qwen2");
   });
 
-  it("a file over 4 GiB (sparse, nothing read): MODEL_FILE_TOO_LARGE, not Node's untyped RangeError", async () => {
+  it("a file larger than the machine's memory (sparse, nothing read): MODEL_FILE_TOO_LARGE", async () => {
     const p = join(dir, "huge.gguf");
     cpSync(good, p);
-    truncateSync(p, 2 ** 32 + 1);
+    truncateSync(p, Math.max(totalmem() + 2 ** 30, 2 ** 40));
     await expectCode(loadModel(p, { prefault: false }), "MODEL_FILE_TOO_LARGE");
     rmSync(p);
   });
 
-  it("a file over 2 GiB (one read's limit) loads, read in pieces", async () => {
-    // A valid model followed by sparse zeros: 2.25 GiB read, the tensors where the header says.
-    const p = join(dir, "big.gguf");
-    cpSync(good, p);
-    truncateSync(p, 2 ** 31 + 2 ** 28);
+  it("a file over 4 GiB (one Uint8Array's limit) loads, its tensors viewed past 4 GiB", async () => {
+    // The tiny model's header, then a sparse gap of 4 GiB, then its tensor data: every tensor offset
+    // moved up by 4 GiB in the header, so every weight is read from past the 4 GiB mark.
+    const src = readFileSync(good);
+    const f = parseGguf(src, good);
+    const header = Buffer.from(src.subarray(0, f.dataOffset));
+    const shift = 2 ** 32;
+    for (const t of f.tensors) {
+      const name = Buffer.from(t.name, "utf8");
+      let at = -1;
+      for (let from = 0; ; from = at + 1) {
+        at = header.indexOf(name, from);
+        expect(at).toBeGreaterThan(8);
+        if (header.readBigUInt64LE(at - 8) === BigInt(name.length) && header.readUInt32LE(at + name.length) === t.dims.length) break;
+      }
+      const offsetAt = at + name.length + 4 + 8 * t.dims.length + 4;
+      header.writeBigUInt64LE(header.readBigUInt64LE(offsetAt) + BigInt(shift), offsetAt);
+    }
+    const p = join(dir, "past4g.gguf");
+    const fd = openSync(p, "w");
+    writeSync(fd, header, 0, header.length, 0);
+    writeSync(fd, src, f.dataOffset, src.length - f.dataOffset, f.dataOffset + shift);
+    closeSync(fd);
     const m = await loadModel(p, { prefault: false });
     const ref = await loadModel(good, { prefault: false });
     expect(m.config).toEqual(ref.config);
-    expect(Buffer.compare(Buffer.from(m.model.weights.layers[0]!.wq.data), Buffer.from(ref.model.weights.layers[0]!.wq.data))).toBe(0);
+    const wq = m.model.weights.layers[1]!.wq.data;
+    expect(wq.byteOffset).toBeGreaterThan(shift);
+    expect(Buffer.compare(Buffer.from(wq.buffer, wq.byteOffset, wq.byteLength), Buffer.from(ref.model.weights.layers[1]!.wq.data))).toBe(0);
+    expect(Buffer.compare(Buffer.from(m.model.weights.output.data), Buffer.from(ref.model.weights.output.data))).toBe(0);
     rmSync(p);
-  }, 60_000);
+  }, 120_000);
 
   it("a missing path", async () => {
     await expectCode(loadModel(join(dir, "nope.gguf")), "MODEL_NOT_FOUND");

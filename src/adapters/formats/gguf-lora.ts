@@ -8,7 +8,7 @@
  */
 import { isOpenLoraError, oerr } from "../../errors.js";
 import { GGML_TYPE, typeName } from "../../formats/ggml-types.js";
-import { openFileBytes } from "../../formats/file-bytes.js";
+import { type FileBytes, openFileBytes } from "../../formats/file-bytes.js";
 import { metaNumber, metaString, parseGguf, tensorData, type GgufFile, type GgufTensorInfo } from "../../formats/gguf.js";
 import type { BaseModelShape, LoraAdapter, LoraModule } from "../types.js";
 import { LORA_MODULES } from "../types.js";
@@ -23,7 +23,7 @@ const UNSUPPORTED = /^(token_embd|output|tok_embd|position_embd)\.weight$/;
 const READABLE = new Set<number>([GGML_TYPE.F32, GGML_TYPE.F16, GGML_TYPE.BF16, GGML_TYPE.Q8_0]);
 
 function openGguf(path: string): GgufFile {
-  let bytes: Uint8Array;
+  let bytes: FileBytes;
   try {
     bytes = openFileBytes(path);
   } catch (e) {
