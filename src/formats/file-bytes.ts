@@ -11,6 +11,13 @@ import { oerr } from "../errors.js";
 /** A file's bytes: one Uint8Array up to 4 GiB, the ArrayBuffer of the whole file past that. */
 export type FileBytes = Uint8Array | ArrayBuffer;
 
+/** The whole file: `size` bytes of `buffer` from `base` (tensors are views into it). */
+export interface WholeFile {
+  buffer: ArrayBufferLike;
+  base: number;
+  size: number;
+}
+
 type MapFile = (path: string) => ArrayBuffer;
 /** A Uint8Array's largest length. */
 const MAX_VIEW_BYTES = 2 ** 32;
@@ -35,7 +42,7 @@ export async function initFileMapping(): Promise<void> {
  * The whole file as (buffer, base, size) for per-tensor views, and `head`, a Uint8Array over its
  * first min(size, 4 GiB) bytes, where every format keeps its header.
  */
-export function wholeFile(input: FileBytes): { buffer: ArrayBufferLike; base: number; size: number; head: Uint8Array } {
+export function wholeFile(input: FileBytes): WholeFile & { head: Uint8Array } {
   if (input instanceof ArrayBuffer) {
     return { buffer: input, base: 0, size: input.byteLength, head: new Uint8Array(input, 0, Math.min(input.byteLength, MAX_VIEW_BYTES)) };
   }
@@ -71,7 +78,8 @@ export function openFileBytes(path: string): FileBytes {
   try {
     let done = 0;
     while (done < size) {
-      const n = readSync(fd, new Uint8Array(buffer, done, Math.min(READ_PIECE, size - done)), 0, Math.min(READ_PIECE, size - done), done);
+      const piece = new Uint8Array(buffer, done, Math.min(READ_PIECE, size - done));
+      const n = readSync(fd, piece, 0, piece.length, done);
       if (n === 0) throw oerr("MODEL_FILE_TRUNCATED", `${path} ended at ${done} of its ${size} bytes while being read`);
       done += n;
     }

@@ -10,7 +10,7 @@
  */
 import { oerr } from "../errors.js";
 import { byteSize, isKnownType, typeName } from "./ggml-types.js";
-import { type FileBytes, wholeFile } from "./file-bytes.js";
+import { type FileBytes, type WholeFile, wholeFile } from "./file-bytes.js";
 
 export const GGUF_MAGIC = 0x46554747; // "GGUF" little-endian
 export const GGUF_DEFAULT_ALIGNMENT = 32;
@@ -52,8 +52,7 @@ export interface GgufFile {
   dataOffset: number;
   /** The file's first min(size, 4 GiB) bytes (its header and metadata); tensors through tensorData(). */
   bytes: Uint8Array;
-  /** The whole file: size bytes of buffer from base. */
-  whole: { buffer: ArrayBufferLike; base: number; size: number };
+  whole: WholeFile;
 }
 
 const MAX_DIMS = 4;

@@ -7,7 +7,7 @@
  */
 import { closeSync, openSync, writeSync } from "node:fs";
 import { oerr } from "../errors.js";
-import { type FileBytes, wholeFile } from "./file-bytes.js";
+import { type FileBytes, type WholeFile, wholeFile } from "./file-bytes.js";
 
 export type SafetensorsDtype = "F32" | "F16" | "BF16" | "F64" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
 const DTYPE_BYTES: Record<SafetensorsDtype, number> = {
@@ -30,8 +30,7 @@ export interface SafetensorsFile {
   metadata: Record<string, string>;
   /** The file's first min(size, 4 GiB) bytes; tensors through safetensorsData(). */
   bytes: Uint8Array;
-  /** The whole file: size bytes of buffer from base. */
-  whole: { buffer: ArrayBufferLike; base: number; size: number };
+  whole: WholeFile;
 }
 
 const MAX_HEADER = 100 * 1024 * 1024;
