@@ -11,6 +11,7 @@ import {
 import { privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
 import type { SamplingParams } from "../engine/sampling.js";
 import { oerr } from "../errors.js";
+import { MAX_WEIGHT_PPM, compositionWeightPpm } from "../adapters/composition.js";
 import { canonicalHash, canonicalJson } from "./canonical.js";
 import { ZERO_HASH } from "./merkle.js";
 import { matchedTokens } from "./fees.js";
@@ -257,7 +258,7 @@ export function validateReceipt(r: Receipt): void {
     only(a, ["id", "contentHash", "weightPpm"], `adapters[${i}]`);
     str(a.id, `adapters[${i}].id`);
     h32(a.contentHash, `adapters[${i}].contentHash`);
-    u(a.weightPpm, `adapters[${i}].weightPpm`);
+    u(a.weightPpm, `adapters[${i}].weightPpm`, MAX_WEIGHT_PPM);
   });
   if (!isObj(r.sampling)) bad("sampling must be an object");
   for (const [k, v] of Object.entries(r.sampling)) if (typeof v !== "number" || !Number.isFinite(v)) bad(`sampling.${k} must be a finite number`);
@@ -313,8 +314,7 @@ function big(v: unknown, name: string): bigint {
   return BigInt(v);
 }
 
-/** Composition weight (a float, as requests carry it) to exact parts per million. */
+/** Composition weight (a float, as requests carry it) to exact parts per million (src/adapters/composition.ts). */
 export function weightToPpm(w: number): number {
-  if (!Number.isFinite(w) || w < 0) throw oerr("INVALID_ARGUMENT", `adapter weight must be a finite non-negative number, got ${w}`);
-  return Math.round(w * 1_000_000);
+  return compositionWeightPpm(w);
 }

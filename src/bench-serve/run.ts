@@ -9,7 +9,7 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { parseServeBenchArgs } from "../cli/bench-serve.js";
+import { parseServeBenchArgs } from "./args.js";
 import { native } from "../native/index.js";
 import { type Assets, ensureAssets, existingAssets } from "./assets.js";
 import { driveTrace } from "./client.js";

@@ -7,6 +7,7 @@ import { native } from "../native/index.js";
 import { ensureDefaultModel } from "../synth/default-model.js";
 import { baseShapeOf } from "../adapters/base-shape.js";
 import { AdapterCache } from "../adapters/cache.js";
+import { compositionWeight } from "../adapters/composition.js";
 import { createAdapterLoader, parseAdapterArg, resolveAdapterRef } from "../adapters/loader.js";
 import { AdapterRegistry } from "../adapters/registry.js";
 import type { LoraAdapter } from "../adapters/types.js";
@@ -83,7 +84,8 @@ async function resolveAdapters(loaded: LoadedModel, args: string[], dir: string 
   });
   const out: Array<{ id: string; weight: number; adapter: LoraAdapter }> = [];
   for (const arg of args) {
-    const { ref, weight } = parseAdapterArg(arg);
+    const { ref, weight: raw } = parseAdapterArg(arg);
+    const weight = compositionWeight(raw, `--adapter ${ref}'s weight`);
     const id = resolveAdapterRef(registry, ref);
     const lease = await cache.acquire(id);
     out.push({ id, weight, adapter: lease.adapter });

@@ -10,6 +10,7 @@
  * the adapters of waiting requests.
  */
 import { baseShapeOf } from "../adapters/base-shape.js";
+import { isCompositionWeight, MAX_COMPOSITION_WEIGHT } from "../adapters/composition.js";
 import { AdapterCache } from "../adapters/cache.js";
 import { adapterSourceAt, createAdapterLoader } from "../adapters/loader.js";
 import type { AdapterRegistry } from "../adapters/registry.js";
@@ -150,7 +151,7 @@ export class EngineCore {
     const seen = new Set<string>();
     for (const a of req.adapters) {
       if (!this.registry.has(a.id)) throw oerr("ADAPTER_NOT_FOUND", `no adapter is registered as ${JSON.stringify(a.id)}`, { id: a.id });
-      if (!Number.isFinite(a.weight)) throw oerr("INVALID_ARGUMENT", `adapter ${a.id}: weight must be a finite number`);
+      if (!isCompositionWeight(a.weight)) throw oerr("INVALID_ARGUMENT", `adapter ${a.id}: weight must be a number in [0, ${MAX_COMPOSITION_WEIGHT}]`);
       if (seen.has(a.id)) throw oerr("INVALID_ARGUMENT", `adapter ${a.id} is listed twice`);
       seen.add(a.id);
     }

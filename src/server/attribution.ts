@@ -18,6 +18,7 @@
  */
 import { Buffer } from "node:buffer";
 import type { Hex } from "viem";
+import { compositionWeightPpm } from "../adapters/composition.js";
 import { contentHash } from "../attribution/content-hash.js";
 import { delimiterPredicate } from "../attribution/spans/delimiters.js";
 import { SpanIndex } from "../attribution/spans/span-index.js";
@@ -80,11 +81,11 @@ export class AttributionService implements AttributionContext {
 
   /**
    * Admission: lists what is new, reserves the worst case. Throws 402/403 errors before any compute.
-   * Composition weights are rounded here to the receipt's precision (parts per million), in place,
-   * so the engine computes exactly what the receipt records and a replay can reproduce it.
+   * Composition weights arrive rounded to the receipt's precision (parts per million, request
+   * parsing applies src/adapters/composition.ts), so the engine computes exactly what the receipt
+   * records and a replay can reproduce it.
    */
   async admit(authorization: string | undefined, adapters: AdapterRef[], prompt: string | readonly number[], maxTokens: number): Promise<Admission> {
-    for (const a of adapters) a.weight = Math.round(a.weight * 1_000_000) / 1_000_000;
     for (const a of adapters) await this.ensureAdapterListed(a.id);
     const tokensIn = typeof prompt === "string" ? Buffer.byteLength(prompt, "utf8") + 8 : prompt.length;
     const worst = this.ledger.worstCaseFee({ baseModel: this.baseModel.id, adapters: adapters.map((a) => a.id), tokensIn, maxTokens });
@@ -104,7 +105,7 @@ export class AttributionService implements AttributionContext {
       const spans = spanEvidenceRows(evidence).map((r) => ({ datanet: `${r.datanetId}@${r.version}`, recordId: Number(r.recordId), contributor: r.contributor, start: r.start, end: r.end }));
       return await this.ledger.settle(adm.reservation, {
         baseModel: this.baseModel.id,
-        adapters: adm.adapters.map((a) => ({ id: a.id, weightPpm: Math.round(a.weight * 1_000_000) })),
+        adapters: adm.adapters.map((a) => ({ id: a.id, weightPpm: compositionWeightPpm(a.weight) })),
         promptTokens: f.promptTokenIds,
         outputTokens: f.outputTokens,
         sampling: { ...f.sampling, seed: f.sampling.seed ?? 0 },

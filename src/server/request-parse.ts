@@ -8,6 +8,7 @@
  * completions (OpenAI's) and the rest of the context for chat (resolved once the prompt is
  * tokenized, see completions.ts).
  */
+import { compositionWeight, isCompositionWeight, MAX_COMPOSITION_WEIGHT } from "../adapters/composition.js";
 import type { AdapterRef, EngineInfo } from "../engine/protocol.js";
 import type { SamplingParams } from "../engine/sampling.js";
 import { invalidArgument } from "./http-errors.js";
@@ -141,12 +142,12 @@ function parseAdapters(body: Body): AdapterRef[] | undefined {
     if (typeof entry !== "object" || entry === null || typeof entry.id !== "string" || entry.id === "") {
       throw invalidArgument("adapters", `adapters[${i}].id must be a non-empty string.`);
     }
-    if (typeof entry.weight !== "number" || !Number.isFinite(entry.weight)) {
-      throw invalidArgument("adapters", `adapters[${i}].weight must be a finite number.`);
+    if (!isCompositionWeight(entry.weight)) {
+      throw invalidArgument("adapters", `adapters[${i}].weight must be a number in [0, ${MAX_COMPOSITION_WEIGHT}].`);
     }
     if (seen.has(entry.id)) throw invalidArgument("adapters", `adapters lists '${entry.id}' twice.`);
     seen.add(entry.id);
-    return { id: entry.id, weight: entry.weight };
+    return { id: entry.id, weight: compositionWeight(entry.weight) };
   });
 }
 

@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { parseServeBenchArgs } from "../../src/cli/bench-serve.js";
+import { parseServeBenchArgs } from "../../src/bench-serve/args.js";
 import { executeServeBench } from "../../src/bench-serve/run.js";
 import { writeGgufLora } from "../../src/synth/adapters.js";
 import { writeGgufModel } from "../../src/synth/synthesize.js";

@@ -4,7 +4,7 @@ import type { RequestRecord } from "../../src/bench-serve/client.js";
 import { modeDefaults, sweepPoints } from "../../src/bench-serve/config.js";
 import { computeMetrics } from "../../src/bench-serve/metrics.js";
 import { aggregate, describeMachine, jsonSummary, markdownReport, plots, type RunResult } from "../../src/bench-serve/report.js";
-import { parseServeBenchArgs } from "../../src/cli/bench-serve.js";
+import { parseServeBenchArgs } from "../../src/bench-serve/args.js";
 
 function records(ttftMs: number, n = 4): RequestRecord[] {
   return Array.from({ length: n }, (_, i) => ({

@@ -125,11 +125,24 @@ describe("crash safety", () => {
   it("after SIGKILL mid-load, the restarted server's chain verifies and every balance equals its receipts' lines", async () => {
     const crashLedger = join(dir, "crash.sqlite");
     const s = await startServer(["--model", modelPath, "--adapters", adapterDir, "--threads", "1", "--ledger", crashLedger]);
-    const fire = () => post2(s.port, { model: "free", prompt: "load", max_tokens: 3 + Math.floor(Math.random() * 10), ignore_eos: true });
-    const inflight = Array.from({ length: 40 }, (_, i) => new Promise((r) => setTimeout(r, i * 15)).then(fire).catch(() => undefined));
-    await new Promise((r) => setTimeout(r, 300));
+    // Eight clients keep requests in flight until the kill; the kill comes once three receipts
+    // exist (not after a fixed time, which on a loaded machine may precede every receipt).
+    let receipts = 0;
+    let killed = false;
+    let enough!: () => void;
+    const threeReceipts = new Promise<void>((r) => { enough = r; });
+    const client = async (): Promise<void> => {
+      while (!killed) {
+        const body = { model: "free", prompt: "load", max_tokens: 3 + Math.floor(Math.random() * 10), ignore_eos: true };
+        const res = await post2(s.port, body).then(async (r) => { await r.text(); return r; }).catch(() => undefined);
+        if (res?.headers.get("openlora-receipt") && ++receipts >= 3) enough();
+      }
+    };
+    const clients = Array.from({ length: 8 }, client);
+    await threeReceipts;
+    killed = true;
     s.child.kill("SIGKILL");
-    await Promise.all(inflight);
+    await Promise.all(clients);
     await s.stop();
     const again = await startServer(["--model", modelPath, "--adapters", adapterDir, "--threads", "1", "--ledger", crashLedger]);
     try {
