@@ -82,12 +82,27 @@ describe("POST /v1/completions", () => {
   });
 
   it("sends a weighted adapter composition to the engine", async () => {
-    const adapters = [{ id: "alpha", weight: 0.75 }, { id: "beta", weight: -0.25 }];
+    const adapters = [{ id: "alpha", weight: 0.75 }, { id: "beta", weight: 0.25 }];
     const body = { model: BASE_MODEL, prompt: "x", max_tokens: 2, adapters };
     await s.client.completions.create(body as OpenAI.CompletionCreateParamsNonStreaming);
     expect(s.engine.submitted[0]!.adapters).toEqual(adapters);
     await s.client.completions.create({ ...body, model: "beta" } as OpenAI.CompletionCreateParamsNonStreaming);
     expect(s.engine.submitted[1]!.adapters).toEqual(adapters);
+  });
+
+  it("rounds composition weights to parts per million, and refuses negative, huge or non-numeric ones before the engine", async () => {
+    const body = { model: BASE_MODEL, prompt: "x", max_tokens: 2, adapters: [{ id: "alpha", weight: 0.12345678 }] };
+    await s.client.completions.create(body as OpenAI.CompletionCreateParamsNonStreaming);
+    expect(s.engine.submitted[0]!.adapters).toEqual([{ id: "alpha", weight: 0.123457 }]);
+    for (const weight of [-1, -1e-9, 10.000001, 1e10, 1e308, "1", null, true]) {
+      const res = await fetch(`${s.baseURL}/completions`, {
+        method: "POST", headers: { "content-type": "application/json" },
+        body: JSON.stringify({ ...body, adapters: [{ id: "alpha", weight }] }),
+      });
+      expect(res.status, String(weight)).toBe(400);
+      expect(((await res.json()) as { error: { code: string; param: string } }).error).toMatchObject({ code: "INVALID_ARGUMENT", param: "adapters" });
+    }
+    expect(s.engine.submitted).toHaveLength(1);
   });
 
   it("returns legacy logprobs: tokens, token_logprobs, top_logprobs, text_offset", async () => {
