@@ -92,3 +92,22 @@ export function oerr(code: ErrorCode, message: string, details?: Record<string, 
 export function isOpenLoraError(e: unknown, code?: ErrorCode): e is OpenLoraError {
   return e instanceof OpenLoraError && (code === undefined || e.code === code);
 }
+
+/** Longest quote of outside input (request fields, file contents) that an error message may carry. */
+export const MAX_QUOTED_CHARS = 64;
+
+/**
+ * A value from outside (a request field, a string read from a file) as an error message may quote
+ * it: JSON, cut to MAX_QUOTED_CHARS with "…" — so no error body echoes a large input or a file's
+ * contents. Non-serialisable values are named by their type.
+ */
+export function quoted(v: unknown, max = MAX_QUOTED_CHARS): string {
+  let s: string | undefined;
+  try {
+    s = typeof v === "bigint" ? `${v}n` : JSON.stringify(v);
+  } catch {
+    s = undefined;
+  }
+  if (s === undefined) s = typeof v;
+  return s.length > max ? `${s.slice(0, max)}…` : s;
+}
