@@ -49,10 +49,13 @@ export const ERROR_TABLE = {
   REQUEST_CANCELLED: { status: 499, summary: "The client went away or cancelled; the sequence was stopped and its blocks freed." },
   ROUTE_NOT_FOUND: { status: 404, summary: "No such HTTP route." },
   ENGINE_FAILED: { status: 500, summary: "The engine thread failed; requests in flight were failed." },
+  // Access (src/server/access.ts)
+  UNAUTHENTICATED: { status: 401, summary: "The endpoint needs a credential (the operator's token or an account's API key), or the one sent is not valid." },
+  PERMISSION_DENIED: { status: 403, summary: "The credential sent is valid but does not allow this action." },
   // Attribution and economics
   PAYMENT_REQUIRED: { status: 402, summary: "The caller has no prepaid agent account on this node." },
   STAKE_REQUIRED: { status: 403, summary: "The agent's stake is below the minimum needed to call paid models." },
-  INSUFFICIENT_BALANCE: { status: 402, summary: "The agent's available balance is below the request's worst-case fee." },
+  INSUFFICIENT_BALANCE: { status: 402, summary: "The account's available balance (or stake) is below what the request or operation needs." },
   LEDGER_NOT_FOUND: { status: 404, summary: "No such model, Datanet, record, agent, reservation, receipt or epoch in the ledger." },
   LEDGER_CONFLICT: { status: 409, summary: "The ledger entry already exists or is not in a state that allows the operation." },
   LEDGER_FORBIDDEN: { status: 403, summary: "Only the Datanet's owner may approve, reject or publish." },

@@ -1,7 +1,9 @@
 /**
- * `openlora ledger …`: the node's economics through a running server's operator endpoints
+ * `openlora ledger …`: the node's economics through a running server's endpoints
  * (src/server/ledger-routes.ts). The server owns the ledger's SQLite file, so this command never
- * opens it: a second writer would break the receipt chain.
+ * opens it: a second writer would break the receipt chain. It authenticates with --token-file,
+ * else $OPENLORA_API_KEY, else the operator token file when this user can read it
+ * (src/cli/credentials.ts); who may run what is docs/api-access.md.
  *
  * Prints the server's JSON answer on stdout. A server error prints `error [CODE]: message` on
  * stderr (the code from the error body) and exits 1; usage errors throw INVALID_ARGUMENT (exit 2
@@ -10,24 +12,26 @@
 import { readFileSync } from "node:fs";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { oerr } from "../errors.js";
+import { clientCredential } from "./credentials.js";
 
-export const LEDGER_USAGE = `  openlora ledger <command> [--url http://127.0.0.1:8000]      (talks to a running 'openlora serve')
+export const LEDGER_USAGE = `  openlora ledger <command> [--url http://127.0.0.1:8000] [--token-file F]   (talks to a running 'openlora serve')
         models add --id <id> --kind base|adapter --owner <party> [--base-model <id>] --price-in <n> --price-out <n>
                    --content-hash <0x…32 bytes> --developer <party>=<share>... [--lineage <datanet>@<version>=<weight>]...
                    [--parent <model>=<weight>]... [--shares <developerBps>,<stakerBps>,<dataBps>]
         models list | models show <id>
         datanets create <id> --owner <party>
-        datanets contribute <id> --contributor <party> (--content <text> | --content-file <path>)
+        datanets contribute <id> (--content <text> | --content-file <path>)      (as the account whose key is sent)
         datanets records <id> [--status pending|approved|rejected]
-        datanets approve|reject <id> <record> --by <owner>
-        datanets publish <id> --by <owner>
+        datanets approve|reject <id> <record> | datanets publish <id>            (with the owner's key)
         datanets versions <id>
-        agents create <id> [--stake <n>] | agents show <id> | agents deposit <id> <amount> | agents stake <id> <amount>
-        stake <staker> <model> <amount> | unstake <staker> <model> <amount>
-        balances [<party>]
-        receipt <id>
+        agents create <id>            (prints the new account's API key, once)
+        agents key <id>               (a new key; the old one stops working)
+        agents show <id> | agents deposit|withdraw|stake|unstake <id> <amount>
+        stake <model> <amount> | unstake <model> <amount>                      (the caller's own balance)
+        balances [<party>] | payout <party> <amount>
+        receipt <id> | events [--account <id>] [--after <n>] | checkpoint
         epoch close | epoch list
-        verify                      (exit 1 when the receipt chain or the balances do not check out)
+        verify                      (operator; exit 1 when a chain or the balances do not check out)
         Amounts are integers in atomic units, passed and printed as decimal strings.
 `;
 
@@ -41,7 +45,7 @@ interface Parsed {
 }
 
 function parse(argv: string[], options: Options = {}): Parsed {
-  const { values, positionals } = parseArgs({ args: argv, options: { url: { type: "string" }, ...options }, allowPositionals: true, strict: true });
+  const { values, positionals } = parseArgs({ args: argv, options: { url: { type: "string" }, "token-file": { type: "string" }, ...options }, allowPositionals: true, strict: true });
   return { values: values as Parsed["values"], positionals };
 }
 
@@ -134,7 +138,7 @@ interface Call {
 const seg = (s: string): string => encodeURIComponent(s);
 
 /** The HTTP call a command line stands for (usage errors throw INVALID_ARGUMENT). */
-export function ledgerCall(argv: string[]): { call: Call; url: string; verify: boolean } {
+export function ledgerCall(argv: string[]): { call: Call; url: string; verify: boolean; tokenFile: string | undefined } {
   const [cmd, ...rest] = argv;
   const sub = rest[0] !== undefined && !rest[0].startsWith("-") ? rest[0] : undefined;
   const subArgs = sub === undefined ? rest : rest.slice(1);
@@ -169,7 +173,7 @@ export function ledgerCall(argv: string[]): { call: Call; url: string; verify: b
           break;
         }
         case "contribute": {
-          const [id] = need("datanets contribute", ["id"], { contributor: { type: "string" }, content: { type: "string" }, "content-file": { type: "string" } });
+          const [id] = need("datanets contribute", ["id"], { content: { type: "string" }, "content-file": { type: "string" } });
           const text = optStr(p, "content");
           const file = optStr(p, "content-file");
           if ((text === undefined) === (file === undefined)) throw oerr("INVALID_ARGUMENT", "ledger datanets contribute needs exactly one of --content <text> or --content-file <path>");
@@ -181,7 +185,7 @@ export function ledgerCall(argv: string[]): { call: Call; url: string; verify: b
               throw oerr("INVALID_ARGUMENT", `cannot read --content-file ${file}: ${(e as Error).message}`);
             }
           }
-          call = { method: "POST", path: `/v1/datanets/${seg(id!)}/records`, body: { contributor: str(p, "contributor", "datanets contribute"), content } };
+          call = { method: "POST", path: `/v1/datanets/${seg(id!)}/records`, body: { content } };
           break;
         }
         case "records": {
@@ -191,13 +195,13 @@ export function ledgerCall(argv: string[]): { call: Call; url: string; verify: b
           break;
         }
         case "approve": case "reject": {
-          const [id, record] = need(`datanets ${sub}`, ["id", "record"], { by: { type: "string" } });
-          call = { method: "POST", path: `/v1/datanets/${seg(id!)}/records/${seg(record!)}/${sub}`, body: { by: str(p, "by", `datanets ${sub}`) } };
+          const [id, record] = need(`datanets ${sub}`, ["id", "record"]);
+          call = { method: "POST", path: `/v1/datanets/${seg(id!)}/records/${seg(record!)}/${sub}`, body: {} };
           break;
         }
         case "publish": {
-          const [id] = need("datanets publish", ["id"], { by: { type: "string" } });
-          call = { method: "POST", path: `/v1/datanets/${seg(id!)}/publish`, body: { by: str(p, "by", "datanets publish") } };
+          const [id] = need("datanets publish", ["id"]);
+          call = { method: "POST", path: `/v1/datanets/${seg(id!)}/publish`, body: {} };
           break;
         }
         case "versions": { const [id] = need("datanets versions", ["id"]); call = { method: "GET", path: `/v1/datanets/${seg(id!)}/versions` }; break; }
@@ -206,27 +210,42 @@ export function ledgerCall(argv: string[]): { call: Call; url: string; verify: b
       break;
     case "agents":
       switch (sub) {
-        case "create": {
-          const [id] = need("agents create", ["id"], { stake: { type: "string" } });
-          const stake = optStr(p, "stake");
-          call = { method: "POST", path: "/v1/accounts/agents", body: stake === undefined ? { id } : { id, stake } };
-          break;
-        }
+        case "create": { const [id] = need("agents create", ["id"]); call = { method: "POST", path: "/v1/accounts/agents", body: { id } }; break; }
+        case "key": { const [id] = need("agents key", ["id"]); call = { method: "POST", path: `/v1/accounts/agents/${seg(id!)}/keys`, body: {} }; break; }
         case "show": { const [id] = need("agents show", ["id"]); call = { method: "GET", path: `/v1/accounts/agents/${seg(id!)}` }; break; }
-        case "deposit": case "stake": {
+        case "deposit": case "withdraw": case "stake": case "unstake": {
           const [id, amount] = need(`agents ${sub}`, ["id", "amount"]);
           call = { method: "POST", path: `/v1/accounts/agents/${seg(id!)}/${sub}`, body: { amount } };
           break;
         }
-        default: throw unknownSub("agents", sub, "create, show, deposit or stake");
+        default: throw unknownSub("agents", sub, "create, key, show, deposit, withdraw, stake or unstake");
       }
       break;
     case "stake": case "unstake": {
       p = parse(rest);
-      const [staker, model, amount] = positional(p, cmd, ["staker", "model", "amount"]);
-      call = { method: "POST", path: cmd === "stake" ? "/v1/stakes" : "/v1/stakes/unstake", body: { staker, model, amount } };
+      const [model, amount] = positional(p, cmd, ["model", "amount"]);
+      call = { method: "POST", path: cmd === "stake" ? "/v1/stakes" : "/v1/stakes/unstake", body: { model, amount } };
       break;
     }
+    case "payout": {
+      p = parse(rest);
+      const [party, amount] = positional(p, "payout", ["party", "amount"]);
+      call = { method: "POST", path: `/v1/balances/${seg(party!)}/payout`, body: { amount } };
+      break;
+    }
+    case "events": {
+      p = parse(rest, { account: { type: "string" }, after: { type: "string" } });
+      positional(p, "events", []);
+      const q = new URLSearchParams();
+      for (const k of ["account", "after"]) { const v = optStr(p, k); if (v !== undefined) q.set(k, v); }
+      call = { method: "GET", path: `/v1/ledger/events${q.size ? `?${q}` : ""}` };
+      break;
+    }
+    case "checkpoint":
+      p = parse(rest);
+      positional(p, "checkpoint", []);
+      call = { method: "GET", path: "/v1/ledger/checkpoint" };
+      break;
     case "balances": {
       p = parse(rest);
       if (p.positionals.length > 1) positional(p, "balances", ["party"]);
@@ -255,7 +274,7 @@ export function ledgerCall(argv: string[]): { call: Call; url: string; verify: b
     default:
       throw oerr("INVALID_ARGUMENT", `unknown ledger command "${cmd}"\n\nUsage:\n${LEDGER_USAGE}`);
   }
-  return { call, url: serverUrl(optStr(p, "url")), verify: cmd === "verify" };
+  return { call, url: serverUrl(optStr(p, "url")), verify: cmd === "verify", tokenFile: optStr(p, "token-file") };
 }
 
 function unknownSub(cmd: string, sub: string | undefined, choices: string): Error {
@@ -280,13 +299,14 @@ export async function runLedger(argv: string[]): Promise<number> {
     process.stdout.write(`Usage:\n${LEDGER_USAGE}`);
     return argv.length === 0 ? 2 : 0;
   }
-  const { call, url, verify } = ledgerCall(argv);
+  const { call, url, verify, tokenFile } = ledgerCall(argv);
+  const credential = clientCredential(tokenFile);
+  const headers: Record<string, string> = {};
+  if (credential !== undefined) headers.authorization = `Bearer ${credential}`;
+  if (call.body !== undefined) headers["content-type"] = "application/json";
   let res: Response;
   try {
-    res = await fetch(url + call.path, {
-      method: call.method,
-      ...(call.body === undefined ? {} : { headers: { "content-type": "application/json" }, body: JSON.stringify(call.body) }),
-    });
+    res = await fetch(url + call.path, { method: call.method, headers, ...(call.body === undefined ? {} : { body: JSON.stringify(call.body) }) });
   } catch (e) {
     const cause = (e as { cause?: { code?: string; message?: string } }).cause;
     throw oerr("NOT_READY", `cannot reach the openlora server at ${url}: ${cause?.code ?? cause?.message ?? (e as Error).message} (is 'openlora serve' running with the ledger enabled?)`);

@@ -2,27 +2,31 @@
  * `openlora serve`: the OpenAI-compatible server. It listens at once (503 NOT_READY while the model
  * loads in the engine thread), then serves; SIGTERM/SIGINT drain in-flight requests, then exit.
  */
-import { availableParallelism } from "node:os";
+import { availableParallelism, homedir } from "node:os";
+import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { oerr } from "../errors.js";
 import { relaxHeapGrowth, WorkerEngine } from "../engine/engine-client.js";
 import type { EngineInit } from "../engine/worker-messages.js";
 import { buildServer, type EngineSlot } from "../server/index.js";
-import { ensureDefaultModel, ensureDemoAdapters } from "../synth/default-model.js";
+import { cacheDir, ensureDefaultModel, ensureDemoAdapters } from "../synth/default-model.js";
 import { choiceArg, intArg, progressLine } from "./args.js";
+import { operatorToken } from "./credentials.js";
 import { openAttribution } from "./serve-attribution.js";
 
 export const SERVE_USAGE = `  openlora serve [--model <gguf file | HF folder>] [--adapters <dir>] [--port 8000] [--host 127.0.0.1]
                  [--threads N] [--kv-tokens N | --kv-blocks N] [--block-size 16] [--adapter-pool-mb 1024]
                  [--max-running 64] [--token-budget 512] [--prefill-chunk 256] [--max-queue 1024]
                  [--max-lora-rank 256] [--quantize q8_0|q4_0] [--no-mixed-adapters] [--drain-timeout-s 30] [--quiet]
-                 [--ledger <sqlite file>] [--node-key <0x… | file>] [--treasury <party>] [--min-agent-stake N]
-                 [--no-attribution]
+                 [--ledger <sqlite file>] [--node-key-file <file>] [--operator-token-file <file>] [--treasury <party>]
+                 [--min-agent-stake N] [--no-attribution]
         OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models, /v1/load_lora_adapter,
         /v1/unload_lora_adapter, /health, /metrics). Every adapter in --adapters is a model.
         Without --model, serves the embedded default demo model and demo adapters (generated once, cached).
         Every completion gets a signed receipt (header openlora-receipt; GET /v1/receipts/:id) in the
-        ledger (default ~/.cache/openlora/ledger/<model>.sqlite, key beside it); the bearer token is the agent.
+        ledger (default ~/.cache/openlora/ledger/<model>.sqlite, 0600, signing key beside it or $OPENLORA_NODE_KEY).
+        State-changing endpoints need the operator token (default ~/.cache/openlora/operator.token, generated,
+        0600); paid requests need an account's API key (docs/api-access.md).
 `;
 
 export async function runServe(argv: string[]): Promise<number> {
@@ -34,10 +38,13 @@ export async function runServe(argv: string[]): Promise<number> {
       "adapter-pool-mb": { type: "string" }, "max-running": { type: "string" }, "token-budget": { type: "string" },
       "prefill-chunk": { type: "string" }, "max-queue": { type: "string" }, "max-lora-rank": { type: "string" },
       quantize: { type: "string" }, "no-mixed-adapters": { type: "boolean" }, "drain-timeout-s": { type: "string" },
-      quiet: { type: "boolean" }, ledger: { type: "string" }, "node-key": { type: "string" }, treasury: { type: "string" },
-      "min-agent-stake": { type: "string" }, "no-attribution": { type: "boolean" },
+      quiet: { type: "boolean" }, ledger: { type: "string" }, "node-key": { type: "string" }, "node-key-file": { type: "string" },
+      "operator-token-file": { type: "string" }, treasury: { type: "string" }, "min-agent-stake": { type: "string" }, "no-attribution": { type: "boolean" },
     },
   });
+  if (values["node-key"] !== undefined) {
+    throw oerr("INVALID_ARGUMENT", "--node-key is refused: a key on the command line is visible to every user of the machine; use --node-key-file <0600 file> or OPENLORA_NODE_KEY");
+  }
   const quiet = values.quiet === true;
   const log = (msg: string): void => { if (!quiet) process.stderr.write(`${msg}\n`); };
   const port = intArg(values.port, "port", 0, 8000)!;
@@ -75,8 +82,15 @@ export async function runServe(argv: string[]): Promise<number> {
     ...(values.quantize !== undefined ? { quantize: choiceArg(values.quantize, "quantize", ["q8_0", "q4_0"] as const)! } : {}),
   };
 
+  const operator = operatorToken(values["operator-token-file"], log);
   const slot: EngineSlot = { state: "loading", engine: undefined, message: "loading the model" };
-  const app = await buildServer(slot, { logger: !quiet });
+  const app = await buildServer(slot, {
+    logger: !quiet, operatorToken: operator.token,
+    redactPaths: [
+      ...(adaptersDir !== undefined ? [{ path: resolve(adaptersDir), label: "<adapters>" }] : []),
+      { path: resolve(modelPath), label: "<model>" }, { path: cacheDir(), label: "<cache>" }, { path: homedir(), label: "~" },
+    ],
+  });
   await app.listen({ port, host });
   const address = app.server.address();
   const bound = typeof address === "object" && address ? address.port : port;
@@ -112,7 +126,7 @@ export async function runServe(argv: string[]): Promise<number> {
       const minStake = values["min-agent-stake"] ?? "0";
       if (!/^\d+$/.test(minStake)) throw oerr("INVALID_ARGUMENT", `--min-agent-stake must be a non-negative integer, got "${minStake}"`);
       slot.attribution = await openAttribution(engine, modelPath, {
-        ledgerPath: values.ledger, nodeKey: values["node-key"], treasury: values.treasury ?? "protocol-treasury", minAgentStake: BigInt(minStake),
+        ledgerPath: values.ledger, nodeKeyFile: values["node-key-file"], treasury: values.treasury ?? "protocol-treasury", minAgentStake: BigInt(minStake),
       }, log);
     }
     slot.engine = engine;

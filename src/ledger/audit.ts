@@ -1,15 +1,19 @@
 /**
- * Whole-ledger checks. verifyChain trusts nothing stored but the receipts' signatures; it
- * recomputes every hash and link. auditBalances recomputes every balance from its sources.
+ * Whole-ledger checks. verifyChain trusts nothing stored but signatures by the signers it is
+ * given: it recomputes every hash and link of both signed chains (receipts, account events) and
+ * every epoch's root and signed checkpoint. auditBalances recomputes every balance from the
+ * signed entries alone. checkAgainstCheckpoint tells whether the file still reaches a checkpoint.
  */
-import { isAddressEqual, type Hex } from "viem";
+import { getAddress, isAddressEqual, type Address, type Hex } from "viem";
+import { checkpointSignedBy, type Checkpoint, type SignedCheckpoint } from "../attribution/checkpoints.js";
 import { merkleRoot, ZERO_HASH } from "../attribution/merkle.js";
 import { receiptDigest, receiptFromJSON, verifyReceiptSignature, type Receipt, type ReceiptDomainOptions } from "../attribution/receipts.js";
 import { big, type Db } from "./db.js";
+import { verifyEvents } from "./events.js";
 
 export type ChainReport =
-  | { ok: true; receipts: number; epochs: number }
-  | { ok: false; badReceiptId?: number; badEpochId?: number; reason: string };
+  | { ok: true; receipts: number; events: number; epochs: number; unsignedEpochs: number }
+  | { ok: false; badReceiptId?: number; badEventId?: number; badEpochId?: number; reason: string };
 
 interface Row { id: number; agent: string; fee: string; hash: Hex; prev_hash: Hex; signer: string; signature: Hex; body: string; epoch: number | null }
 interface LineRow { receipt_id: number; idx: number; party: string; role: string; model: string; datanet: string | null; amount: string }
@@ -52,17 +56,62 @@ export async function verifyChain(db: Db, domain: ReceiptDomainOptions, signers:
       count++;
     }
   }
-  const epochs = db.prepare("SELECT * FROM epochs ORDER BY id").all() as { id: number; first_receipt: number; last_receipt: number; count: number; root: Hex }[];
+  const events = await verifyEvents(db, domain, signers as Address[]);
+  if (!events.ok) return events;
+  const epochs = db.prepare("SELECT * FROM epochs ORDER BY id").all() as { id: number; first_receipt: number; last_receipt: number; count: number; root: Hex; checkpoint: string | null; signature: Hex | null }[];
   const members = db.prepare("SELECT id, hash FROM receipts WHERE epoch = ? ORDER BY id");
   let expectFirst = 1;
+  let unsigned = 0;
   for (const e of epochs) {
+    const bad = (reason: string): ChainReport => ({ ok: false, badEpochId: e.id, reason });
     const hs = members.all(e.id) as { id: number; hash: Hex }[];
     const contiguous = hs.length === e.count && hs.every((h, i) => h.id === e.first_receipt + i) && e.first_receipt === expectFirst && e.last_receipt === e.first_receipt + e.count - 1;
-    if (!contiguous) return { ok: false, badEpochId: e.id, reason: "epoch membership is not the contiguous run of receipts it declares" };
-    if (merkleRoot(hs.map((h) => h.hash)) !== e.root) return { ok: false, badEpochId: e.id, reason: "epoch root is not the Merkle root of its receipts" };
+    if (!contiguous) return bad("epoch membership is not the contiguous run of receipts it declares");
+    if (merkleRoot(hs.map((h) => h.hash)) !== e.root) return bad("epoch root is not the Merkle root of its receipts");
     expectFirst = e.last_receipt + 1;
+    if (e.checkpoint === null || e.signature === null) { unsigned++; continue; }
+    let c: Checkpoint;
+    try {
+      c = JSON.parse(e.checkpoint) as Checkpoint;
+    } catch {
+      return bad("the epoch's checkpoint does not parse");
+    }
+    if (c.epoch !== e.id || c.epochRoot !== e.root || c.receipts !== e.last_receipt || c.receiptsHead !== hs[hs.length - 1]!.hash) return bad("the epoch's signed checkpoint does not state this epoch");
+    const trusted = signers.find((x) => isAddressEqual(x, c.node));
+    if (!trusted || !(await checkpointSignedBy({ checkpoint: c, signature: e.signature, domain }, trusted))) return bad("the epoch's checkpoint is not signed by a trusted node");
+    const reach = checkAgainstCheckpoint(db, { checkpoint: c, signature: e.signature, domain });
+    if (!reach.ok) return bad(`the epoch's checkpoint: ${reach.reason}`);
   }
-  return { ok: true, receipts: count, epochs: epochs.length };
+  return { ok: true, receipts: count, events: events.events, epochs: epochs.length, unsignedEpochs: unsigned };
+}
+
+/**
+ * Whether this file's chains still reach a checkpoint: the receipt with the checkpoint's head id
+ * has its hash, likewise the event, and the epoch exists with its root. A file truncated after the
+ * checkpoint was signed fails here however well its remaining chain verifies. (The checkpoint's
+ * signature is checked separately: checkpointSignedBy.)
+ */
+export function checkAgainstCheckpoint(db: Db, s: SignedCheckpoint): { ok: true } | { ok: false; reason: string } {
+  const c = s.checkpoint;
+  const at = (table: "receipts" | "events", id: number): Hex | undefined =>
+    id === 0 ? ZERO_HASH : (db.prepare(`SELECT hash FROM ${table} WHERE id = ?`).get(id) as { hash: Hex } | undefined)?.hash;
+  const r = at("receipts", c.receipts);
+  if (r === undefined) return { ok: false, reason: `receipt ${c.receipts} of the checkpoint is missing: the chain was truncated` };
+  if (r !== c.receiptsHead) return { ok: false, reason: `receipt ${c.receipts} is not the one the checkpoint signed` };
+  const e = at("events", c.events);
+  if (e === undefined) return { ok: false, reason: `event ${c.events} of the checkpoint is missing: the event chain was truncated` };
+  if (e !== c.eventsHead) return { ok: false, reason: `event ${c.events} is not the one the checkpoint signed` };
+  if (c.epoch > 0) {
+    const ep = db.prepare("SELECT root FROM epochs WHERE id = ?").get(c.epoch) as { root: Hex } | undefined;
+    if (!ep) return { ok: false, reason: `epoch ${c.epoch} of the checkpoint is missing` };
+    if (ep.root !== c.epochRoot) return { ok: false, reason: `epoch ${c.epoch}'s root is not the one the checkpoint signed` };
+  }
+  return { ok: true };
+}
+
+/** A checkpoint's node, checksummed (for messages). */
+export function checkpointNode(s: SignedCheckpoint): Address {
+  return getAddress(s.checkpoint.node);
 }
 
 function compareLines(r: Receipt, rows: LineRow[]): string | null {
@@ -78,7 +127,7 @@ function compareLines(r: Receipt, rows: LineRow[]): string | null {
 }
 
 export interface BalanceMismatch {
-  kind: "party" | "agent" | "agent-reserved" | "receipt" | "reservation";
+  kind: "party" | "agent" | "agent-reserved" | "agent-stake" | "stake" | "receipt" | "reservation";
   id: string;
   expected: string;
   actual: string;
@@ -91,46 +140,89 @@ export interface BalanceAudit {
   mismatches: BalanceMismatch[];
 }
 
+type Sums = Map<string, bigint>;
+const add = (m: Sums, k: string, v: bigint): void => { m.set(k, (m.get(k) ?? 0n) + v); };
+
+/**
+ * Every balance recomputed from the signed entries alone (receipt lines and fees, account events;
+ * verifyChain proves those columns equal the signed bodies), compared with what the ledger holds:
+ *   agent: balance + reserved = deposits − withdrawals − agent stakes + agent unstakes − stakes
+ *          + unstakes − receipt fees − forfeits;  reserved = its active reservations;
+ *          stake = agent stakes − agent unstakes
+ *   stake of (staker, model) = stakes − unstakes
+ *   party: earned = its receipt lines + forfeits credited to it − payouts
+ * and every receipt's lines sum to its fee, every settled reservation has its receipt, every
+ * forfeited one with an amount its forfeit event for exactly that amount.
+ */
 export function auditBalances(db: Db): BalanceAudit {
   const mismatches: BalanceMismatch[] = [];
-  const sums = new Map<string, bigint>();
+  const miss = (kind: BalanceMismatch["kind"], id: string, expected: bigint | string, actual: bigint | string): void => {
+    mismatches.push({ kind, id, expected: String(expected), actual: String(actual) });
+  };
+  const earned: Sums = new Map();
   const perReceipt = new Map<number, bigint>();
   for (const l of db.prepare("SELECT receipt_id, party, amount FROM receipt_lines").iterate() as IterableIterator<{ receipt_id: number; party: string; amount: string }>) {
     const a = big(l.amount);
-    sums.set(l.party, (sums.get(l.party) ?? 0n) + a);
+    add(earned, l.party, a);
     perReceipt.set(l.receipt_id, (perReceipt.get(l.receipt_id) ?? 0n) + a);
   }
-  const balances = db.prepare("SELECT party, amount FROM balances").all() as { party: string; amount: string }[];
-  const parties = new Set([...sums.keys(), ...balances.map((b) => b.party)]);
-  const stored = new Map(balances.map((b) => [b.party, big(b.amount)]));
-  for (const p of [...parties].sort()) {
-    const expected = sums.get(p) ?? 0n;
-    const actual = stored.get(p) ?? 0n;
-    if (expected !== actual) mismatches.push({ kind: "party", id: p, expected: expected.toString(), actual: actual.toString() });
-  }
-
-  const charges = new Map<string, bigint>();
+  const funds: Sums = new Map();
+  const ownStake: Sums = new Map();
+  const stakes: Sums = new Map();
   for (const r of db.prepare("SELECT id, agent, fee FROM receipts").iterate() as IterableIterator<{ id: number; agent: string; fee: string }>) {
     const fee = big(r.fee);
-    charges.set(r.agent, (charges.get(r.agent) ?? 0n) + fee);
+    add(funds, r.agent, -fee);
     const lines = perReceipt.get(r.id) ?? 0n;
-    if (lines !== fee) mismatches.push({ kind: "receipt", id: String(r.id), expected: fee.toString(), actual: lines.toString() });
+    if (lines !== fee) miss("receipt", String(r.id), fee, lines);
   }
-  const deposits = sumBy(db.prepare("SELECT agent AS k, amount FROM deposits").all() as { k: string; amount: string }[]);
+  for (const e of db.prepare("SELECT kind, account, subject, amount FROM events").iterate() as IterableIterator<{ kind: string; account: string; subject: string; amount: string }>) {
+    const a = big(e.amount);
+    switch (e.kind) {
+      case "deposit": add(funds, e.account, a); break;
+      case "withdraw": add(funds, e.account, -a); break;
+      case "agent_stake": add(funds, e.account, -a); add(ownStake, e.account, a); break;
+      case "agent_unstake": add(funds, e.account, a); add(ownStake, e.account, -a); break;
+      case "stake": add(funds, e.account, -a); add(stakes, `${e.account}\u0000${e.subject}`, a); break;
+      case "unstake": add(funds, e.account, a); add(stakes, `${e.account}\u0000${e.subject}`, -a); break;
+      case "payout": add(earned, e.account, -a); break;
+      case "forfeit": add(funds, e.account, -a); add(earned, e.subject, a); break;
+      default: miss("party", e.account, "a known event kind", e.kind);
+    }
+  }
+
+  const balances = db.prepare("SELECT party, amount FROM balances").all() as { party: string; amount: string }[];
+  const parties = new Set([...earned.keys(), ...balances.map((b) => b.party)]);
+  const stored = new Map(balances.map((b) => [b.party, big(b.amount)]));
+  for (const p of [...parties].sort()) {
+    const expected = earned.get(p) ?? 0n;
+    const actual = stored.get(p) ?? 0n;
+    if (expected !== actual) miss("party", p, expected, actual);
+  }
+
   const reserved = sumBy(db.prepare("SELECT agent AS k, amount FROM reservations WHERE status = 'active'").all() as { k: string; amount: string }[]);
-  const agents = db.prepare("SELECT id, balance, reserved FROM agents ORDER BY id").all() as { id: string; balance: string; reserved: string }[];
+  const agents = db.prepare("SELECT id, balance, reserved, stake FROM agents ORDER BY id").all() as { id: string; balance: string; reserved: string; stake: string }[];
   for (const a of agents) {
-    const expected = (deposits.get(a.id) ?? 0n) - (charges.get(a.id) ?? 0n) - (reserved.get(a.id) ?? 0n);
-    if (expected !== big(a.balance)) mismatches.push({ kind: "agent", id: a.id, expected: expected.toString(), actual: a.balance });
     const res = reserved.get(a.id) ?? 0n;
-    if (res !== big(a.reserved)) mismatches.push({ kind: "agent-reserved", id: a.id, expected: res.toString(), actual: a.reserved });
+    const total = funds.get(a.id) ?? 0n;
+    if (total !== big(a.balance) + big(a.reserved)) miss("agent", a.id, total - res, big(a.balance));
+    if (res !== big(a.reserved)) miss("agent-reserved", a.id, res, a.reserved);
+    if ((ownStake.get(a.id) ?? 0n) !== big(a.stake)) miss("agent-stake", a.id, ownStake.get(a.id) ?? 0n, a.stake);
+  }
+  const storedStakes = new Map<string, bigint>((db.prepare("SELECT staker, model_id, amount FROM stakes").all() as { staker: string; model_id: string; amount: string }[])
+    .map((r) => [`${r.staker}\u0000${r.model_id}`, big(r.amount)] as const));
+  for (const k of new Set([...stakes.keys(), ...storedStakes.keys()])) {
+    const expected = stakes.get(k) ?? 0n;
+    const actual = storedStakes.get(k) ?? 0n;
+    if (expected !== actual) miss("stake", k.replace("\u0000", " on "), expected, actual);
   }
 
   const orphans = db.prepare(
     `SELECT 'receipt ' || r.id AS id FROM receipts r LEFT JOIN reservations s ON s.receipt_id = r.id WHERE s.id IS NULL
-     UNION ALL SELECT 'reservation ' || id FROM reservations WHERE (status = 'settled') <> (receipt_id IS NOT NULL)`,
+     UNION ALL SELECT 'reservation ' || id FROM reservations WHERE (status = 'settled') <> (receipt_id IS NOT NULL)
+     UNION ALL SELECT 'reservation ' || s.id FROM reservations s LEFT JOIN events e ON e.id = s.event_id
+       WHERE s.status = 'forfeited' AND s.amount <> '0' AND (e.id IS NULL OR e.kind <> 'forfeit' OR e.amount <> s.amount OR e.account <> s.agent)`,
   ).all() as { id: string }[];
-  for (const o of orphans) mismatches.push({ kind: "reservation", id: o.id, expected: "settled reservation ↔ receipt", actual: "unpaired" });
+  for (const o of orphans) miss("reservation", o.id, "settled ↔ receipt, forfeited ↔ its forfeit event", "unpaired");
 
   return { ok: mismatches.length === 0, parties: parties.size, agents: agents.length, mismatches };
 }

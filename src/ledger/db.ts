@@ -1,11 +1,19 @@
 /** Opening the ledger's SQLite file, and the conversions every ledger module shares. */
+import { chmodSync, closeSync, existsSync, openSync } from "node:fs";
 import Database from "better-sqlite3";
 import { oerr } from "../errors.js";
 import { migrate } from "./schema.js";
 
 export type Db = Database.Database;
 
+/**
+ * Opens (creating if absent) a ledger file readable by its owner only: the file is created 0600
+ * before SQLite opens it (SQLite gives the -wal and -shm files the database file's mode), and an
+ * existing file and its companions are set to 0600.
+ */
 export function openDb(path: string, now: number): Db {
+  if (!existsSync(path)) closeSync(openSync(path, "a", 0o600));
+  for (const p of [path, `${path}-wal`, `${path}-shm`]) if (existsSync(p)) chmodSync(p, 0o600);
   const db = new Database(path);
   try {
     db.pragma("journal_mode = WAL");

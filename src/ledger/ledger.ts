@@ -4,12 +4,13 @@
  * credits every split line, in one SQLite transaction. One process owns a ledger file.
  */
 import type { Address, Hex } from "viem";
-import { privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
+import { checkpointDigest, type Checkpoint, type SignedCheckpoint } from "../attribution/checkpoints.js";
+import { nodeSigner, type NodeSigner } from "../attribution/signing.js";
 import type { SamplingParams } from "../engine/sampling.js";
 import { matchedTokens, splitFee, validatePolicy, worstCaseFee } from "../attribution/fees.js";
 import { merkleProof, merkleRoot, ZERO_HASH } from "../attribution/merkle.js";
 import {
-  buildReceipt, receiptDigest, receiptDomain, receiptFromJSON, receiptToJSON, RECEIPT_TYPES, signReceipt,
+  buildReceipt, receiptDigest, receiptDomain, receiptFromJSON, receiptToJSON, RECEIPT_TYPES,
   type Receipt, type ReceiptDomainOptions, type ReceiptFinish,
 } from "../attribution/receipts.js";
 import type { FeePolicy, SpanEvidence, SpanMatch } from "../attribution/types.js";
@@ -18,6 +19,8 @@ import { Accounts, type AgentAccount } from "./accounts.js";
 import { auditBalances, verifyChain, type BalanceAudit, type ChainReport } from "./audit.js";
 import { Datanets, type ContributionInput, type DatanetRecord, type DatanetVersion, type VersionRecord } from "./datanets.js";
 import { big, checkName, conflict, money, nonNegative, notFound, openDb, type Db } from "./db.js";
+import { Events, type StoredEvent } from "./events.js";
+import { ApiKeys } from "./keys.js";
 import { Models, type ModelInfo, type RegisterModelInput } from "./models.js";
 
 export interface LedgerOptions {
@@ -70,6 +73,8 @@ export interface EpochInfo {
   count: number;
   root: Hex;
   closedAt: number;
+  /** The checkpoint signed when the epoch closed (null for epochs closed before schema 3). */
+  checkpoint: SignedCheckpoint | null;
 }
 
 export interface ReceiptWithProof extends StoredReceipt {
@@ -88,19 +93,20 @@ export class Ledger {
   readonly models: Models;
   readonly datanets: Datanets;
   readonly accounts: Accounts;
-  private readonly account: PrivateKeyAccount;
+  readonly events: Events;
+  readonly keys: ApiKeys;
+  private readonly signer: NodeSigner;
   private readonly policy: FeePolicy;
   private readonly treasury: string;
   private readonly operator: string;
   private readonly minAgentStake: bigint;
   private readonly now: () => number;
-  private tail: Promise<unknown> = Promise.resolve();
 
   constructor(opts: LedgerOptions) {
     validatePolicy(opts.policy);
     checkName("treasury", opts.treasury);
-    this.account = privateKeyToAccount(opts.nodeKey);
-    this.nodeAddress = this.account.address;
+    this.signer = nodeSigner(opts.nodeKey);
+    this.nodeAddress = this.signer.address;
     this.policy = { ...opts.policy };
     this.treasury = opts.treasury;
     this.operator = opts.operator ?? this.nodeAddress;
@@ -119,7 +125,10 @@ export class Ledger {
     }
     this.datanets = new Datanets(this.db, this.now);
     this.models = new Models(this.db, this.datanets, this.now);
-    this.accounts = new Accounts(this.db, this.now);
+    this.events = new Events(this.db, this.signer, this.domainOptions, this.now);
+    this.keys = new ApiKeys(this.db, this.now);
+    this.accounts = new Accounts(this.db, this.events, this.now, [this.treasury, this.operator]);
+    this.events.adoptLegacyDeposits();
   }
 
   close(): void {
@@ -138,14 +147,29 @@ export class Ledger {
   publishVersion(datanet: string, by: string): DatanetVersion { return this.datanets.publish(datanet, by); }
   listVersions(datanet: string): DatanetVersion[] { return this.datanets.versions(datanet); }
   versionRecords(datanet: string, version: number): VersionRecord[] { return this.datanets.versionRecords(datanet, version); }
-  createAgent(id: string, stake = 0n): AgentAccount { return this.accounts.createAgent(id, stake); }
+  /** An account without a key (the built-in anonymous agent, tests); createAccount gives one a key. */
+  createAgent(id: string): AgentAccount { return this.accounts.createAgent(id); }
+  /** A new account and its API key (shown this once; only its hash is kept). */
+  createAccount(id: string): { account: AgentAccount; apiKey: string } {
+    return this.db.transaction(() => ({ account: this.accounts.createAgent(id), apiKey: this.keys.issue(id) })).immediate();
+  }
+  /** A fresh API key for an existing account; its earlier keys stop working. */
+  rotateApiKey(id: string): string { this.accounts.agent(id); return this.keys.issue(id); }
+  /** The account a live API key belongs to, or undefined. */
+  resolveApiKey(key: string): string | undefined { return this.keys.resolve(key); }
   getAgent(id: string): AgentAccount { return this.accounts.agent(id); }
   deposit(agent: string, amount: bigint): AgentAccount { return this.accounts.deposit(agent, amount); }
-  setAgentStake(agent: string, stake: bigint): AgentAccount { return this.accounts.setAgentStake(agent, stake); }
+  withdraw(agent: string, amount: bigint): AgentAccount { return this.accounts.withdraw(agent, amount); }
+  agentStake(agent: string, amount: bigint): AgentAccount { return this.accounts.agentStake(agent, amount); }
+  agentUnstake(agent: string, amount: bigint): AgentAccount { return this.accounts.agentUnstake(agent, amount); }
   stake(staker: string, model: string, amount: bigint): bigint { return this.accounts.stake(staker, model, amount); }
   unstake(staker: string, model: string, amount: bigint): bigint { return this.accounts.unstake(staker, model, amount); }
+  payout(party: string, amount: bigint): bigint { return this.accounts.payout(party, amount); }
   balanceOf(party: string): bigint { return this.accounts.balanceOf(party); }
   balances(): { party: string; amount: bigint }[] { return this.accounts.balances(); }
+  /** The operator's party id (credited the operator lines; `payout` of its earnings goes through the operator credential). */
+  get operatorParty(): string { return this.operator; }
+  get treasuryParty(): string { return this.treasury; }
 
   // ---- request flow
 
@@ -202,16 +226,14 @@ export class Ledger {
   /**
    * Charges the actual fee: splits it, signs the receipt chained to the previous one, and in one
    * transaction stores it, debits the agent, returns the rest of the reservation and credits
-   * every line. Settles run one at a time. If it throws, the reservation stays active: release it.
+   * every line. If it throws, nothing is written and the reservation stays active: release it
+   * (no output was sent) or forfeit it (output was sent).
    */
-  settle(reservationId: number, input: SettleInput): Promise<StoredReceipt> {
-    const run = this.tail.then(() => this.settleNow(reservationId, input));
-    this.tail = run.catch(() => undefined);
-    return run;
+  async settle(reservationId: number, input: SettleInput): Promise<StoredReceipt> {
+    return this.settleNow(reservationId, input);
   }
 
-  private async settleNow(reservationId: number, input: SettleInput): Promise<StoredReceipt> {
-    const res = this.activeReservation(reservationId);
+  private settleNow(reservationId: number, input: SettleInput): StoredReceipt {
     const adapters = input.adapters ?? [];
     if (new Set(adapters.map((a) => a.id)).size !== adapters.length) throw oerr("INVALID_ARGUMENT", "a request names an adapter twice");
     const base = this.models.use(input.baseModel);
@@ -238,31 +260,30 @@ export class Ledger {
       treasury: this.treasury,
       operator: this.operator,
     });
-    if (split.total > res.amount) {
-      throw oerr("LEDGER_FEE_EXCEEDS_RESERVATION", `fee ${split.total} exceeds the ${res.amount} reserved`, { reservationId, fee: split.total.toString(), reserved: res.amount.toString() });
-    }
-    const head = this.head();
-    const receipt = buildReceipt({
-      id: head.id + 1,
-      time: this.now(),
-      node: this.nodeAddress,
-      agent: res.agent,
-      promptTokens: input.promptTokens,
-      outputTokens: input.outputTokens,
-      base: { id: base.model, contentHash: base.info.contentHash },
-      adapters: adapters.map((a, i) => ({ id: a.id, contentHash: used[i]!.info.contentHash, weightPpm: a.weightPpm })),
-      sampling: input.sampling,
-      finish: input.finish,
-      split,
-      spans,
-      credits,
-      prevHash: head.hash,
-    });
-    const hash = receiptDigest(receipt, this.domainOptions);
-    const signature = await signReceipt(receipt, this.account, this.domainOptions);
-    this.db.transaction(() => {
-      const again = this.activeReservation(reservationId);
-      if (this.head().id !== head.id) conflict("another writer appended a receipt meanwhile; one process must own the ledger");
+    return this.db.transaction(() => {
+      const res = this.activeReservation(reservationId);
+      if (split.total > res.amount) {
+        throw oerr("LEDGER_FEE_EXCEEDS_RESERVATION", `fee ${split.total} exceeds the ${res.amount} reserved`, { reservationId, fee: split.total.toString(), reserved: res.amount.toString() });
+      }
+      const head = this.head();
+      const receipt = buildReceipt({
+        id: head.id + 1,
+        time: this.now(),
+        node: this.nodeAddress,
+        agent: res.agent,
+        promptTokens: input.promptTokens,
+        outputTokens: input.outputTokens,
+        base: { id: base.model, contentHash: base.info.contentHash },
+        adapters: adapters.map((a, i) => ({ id: a.id, contentHash: used[i]!.info.contentHash, weightPpm: a.weightPpm })),
+        sampling: input.sampling,
+        finish: input.finish,
+        split,
+        spans,
+        credits,
+        prevHash: head.hash,
+      });
+      const hash = receiptDigest(receipt, this.domainOptions);
+      const signature = this.signer.sign(hash);
       this.db.prepare("INSERT INTO receipts (id, time, agent, fee, hash, prev_hash, signer, signature, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
         .run(receipt.id, receipt.time, receipt.agent, money(receipt.fee), hash, receipt.prevHash, this.nodeAddress, signature, receiptToJSON(receipt));
       this.db.prepare("INSERT INTO receipt_tokens (receipt_id, prompt, output) VALUES (?, ?, ?)").run(receipt.id, tokenBlob(input.promptTokens), tokenBlob(input.outputTokens));
@@ -271,10 +292,30 @@ export class Ledger {
         line.run(receipt.id, i, l.party, l.role, l.model, l.datanet ?? null, money(l.amount));
         this.accounts.credit(l.party, l.amount);
       });
-      this.returnReservation(again.agent, again.amount, receipt.fee);
+      this.returnReservation(res.agent, res.amount, receipt.fee);
       this.db.prepare("UPDATE reservations SET status = 'settled', receipt_id = ? WHERE id = ?").run(receipt.id, reservationId);
+      return { receipt, hash, signature, signer: this.nodeAddress, epoch: null };
     }).immediate();
-    return { receipt, hash, signature, signer: this.nodeAddress, epoch: null };
+  }
+
+  /**
+   * A request whose output reached the client but whose settlement failed: the whole reservation
+   * is charged (never released for free), credited to the treasury, and recorded as a signed
+   * `forfeit` event naming the reservation and `reason` (an error code). A free request (nothing
+   * reserved) is marked forfeited without an event. Returns the event, if any.
+   */
+  forfeit(reservationId: number, reason: string): StoredEvent | null {
+    return this.db.transaction(() => {
+      const r = this.activeReservation(reservationId);
+      let stored: StoredEvent | null = null;
+      if (r.amount > 0n) {
+        stored = this.events.append("forfeit", r.agent, r.amount, { subject: this.treasury, memo: `reservation ${reservationId}: ${reason.slice(0, 64)}` });
+        this.accounts.credit(this.treasury, r.amount);
+      }
+      this.returnReservation(r.agent, r.amount, r.amount);
+      this.db.prepare("UPDATE reservations SET status = 'forfeited', event_id = ? WHERE id = ?").run(stored?.event.id ?? null, reservationId);
+      return stored;
+    }).immediate();
   }
 
   /** The prompt and output token ids a receipt's hashes commit to (for replay). */
@@ -296,30 +337,46 @@ export class Ledger {
     return row ?? { id: 0, hash: ZERO_HASH };
   }
 
-  /** Groups every receipt since the last epoch under one Merkle root; null when there are none. */
+  /**
+   * Groups every receipt since the last epoch under one Merkle root and signs a checkpoint of the
+   * record at that moment (receipt head = the epoch's last receipt, event head, epoch root), stored
+   * with the epoch; null when there are no new receipts.
+   */
   closeEpoch(): EpochInfo | null {
     return this.db.transaction(() => {
       const rows = this.db.prepare("SELECT id, hash FROM receipts WHERE epoch IS NULL ORDER BY id").all() as { id: number; hash: Hex }[];
       if (rows.length === 0) return null;
       const last = this.db.prepare("SELECT MAX(id) AS id FROM epochs").get() as { id: number | null };
-      const epoch: EpochInfo = {
-        id: (last.id ?? 0) + 1,
-        firstReceipt: rows[0]!.id,
-        lastReceipt: rows[rows.length - 1]!.id,
-        count: rows.length,
-        root: merkleRoot(rows.map((r) => r.hash)),
-        closedAt: this.now(),
-      };
-      this.db.prepare("INSERT INTO epochs (id, first_receipt, last_receipt, count, root, closed_at) VALUES (?, ?, ?, ?, ?, ?)")
-        .run(epoch.id, epoch.firstReceipt, epoch.lastReceipt, epoch.count, epoch.root, epoch.closedAt);
-      this.db.prepare("UPDATE receipts SET epoch = ? WHERE epoch IS NULL AND id <= ?").run(epoch.id, epoch.lastReceipt);
-      return epoch;
+      const id = (last.id ?? 0) + 1;
+      const root = merkleRoot(rows.map((r) => r.hash));
+      const closedAt = this.now();
+      const checkpoint = this.signCheckpoint({ time: closedAt, receipts: rows[rows.length - 1]!.id, receiptsHead: rows[rows.length - 1]!.hash, epoch: id, epochRoot: root });
+      this.db.prepare("INSERT INTO epochs (id, first_receipt, last_receipt, count, root, closed_at, checkpoint, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+        .run(id, rows[0]!.id, rows[rows.length - 1]!.id, rows.length, root, closedAt, JSON.stringify(checkpoint.checkpoint), checkpoint.signature);
+      this.db.prepare("UPDATE receipts SET epoch = ? WHERE epoch IS NULL AND id <= ?").run(id, rows[rows.length - 1]!.id);
+      return { id, firstReceipt: rows[0]!.id, lastReceipt: rows[rows.length - 1]!.id, count: rows.length, root, closedAt, checkpoint };
     }).immediate();
   }
 
+  /** A checkpoint of the record as it stands now, signed (not stored): see src/attribution/checkpoints.ts. */
+  checkpoint(): SignedCheckpoint {
+    const receipts = this.head();
+    const epoch = this.db.prepare("SELECT id, root FROM epochs ORDER BY id DESC LIMIT 1").get() as { id: number; root: Hex } | undefined;
+    return this.signCheckpoint({ time: this.now(), receipts: receipts.id, receiptsHead: receipts.hash, epoch: epoch?.id ?? 0, epochRoot: epoch?.root ?? ZERO_HASH });
+  }
+
+  private signCheckpoint(c: Omit<Checkpoint, "node" | "events" | "eventsHead">): SignedCheckpoint {
+    const events = this.events.head();
+    const checkpoint: Checkpoint = { node: this.nodeAddress, ...c, events: events.id, eventsHead: events.hash };
+    return { checkpoint, signature: this.signer.sign(checkpointDigest(checkpoint, this.domainOptions)), domain: this.domainOptions };
+  }
+
   epochs(): EpochInfo[] {
-    return (this.db.prepare("SELECT * FROM epochs ORDER BY id").all() as { id: number; first_receipt: number; last_receipt: number; count: number; root: Hex; closed_at: number }[])
-      .map((e) => ({ id: e.id, firstReceipt: e.first_receipt, lastReceipt: e.last_receipt, count: e.count, root: e.root, closedAt: e.closed_at }));
+    const rows = this.db.prepare("SELECT * FROM epochs ORDER BY id").all() as { id: number; first_receipt: number; last_receipt: number; count: number; root: Hex; closed_at: number; checkpoint: string | null; signature: Hex | null }[];
+    return rows.map((e) => ({
+      id: e.id, firstReceipt: e.first_receipt, lastReceipt: e.last_receipt, count: e.count, root: e.root, closedAt: e.closed_at,
+      checkpoint: e.checkpoint && e.signature ? { checkpoint: JSON.parse(e.checkpoint) as Checkpoint, signature: e.signature, domain: this.domainOptions } : null,
+    }));
   }
 
   /** Everything a third party needs to check one receipt: signature inputs and, once its epoch is closed, the Merkle proof. */

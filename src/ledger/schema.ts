@@ -167,6 +167,57 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 3,
+    name: "credentials, signed account events, signed epochs",
+    // Agents authenticate with API keys (only their SHA-256 is kept). Every money movement that is
+    // not a receipt is a signed event (src/attribution/ledger-events.ts); deposits written before
+    // this migration are signed into events when the node next opens the file (deposits.event_id).
+    // Stakes written before it moved no funds (they were set by anyone's word) and are voided:
+    // stakers stake again from a funded balance. A reservation whose settlement failed after its
+    // output was sent is 'forfeited' (charged whole through a forfeit event).
+    sql: `
+      CREATE TABLE api_keys (
+        hash TEXT PRIMARY KEY,
+        account TEXT NOT NULL REFERENCES agents(id),
+        created INTEGER NOT NULL,
+        revoked INTEGER
+      );
+      CREATE INDEX api_keys_by_account ON api_keys(account);
+      CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        time INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        account TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        amount TEXT NOT NULL,
+        hash TEXT NOT NULL UNIQUE,
+        prev_hash TEXT NOT NULL,
+        signer TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        body TEXT NOT NULL
+      );
+      CREATE INDEX events_by_account ON events(account, kind);
+      ALTER TABLE epochs ADD COLUMN checkpoint TEXT;
+      ALTER TABLE epochs ADD COLUMN signature TEXT;
+      ALTER TABLE deposits ADD COLUMN event_id INTEGER REFERENCES events(id);
+      UPDATE agents SET stake = '0';
+      DELETE FROM stakes;
+      CREATE TABLE reservations_v3 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        agent TEXT NOT NULL REFERENCES agents(id),
+        amount TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'settled', 'released', 'forfeited')),
+        created INTEGER NOT NULL,
+        receipt_id INTEGER UNIQUE REFERENCES receipts(id),
+        event_id INTEGER UNIQUE REFERENCES events(id)
+      );
+      INSERT INTO reservations_v3 (id, agent, amount, status, created, receipt_id) SELECT id, agent, amount, status, created, receipt_id FROM reservations;
+      DROP TABLE reservations;
+      ALTER TABLE reservations_v3 RENAME TO reservations;
+      CREATE INDEX reservations_active ON reservations(status, agent);
+    `,
+  },
 ];
 
 /** Applies the migrations this file lacks. Refuses a file that knows migrations we don't. */

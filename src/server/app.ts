@@ -7,9 +7,11 @@
  *   await app.listen({ port: 8000 });
  *   slot.engine = await startEngine(...); slot.state = "ready";
  */
-import Fastify, { type FastifyInstance } from "fastify";
+import { randomBytes } from "node:crypto";
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
 import { OpenLoraError } from "../errors.js";
 import type { Ledger } from "../ledger/ledger.js";
+import { installAccess, OPERATOR_TOKEN_PREFIX } from "./access.js";
 import { registerAdminRoutes } from "./admin-routes.js";
 import { registerGenerationRoutes } from "./completions.js";
 import { DEFAULT_BODY_LIMIT_BYTES, resolveLimits, type EngineSlot, type ServerContext, type ServerOptions } from "./context.js";
@@ -22,8 +24,10 @@ export { ROUTE_NOT_FOUND } from "./http-errors.js";
 
 export async function buildServer(slot: EngineSlot, opts: ServerOptions = {}): Promise<FastifyInstance> {
   // forceCloseConnections: idle keep-alive sockets would otherwise hold close() (and a drain) for seconds.
-  const app = Fastify({ logger: opts.logger ?? false, bodyLimit: opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES, forceCloseConnections: true });
+  const app = Fastify({ logger: withRedaction(opts.logger ?? false), bodyLimit: opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES, forceCloseConnections: true });
   const ctx: ServerContext = { slot, ...resolveLimits(opts), metrics: new ServerMetrics(), log: app.log };
+  installAccess(app, opts.operatorToken ?? `${OPERATOR_TOKEN_PREFIX}${randomBytes(32).toString("base64url")}`,
+    () => slot.attribution?.ledger, () => slot.attribution?.ledger.operatorParty);
 
   // Counted when the response ends or the connection drops, whichever comes first, so
   // hijacked streams and abandoned requests are counted too (499 = client went away unanswered).
@@ -61,6 +65,13 @@ export async function buildServer(slot: EngineSlot, opts: ServerOptions = {}): P
   registerAdminRoutes(app, ctx);
   registerLedgerRoutes(app, lazyAttribution(slot));
   return app;
+}
+
+/** Request logs never carry credentials, whatever serializers a caller configures. */
+function withRedaction(logger: FastifyServerOptions["logger"]): FastifyServerOptions["logger"] {
+  if (logger === false || logger === undefined) return false;
+  const base = logger === true ? {} : (logger as Record<string, unknown>);
+  return { ...base, redact: { paths: ["req.headers.authorization", "req.headers.cookie", "headers.authorization"], censor: "[redacted]" } } as FastifyServerOptions["logger"];
 }
 
 /** The ledger routes exist from the start; until the engine and ledger are up they answer 503. */

@@ -4,17 +4,19 @@
  * output against every published Datanet version, the fee split, the signed, chained record.
  *
  * Rules (docs/economics.md has the ledger's):
- * - The agent is the bearer token of `Authorization` (a development-grade identity: whoever holds
- *   the token is the agent). A request whose worst case costs nothing needs no account: it is
- *   billed to the built-in agent "anonymous". A paid request needs an agent account with the
- *   minimum stake and the balance for its worst case, else 402/403 before any compute.
+ * - The agent is the account whose API key the request carries (src/server/access.ts resolves it);
+ *   a request without one is anonymous. A request whose worst case costs nothing needs no account:
+ *   an anonymous one is billed to the built-in agent "anonymous". A paid request needs an account's
+ *   key (401 without), the minimum own stake (403) and the balance for its worst case (402), all
+ *   checked before any compute.
  * - Worst case: prompt tokens (exact for token-id prompts; for text, its UTF-8 byte count + 8, which
  *   no tokenizer exceeds: every token covers at least one byte, plus special tokens) × price in,
  *   plus max_tokens × price out, over the base model and every adapter of the request.
  * - Models and adapters served but not yet listed in the ledger are listed on first use: owned by
  *   the operator, free, content hash of their files.
  * - A request that produced no output token is released (no receipt, no charge). One that produced
- *   tokens and was cancelled or failed is settled for the tokens it produced.
+ *   tokens and was cancelled or failed is settled for the tokens it produced. One whose settlement
+ *   fails after its tokens were sent is charged its whole reservation (Ledger.forfeit), never released.
  */
 import { Buffer } from "node:buffer";
 import type { Hex } from "viem";
@@ -25,8 +27,9 @@ import { SpanIndex } from "../attribution/spans/span-index.js";
 import { SpanIndexSet, spanEvidenceRows, spanTokenCredits } from "../attribution/spans/span-index-set.js";
 import type { AdapterRef, EngineHandle, FinishReason } from "../engine/protocol.js";
 import type { SamplingParams } from "../engine/sampling.js";
-import { isOpenLoraError } from "../errors.js";
+import { isOpenLoraError, OpenLoraError } from "../errors.js";
 import type { Ledger, StoredReceipt } from "../ledger/ledger.js";
+import type { Principal } from "./access.js";
 import type { AttributionContext } from "./ledger-routes.js";
 
 export const ANONYMOUS_AGENT = "anonymous";
@@ -60,7 +63,7 @@ export class AttributionService implements AttributionContext {
   /** At start: the base model listed, the anonymous agent present, crashed requests released, span indexes built. */
   async start(): Promise<{ released: number; versions: number }> {
     await this.ensureListed(this.baseModel.id, "base", this.baseModel.path);
-    if (!this.agentExists(ANONYMOUS_AGENT)) this.ledger.createAgent(ANONYMOUS_AGENT, 0n);
+    if (!this.agentExists(ANONYMOUS_AGENT)) this.ledger.createAgent(ANONYMOUS_AGENT);
     const released = this.ledger.releaseAllActive();
     const ids = this.engine.delimiterIds ? await this.engine.delimiterIds() : [];
     this.isDelimiter = delimiterPredicate(new Set(ids));
@@ -85,12 +88,15 @@ export class AttributionService implements AttributionContext {
    * parsing applies src/adapters/composition.ts), so the engine computes exactly what the receipt
    * records and a replay can reproduce it.
    */
-  async admit(authorization: string | undefined, adapters: AdapterRef[], prompt: string | readonly number[], maxTokens: number): Promise<Admission> {
+  async admit(principal: Principal, adapters: AdapterRef[], prompt: string | readonly number[], maxTokens: number): Promise<Admission> {
     for (const a of adapters) await this.ensureAdapterListed(a.id);
     const tokensIn = typeof prompt === "string" ? Buffer.byteLength(prompt, "utf8") + 8 : prompt.length;
     const worst = this.ledger.worstCaseFee({ baseModel: this.baseModel.id, adapters: adapters.map((a) => a.id), tokensIn, maxTokens });
-    const named = bearer(authorization);
-    const agent = worst === 0n && (named === undefined || !this.agentExists(named)) ? ANONYMOUS_AGENT : (named ?? ANONYMOUS_AGENT);
+    if (worst > 0n && principal.kind !== "account") {
+      throw new OpenLoraError(principal.kind === "anonymous" ? "UNAUTHENTICATED" : "PERMISSION_DENIED",
+        `This request may cost up to ${worst}: send the paying account's API key (Authorization: Bearer olk_…); the operator's token does not pay.`);
+    }
+    const agent = principal.kind === "account" ? principal.id : ANONYMOUS_AGENT;
     return { reservation: this.ledger.reserve(agent, worst), agent, adapters };
   }
 
@@ -114,7 +120,10 @@ export class AttributionService implements AttributionContext {
         spanCredits: spanTokenCredits(evidence),
       });
     } catch (e) {
-      this.ledger.release(adm.reservation);
+      // The output reached the client: never free. The whole reservation is charged (a signed
+      // forfeit event); if even that fails the reservation stays active, is logged by the caller,
+      // and is released at the next start like any request a crash interrupted.
+      this.ledger.forfeit(adm.reservation, isOpenLoraError(e) ? e.code : "INTERNAL");
       throw e;
     }
   }
@@ -169,9 +178,4 @@ function found(lookup: () => unknown): boolean {
     if (isOpenLoraError(e, "LEDGER_NOT_FOUND")) return false;
     throw e;
   }
-}
-
-function bearer(h: string | undefined): string | undefined {
-  const m = h ? /^Bearer\s+(\S+)$/i.exec(h.trim()) : null;
-  return m ? m[1] : undefined;
 }

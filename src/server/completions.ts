@@ -153,7 +153,7 @@ async function generate(ctx: ServerContext, kind: Endpoint, request: FastifyRequ
   const { params, req } = await prepare(engine, kind, request.body, ctx);
   const head: ResponseHead = { id: newCompletionId(kind), created: Math.floor(Date.now() / 1000), model: params.model };
   reply.header("openlora-request-id", head.id);
-  const adm = ctx.slot.attribution ? await ctx.slot.attribution.admit(request.headers.authorization, req.adapters, req.prompt, req.maxTokens) : undefined;
+  const adm = ctx.slot.attribution ? await ctx.slot.attribution.admit(request.principal, req.adapters, req.prompt, req.maxTokens) : undefined;
 
   const run = new EngineRequest(engine, req);
   let gone = false;

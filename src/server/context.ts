@@ -3,7 +3,8 @@ import type { FastifyBaseLogger, FastifyServerOptions } from "fastify";
 import type { AttributionService } from "./attribution.js";
 import type { EngineHandle } from "../engine/protocol.js";
 import { OpenLoraError } from "../errors.js";
-import type { RetryDefaults } from "./http-errors.js";
+import { realpathSync } from "node:fs";
+import { pathRedactor, type RetryDefaults } from "./http-errors.js";
 import type { ServerMetrics } from "./metrics.js";
 import type { RequestLimits } from "./request-parse.js";
 
@@ -33,6 +34,13 @@ export interface ServerOptions {
   maxQueueRetryAfterSeconds?: number;
   /** Retry-After while the model loads. Default 5. */
   notReadyRetryAfterSeconds?: number;
+  /**
+   * The operator's credential (src/server/access.ts), required by every endpoint that changes the
+   * node's state. Default: a random one nobody holds (those endpoints are then closed).
+   */
+  operatorToken?: string;
+  /** Server paths that error bodies must not show, with the placeholder shown instead (e.g. the adapters folder → "<adapters>"). */
+  redactPaths?: { path: string; label: string }[];
 }
 
 export interface ServerContext {
@@ -46,10 +54,19 @@ export interface ServerContext {
 export const DEFAULT_BODY_LIMIT_BYTES = 4 * 1024 * 1024;
 
 export function resolveLimits(opts: ServerOptions): { limits: RequestLimits; retry: RetryDefaults } {
+  const redact = opts.redactPaths?.length ? pathRedactor(opts.redactPaths, realpathOrUndefined) : undefined;
   return {
     limits: { maxStopStrings: opts.maxStopStrings ?? 4, maxTokensLimit: opts.maxTokensLimit },
-    retry: { queueFullSeconds: opts.maxQueueRetryAfterSeconds ?? 1, notReadySeconds: opts.notReadyRetryAfterSeconds ?? 5 },
+    retry: { queueFullSeconds: opts.maxQueueRetryAfterSeconds ?? 1, notReadySeconds: opts.notReadyRetryAfterSeconds ?? 5, ...(redact ? { redact } : {}) },
   };
+}
+
+function realpathOrUndefined(p: string): string | undefined {
+  try {
+    return realpathSync(p);
+  } catch {
+    return undefined;
+  }
 }
 
 /** The engine, or NOT_READY / SHUTTING_DOWN (503). */

@@ -31,9 +31,44 @@ export interface OpenAIErrorBody {
   };
 }
 
+/** How errors are answered: Retry-After defaults, and how a message is cleaned before it leaves. */
 export interface RetryDefaults {
   queueFullSeconds: number;
   notReadySeconds: number;
+  /** Replaces server paths in a message (see pathRedactor); default: none. */
+  redact?: (message: string) => string;
+}
+
+/** The longest message an error body carries; longer ones are cut (an error never echoes a large input). */
+export const MAX_ERROR_MESSAGE_CHARS = 400;
+
+/**
+ * A function that replaces each of `paths` (as given and as its real path, longest first) in a
+ * message with its label, so error bodies name "<adapters>/x/adapter_config.json", never where the
+ * server keeps its files.
+ */
+export function pathRedactor(paths: readonly { path: string; label: string }[], realpath: (p: string) => string | undefined): (message: string) => string {
+  const pairs: [string, string][] = [];
+  for (const { path, label } of paths) {
+    for (const p of new Set([path, realpath(path)])) if (p && p.length > 1) pairs.push([p.replace(/\/+$/, ""), label]);
+  }
+  pairs.sort((a, b) => b[0].length - a[0].length);
+  return (message) => {
+    let out = message;
+    for (const [p, label] of pairs) out = out.split(p).join(label);
+    return out;
+  };
+}
+
+function cleanMessage(message: string, retry: RetryDefaults): string {
+  const m = retry.redact ? retry.redact(message) : message;
+  return m.length > MAX_ERROR_MESSAGE_CHARS ? `${m.slice(0, MAX_ERROR_MESSAGE_CHARS)}…` : m;
+}
+
+/** V8's JSON.parse messages quote the input; keep only where it failed. */
+function jsonParseMessage(e: { message: string }): string {
+  const at = /position (\d+)/.exec(e.message);
+  return `Malformed JSON body${at ? ` (at byte ${at[1]})` : ""}.`;
 }
 
 export function isErrorCode(x: unknown): x is ErrorCode {
@@ -55,10 +90,10 @@ function fromFastifyError(e: { code?: unknown; statusCode?: unknown; message: st
     case "FST_ERR_CTP_EMPTY_JSON_BODY":
       return new OpenLoraError("INVALID_ARGUMENT", "The request body is empty; expected a JSON object.");
     case "FST_ERR_CTP_INVALID_JSON_BODY":
-      return new OpenLoraError("INVALID_ARGUMENT", `Malformed JSON body: ${e.message}`);
+      return new OpenLoraError("INVALID_ARGUMENT", jsonParseMessage(e));
   }
   const status = typeof e.statusCode === "number" ? e.statusCode : undefined;
-  if (e instanceof SyntaxError && status === 400) return new OpenLoraError("INVALID_ARGUMENT", `Malformed JSON body: ${e.message}`);
+  if (e instanceof SyntaxError && status === 400) return new OpenLoraError("INVALID_ARGUMENT", jsonParseMessage(e));
   if (status === 413) return new OpenLoraError("REQUEST_TOO_LARGE", "The request body is larger than the server accepts.");
   if (status !== undefined && status >= 400 && status < 500) return new OpenLoraError("INVALID_ARGUMENT", e.message);
   return undefined;
@@ -92,8 +127,8 @@ export function toHttpError(e: unknown, retry: RetryDefaults): HttpError {
   const out: HttpError = {
     status: ERROR_TABLE[code].status,
     code,
-    message,
-    param: typeof details?.param === "string" ? details.param : null,
+    message: cleanMessage(message, retry),
+    param: typeof details?.param === "string" ? details.param.slice(0, 128) : null,
   };
   if (code === "QUEUE_FULL") out.retryAfterSeconds = wholeSeconds(details?.retryAfterSeconds, retry.queueFullSeconds);
   if (code === "NOT_READY") out.retryAfterSeconds = wholeSeconds(details?.retryAfterSeconds, retry.notReadySeconds);
@@ -113,5 +148,6 @@ export function errorBody(e: HttpError): OpenAIErrorBody {
 
 export function sendHttpError(reply: FastifyReply, e: HttpError): FastifyReply {
   if (e.retryAfterSeconds !== undefined) reply.header("retry-after", String(e.retryAfterSeconds));
+  if (e.status === 401) reply.header("www-authenticate", 'Bearer realm="openlora"');
   return reply.code(e.status).type("application/json; charset=utf-8").send(errorBody(e));
 }

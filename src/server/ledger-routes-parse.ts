@@ -6,6 +6,7 @@
  * Every failure is INVALID_ARGUMENT naming the offending field in `param` (e.g. "developers[1].share").
  */
 import type { Hex } from "viem";
+import { quoted } from "../errors.js";
 import { invalidArgument } from "./http-errors.js";
 
 export type Obj = Record<string, unknown>;
@@ -79,16 +80,12 @@ export function amountField(o: Obj, key: string, opts: { positive?: boolean; pre
   return amountValue(v, p, opts.positive === true);
 }
 
-export function optionalAmount(o: Obj, key: string): bigint | undefined {
-  return absent(o, key) ? undefined : amountField(o, key);
-}
-
 export function amountValue(v: unknown, p: string, positive: boolean): bigint {
   if (typeof v === "number" || typeof v === "bigint") {
     throw invalidArgument(p, `${p} must be a decimal string such as "1000", not a JSON number (numbers lose precision above 2^53).`);
   }
   if (typeof v !== "string" || !/^(0|[1-9][0-9]*)$/.test(v)) {
-    throw invalidArgument(p, `${p} must be a string of decimal digits without sign, spaces or leading zeros, got ${JSON.stringify(v)}.`);
+    throw invalidArgument(p, `${p} must be a string of decimal digits without sign, spaces or leading zeros, got ${quoted(v)}.`);
   }
   const n = BigInt(v);
   if (n >= UINT256_LIMIT) throw invalidArgument(p, `${p} must be below 2^256.`);
@@ -101,7 +98,7 @@ export function intField(o: Obj, key: string, min: number, max: number, prefix =
   const p = at(prefix, key);
   const v = o[key];
   if (typeof v !== "number" || !Number.isSafeInteger(v) || v < min || v > max) {
-    throw invalidArgument(p, `${p} must be an integer in [${min}, ${max}], got ${JSON.stringify(v) ?? "nothing"}.`);
+    throw invalidArgument(p, `${p} must be an integer in [${min}, ${max}], got ${v === undefined ? "nothing" : quoted(v)}.`);
   }
   return v;
 }
@@ -141,7 +138,7 @@ export function arrayField<T>(o: Obj, key: string, each: (item: Obj, param: stri
 /** A path segment that must be a positive integer id (records, receipts). */
 export function pathId(v: string, param: string): number {
   const n = /^[1-9][0-9]{0,15}$/.test(v) ? Number(v) : NaN;
-  if (!Number.isSafeInteger(n)) throw invalidArgument(param, `${param} must be a positive integer, got ${JSON.stringify(v)}.`);
+  if (!Number.isSafeInteger(n)) throw invalidArgument(param, `${param} must be a positive integer, got ${quoted(v)}.`);
   return n;
 }
 

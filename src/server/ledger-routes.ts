@@ -1,48 +1,28 @@
 /**
  * The economics endpoints: the node's ledger (src/ledger/) over HTTP, for `openlora ledger …`
- * (src/cli/ledger.ts) and operators' scripts.
- *
- * SECURITY: these are OPERATOR endpoints with no authentication of their own. Anyone who can reach
- * them can register models, publish Datanets on an owner's behalf (`by` is taken at its word),
- * credit deposits and close epochs. They are meant for a trusted network only: the server binds
- * 127.0.0.1 by default; put an authenticating proxy in front before exposing it anywhere else.
+ * (src/cli/ledger.ts) and operators' scripts. Who may call each is in src/server/access.ts (one
+ * table, enforced before the handler runs); the handlers here only add "the caller is the party":
+ * a contributor contributes as itself, a staker stakes its own balance, a Datanet owner decides
+ * with its own key (`contributor`, `staker` and `by` may be omitted; given, they must name the caller).
  *
  * Conventions: JSON in and out. Money, stakes, developer shares and lineage/parent weights are
  * decimal strings in both directions ("1000"; a JSON number is refused: it loses precision above
  * 2^53); versions and basis points are JSON integers. Lists are `{"object":"list","data":[…]}`.
  * Unknown body fields are refused. Errors are OpenAI-style bodies with the registry code
- * (src/errors.ts): INVALID_ARGUMENT 400 (with `param`), LEDGER_NOT_FOUND 404, LEDGER_CONFLICT 409,
- * LEDGER_FORBIDDEN 403.
- *
- *   POST /v1/ledger/models                       register a base model or adapter (body: RegisterModelInput, amounts as strings)
- *   GET  /v1/ledger/models[/:id]                 registered models
- *   POST /v1/datanets                            {id, owner}
- *   GET  /v1/datanets/:id                        {id, owner, versions}
- *   POST /v1/datanets/:id/records                {contributor, content}: content is tokenized with the served model's tokenizer
- *   GET  /v1/datanets/:id/records[?status=…]     records (pending | approved | rejected)
- *   POST /v1/datanets/:id/records/:record/approve|reject   {by}: the Datanet's owner
- *   POST /v1/datanets/:id/publish                {by}: publishes the next version and builds its span index
- *   GET  /v1/datanets/:id/versions               published versions (root, counts)
- *   POST /v1/accounts/agents                     {id, stake?}
- *   GET  /v1/accounts/agents/:id                 {id, stake, balance, reserved, created}
- *   POST /v1/accounts/agents/:id/deposit         {amount}: credits the agent's prepaid balance
- *   POST /v1/accounts/agents/:id/stake           {amount}: sets the agent's own stake (mirrored from where it is held)
- *   POST /v1/stakes                              {staker, model, amount} → the staker's total on the model
- *   POST /v1/stakes/unstake                      {staker, model, amount} → what remains staked
- *   GET  /v1/balances[/:party]                   earned balances (the payouts)
- *   GET  /v1/receipts/:id                        the signed receipt, its EIP-712 inputs and Merkle proof (null before its epoch closes)
- *   POST /v1/epochs/close                        {epoch: the new epoch, or null when no receipt is pending}
- *   GET  /v1/epochs                              closed epochs
- *   GET  /v1/ledger/verify                       {chain: verifyChain(), balances: auditBalances()}
+ * (src/errors.ts): INVALID_ARGUMENT 400 (with `param`), UNAUTHENTICATED 401, PERMISSION_DENIED and
+ * LEDGER_FORBIDDEN 403, LEDGER_NOT_FOUND 404, LEDGER_CONFLICT 409, INSUFFICIENT_BALANCE 402.
+ * The routes and their bodies are listed in docs/api-access.md.
  */
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import { receiptMessage } from "../attribution/receipts.js";
+import { OpenLoraError, quoted } from "../errors.js";
 import type { Ledger } from "../ledger/ledger.js";
 import type { RegisterModelInput } from "../ledger/models.js";
 import type { RecordStatus } from "../ledger/datanets.js";
+import type { Principal } from "./access.js";
 import { invalidArgument } from "./http-errors.js";
 import {
-  absent, amountField, arrayField, hex32Field, intField, list, nameField, objectOf, oneOf, optionalAmount, optionalName,
+  absent, amountField, arrayField, hex32Field, intField, list, nameField, objectOf, oneOf, optionalName,
   pathId, pathName, textField, wire, type Obj,
 } from "./ledger-routes-parse.js";
 
@@ -106,11 +86,22 @@ export function parseRegisterModel(body: unknown): RegisterModelInput {
 /** A Datanet id: a name without "@" (which separates id and version in a version key). */
 function datanetId(o: Obj, key: string, prefix = ""): string {
   const v = nameField(o, key, prefix);
-  if (v.includes("@")) throw invalidArgument(prefix === "" ? key : `${prefix}.${key}`, `A Datanet id must not contain "@", got ${JSON.stringify(v)}.`);
+  if (v.includes("@")) throw invalidArgument(prefix === "" ? key : `${prefix}.${key}`, `A Datanet id must not contain "@", got ${quoted(v)}.`);
   return v;
 }
 
 type P<T extends string> = { Params: Record<T, string> };
+
+/** The calling account's id; a party field of the body, if given, must name it. */
+function caller(request: FastifyRequest, o: Obj, field: string): string {
+  const p: Principal = request.principal;
+  if (p.kind !== "account") throw new OpenLoraError("UNAUTHENTICATED", "This endpoint needs an account's API key.");
+  const named = optionalName(o, field);
+  if (named !== undefined && named !== p.id) {
+    throw new OpenLoraError("PERMISSION_DENIED", `${field} must be the calling account (${quoted(p.id)}), got ${quoted(named)}.`, { param: field });
+  }
+  return p.id;
+}
 
 export function registerLedgerRoutes(app: FastifyInstance, attribution: AttributionContext): void {
   const { ledger } = attribution;
@@ -141,7 +132,7 @@ export function registerLedgerRoutes(app: FastifyInstance, attribution: Attribut
   app.post<P<"id">>("/v1/datanets/:id/records", async (request) => {
     const datanet = pathName(request.params.id, "id");
     const o = objectOf(request.body, ["contributor", "content"]);
-    const contributor = nameField(o, "contributor");
+    const contributor = caller(request, o, "contributor");
     const content = textField(o, "content");
     ledger.datanets.owner(datanet); // LEDGER_NOT_FOUND before spending a tokenization
     const tokenIds = await attribution.tokenize(content);
@@ -159,7 +150,7 @@ export function registerLedgerRoutes(app: FastifyInstance, attribution: Attribut
     app.post<P<"id" | "record">>(`/v1/datanets/:id/records/:record/${action}`, async (request) => {
       const datanet = pathName(request.params.id, "id");
       const record = pathId(request.params.record, "record");
-      const by = nameField(objectOf(request.body, ["by"]), "by");
+      const by = caller(request, objectOf(request.body, ["by"]), "by");
       if (action === "approve") ledger.approveRecord(datanet, record, by);
       else ledger.rejectRecord(datanet, record, by);
       return wire(ledger.datanets.record(datanet, record));
@@ -168,7 +159,7 @@ export function registerLedgerRoutes(app: FastifyInstance, attribution: Attribut
 
   app.post<P<"id">>("/v1/datanets/:id/publish", async (request) => {
     const datanet = pathName(request.params.id, "id");
-    const by = nameField(objectOf(request.body, ["by"]), "by");
+    const by = caller(request, objectOf(request.body, ["by"]), "by");
     const version = ledger.publishVersion(datanet, by);
     // The version is published (immutable) even if indexing throws; the error then reaches the client as a 500.
     attribution.indexVersion(datanet, version.version);
@@ -177,40 +168,45 @@ export function registerLedgerRoutes(app: FastifyInstance, attribution: Attribut
 
   app.get<P<"id">>("/v1/datanets/:id/versions", async (request) => list(ledger.listVersions(pathName(request.params.id, "id"))));
 
-  // ---- agents, stakes, balances
+  // ---- accounts, stakes, balances
 
   app.post("/v1/accounts/agents", async (request) => {
-    const o = objectOf(request.body, ["id", "stake"]);
-    const id = nameField(o, "id");
-    return wire(ledger.createAgent(id, optionalAmount(o, "stake") ?? 0n));
+    const id = nameField(objectOf(request.body, ["id"]), "id");
+    const { account, apiKey } = ledger.createAccount(id);
+    return { ...(wire(account) as Obj), apiKey };
   });
 
   app.get<P<"id">>("/v1/accounts/agents/:id", async (request) => wire(ledger.getAgent(pathName(request.params.id, "id"))));
 
-  app.post<P<"id">>("/v1/accounts/agents/:id/deposit", async (request) => {
+  app.post<P<"id">>("/v1/accounts/agents/:id/keys", async (request) => {
     const id = pathName(request.params.id, "id");
-    const amount = amountField(objectOf(request.body, ["amount"]), "amount", { positive: true });
-    return wire(ledger.deposit(id, amount));
+    objectOf(request.body, []);
+    return { id, apiKey: ledger.rotateApiKey(id) };
   });
 
-  app.post<P<"id">>("/v1/accounts/agents/:id/stake", async (request) => {
-    const id = pathName(request.params.id, "id");
-    const amount = amountField(objectOf(request.body, ["amount"]), "amount");
-    return wire(ledger.setAgentStake(id, amount));
-  });
+  const amountOf = (body: unknown): bigint => amountField(objectOf(body, ["amount"]), "amount", { positive: true });
+  const agentMoves = {
+    deposit: (id: string, a: bigint) => ledger.deposit(id, a),
+    withdraw: (id: string, a: bigint) => ledger.withdraw(id, a),
+    stake: (id: string, a: bigint) => ledger.agentStake(id, a),
+    unstake: (id: string, a: bigint) => ledger.agentUnstake(id, a),
+  };
+  for (const [action, move] of Object.entries(agentMoves)) {
+    app.post<P<"id">>(`/v1/accounts/agents/:id/${action}`, async (request) => wire(move(pathName(request.params.id, "id"), amountOf(request.body))));
+  }
 
-  const stakeBody = (body: unknown): { staker: string; model: string; amount: bigint } => {
-    const o = objectOf(body, ["staker", "model", "amount"]);
-    return { staker: nameField(o, "staker"), model: nameField(o, "model"), amount: amountField(o, "amount", { positive: true }) };
+  const stakeBody = (request: FastifyRequest): { staker: string; model: string; amount: bigint } => {
+    const o = objectOf(request.body, ["staker", "model", "amount"]);
+    return { staker: caller(request, o, "staker"), model: nameField(o, "model"), amount: amountField(o, "amount", { positive: true }) };
   };
 
   app.post("/v1/stakes", async (request) => {
-    const s = stakeBody(request.body);
+    const s = stakeBody(request);
     return wire({ staker: s.staker, model: s.model, amount: ledger.stake(s.staker, s.model, s.amount) });
   });
 
   app.post("/v1/stakes/unstake", async (request) => {
-    const s = stakeBody(request.body);
+    const s = stakeBody(request);
     return wire({ staker: s.staker, model: s.model, amount: ledger.unstake(s.staker, s.model, s.amount) });
   });
 
@@ -221,7 +217,12 @@ export function registerLedgerRoutes(app: FastifyInstance, attribution: Attribut
     return { party, amount: ledger.balanceOf(party).toString(10) };
   });
 
-  // ---- receipts, epochs, verification
+  app.post<P<"party">>("/v1/balances/:party/payout", async (request) => {
+    const party = pathName(request.params.party, "party");
+    return { party, amount: ledger.payout(party, amountOf(request.body)).toString(10) };
+  });
+
+  // ---- receipts, events, checkpoints, epochs, verification
 
   app.get<P<"id">>("/v1/receipts/:id", async (request) => {
     const r = ledger.receiptWithProof(pathId(request.params.id, "id"));
@@ -240,6 +241,15 @@ export function registerLedgerRoutes(app: FastifyInstance, attribution: Attribut
     };
   });
 
+  app.get<{ Querystring: Record<string, unknown> }>("/v1/ledger/events", async (request) => {
+    const q = objectOf(request.query ?? {}, ["account", "after", "limit"], "query");
+    const num = (k: string, min: number, max: number, dflt: number): number => (absent(q, k) ? dflt : pathIdOrZero(String(q[k]), k, min, max));
+    const events = ledger.events.list({ ...(absent(q, "account") ? {} : { account: nameField(q, "account") }), after: num("after", 0, Number.MAX_SAFE_INTEGER, 0), limit: num("limit", 1, 1000, 100) });
+    return list(events.map((e) => ({ ...e.event, hash: e.hash, signature: e.signature })));
+  });
+
+  app.get("/v1/ledger/checkpoint", async () => wire(ledger.checkpoint()));
+
   app.post("/v1/epochs/close", async (request) => {
     objectOf(request.body, []);
     const epoch = ledger.closeEpoch();
@@ -249,4 +259,11 @@ export function registerLedgerRoutes(app: FastifyInstance, attribution: Attribut
   app.get("/v1/epochs", async () => list(ledger.epochs()));
 
   app.get("/v1/ledger/verify", async () => wire({ chain: await ledger.verifyChain(), balances: ledger.auditBalances() }));
+}
+
+/** A non-negative integer query value in [min, max]. */
+function pathIdOrZero(v: string, param: string, min: number, max: number): number {
+  const n = /^(0|[1-9][0-9]{0,15})$/.test(v) ? Number(v) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) throw invalidArgument(param, `${param} must be an integer in [${min}, ${max}], got ${quoted(v)}.`);
+  return n;
 }

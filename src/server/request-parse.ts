@@ -11,6 +11,7 @@
 import { compositionWeight, isCompositionWeight, MAX_COMPOSITION_WEIGHT } from "../adapters/composition.js";
 import type { AdapterRef, EngineInfo } from "../engine/protocol.js";
 import type { SamplingParams } from "../engine/sampling.js";
+import { quoted } from "../errors.js";
 import { invalidArgument } from "./http-errors.js";
 
 export interface RequestLimits {
@@ -107,7 +108,7 @@ function checkNumber(name: string, v: unknown, r: Range): number {
     (!r.integer || Number.isSafeInteger(v)) &&
     (r.min === undefined || (r.minExclusive ? v > r.min : v >= r.min)) &&
     (r.max === undefined || v <= r.max);
-  if (!ok) throw invalidArgument(name, `${describe(name, r)}, got ${JSON.stringify(v)}.`);
+  if (!ok) throw invalidArgument(name, `${describe(name, r)}, got ${quoted(v)}.`);
   return v as number;
 }
 

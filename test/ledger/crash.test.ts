@@ -41,8 +41,11 @@ function setup(path: string): void {
     id: "lora", kind: "adapter", owner: "d", baseModel: "base", priceIn: 11n, priceOut: 13n, contentHash: h("lora"),
     developers: [{ party: "d1", share: 2n }, { party: "d2", share: 1n }], lineage: [{ datanet: "data", version: 1, weight: 1n }],
   });
-  l.stake("s1", "lora", 3n);
-  l.stake("s2", "lora", 4n);
+  for (const [staker, amount] of [["s1", 3n], ["s2", 4n]] as const) {
+    l.createAgent(staker);
+    l.deposit(staker, amount);
+    l.stake(staker, "lora", amount);
+  }
   l.createAgent("agent");
   l.deposit("agent", 10n ** 30n);
   l.close();

@@ -41,21 +41,22 @@ async function setup(minAgentStake = 0n) {
     id: BASE_MODEL, kind: "base", owner: "dev", priceIn: 1_000n, priceOut: 1_000_000n, contentHash: `0x${"11".repeat(32)}`,
     developers: [{ party: "dev", share: 1n }], lineage: [{ datanet: "poems", version: v.version, weight: 1n }],
   });
-  ledger.createAgent("alice", 500n);
-  ledger.deposit("alice", 10n ** 12n);
+  const alice = `Bearer ${ledger.createAccount("alice").apiKey}`;
+  ledger.deposit("alice", 10n ** 12n + 500n);
+  ledger.agentStake("alice", 500n);
   const service = new AttributionService(ledger, engine, { id: BASE_MODEL, path: baseFile }, "op");
   await service.start();
   const slot: EngineSlot = { state: "ready", engine, attribution: service };
   const app = await buildServer(slot);
   closers.push(() => app.close());
-  return { ledger, app, engine };
+  return { ledger, app, engine, alice };
 }
 
 describe("attribution on the request path", () => {
   it("records span evidence of a verbatim record and pays its contributor from the data share", async () => {
-    const { ledger, app } = await setup();
+    const { ledger, app, alice } = await setup();
     const res = await app.inject({
-      method: "POST", url: "/v1/completions", headers: { authorization: "Bearer alice" },
+      method: "POST", url: "/v1/completions", headers: { authorization: alice },
       payload: { model: BASE_MODEL, prompt: POEM, max_tokens: POEM.length },
     });
     expect(res.statusCode).toBe(200);
@@ -77,8 +78,8 @@ describe("attribution on the request path", () => {
   });
 
   it("records no spans when the output matches nothing, and the lineage alone splits the data share", async () => {
-    const { ledger, app } = await setup();
-    const res = await app.inject({ method: "POST", url: "/v1/completions", headers: { authorization: "Bearer alice" }, payload: { model: BASE_MODEL, prompt: "zzzzqqqq xxxx wwww", max_tokens: 10 } });
+    const { ledger, app, alice } = await setup();
+    const res = await app.inject({ method: "POST", url: "/v1/completions", headers: { authorization: alice }, payload: { model: BASE_MODEL, prompt: "zzzzqqqq xxxx wwww", max_tokens: 10 } });
     const { receipt } = ledger.getReceipt(Number(res.headers["openlora-receipt"]));
     expect(receipt.spans).toEqual([]);
     const data = receipt.lines.filter((l) => l.role === "data").map((l) => l.party).sort();
@@ -86,12 +87,14 @@ describe("attribution on the request path", () => {
   });
 
   it("refuses an agent below the minimum stake (403) and one without balance (402), before the engine sees anything", async () => {
-    const { ledger, app, engine } = await setup(1_000n);
-    const stake = await app.inject({ method: "POST", url: "/v1/completions", headers: { authorization: "Bearer alice" }, payload: { model: BASE_MODEL, prompt: POEM, max_tokens: 4 } });
+    const { ledger, app, engine, alice } = await setup(1_000n);
+    const stake = await app.inject({ method: "POST", url: "/v1/completions", headers: { authorization: alice }, payload: { model: BASE_MODEL, prompt: POEM, max_tokens: 4 } });
     expect(stake.statusCode).toBe(403);
     expect(stake.json()).toMatchObject({ error: { code: "STAKE_REQUIRED" } });
-    ledger.createAgent("bob", 5_000n);
-    const broke = await app.inject({ method: "POST", url: "/v1/completions", headers: { authorization: "Bearer bob" }, payload: { model: BASE_MODEL, prompt: POEM, max_tokens: 4 } });
+    const bob = ledger.createAccount("bob").apiKey;
+    ledger.deposit("bob", 5_000n);
+    ledger.agentStake("bob", 5_000n);
+    const broke = await app.inject({ method: "POST", url: "/v1/completions", headers: { authorization: `Bearer ${bob}` }, payload: { model: BASE_MODEL, prompt: POEM, max_tokens: 4 } });
     expect(broke.statusCode).toBe(402);
     expect(broke.json()).toMatchObject({ error: { code: "INSUFFICIENT_BALANCE" } });
     expect(ledger.activeReservations()).toEqual([]);

@@ -1,0 +1,187 @@
+/**
+ * Who may call what: every route's requirement in one table (ENDPOINTS), enforced by one hook
+ * before the body is read, and rendered into docs/api-access.md (a test keeps the two equal and
+ * checks that every registered route has a row).
+ *
+ * Credentials travel as `Authorization: Bearer <token>`:
+ *   - the operator's token ("olo_…", generated at first start into a 0600 file, src/cli/credentials.ts);
+ *   - an account's API key ("olk_…", issued when the operator creates the account; the ledger keeps
+ *     only its SHA-256, src/ledger/keys.ts).
+ * A request without a credential, or with a bearer value that is neither (clients that must send
+ * *some* key send "EMPTY", "unused", …), is anonymous. A token in our formats that matches nothing
+ * (wrong, revoked) is refused with 401 wherever it is sent: a client holding a dead key learns it.
+ * Identities that reach receipts, URLs and logs are public account ids, never credentials.
+ *
+ * Anything that reads is public (the ledger is transparent: receipts, balances, stakes and events
+ * are meant to be checked by anyone), except the whole-ledger verification, which costs a
+ * signature recovery per entry and is the operator's. Anything that writes needs a credential.
+ */
+import { createHash, timingSafeEqual } from "node:crypto";
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { OpenLoraError } from "../errors.js";
+import { looksLikeApiKey } from "../ledger/keys.js";
+
+export const OPERATOR_TOKEN_PREFIX = "olo_";
+
+export type Principal =
+  | { kind: "anonymous" }
+  | { kind: "operator" }
+  | { kind: "account"; id: string };
+
+/**
+ * public             anyone
+ * inference          anyone for free requests; a paid request needs an account's key (it pays)
+ * operator           the operator's token
+ * account            any account's key; the account acts as itself (staker, contributor, owner)
+ * self               the key of the account named by :id
+ * self-or-operator   that, or the operator's token
+ * party-or-operator  the key of the account named by :party, or the operator's token for the operator's own party
+ */
+export type Access = "public" | "inference" | "operator" | "account" | "self" | "self-or-operator" | "party-or-operator";
+
+export interface EndpointRule {
+  method: "GET" | "POST";
+  url: string;
+  access: Access;
+  /** What the route does, and any rule beyond `access` that its handler enforces. */
+  what: string;
+}
+
+export const ENDPOINTS: readonly EndpointRule[] = [
+  { method: "POST", url: "/v1/completions", access: "inference", what: "text completion (SSE with stream: true)" },
+  { method: "POST", url: "/v1/chat/completions", access: "inference", what: "chat completion (SSE with stream: true)" },
+  { method: "GET", url: "/v1/models", access: "public", what: "the base model and every adapter" },
+  { method: "GET", url: "/v1/models/:model", access: "public", what: "one model" },
+  { method: "POST", url: "/v1/load_lora_adapter", access: "operator", what: "register and load an adapter from a path inside --adapters" },
+  { method: "POST", url: "/v1/unload_lora_adapter", access: "operator", what: "unregister an adapter" },
+  { method: "GET", url: "/health", access: "public", what: "200 when the engine can serve, else 503" },
+  { method: "GET", url: "/metrics", access: "public", what: "Prometheus metrics" },
+  { method: "POST", url: "/v1/ledger/models", access: "operator", what: "list a base model or adapter with prices, developers, lineage" },
+  { method: "GET", url: "/v1/ledger/models", access: "public", what: "listed models" },
+  { method: "GET", url: "/v1/ledger/models/:id", access: "public", what: "one listed model" },
+  { method: "POST", url: "/v1/datanets", access: "operator", what: "create a Datanet for an owner account" },
+  { method: "GET", url: "/v1/datanets/:id", access: "public", what: "a Datanet and its versions" },
+  { method: "POST", url: "/v1/datanets/:id/records", access: "account", what: "contribute a record; the caller is the contributor" },
+  { method: "GET", url: "/v1/datanets/:id/records", access: "public", what: "records and their status (no contents)" },
+  { method: "POST", url: "/v1/datanets/:id/records/:record/approve", access: "account", what: "approve a pending record; the caller must own the Datanet" },
+  { method: "POST", url: "/v1/datanets/:id/records/:record/reject", access: "account", what: "reject a pending record; the caller must own the Datanet" },
+  { method: "POST", url: "/v1/datanets/:id/publish", access: "account", what: "publish the next version; the caller must own the Datanet" },
+  { method: "GET", url: "/v1/datanets/:id/versions", access: "public", what: "published versions" },
+  { method: "POST", url: "/v1/accounts/agents", access: "operator", what: "create an account; answers its API key, once" },
+  { method: "GET", url: "/v1/accounts/agents/:id", access: "public", what: "an account's balance, reserve and own stake" },
+  { method: "POST", url: "/v1/accounts/agents/:id/keys", access: "self-or-operator", what: "a new API key for the account; its earlier keys stop working" },
+  { method: "POST", url: "/v1/accounts/agents/:id/deposit", access: "operator", what: "credit a deposit the operator received (signed event)" },
+  { method: "POST", url: "/v1/accounts/agents/:id/withdraw", access: "self-or-operator", what: "pay out of the available balance (signed event)" },
+  { method: "POST", url: "/v1/accounts/agents/:id/stake", access: "self", what: "move balance into the account's own stake (signed event)" },
+  { method: "POST", url: "/v1/accounts/agents/:id/unstake", access: "self", what: "move own stake back to the balance (signed event)" },
+  { method: "POST", url: "/v1/stakes", access: "account", what: "stake from the caller's balance on a model (signed event)" },
+  { method: "POST", url: "/v1/stakes/unstake", access: "account", what: "return the caller's stake on a model to its balance (signed event)" },
+  { method: "GET", url: "/v1/balances", access: "public", what: "every party's earned balance" },
+  { method: "GET", url: "/v1/balances/:party", access: "public", what: "one party's earned balance" },
+  { method: "POST", url: "/v1/balances/:party/payout", access: "party-or-operator", what: "pay out of a party's earned balance (signed event)" },
+  { method: "GET", url: "/v1/receipts/:id", access: "public", what: "a signed receipt with its EIP-712 inputs and Merkle proof" },
+  { method: "GET", url: "/v1/ledger/events", access: "public", what: "signed account events (?account=, ?after=, ?limit=)" },
+  { method: "GET", url: "/v1/ledger/checkpoint", access: "public", what: "a checkpoint of the current chain heads, signed now" },
+  { method: "POST", url: "/v1/epochs/close", access: "operator", what: "close an epoch: Merkle root of new receipts and a signed checkpoint" },
+  { method: "GET", url: "/v1/epochs", access: "public", what: "closed epochs with their signed checkpoints" },
+  { method: "GET", url: "/v1/ledger/verify", access: "operator", what: "verify both chains and audit every balance (costly: one signature recovery per entry)" },
+];
+
+const RULES = new Map<string, EndpointRule>(ENDPOINTS.map((e) => [`${e.method} ${e.url}`, e]));
+
+export function ruleFor(method: string, url: string | undefined): EndpointRule | undefined {
+  return url === undefined ? undefined : RULES.get(`${method === "HEAD" ? "GET" : method} ${url}`);
+}
+
+export interface Authenticator {
+  /** The account a live API key names, or undefined (no ledger, unknown or revoked key). */
+  resolveApiKey(key: string): string | undefined;
+}
+
+declare module "fastify" {
+  interface FastifyRequest {
+    principal: Principal;
+  }
+}
+
+function sha256(s: string): Buffer {
+  return createHash("sha256").update(s, "utf8").digest();
+}
+
+function bearer(header: string | string[] | undefined): string | undefined {
+  if (typeof header !== "string") return undefined;
+  const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
+  return m ? m[1] : undefined;
+}
+
+/** Who the request's credential names; UNAUTHENTICATED for a token in our formats that matches nothing. */
+export function principalOf(header: string | string[] | undefined, operatorToken: string, auth: Authenticator | undefined): Principal {
+  const token = bearer(header);
+  if (token === undefined) return { kind: "anonymous" };
+  if (token.length === operatorToken.length && timingSafeEqual(sha256(token), sha256(operatorToken))) return { kind: "operator" };
+  if (looksLikeApiKey(token)) {
+    const id = auth?.resolveApiKey(token);
+    if (id !== undefined) return { kind: "account", id };
+  }
+  if (looksLikeApiKey(token) || token.startsWith(OPERATOR_TOKEN_PREFIX)) {
+    throw new OpenLoraError("UNAUTHENTICATED", "The credential is not valid (unknown, mistyped or revoked).");
+  }
+  return { kind: "anonymous" };
+}
+
+function need(p: Principal, ok: boolean, what: string): void {
+  if (ok) return;
+  if (p.kind === "anonymous") throw new OpenLoraError("UNAUTHENTICATED", `This endpoint needs ${what}: send it as Authorization: Bearer <token>.`);
+  throw new OpenLoraError("PERMISSION_DENIED", `This endpoint needs ${what}; the credential sent is not it.`);
+}
+
+/** Enforces `rule` for principal `p` (params: the route's path parameters). */
+export function authorize(rule: EndpointRule, p: Principal, params: Record<string, string>, operatorParty: string | undefined): void {
+  switch (rule.access) {
+    case "public":
+    case "inference":
+      return;
+    case "operator":
+      return need(p, p.kind === "operator", "the operator's token");
+    case "account":
+      return need(p, p.kind === "account", "an account's API key");
+    case "self":
+      return need(p, p.kind === "account" && p.id === params.id, `the API key of account ${params.id ?? "?"}`);
+    case "self-or-operator":
+      return need(p, p.kind === "operator" || (p.kind === "account" && p.id === params.id), `the API key of account ${params.id ?? "?"} or the operator's token`);
+    case "party-or-operator":
+      return need(p, (p.kind === "account" && p.id === params.party) || (p.kind === "operator" && params.party === operatorParty),
+        `the API key of ${params.party ?? "?"}${params.party === operatorParty ? " or the operator's token" : ""}`);
+    default:
+      rule.access satisfies never;
+  }
+}
+
+/**
+ * Installs the access hook: every request gets `request.principal` and is authorized by its
+ * route's row. Registering a route without a row fails at startup, so no route ships unguarded.
+ * Call before any route is registered.
+ */
+export function installAccess(app: FastifyInstance, operatorToken: string, auth: () => Authenticator | undefined, operatorParty: () => string | undefined): void {
+  app.addHook("onRoute", (route) => {
+    for (const m of Array.isArray(route.method) ? route.method : [route.method]) {
+      if (!ruleFor(m, route.url)) throw new OpenLoraError("INTERNAL", `route ${m} ${route.url} has no row in ENDPOINTS (src/server/access.ts)`);
+    }
+  });
+  app.decorateRequest("principal", null as never);
+  app.addHook("onRequest", async (request: FastifyRequest) => {
+    request.principal = { kind: "anonymous" };
+    const url = request.routeOptions.url;
+    if (url === undefined) return; // no route: the not-found handler answers
+    const rule = ruleFor(request.method, url);
+    if (!rule) throw new OpenLoraError("INTERNAL", `Route ${request.method} ${url} has no access rule.`);
+    request.principal = principalOf(request.headers.authorization, operatorToken, auth());
+    authorize(rule, request.principal, (request.params ?? {}) as Record<string, string>, operatorParty());
+  });
+}
+
+/** The table as markdown (docs/api-access.md holds exactly this; a test checks). */
+export function accessTableMarkdown(): string {
+  const rows = ENDPOINTS.map((e) => `| \`${e.method} ${e.url}\` | ${e.access} | ${e.what} |`);
+  return ["| endpoint | who may call | what |", "|---|---|---|", ...rows].join("\n");
+}
