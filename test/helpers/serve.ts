@@ -1,6 +1,7 @@
 /** Spawns `openlora serve` (the npm bin over dist/) and waits until it is ready. */
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -10,6 +11,10 @@ export interface ServerProcess {
   child: ChildProcess;
   port: number;
   baseURL: string;
+  /** The server's operator token (its own 0600 file, unless the args name one). */
+  operatorToken: string;
+  /** Headers that authenticate as the operator. */
+  operator: Record<string, string>;
   stderr: () => string;
   /** SIGTERM, and the exit code. */
   stop(): Promise<number | null>;
@@ -17,7 +22,18 @@ export interface ServerProcess {
 
 /** Each server gets its own ledger in a temp folder unless the args name one (or turn attribution off). */
 export async function startServer(args: string[], opts: { timeoutMs?: number } = {}): Promise<ServerProcess> {
-  const own = args.includes("--ledger") || args.includes("--no-attribution") ? [] : ["--ledger", join(mkdtempSync(join(tmpdir(), "openlora-ledger-")), "ledger.sqlite")];
+  const tmp = mkdtempSync(join(tmpdir(), "openlora-serve-"));
+  const own = args.includes("--ledger") || args.includes("--no-attribution") ? [] : ["--ledger", join(tmp, "ledger.sqlite")];
+  let operatorToken = `olo_${randomBytes(32).toString("base64url")}`;
+  const tokenAt = args.indexOf("--operator-token-file");
+  if (tokenAt >= 0) {
+    const { readFileSync } = await import("node:fs");
+    operatorToken = readFileSync(args[tokenAt + 1]!, "utf8").trim();
+  } else {
+    const file = join(tmp, "operator.token");
+    writeFileSync(file, `${operatorToken}\n`, { mode: 0o600 });
+    own.push("--operator-token-file", file);
+  }
   const child = spawn(process.execPath, [bin, "serve", "--port", "0", ...own, ...args], { stdio: ["ignore", "ignore", "pipe"] });
   let err = "";
   child.stderr!.setEncoding("utf8");
@@ -33,6 +49,7 @@ export async function startServer(args: string[], opts: { timeoutMs?: number } =
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   return {
     child, port, baseURL: `http://127.0.0.1:${port}/v1`, stderr: () => err,
+    operatorToken, operator: { authorization: `Bearer ${operatorToken}` },
     stop: async () => {
       if (child.exitCode === null) child.kill("SIGTERM");
       return exited;

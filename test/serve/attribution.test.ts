@@ -5,7 +5,7 @@
  * fee of those who pay; `openlora verify` replays a receipt bit for bit and detects tampering;
  * and a server killed with SIGKILL under load restarts with a valid chain and balanced accounts.
  */
-import { copyFileSync, mkdirSync } from "node:fs";
+import { copyFileSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import OpenAI from "openai";
@@ -63,25 +63,28 @@ describe("receipts", () => {
     expect(Number(tag)).toBe(Number(id) + 1);
   });
 
-  it("refuses a paid adapter without an account or balance (402) before any compute, and splits the fee of a paying agent", async () => {
+  it("refuses a paid adapter without a key or balance (401/402) before any compute, and splits the fee of a paying agent", async () => {
     const listed = await post("/v1/ledger/models", {
       id: "paid", kind: "adapter", owner: "dev-ada", baseModel: MODEL, priceIn: "3", priceOut: "1000000000000000000000",
       contentHash: `0x${"ab".repeat(32)}`, developers: [{ party: "dev-ada", share: "1" }],
-    });
+    }, server.operator);
     expect(listed.status).toBeLessThan(300);
     const before = await (await fetch(url("/metrics"))).text();
     const anon = await post("/v1/completions", { model: "paid", prompt: "hi", max_tokens: 4 });
-    expect(anon.status).toBe(402);
-    const stranger = await post("/v1/completions", { model: "paid", prompt: "hi", max_tokens: 4 }, { authorization: "Bearer nobody" });
-    expect(stranger.status).toBe(402);
-    expect(((await stranger.json()) as { error: { code: string } }).error.code).toBe("PAYMENT_REQUIRED");
+    expect(anon.status).toBe(401);
+    const created = (await (await post("/v1/accounts/agents", { id: "alice" }, server.operator)).json()) as { apiKey: string };
+    // The public id is not a credential; a key without money is refused with 402.
+    const byName = await post("/v1/completions", { model: "paid", prompt: "hi", max_tokens: 4 }, { authorization: "Bearer alice" });
+    expect(byName.status).toBe(401);
+    const broke = await post("/v1/completions", { model: "paid", prompt: "hi", max_tokens: 4 }, { authorization: `Bearer ${created.apiKey}` });
+    expect(broke.status).toBe(402);
+    expect(((await broke.json()) as { error: { code: string } }).error.code).toBe("INSUFFICIENT_BALANCE");
     const after = await (await fetch(url("/metrics"))).text();
     const gen = (t: string) => Number(/^openlora_generation_tokens_total (\d+)/m.exec(t)?.[1] ?? 0);
     expect(gen(after)).toBe(gen(before));
 
-    expect((await post("/v1/accounts/agents", { id: "alice", stake: "0" })).status).toBeLessThan(300);
-    expect((await post("/v1/accounts/agents/alice/deposit", { amount: "100000000000000000000000" })).status).toBeLessThan(300);
-    const paid = await post("/v1/completions", { model: "paid", prompt: "hi", max_tokens: 4, ignore_eos: true }, { authorization: "Bearer alice" });
+    expect((await post("/v1/accounts/agents/alice/deposit", { amount: "100000000000000000000000" }, server.operator)).status).toBeLessThan(300);
+    const paid = await post("/v1/completions", { model: "paid", prompt: "hi", max_tokens: 4, ignore_eos: true }, { authorization: `Bearer ${created.apiKey}` });
     expect(paid.status).toBe(200);
     const receipt = receiptFromJSON(((await (await fetch(url(`/v1/receipts/${paid.headers.get("openlora-receipt")}`))).json()) as { json: string }).json);
     expect(receipt.agent).toBe("alice");
@@ -96,18 +99,28 @@ describe("openlora verify", () => {
   it("replays a receipt bit for bit, and detects a tampered one", async () => {
     const res = await post("/v1/completions", { model: "free", prompt: "Replay me exactly", max_tokens: 8, temperature: 0.9, top_p: 0.95, seed: 7 });
     const id = res.headers.get("openlora-receipt")!;
-    const epoch = (await (await post("/v1/epochs/close", {})).json()) as { epoch: { id: number; root: string } | null };
+    const epoch = (await (await post("/v1/epochs/close", {}, server.operator)).json()) as { epoch: { id: number; root: string } | null };
+    const checkpointFile = join(dir, "checkpoint.json");
+    writeFileSync(checkpointFile, await (await fetch(url("/v1/ledger/checkpoint"))).text());
+    const signer = ((await (await fetch(url(`/v1/receipts/${id}`))).json()) as { signer: string }).signer;
     expect(epoch.epoch).not.toBeNull();
     const copy = join(dir, "copy.sqlite");
     // A consistent snapshot while the server runs (WAL): SQLite's own backup.
     await new Database(ledgerPath, { readonly: true }).backup(copy);
-    const ok = await runCli(["verify", id, "--ledger", copy, "--model", modelPath, "--adapters", adapterDir, "--threads", "1"]);
+    const ok = await runCli(["verify", id, "--ledger", copy, "--signer", signer, "--checkpoint", checkpointFile, "--model", modelPath, "--adapters", adapterDir, "--threads", "1"]);
     expect(ok.stderr).toBe("");
     expect(ok.code).toBe(0);
     expect(JSON.parse(ok.stdout)).toMatchObject({
       valid: true,
-      checks: { signature: { ok: true }, chain: { ok: true }, proof: { ok: true, detail: `epoch ${epoch.epoch!.id}, root ${epoch.epoch!.root}` }, replay: { ok: true } },
+      checks: {
+        signature: { ok: true }, chain: { ok: true }, balances: { ok: true }, checkpoint: { ok: true },
+        proof: { ok: true, detail: `epoch ${epoch.epoch!.id}, root ${epoch.epoch!.root}` }, replay: { ok: true },
+      },
     });
+    // Without the node address from outside the file, verify refuses.
+    const blind = await runCli(["verify", id, "--ledger", copy, "--no-replay"]);
+    expect(blind.code).toBe(2);
+    expect(blind.stderr).toMatch(/^error \[INVALID_ARGUMENT\]: verify needs the node address you trust/);
 
     const tampered = join(dir, "tampered.sqlite");
     copyFileSync(copy, tampered);
@@ -115,7 +128,7 @@ describe("openlora verify", () => {
     const row = db.prepare("SELECT body FROM receipts WHERE id = ?").get(Number(id)) as { body: string };
     db.prepare("UPDATE receipts SET body = ? WHERE id = ?").run(row.body.replace(/"agent":"[^"]*"/, '"agent":"mallory"'), Number(id));
     db.close();
-    const bad = await runCli(["verify", id, "--ledger", tampered, "--no-replay"]);
+    const bad = await runCli(["verify", id, "--ledger", tampered, "--signer", signer, "--no-replay"]);
     expect(bad.code).toBe(1);
     expect(JSON.parse(bad.stdout)).toMatchObject({ valid: false, checks: { signature: { ok: false } } });
   }, 120_000);
@@ -146,7 +159,7 @@ describe("crash safety", () => {
     await s.stop();
     const again = await startServer(["--model", modelPath, "--adapters", adapterDir, "--threads", "1", "--ledger", crashLedger]);
     try {
-      const v = (await (await fetch(`http://127.0.0.1:${again.port}/v1/ledger/verify`)).json()) as { chain: { ok: boolean; receipts: number }; balances: { ok: boolean } };
+      const v = (await (await fetch(`http://127.0.0.1:${again.port}/v1/ledger/verify`, { headers: again.operator })).json()) as { chain: { ok: boolean; receipts: number }; balances: { ok: boolean } };
       expect(v.chain.ok).toBe(true);
       expect(v.chain.receipts).toBeGreaterThan(0);
       expect(v.balances.ok).toBe(true);

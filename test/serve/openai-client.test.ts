@@ -108,7 +108,10 @@ describe("openlora serve through the openai client", () => {
   });
 
   it("loads and unloads an adapter at run time with vLLM's endpoints", async () => {
-    const post = (path: string, body: unknown) => fetch(`http://127.0.0.1:${server.port}/v1/${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    const post = (path: string, body: unknown, auth = server.operator) => fetch(`http://127.0.0.1:${server.port}/v1/${path}`, { method: "POST", headers: { "content-type": "application/json", ...auth }, body: JSON.stringify(body) });
+    // Only the operator loads and unloads.
+    expect((await post("load_lora_adapter", { lora_name: "late", lora_path: "ad5.gguf" }, {})).status).toBe(401);
+    expect((await post("unload_lora_adapter", { lora_name: "ad1" }, { authorization: "Bearer EMPTY" })).status).toBe(401);
     const loaded = await post("load_lora_adapter", { lora_name: "late", lora_path: "ad5.gguf" });
     expect(loaded.status).toBe(200);
     expect((await client.models.list()).data.map((m) => m.id)).toContain("late");

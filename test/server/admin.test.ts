@@ -2,16 +2,18 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { buildServer } from "../../src/server/index.js";
 import { BASE_MODEL, FakeEngine, expectError, startTestServer, type TestServer } from "./fake-engine.js";
 
+const OPERATOR = "olo_admin-test-operator-token-0123456789abcdef";
 let s: TestServer;
 beforeEach(async () => {
-  s = await startTestServer();
+  s = await startTestServer(undefined, { operatorToken: OPERATOR });
 });
 afterEach(async () => {
   await s.close();
 });
 
-async function post(path: string, body: unknown): Promise<{ status: number; type: string | null; text: string }> {
-  const res = await fetch(`${s.baseURL}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+async function post(path: string, body: unknown, token: string | null = OPERATOR): Promise<{ status: number; type: string | null; text: string }> {
+  const auth: Record<string, string> = token === null ? {} : { authorization: `Bearer ${token}` };
+  const res = await fetch(`${s.baseURL}${path}`, { method: "POST", headers: { "content-type": "application/json", ...auth }, body: JSON.stringify(body) });
   return { status: res.status, type: res.headers.get("content-type"), text: await res.text() };
 }
 
