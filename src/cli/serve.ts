@@ -11,7 +11,7 @@ import type { EngineInit } from "../engine/worker-messages.js";
 import { buildServer, type EngineSlot } from "../server/index.js";
 import { cacheDir, ensureDefaultModel, ensureDemoAdapters } from "../synth/default-model.js";
 import { choiceArg, intArg, progressLine } from "./args.js";
-import { operatorToken } from "./credentials.js";
+import { operatorToken, readSecretFile } from "./credentials.js";
 import { openAttribution } from "./serve-attribution.js";
 
 export const SERVE_USAGE = `  openlora serve [--model <gguf file | HF folder>] [--adapters <dir>] [--port 8000] [--host 127.0.0.1]
@@ -82,6 +82,10 @@ export async function runServe(argv: string[]): Promise<number> {
     ...(values.quantize !== undefined ? { quantize: choiceArg(values.quantize, "quantize", ["q8_0", "q4_0"] as const)! } : {}),
   };
 
+  // Flags that can be checked before the model loads are checked first: a bad one fails in a moment.
+  const minStake = values["min-agent-stake"] ?? "0";
+  if (!/^\d+$/.test(minStake)) throw oerr("INVALID_ARGUMENT", `--min-agent-stake must be a non-negative integer, got "${minStake}"`);
+  if (values["node-key-file"] !== undefined) readSecretFile(values["node-key-file"], "the node key");
   const operator = operatorToken(values["operator-token-file"], log);
   const slot: EngineSlot = { state: "loading", engine: undefined, message: "loading the model" };
   const app = await buildServer(slot, {
@@ -117,14 +121,13 @@ export async function runServe(argv: string[]): Promise<number> {
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
 
+  let engine: Awaited<ReturnType<typeof WorkerEngine.start>> | undefined;
   try {
     const showProgress = !quiet && process.stderr.isTTY;
     relaxHeapGrowth();
-    const engine = await WorkerEngine.start(init, showProgress ? { onProgress: progressLine("loading model") } : {});
+    engine = await WorkerEngine.start(init, showProgress ? { onProgress: progressLine("loading model") } : {});
     if (shuttingDown) { await engine.close(); return 0; }
     if (!values["no-attribution"]) {
-      const minStake = values["min-agent-stake"] ?? "0";
-      if (!/^\d+$/.test(minStake)) throw oerr("INVALID_ARGUMENT", `--min-agent-stake must be a non-negative integer, got "${minStake}"`);
       slot.attribution = await openAttribution(engine, modelPath, {
         ledgerPath: values.ledger, nodeKeyFile: values["node-key-file"], treasury: values.treasury ?? "protocol-treasury", minAgentStake: BigInt(minStake),
       }, log);
@@ -136,6 +139,7 @@ export async function runServe(argv: string[]): Promise<number> {
     log(`ready: model "${engine.info.modelId}" and ${adapters.length} adapters on http://${host}:${bound}/v1 (${threads} threads, ${engine.info.kvBlocks} KV blocks of ${engine.info.blockSize})`);
   } catch (e) {
     await app.close();
+    await engine?.close();
     throw e;
   }
   return new Promise<number>(() => {}); // serves until a signal ends the process

@@ -1,7 +1,7 @@
 /** Spawns `openlora serve` (the npm bin over dist/) and waits until it is ready. */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -21,20 +21,25 @@ export interface ServerProcess {
 }
 
 /** Each server gets its own ledger in a temp folder unless the args name one (or turn attribution off). */
-export async function startServer(args: string[], opts: { timeoutMs?: number } = {}): Promise<ServerProcess> {
+/**
+ * `opts.env`: extra environment; `opts.defaultOperatorToken`: pass no --operator-token-file, so the
+ * server uses (and at first start generates) its default one under $OPENLORA_CACHE.
+ */
+export async function startServer(args: string[], opts: { timeoutMs?: number; env?: Record<string, string>; defaultOperatorToken?: boolean } = {}): Promise<ServerProcess> {
   const tmp = mkdtempSync(join(tmpdir(), "openlora-serve-"));
   const own = args.includes("--ledger") || args.includes("--no-attribution") ? [] : ["--ledger", join(tmp, "ledger.sqlite")];
   let operatorToken = `olo_${randomBytes(32).toString("base64url")}`;
   const tokenAt = args.indexOf("--operator-token-file");
   if (tokenAt >= 0) {
-    const { readFileSync } = await import("node:fs");
     operatorToken = readFileSync(args[tokenAt + 1]!, "utf8").trim();
+  } else if (opts.defaultOperatorToken) {
+    operatorToken = "";
   } else {
     const file = join(tmp, "operator.token");
     writeFileSync(file, `${operatorToken}\n`, { mode: 0o600 });
     own.push("--operator-token-file", file);
   }
-  const child = spawn(process.execPath, [bin, "serve", "--port", "0", ...own, ...args], { stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(process.execPath, [bin, "serve", "--port", "0", ...own, ...args], { stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, ...opts.env } });
   let err = "";
   child.stderr!.setEncoding("utf8");
   const port = await new Promise<number>((resolve, reject) => {
