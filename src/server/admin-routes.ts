@@ -4,7 +4,7 @@
  */
 import type { FastifyInstance } from "fastify";
 import type { AdapterInfo, EngineInfo } from "../engine/protocol.js";
-import { OpenLoraError } from "../errors.js";
+import { OpenLoraError, quoted } from "../errors.js";
 import { requireEngine, type ServerContext } from "./context.js";
 import { invalidArgument, sendHttpError, toHttpError } from "./http-errors.js";
 
@@ -44,7 +44,7 @@ export function registerAdminRoutes(app: FastifyInstance, ctx: ServerContext): v
     const id = request.params.model;
     if (id === engine.info.modelId) return baseCard(engine.info);
     const found = (await engine.listAdapters()).find((a) => a.id === id);
-    if (!found) throw new OpenLoraError("MODEL_NOT_SERVED", `The model '${id}' does not exist.`, { param: "model" });
+    if (!found) throw new OpenLoraError("MODEL_NOT_SERVED", `The model ${quoted(id)} does not exist.`, { param: "model" });
     return adapterCard(found, engine.info);
   });
 

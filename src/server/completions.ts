@@ -9,7 +9,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { CompletionRequest, EngineEvent, EngineHandle, EngineInfo, FinishReason, WireError } from "../engine/protocol.js";
 import type { Admission } from "./attribution.js";
-import { OpenLoraError } from "../errors.js";
+import { OpenLoraError, quoted } from "../errors.js";
 import { renderChatPrompt } from "./chat-template.js";
 import { requireEngine, type ServerContext } from "./context.js";
 import { EngineRequest, type TerminalEvent } from "./engine-stream.js";
@@ -80,7 +80,7 @@ function fromEngine(e: WireError, p: GenerationParams, info: EngineInfo): WireEr
   if (p.modelIsAdapter && (e.code === "ADAPTER_NOT_FOUND" || e.code === "ADAPTER_ID_INVALID")) {
     return new OpenLoraError(
       "MODEL_NOT_SERVED",
-      `The model '${p.model}' does not exist: it is neither the base model '${info.modelId}' nor a registered adapter.`,
+      `The model ${quoted(p.model)} does not exist: it is neither the base model '${info.modelId}' nor a registered adapter.`,
       { param: "model" },
     );
   }

@@ -11,7 +11,8 @@
 import { compositionWeight, isCompositionWeight, MAX_COMPOSITION_WEIGHT } from "../adapters/composition.js";
 import type { AdapterRef, EngineInfo } from "../engine/protocol.js";
 import type { SamplingParams } from "../engine/sampling.js";
-import { quoted } from "../errors.js";
+import { isPlainId } from "../adapters/validate.js";
+import { OpenLoraError, quoted } from "../errors.js";
 import { invalidArgument } from "./http-errors.js";
 
 export interface RequestLimits {
@@ -140,8 +141,8 @@ function parseAdapters(body: Body): AdapterRef[] | undefined {
   const seen = new Set<string>();
   return v.map((a: unknown, i) => {
     const entry = a as { id?: unknown; weight?: unknown } | null;
-    if (typeof entry !== "object" || entry === null || typeof entry.id !== "string" || entry.id === "") {
-      throw invalidArgument("adapters", `adapters[${i}].id must be a non-empty string.`);
+    if (typeof entry !== "object" || entry === null || !isPlainId(entry.id)) {
+      throw invalidArgument("adapters", `adapters[${i}].id must be an adapter id (letters, digits, ".", "_", "-"; at most 128), got ${quoted(entry?.id)}.`);
     }
     if (!isCompositionWeight(entry.weight)) {
       throw invalidArgument("adapters", `adapters[${i}].weight must be a number in [0, ${MAX_COMPOSITION_WEIGHT}].`);
@@ -196,6 +197,7 @@ function parseCommon(body: Body, info: EngineInfo, limits: RequestLimits): Omit<
     }
     adapters = composed;
   } else if (model !== info.modelId) {
+    if (!isPlainId(model)) throw new OpenLoraError("MODEL_NOT_SERVED", `The model ${quoted(model)} does not exist.`, { param: "model" });
     adapters = [{ id: model, weight: 1 }];
     modelIsAdapter = true;
   }
