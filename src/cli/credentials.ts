@@ -10,7 +10,7 @@
  *                   <cache>/operator.token (generated at first start: "olo_" + 32 random bytes, base64url)
  *   node key        --node-key-file F, else $OPENLORA_NODE_KEY (0x-hex), else <ledger>.key (generated)
  *   client side     `openlora ledger` sends --token-file F, else $OPENLORA_API_KEY, else the
- *                   operator token file if this user can read it
+ *                   operator token file if this user can read it and the server is on this machine
  */
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
@@ -79,11 +79,20 @@ export function nodeKey(file: string | undefined, ledgerPath: string, log: (m: s
   return hexKey(readSecretFile(keyPath, "the node key"), keyPath);
 }
 
-/** What `openlora ledger` sends as its bearer credential, if anything. */
-export function clientCredential(file: string | undefined): string | undefined {
+/**
+ * What `openlora ledger` sends as its bearer credential, if anything. The operator token found in
+ * its default file goes to a server on this machine only (a typo'd or hostile --url must not
+ * receive it); for another host, name the credential (--token-file or $OPENLORA_API_KEY).
+ */
+export function clientCredential(file: string | undefined, serverUrl: string): string | undefined {
   if (file !== undefined) return readSecretFile(file, "the --token-file");
   const env = process.env.OPENLORA_API_KEY;
   if (env !== undefined && env !== "") return env.trim();
   const op = defaultOperatorTokenFile();
-  return existsSync(op) ? readSecretFile(op, "the operator token") : undefined;
+  return isLoopback(serverUrl) && existsSync(op) ? readSecretFile(op, "the operator token") : undefined;
+}
+
+function isLoopback(url: string): boolean {
+  const host = new URL(url).hostname;
+  return host === "localhost" || host === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }

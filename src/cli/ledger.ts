@@ -300,7 +300,7 @@ export async function runLedger(argv: string[]): Promise<number> {
     return argv.length === 0 ? 2 : 0;
   }
   const { call, url, verify, tokenFile } = ledgerCall(argv);
-  const credential = clientCredential(tokenFile);
+  const credential = clientCredential(tokenFile, url);
   const headers: Record<string, string> = {};
   if (credential !== undefined) headers.authorization = `Bearer ${credential}`;
   if (call.body !== undefined) headers["content-type"] = "application/json";

@@ -7,6 +7,7 @@ import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { privateKeyToAccount } from "viem/accounts";
 import { describe, expect, it } from "vitest";
+import { clientCredential } from "../../src/cli/credentials.js";
 import { writeGgufModel } from "../../src/synth/synthesize.js";
 import { runCli } from "../helpers/cli.js";
 import { startServer } from "../helpers/serve.js";
@@ -57,4 +58,23 @@ describe("openlora serve's secrets", () => {
       await s.stop();
     }
   }, 120_000);
+});
+
+describe("openlora ledger's credential", () => {
+  it("sends the default operator token to a server on this machine only; a named credential anywhere", () => {
+    const file = join(dir, "op.token");
+    writeFileSync(file, "olo_local-operator-token-0000000000000000000000\n", { mode: 0o600 });
+    const saved = { file: process.env.OPENLORA_OPERATOR_TOKEN_FILE, key: process.env.OPENLORA_API_KEY };
+    process.env.OPENLORA_OPERATOR_TOKEN_FILE = file;
+    delete process.env.OPENLORA_API_KEY;
+    try {
+      for (const local of ["http://127.0.0.1:8000", "http://localhost:9", "http://[::1]:8000"]) expect(clientCredential(undefined, local), local).toBe("olo_local-operator-token-0000000000000000000000");
+      for (const remote of ["https://node.example.com", "http://10.0.0.7:8000", "http://127.0.0.1.evil.com"]) expect(clientCredential(undefined, remote), remote).toBeUndefined();
+      process.env.OPENLORA_API_KEY = "olk_named";
+      expect(clientCredential(undefined, "https://node.example.com")).toBe("olk_named");
+    } finally {
+      if (saved.file === undefined) delete process.env.OPENLORA_OPERATOR_TOKEN_FILE; else process.env.OPENLORA_OPERATOR_TOKEN_FILE = saved.file;
+      if (saved.key === undefined) delete process.env.OPENLORA_API_KEY; else process.env.OPENLORA_API_KEY = saved.key;
+    }
+  });
 });
