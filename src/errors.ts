@@ -33,6 +33,9 @@ export const ERROR_TABLE = {
   ADAPTER_UNSUPPORTED_MODULE: { status: 400, summary: "The adapter targets a module openlora cannot apply (e.g. embeddings)." },
   ADAPTER_RANK_TOO_LARGE: { status: 400, summary: "The adapter's rank exceeds the configured maximum." },
   ADAPTER_NONFINITE: { status: 400, summary: "The adapter contains NaN or infinite weights." },
+  ADAPTER_VALUE_OUT_OF_RANGE: { status: 400, summary: "An adapter weight or scale exceeds the largest magnitude accepted (src/adapters/validate.ts)." },
+  ADAPTER_PATH_OUTSIDE_ROOT: { status: 400, summary: "An adapter path, or a file of the adapter, resolves outside the adapters folder." },
+  ADAPTER_CONTENT_CHANGED: { status: 409, summary: "An adapter's files changed while a request using it was preempted; it was stopped rather than mix two models." },
   ADAPTER_LOAD_FAILED: { status: 500, summary: "Loading the adapter failed; requests waiting on it were failed too." },
   ADAPTER_POOL_EXHAUSTED: { status: 503, summary: "The adapter memory pool cannot fit the adapter: everything resident is in use or pinned." },
   // Requests and arguments
@@ -49,6 +52,7 @@ export const ERROR_TABLE = {
   REQUEST_CANCELLED: { status: 499, summary: "The client went away or cancelled; the sequence was stopped and its blocks freed." },
   ROUTE_NOT_FOUND: { status: 404, summary: "No such HTTP route." },
   ENGINE_FAILED: { status: 500, summary: "The engine thread failed; requests in flight were failed." },
+  LOGITS_NONFINITE: { status: 422, summary: "The sequence's logits turned NaN or infinite; it was stopped alone, the batch went on." },
   // Attribution and economics
   PAYMENT_REQUIRED: { status: 402, summary: "The caller has no prepaid agent account on this node." },
   STAKE_REQUIRED: { status: 403, summary: "The agent's stake is below the minimum needed to call paid models." },
