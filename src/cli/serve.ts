@@ -5,7 +5,8 @@
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import { oerr } from "../errors.js";
-import { relaxHeapGrowth, WorkerEngine } from "../engine/engine-client.js";
+import { relaxHeapGrowth } from "../engine/engine-client.js";
+import { EngineSupervisor } from "../engine/supervisor.js";
 import type { EngineInit } from "../engine/worker-messages.js";
 import { buildServer, type EngineSlot } from "../server/index.js";
 import { ensureDefaultModel, ensureDemoAdapters } from "../synth/default-model.js";
@@ -106,7 +107,8 @@ export async function runServe(argv: string[]): Promise<number> {
   try {
     const showProgress = !quiet && process.stderr.isTTY;
     relaxHeapGrowth();
-    const engine = await WorkerEngine.start(init, showProgress ? { onProgress: progressLine("loading model") } : {});
+    // The supervisor restarts the engine thread if it dies (503 NOT_READY meanwhile).
+    const engine = await EngineSupervisor.start(init, { log, ...(showProgress ? { onProgress: progressLine("loading model") } : {}) });
     if (shuttingDown) { await engine.close(); return 0; }
     if (!values["no-attribution"]) {
       const minStake = values["min-agent-stake"] ?? "0";
