@@ -292,6 +292,22 @@ describe("firstOutOfRange", () => {
     }
   });
 
+  it("long arrays (scanned in chunks across the pool) give the first hit for any thread count, in every table", () => {
+    const n = 5 * 65536 + 123;
+    for (const type of [F32, F16] as const) {
+      const bits = type === F32 ? new Uint32Array(n) : new Uint16Array(n);
+      const clean = (): void => { bits.fill(type === F32 ? 0x3f800000 : 0x3c00); };
+      for (const at of [[], [0], [65535], [65536, 65536 * 3], [65536 * 4 + 7, 65536 * 2 - 1], [n - 1]]) {
+        clean();
+        for (const i of at) bits[i] = type === F32 ? 0x7fc00000 : 0x7e00;
+        const want = at.length ? Math.min(...at) : -1;
+        for (const impl of IMPLS) for (const threads of [1, 2, 3]) {
+          expect(withConfig(impl, threads, () => native.firstOutOfRange(view(type, bits), type, Infinity)), `${impl} ${threads}t at ${at}`).toBe(want);
+        }
+      }
+    }
+  });
+
   it("rejects a mismatched array, type or bound", () => {
     expect(() => native.firstOutOfRange(new Float32Array(4), F16, 1)).toThrow(TypeError);
     expect(() => native.firstOutOfRange(new Uint16Array(4), F32, 1)).toThrow(TypeError);
