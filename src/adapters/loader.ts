@@ -6,8 +6,8 @@ import { existsSync, statSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import { oerr, quoted } from "../errors.js";
 import type { AdapterLoader } from "./cache.js";
-import { readGgufLora } from "./formats/gguf-lora.js";
-import { readPeftAdapter } from "./formats/peft.js";
+import { loadGgufLora } from "./formats/gguf-lora.js";
+import { loadPeftAdapter } from "./formats/peft.js";
 import type { AdapterRegistry, AdapterSource } from "./registry.js";
 import type { BaseModelShape } from "./types.js";
 
@@ -19,7 +19,7 @@ export function createAdapterLoader(base: BaseModelShape, opts: { maxRank?: numb
   return async (entry) => {
     const { format, path, root } = entry.source;
     const read = { maxRank, ...(root !== undefined ? { root } : {}) };
-    return format === "peft" ? readPeftAdapter(path, entry.id, base, read) : readGgufLora(path, entry.id, base, read);
+    return format === "peft" ? loadPeftAdapter(path, entry.id, base, read) : loadGgufLora(path, entry.id, base, read);
   };
 }
 

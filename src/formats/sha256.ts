@@ -4,7 +4,7 @@
  * read of the path): a GGUF file's hash; a PEFT folder's SHA-256(SHA-256(config) ‖ SHA-256(weights));
  * a Hugging Face model folder's SHA-256 over its .json and .safetensors files' hashes in name order.
  */
-import { createHash } from "node:crypto";
+import { createHash, webcrypto } from "node:crypto";
 import { closeSync, openSync, readSync } from "node:fs";
 import type { FileBytes } from "./file-bytes.js";
 
@@ -21,6 +21,18 @@ export function sha256(bytes: FileBytes): Buffer {
   const size = bytes.byteLength;
   for (let at = 0; at < size; at += PIECE) h.update(new Uint8Array(buffer, base + at, Math.min(PIECE, size - at)));
   return h.digest();
+}
+
+/** Larger inputs are hashed on the calling thread (a copy that size is not worth the overlap). */
+const ASYNC_MAX = 1 << 30;
+
+/**
+ * sha256 on the libuv thread pool (WebCrypto copies the bytes when called), so that the caller can
+ * parse them meanwhile: an adapter load then costs about max(parse, hash) instead of their sum.
+ */
+export async function sha256Async(bytes: FileBytes): Promise<Buffer> {
+  if (bytes.byteLength > ASYNC_MAX) return sha256(bytes);
+  return Buffer.from(await webcrypto.subtle.digest("SHA-256", bytes));
 }
 
 /** SHA-256 of a file read in 1 MiB pieces (a file the loader does not otherwise read). */

@@ -13,7 +13,7 @@ import { isOpenLoraError, oerr, quoted } from "../../errors.js";
 import { GGML_TYPE, typeName } from "../../formats/ggml-types.js";
 import { type FileBytes, openFileBytes } from "../../formats/file-bytes.js";
 import { metaNumber, metaString, parseGguf, tensorData, type GgufFile, type GgufTensorInfo } from "../../formats/gguf.js";
-import { sha256, toHex } from "../../formats/sha256.js";
+import { sha256, sha256Async, toHex } from "../../formats/sha256.js";
 import type { BaseModelShape, LoraAdapter, LoraModule } from "../types.js";
 import { LORA_MODULES } from "../types.js";
 import { checkPairShape, checkScale, confinedPath, emptyLayers, finishWeights, validateAdapterId, type CheckContext } from "../validate.js";
@@ -72,6 +72,25 @@ function matrix(ctx: CheckContext, file: GgufFile, t: GgufTensorInfo): { bytes: 
 export function readGgufLora(path: string, id: string, base: BaseModelShape, opts: ReadOptions): LoraAdapter {
   validateAdapterId(id);
   const bytes = readBytes(path, opts.root);
+  return { ...build(bytes, path, id, base, opts), contentHash: toHex(sha256(bytes)) };
+}
+
+/** readGgufLora for the engine's loader: the bytes are hashed on the thread pool while they are parsed here. */
+export async function loadGgufLora(path: string, id: string, base: BaseModelShape, opts: ReadOptions): Promise<LoraAdapter> {
+  validateAdapterId(id);
+  const bytes = readBytes(path, opts.root);
+  const digest = sha256Async(bytes);
+  let adapter: Omit<LoraAdapter, "contentHash">;
+  try {
+    adapter = build(bytes, path, id, base, opts);
+  } catch (e) {
+    digest.catch(() => {});
+    throw e;
+  }
+  return { ...adapter, contentHash: toHex(await digest) };
+}
+
+function build(bytes: FileBytes, path: string, id: string, base: BaseModelShape, opts: ReadOptions): Omit<LoraAdapter, "contentHash"> {
   const file = parseGguf(bytes, path);
   const { alpha, baseModel } = checkMetadata(file, base);
   const ctx: CheckContext = { source: file.source, base, maxRank: opts.maxRank };
@@ -111,5 +130,5 @@ export function readGgufLora(path: string, id: string, base: BaseModelShape, opt
   }
 
   const { weights, targetModules } = finishWeights(ctx, layers);
-  return { id, format: "gguf", path, contentHash: toHex(sha256(bytes)), baseModel, targetModules, weights };
+  return { id, format: "gguf", path, baseModel, targetModules, weights };
 }

@@ -17,7 +17,7 @@ import { GGML_TYPE } from "../../formats/ggml-types.js";
 import { type FileBytes, openFileBytes } from "../../formats/file-bytes.js";
 import { jsonErrorWhere } from "../../formats/json.js";
 import { parseSafetensors, safetensorsData, type SafetensorsFile, type SafetensorsTensor } from "../../formats/safetensors.js";
-import { hashOfDigests, sha256 } from "../../formats/sha256.js";
+import { hashOfDigests, sha256, sha256Async } from "../../formats/sha256.js";
 import type { BaseModelShape, LoraAdapter, LoraModule, LoraPair } from "../types.js";
 import { LORA_MODULES } from "../types.js";
 import { checkPairShape, checkScale, confinedPath, emptyLayers, finishWeights, validateAdapterId, type CheckContext } from "../validate.js";
@@ -180,11 +180,33 @@ function readWeights(dir: string, root: string | undefined): FileBytes {
 
 /** Reads a PEFT LoRA folder into the engine's layout, checked against the base model. */
 export function readPeftAdapter(dir: string, id: string, base: BaseModelShape, opts: ReadOptions): LoraAdapter {
+  const { cfgBytes, weightBytes } = readFiles(dir, id, opts);
+  return { ...build(cfgBytes, weightBytes, dir, id, base, opts), contentHash: hashOfDigests([sha256(cfgBytes), sha256(weightBytes)]) };
+}
+
+/** readPeftAdapter for the engine's loader: the weights are hashed on the thread pool while they are parsed here. */
+export async function loadPeftAdapter(dir: string, id: string, base: BaseModelShape, opts: ReadOptions): Promise<LoraAdapter> {
+  const { cfgBytes, weightBytes } = readFiles(dir, id, opts);
+  const digest = sha256Async(weightBytes);
+  let adapter: Omit<LoraAdapter, "contentHash">;
+  try {
+    adapter = build(cfgBytes, weightBytes, dir, id, base, opts);
+  } catch (e) {
+    digest.catch(() => {});
+    throw e;
+  }
+  return { ...adapter, contentHash: hashOfDigests([sha256(cfgBytes), await digest]) };
+}
+
+function readFiles(dir: string, id: string, opts: ReadOptions): { cfgBytes: Uint8Array; weightBytes: FileBytes } {
   validateAdapterId(id);
   confinedPath(opts.root, dir);
   const cfgBytes = readConfigBytes(dir, opts.root);
+  return { cfgBytes, weightBytes: readWeights(dir, opts.root) };
+}
+
+function build(cfgBytes: Uint8Array, weightBytes: FileBytes, dir: string, id: string, base: BaseModelShape, opts: ReadOptions): Omit<LoraAdapter, "contentHash"> {
   const cfg = parsePeftConfig(Buffer.from(cfgBytes.buffer, cfgBytes.byteOffset, cfgBytes.byteLength).toString("utf8"), join(dir, "adapter_config.json"));
-  const weightBytes = readWeights(dir, opts.root);
   const file = parseSafetensors(weightBytes, join(dir, "adapter_model.safetensors"));
   const ctx: CheckContext = { source: file.source, base, maxRank: opts.maxRank };
 
@@ -239,8 +261,7 @@ export function readPeftAdapter(dir: string, id: string, base: BaseModelShape, o
 
   const { weights, targetModules } = finishWeights(ctx, layers);
   return {
-    id, format: "peft", path: dir, contentHash: hashOfDigests([sha256(cfgBytes), sha256(weightBytes)]),
-    baseModel: cfg.baseModel, targetModules, weights,
+    id, format: "peft", path: dir, baseModel: cfg.baseModel, targetModules, weights,
     ...(cfg.parents ? { parents: cfg.parents } : {}),
   };
 }

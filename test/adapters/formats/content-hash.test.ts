@@ -1,14 +1,15 @@
 /**
  * An adapter's contentHash is computed by its reader from the bytes it parsed and equals the rule of
  * src/attribution/content-hash.ts applied to its path (GGUF LoRA: the file; PEFT: the two files),
- * for every stored type; changing a byte of either file changes it.
+ * for every stored type, through the sync readers and the engine's async ones alike; changing a byte
+ * of either file changes it.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { contentHash } from "../../../src/attribution/content-hash.js";
-import { readGgufLora } from "../../../src/adapters/formats/gguf-lora.js";
-import { readPeftAdapter } from "../../../src/adapters/formats/peft.js";
+import { loadGgufLora, readGgufLora } from "../../../src/adapters/formats/gguf-lora.js";
+import { loadPeftAdapter, readPeftAdapter } from "../../../src/adapters/formats/peft.js";
 import { writeGgufLora, writePeftAdapter } from "../../../src/synth/adapters.js";
 import { tempDir } from "../../helpers/tmp.js";
 import { presetShape } from "./helpers.js";
@@ -25,6 +26,8 @@ describe("adapter content hash", () => {
       const a = readPeftAdapter(p, "a", base, max);
       expect(a.contentHash).toMatch(/^0x[0-9a-f]{64}$/);
       expect(a.contentHash).toBe(await contentHash(p));
+      // The engine's loader hashes on the thread pool: the same adapter, the same hash.
+      expect(await loadPeftAdapter(p, "a", base, max)).toEqual(a);
       const cfg = join(p, "adapter_config.json");
       writeFileSync(cfg, `${readFileSync(cfg, "utf8")} `);
       const b = readPeftAdapter(p, "a", base, max);
@@ -39,6 +42,7 @@ describe("adapter content hash", () => {
       const p = writeGgufLora(join(dir, `g-${type}.gguf`), "tiny-llama3", { ...opts, rank: 32, type });
       const a = readGgufLora(p, "a", base, { maxRank: 32 });
       expect(a.contentHash).toBe(await contentHash(p));
+      expect(await loadGgufLora(p, "a", base, { maxRank: 32 })).toEqual(a);
       const bytes = readFileSync(p);
       bytes[bytes.length - 1] ^= 1;
       writeFileSync(p, bytes);
