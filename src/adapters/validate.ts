@@ -21,8 +21,8 @@ export function isPlainId(id: unknown): id is string {
 /** Throws ADAPTER_ID_INVALID unless `id` is a plain name (see isPlainId). */
 export function validateAdapterId(id: unknown): asserts id is string {
   if (!isPlainId(id)) {
-    const shown = typeof id === "string" ? quoted(id) : typeof id;
-    throw oerr("ADAPTER_ID_INVALID", `adapter id ${shown} is not a plain name (letters, digits, ".", "_", "-"; no paths)`, { id: shown });
+    const shown = typeof id === "string" ? id.slice(0, 200) : typeof id;
+    throw oerr("ADAPTER_ID_INVALID", `adapter id ${typeof id === "string" ? quoted(id) : shown} is not a plain name (letters, digits, ".", "_", "-"; no paths)`, { id: shown });
   }
 }
 
@@ -53,7 +53,7 @@ export function resolveInside(root: string, rel: string): string {
   const realRoot = realpathLoose(resolve(root));
   const target = realpathLoose(resolve(realRoot, rel));
   if (!strictlyInside(realRoot, target)) {
-    throw oerr("ADAPTER_PATH_OUTSIDE_ROOT", `${quoted(rel)} resolves outside the adapters folder ${root}`, { root, path: quoted(rel) });
+    throw oerr("ADAPTER_PATH_OUTSIDE_ROOT", `${quoted(rel)} resolves outside the adapters folder ${root}`, { root, path: rel });
   }
   return target;
 }

@@ -164,7 +164,7 @@ export class EngineCore {
     }
     const seen = new Set<string>();
     for (const a of req.adapters) {
-      if (!this.registry.has(a.id)) throw oerr("ADAPTER_NOT_FOUND", `no adapter is registered as ${quoted(a.id)}`, { id: quoted(a.id) });
+      if (!this.registry.has(a.id)) throw oerr("ADAPTER_NOT_FOUND", `no adapter is registered as ${quoted(a.id)}`, { id: a.id });
       if (!isCompositionWeight(a.weight)) throw oerr("INVALID_ARGUMENT", `adapter ${a.id}: weight must be a number in [0, ${MAX_COMPOSITION_WEIGHT}]`);
       if (seen.has(a.id)) throw oerr("INVALID_ARGUMENT", `adapter ${a.id} is listed twice`);
       seen.add(a.id);
@@ -432,7 +432,7 @@ export class EngineCore {
 
   /** Unregisters an adapter: waiting requests on it fail with ADAPTER_NOT_FOUND, running ones finish. */
   unloadAdapter(id: string): void {
-    if (!this.registry.has(id)) throw oerr("ADAPTER_NOT_FOUND", `no adapter is registered as ${quoted(id)}`, { id: quoted(id) });
+    if (!this.registry.has(id)) throw oerr("ADAPTER_NOT_FOUND", `no adapter is registered as ${quoted(id)}`, { id });
     this.registry.unregister(id);
     this.failWaiting(id, oerr("ADAPTER_NOT_FOUND", `adapter ${id} was unloaded`, { id }));
   }
