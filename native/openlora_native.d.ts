@@ -179,11 +179,14 @@ export interface OpenLoraNative {
   /** The first index of the largest element (NaN never wins; 0 when nothing exceeds −Infinity). */
   argmax(x: Float32Array): number;
   /**
-   * The index of the first NaN or infinity of x, -1 when every element is finite. type: the GGML
-   * type of the elements, F32 (0) for a Float32Array, F16 (1) or BF16 (30) for a Uint16Array of
-   * their bits.
+   * The index of the first element of x that is NaN, infinite, or of magnitude above maxAbs; -1
+   * when there is none. maxAbs >= 0 (Infinity: finiteness only); an element equal to ±maxAbs
+   * passes. type: the GGML type of the elements, F32 (0) for a Float32Array, F16 (1) or BF16 (30)
+   * for a Uint16Array of their bits. One pass over the bits, no widening: the magnitude bits
+   * (sign cleared) are compared with those of the largest value of the type <= maxAbs (adapter
+   * validation, the engine's check of each step's logits).
    */
-  firstNonFinite(x: Float32Array | Uint16Array, type: number): number;
+  firstOutOfRange(x: Float32Array | Uint16Array, type: number, maxAbs: number): number;
   /** out = a + b, elementwise; out may alias a or b. */
   add(out: Float32Array, a: Float32Array, b: Float32Array): void;
   /** x[r, :] += bias, x: [rows, dim]. */

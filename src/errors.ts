@@ -33,6 +33,9 @@ export const ERROR_TABLE = {
   ADAPTER_UNSUPPORTED_MODULE: { status: 400, summary: "The adapter targets a module openlora cannot apply (e.g. embeddings)." },
   ADAPTER_RANK_TOO_LARGE: { status: 400, summary: "The adapter's rank exceeds the configured maximum." },
   ADAPTER_NONFINITE: { status: 400, summary: "The adapter contains NaN or infinite weights." },
+  ADAPTER_VALUE_OUT_OF_RANGE: { status: 400, summary: "An adapter weight or scale exceeds the largest magnitude accepted (src/adapters/validate.ts)." },
+  ADAPTER_PATH_OUTSIDE_ROOT: { status: 400, summary: "An adapter path, or a file of the adapter, resolves outside the adapters folder." },
+  ADAPTER_CONTENT_CHANGED: { status: 409, summary: "An adapter's files changed while a request using it was preempted; it was stopped rather than mix two models." },
   ADAPTER_LOAD_FAILED: { status: 500, summary: "Loading the adapter failed; requests waiting on it were failed too." },
   ADAPTER_POOL_EXHAUSTED: { status: 503, summary: "The adapter memory pool cannot fit the adapter: everything resident is in use or pinned." },
   // Requests and arguments
@@ -44,11 +47,12 @@ export const ERROR_TABLE = {
   REQUEST_TOO_LARGE: { status: 413, summary: "The request body or a field in it is larger than the server accepts." },
   // Serving
   QUEUE_FULL: { status: 429, summary: "The request queue is full; retry after the advertised delay." },
-  NOT_READY: { status: 503, summary: "The server is still loading the model." },
+  NOT_READY: { status: 503, summary: "The server cannot serve yet: the model is loading or the engine is restarting." },
   SHUTTING_DOWN: { status: 503, summary: "The server is draining and accepts no new requests." },
   REQUEST_CANCELLED: { status: 499, summary: "The client went away or cancelled; the sequence was stopped and its blocks freed." },
   ROUTE_NOT_FOUND: { status: 404, summary: "No such HTTP route." },
   ENGINE_FAILED: { status: 500, summary: "The engine thread failed; requests in flight were failed." },
+  LOGITS_NONFINITE: { status: 422, summary: "The sequence's logits turned NaN or infinite; it was stopped alone, the batch went on." },
   // Access (src/server/access.ts)
   UNAUTHENTICATED: { status: 401, summary: "The endpoint needs a credential (the operator's token or an account's API key), or the one sent is not valid." },
   PERMISSION_DENIED: { status: 403, summary: "The credential sent is valid but does not allow this action." },

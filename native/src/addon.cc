@@ -253,7 +253,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"quantize", Quantize},
       {"dequantize", Dequantize},   {"rmsNorm", RmsNorm},             {"rope", Rope},
       {"kvStore", KvStore},         {"attention", Attention},         {"siluMul", SiluMul},           {"argmax", Argmax},
-      {"firstNonFinite", FirstNonFinite},
+      {"firstOutOfRange", FirstOutOfRange},
       {"add", Add},                 {"addBias", AddBias},             {"loraApply", LoraApply},
       {"setLoraPath", SetLoraPath}, {"getLoraPath", GetLoraPath},     {"measureReadBandwidth", MeasureReadBandwidth},
       {"memoryBandwidth", MemoryBandwidth}, {"loraRegister", LoraRegister}, {"loraRelease", LoraRelease},

@@ -201,7 +201,7 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
 
 // Elements per task: an add is memory-bound and cheaper alone than split below ~32K elements;
 // silu's exp polynomial is worth splitting from ~8K.
-constexpr size_t kElemChunk = 1 << 15, kSiluChunk = 1 << 13;
+constexpr size_t kElemChunk = 1 << 15, kSiluChunk = 1 << 13, kScanChunk = 1 << 16;
 
 Napi::Value SiluMul(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
@@ -226,9 +226,27 @@ Napi::Value Argmax(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), (double)g_kernels.load()->argmax(x.data, x.length));
 }
 
-Napi::Value FirstNonFinite(const Napi::CallbackInfo& info) {
+// The bits of the largest finite value of `type` that is <= maxAbs (maxAbs >= 0): non-negative
+// floats order like their bits, so a binary search over the bits finds it exactly.
+static uint32_t limit_bits(int type, double maxAbs) {
+  const uint32_t top = type == T_F32 ? 0x7f7fffffu : type == T_BF16 ? 0x7f7fu : 0x7bffu;
+  auto value = [type](uint32_t b) -> double {
+    return type == T_F32 ? (double)bits_f32(b) : type == T_BF16 ? (double)bf16_to_f32((uint16_t)b) : (double)fp16_to_f32((uint16_t)b);
+  };
+  uint32_t lo = 0, hi = top;  // value(lo) = 0 <= maxAbs; find the largest b with value(b) <= maxAbs
+  while (lo < hi) {
+    const uint32_t mid = lo + (hi - lo + 1) / 2;
+    if (value(mid) <= maxAbs) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+Napi::Value FirstOutOfRange(const Napi::CallbackInfo& info) {
   const Napi::Env env = info.Env();
   const int type = (int)integer(info, 1, "type", 0, 1 << 20);
+  const double maxAbs = number(info, 2, "maxAbs");
+  if (!(maxAbs >= 0)) throw_range(env, "maxAbs must be a number >= 0 (Infinity: finiteness only)");
   size_t n = 0;
   const void* data = nullptr;
   if (type == T_F32) {
@@ -240,7 +258,25 @@ Napi::Value FirstNonFinite(const Napi::CallbackInfo& info) {
   } else {
     throw_range(env, "type must be F32 (0), F16 (1) or BF16 (30), got " + std::to_string(type));
   }
-  const size_t i = g_kernels.load()->first_nonfinite(data, n, type);
+  // Long arrays (a step's logits: rows × vocab) are scanned in chunks across the pool; the answer is
+  // the first chunk's first hit, whichever thread found it.
+  const KernelTable* kt = g_kernels.load();
+  const uint32_t limit = limit_bits(type, maxAbs);
+  const size_t elem = type == T_F32 ? 4 : 2;
+  size_t i = n;
+  if (n <= kScanChunk) {
+    i = kt->first_above(data, n, type, limit);
+  } else {
+    const size_t tasks = (n + kScanChunk - 1) / kScanChunk;
+    std::vector<size_t> hit(tasks);
+    parallel_for(tasks, [&](size_t c) {
+      const size_t e0 = c * kScanChunk, e1 = std::min(n, e0 + kScanChunk);
+      hit[c] = e0 + kt->first_above((const uint8_t*)data + e0 * elem, e1 - e0, type, limit);
+    });
+    for (size_t c = 0; c < tasks; c++) {
+      if (hit[c] < std::min(n, (c + 1) * kScanChunk)) { i = hit[c]; break; }
+    }
+  }
   return Napi::Number::New(env, i == n ? -1.0 : (double)i);
 }
 

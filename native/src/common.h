@@ -295,9 +295,11 @@ struct KernelTable {
   // dot_rows_f32 on 16-bit rows (type T_F16 or T_BF16): each element widened to f32 exactly, then
   // the same arithmetic, so the result equals dot_rows_f32 on the widened rows bit for bit.
   void (*dot_rows_h)(float* out, const uint16_t* rows, const float* v, size_t n, size_t count, int type);
-  // The index of the first NaN or infinity among n elements of type T_F32, T_F16 or T_BF16 (all
-  // exponent bits set); n when every element is finite.
-  size_t (*first_nonfinite)(const void* data, size_t n, int type);
+  // The index of the first of n elements of type T_F32, T_F16 or T_BF16 whose bits with the sign
+  // cleared exceed `limit` (as unsigned integers); n when none does. For non-negative floats the
+  // bit order is the value order and NaN/infinity lie above every finite value, so with `limit` =
+  // the bits of a finite bound M this finds the first element that is NaN, infinite or |v| > M.
+  size_t (*first_above)(const void* data, size_t n, int type, uint32_t limit);
 };
 
 // Implemented in kernels_ref.cc / kernels_avx2.cc / kernels_avx512.cc (the AVX2 table with
@@ -325,7 +327,7 @@ void rope_ref(float* x, const int32_t* positions, size_t rows, int nHeads, int h
               bool neox, const float* invFreq);
 void silu_mul_ref(float* out, const float* gate, const float* up, size_t n);
 size_t argmax_ref(const float* x, size_t n);
-size_t first_nonfinite_ref(const void* data, size_t n, int type);
+size_t first_above_ref(const void* data, size_t n, int type, uint32_t limit);
 // cs[i] = cos(p · invFreq[i]), sn[i] = sin(p · invFreq[i]) for i < half: the angles rope_ref uses.
 void rope_angles(float* cs, float* sn, float p, const float* invFreq, int half);
 // rope_ref with the angles of row r at cs + r·half, sn + r·half (the same arithmetic).

@@ -34,7 +34,7 @@ void dot_rows_f32_avx2(float* out, const float* rows, const float* v, size_t n, 
 void dot_rows_h_avx2(float* out, const uint16_t* rows, const float* v, size_t n, size_t count, int type);
 void silu_mul_avx2(float* out, const float* gate, const float* up, size_t n);
 size_t argmax_avx2(const float* x, size_t n);
-size_t first_nonfinite_avx2(const void* data, size_t n, int type);
+size_t first_above_avx2(const void* data, size_t n, int type, uint32_t limit);
 void lora_shrink_avx2(float* u, const float* x, size_t rows, const float* a, size_t rank, size_t K);
 void lora_expand_avx2(float* y, size_t ldy, const float* u, size_t rows, size_t rank, const float* bp, size_t cols,
                       float s);
@@ -47,4 +47,4 @@ void lora_expand_avx2(float* y, size_t ldy, const float* u, size_t rows, size_t 
   ol::avx2::attn_task_avx2, ol::avx2::rms_norm_rows_avx2, ol::avx2::quantize_q8_split_avx2,                    \
       ol::avx2::round_f16_avx2, ol::avx2::round_bf16_avx2, ol::avx2::read_sum_avx2, ol::avx2::to_f16_avx2,     \
       ol::avx2::dot_f32_avx2, ol::avx2::dot_rows_f32_avx2, ol::avx2::lora_shrink_avx2, ol::avx2::lora_expand_avx2, \
-      ol::avx2::silu_mul_avx2, ol::avx2::argmax_avx2, ol::avx2::dot_rows_h_avx2, ol::avx2::first_nonfinite_avx2
+      ol::avx2::silu_mul_avx2, ol::avx2::argmax_avx2, ol::avx2::dot_rows_h_avx2, ol::avx2::first_above_avx2

@@ -235,22 +235,26 @@ void silu_mul_avx2(float* out, const float* gate, const float* up, size_t n) {
   }
 }
 
-// 64 bytes per test: the exponent field of every element compared with all ones; a block with a hit
-// is rescanned by the reference, which also takes the tail, so the index is the reference's.
-size_t first_nonfinite_avx2(const void* data, size_t n, int type) {
-  const size_t elem = type == T_F32 ? 4 : 2, bytes = n * elem;
-  const __m256i mask = type == T_F32 ? _mm256_set1_epi32(0x7f800000) : _mm256_set1_epi16(type == T_BF16 ? 0x7f80 : 0x7c00);
+// 64 bytes per test: every element's bits with the sign cleared compared with the limit. Cleared of
+// the sign, both sides are non-negative as signed lanes (limit < 2^31, or < 2^15 for 16-bit
+// types), so the signed compare is the unsigned one. A block with a hit is rescanned by the
+// reference, which also takes the tail, so the index is the reference's.
+size_t first_above_avx2(const void* data, size_t n, int type, uint32_t limit) {
+  const bool wide = type == T_F32;
+  const size_t elem = wide ? 4 : 2, bytes = n * elem;
+  const __m256i abs = wide ? _mm256_set1_epi32(0x7fffffff) : _mm256_set1_epi16(0x7fff);
+  const __m256i lim = wide ? _mm256_set1_epi32((int32_t)limit) : _mm256_set1_epi16((int16_t)limit);
   const uint8_t* p = (const uint8_t*)data;
   size_t b = 0;
   for (; b + 64 <= bytes; b += 64) {
-    const __m256i x0 = _mm256_and_si256(_mm256_loadu_si256((const __m256i*)(p + b)), mask);
-    const __m256i x1 = _mm256_and_si256(_mm256_loadu_si256((const __m256i*)(p + b + 32)), mask);
-    const __m256i hit = elem == 4 ? _mm256_or_si256(_mm256_cmpeq_epi32(x0, mask), _mm256_cmpeq_epi32(x1, mask))
-                                  : _mm256_or_si256(_mm256_cmpeq_epi16(x0, mask), _mm256_cmpeq_epi16(x1, mask));
+    const __m256i x0 = _mm256_and_si256(_mm256_loadu_si256((const __m256i*)(p + b)), abs);
+    const __m256i x1 = _mm256_and_si256(_mm256_loadu_si256((const __m256i*)(p + b + 32)), abs);
+    const __m256i hit = wide ? _mm256_or_si256(_mm256_cmpgt_epi32(x0, lim), _mm256_cmpgt_epi32(x1, lim))
+                             : _mm256_or_si256(_mm256_cmpgt_epi16(x0, lim), _mm256_cmpgt_epi16(x1, lim));
     if (!_mm256_testz_si256(hit, hit)) break;
   }
   const size_t i0 = b / elem;
-  return i0 + first_nonfinite_ref(p + b, n - i0, type);
+  return i0 + first_above_ref(p + b, n - i0, type, limit);
 }
 
 // Per lane the first index of its largest element (strict >, so NaN never wins), then the largest

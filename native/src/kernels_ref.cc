@@ -381,17 +381,16 @@ void silu_mul_ref(float* out, const float* gate, const float* up, size_t n) {
   }
 }
 
-size_t first_nonfinite_ref(const void* data, size_t n, int type) {
+size_t first_above_ref(const void* data, size_t n, int type, uint32_t limit) {
   if (type == T_F32) {
     const uint32_t* w = (const uint32_t*)data;
     for (size_t i = 0; i < n; i++)
-      if ((w[i] & 0x7f800000u) == 0x7f800000u) return i;
+      if ((w[i] & 0x7fffffffu) > limit) return i;
     return n;
   }
-  const uint16_t mask = type == T_BF16 ? 0x7f80 : 0x7c00;
   const uint16_t* h = (const uint16_t*)data;
   for (size_t i = 0; i < n; i++)
-    if ((h[i] & mask) == mask) return i;
+    if ((uint32_t)(h[i] & 0x7fffu) > limit) return i;
   return n;
 }
 
@@ -470,6 +469,6 @@ static void lora_expand_ref(float* y, size_t ldy, const float* u, size_t rows, s
 const KernelTable kRefKernels = {"reference",      matmul_range_ref, attn_task_ref,  rms_norm_rows_ref,
                                  quantize_row_q8_0_split, round_row_f16, round_row_bf16, read_sum_u64,
                                  to_f16_ref, dot_f32_ref, dot_rows_f32_ref, lora_shrink_ref, lora_expand_ref,
-                                 silu_mul_ref, argmax_ref, dot_rows_h_ref, first_nonfinite_ref};
+                                 silu_mul_ref, argmax_ref, dot_rows_h_ref, first_above_ref};
 
 }  // namespace ol

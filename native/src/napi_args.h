@@ -114,7 +114,7 @@ Napi::Value KvStore(const Napi::CallbackInfo& info);
 Napi::Value Attention(const Napi::CallbackInfo& info);
 Napi::Value SiluMul(const Napi::CallbackInfo& info);
 Napi::Value Argmax(const Napi::CallbackInfo& info);
-Napi::Value FirstNonFinite(const Napi::CallbackInfo& info);
+Napi::Value FirstOutOfRange(const Napi::CallbackInfo& info);
 Napi::Value Add(const Napi::CallbackInfo& info);
 Napi::Value AddBias(const Napi::CallbackInfo& info);
 Napi::Value LoraApply(const Napi::CallbackInfo& info);

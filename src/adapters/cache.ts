@@ -34,7 +34,7 @@
  * tier whose loader takes a host lease (host ready → device ready) and releases it when the device
  * copy is evicted; the `hooks.onReady` / `hooks.onEvict` callbacks are where it learns of host changes.
  */
-import { OpenLoraError, isOpenLoraError, oerr } from "../errors.js";
+import { OpenLoraError, isOpenLoraError, oerr, quoted } from "../errors.js";
 import type { AdapterRegistry, RegistryEntry } from "./registry.js";
 import type { LoraAdapter } from "./types.js";
 
@@ -304,7 +304,7 @@ export class AdapterCache {
     const existing = this.slots.get(id);
     if (existing) return existing;
     const entry = this.registry.get(id);
-    if (!entry) throw oerr("ADAPTER_NOT_FOUND", `no adapter is registered as ${JSON.stringify(id)}`, { id });
+    if (!entry) throw oerr("ADAPTER_NOT_FOUND", `no adapter is registered as ${quoted(id)}`, { id });
     const slot = this.newSlot(entry);
     this.slots.set(id, slot);
     return slot;

@@ -4,10 +4,10 @@
  */
 import { existsSync, statSync } from "node:fs";
 import { basename, resolve } from "node:path";
-import { oerr } from "../errors.js";
+import { oerr, quoted } from "../errors.js";
 import type { AdapterLoader } from "./cache.js";
-import { readGgufLora } from "./formats/gguf-lora.js";
-import { readPeftAdapter } from "./formats/peft.js";
+import { loadGgufLora } from "./formats/gguf-lora.js";
+import { loadPeftAdapter } from "./formats/peft.js";
 import type { AdapterRegistry, AdapterSource } from "./registry.js";
 import type { BaseModelShape } from "./types.js";
 
@@ -17,19 +17,19 @@ export const DEFAULT_MAX_LORA_RANK = 256;
 export function createAdapterLoader(base: BaseModelShape, opts: { maxRank?: number } = {}): AdapterLoader {
   const maxRank = opts.maxRank ?? DEFAULT_MAX_LORA_RANK;
   return async (entry) => {
-    const { format, path } = entry.source;
-    return format === "peft"
-      ? readPeftAdapter(path, entry.id, base, { maxRank })
-      : readGgufLora(path, entry.id, base, { maxRank });
+    const { format, path, root } = entry.source;
+    const read = { maxRank, ...(root !== undefined ? { root } : {}) };
+    return format === "peft" ? loadPeftAdapter(path, entry.id, base, read) : loadGgufLora(path, entry.id, base, read);
   };
 }
 
-/** What a path on disk holds: a PEFT folder or a GGUF LoRA file. */
-export function adapterSourceAt(path: string): AdapterSource {
+/** What a path on disk holds: a PEFT folder or a GGUF LoRA file; `root`: the adapters folder it must stay in. */
+export function adapterSourceAt(path: string, root?: string): AdapterSource {
   const abs = resolve(path);
   if (!existsSync(abs)) throw oerr("ADAPTER_NOT_FOUND", `${path} does not exist`);
-  if (statSync(abs).isDirectory()) return { format: "peft", path: abs };
-  if (abs.toLowerCase().endsWith(".gguf")) return { format: "gguf", path: abs };
+  const r = root !== undefined ? { root } : {};
+  if (statSync(abs).isDirectory()) return { format: "peft", path: abs, ...r };
+  if (abs.toLowerCase().endsWith(".gguf")) return { format: "gguf", path: abs, ...r };
   throw oerr("ADAPTER_INVALID", `${path} is neither a PEFT adapter folder nor a .gguf LoRA file`);
 }
 
@@ -39,13 +39,13 @@ export function adapterSourceAt(path: string): AdapterSource {
  */
 export function resolveAdapterRef(registry: AdapterRegistry, ref: string): string {
   if (registry.has(ref)) return ref;
-  if (!existsSync(ref)) throw oerr("ADAPTER_NOT_FOUND", `no adapter "${ref}" is registered and no such path exists`, { adapter: ref });
+  if (!existsSync(ref)) throw oerr("ADAPTER_NOT_FOUND", `no adapter ${quoted(ref)} is registered and no such path exists`, { adapter: ref });
   const source = adapterSourceAt(ref);
   const id = basename(source.path).replace(/\.gguf$/i, "");
   const existing = registry.get(id);
   if (existing) {
     if (existing.source.path === source.path) return id;
-    throw oerr("ADAPTER_ALREADY_EXISTS", `an adapter named "${id}" is already registered from ${existing.source.path}`);
+    throw oerr("ADAPTER_ALREADY_EXISTS", `an adapter named ${quoted(id)} is already registered from ${existing.source.path}`);
   }
   registry.register(id, source);
   return id;

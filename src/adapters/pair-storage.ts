@@ -6,7 +6,7 @@ import { GGML_TYPE } from "../formats/ggml-types.js";
 import { native } from "../native/index.js";
 import { decodeF32 } from "./formats/common.js";
 import type { LoraAdapterWeights, LoraDtype, LoraModule, LoraPair } from "./types.js";
-import { type CheckContext, checkFinite, checkFiniteHalf } from "./validate.js";
+import { type CheckContext, checkValues } from "./validate.js";
 
 /** The GGML type id the native kernels take for a dtype. */
 export function ggmlTypeOf(dtype: LoraDtype): number {
@@ -21,8 +21,8 @@ export function residentDtype(typeA: number, typeB: number): LoraDtype {
 }
 
 /**
- * A pair's two matrices in their resident dtype straight from the file's bytes, each checked for
- * NaN / infinity. Two 16-bit tensors of one type are copied as they are (no f32 round trip: a load
+ * A pair's two matrices in their resident dtype straight from the file's bytes, each checked in one
+ * native pass for NaN / infinity and for |v| > MAX_ADAPTER_VALUE (validate.ts). Two 16-bit tensors of one type are copied as they are (no f32 round trip: a load
  * then allocates only what stays resident, which keeps V8's major GCs away while adapters stream
  * in); anything else is widened to f32 first. `transformB` (e.g. the Llama q/k row permutation)
  * forces the f32 path.
@@ -37,15 +37,15 @@ export function residentPair(
     const copy = (m: { bytes: Uint8Array; n: number }, which: "A" | "B"): Uint16Array => {
       const out = new Uint16Array(m.n);
       new Uint8Array(out.buffer).set(m.bytes.subarray(0, m.n * 2));
-      checkFiniteHalf(ctx, layer, module, which, out, a.type);
+      checkValues(ctx, layer, module, which, out, a.type);
       return out;
     };
     return { a: copy(a, "A"), b: copy(b, "B"), dtype };
   }
   const av = decodeF32(a.bytes, a.type, a.n);
-  checkFinite(ctx, layer, module, "A", av);
+  checkValues(ctx, layer, module, "A", av, GGML_TYPE.F32);
   let bv = decodeF32(b.bytes, b.type, b.n);
-  checkFinite(ctx, layer, module, "B", bv);
+  checkValues(ctx, layer, module, "B", bv, GGML_TYPE.F32);
   if (transformB) bv = transformB(bv);
   return { a: toResident(av, dtype), b: toResident(bv, dtype), dtype };
 }

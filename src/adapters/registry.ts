@@ -3,16 +3,18 @@
  * here (the cache in ./cache.ts loads on demand), so 10,000+ entries cost one small object each.
  *
  *   scanDirectory(root)   every subfolder holding adapter_config.json → PEFT adapter named by the
- *                         folder; every *.gguf file → GGUF LoRA named by the file stem. Symlinks are
- *                         followed only when their target stays inside root. Only names and stats
- *                         are looked at; no adapter file is opened.
+ *                         folder; every *.gguf file → GGUF LoRA named by the file stem. Symlinks
+ *                         (an entry, or a folder's adapter_config.json) are followed only when their
+ *                         target stays inside root; entries are registered with root, so their
+ *                         readers open nothing outside it either. Only names and stats are looked
+ *                         at; no adapter file is opened.
  *   register / unregister at run time: ADAPTER_ALREADY_EXISTS / ADAPTER_NOT_FOUND; ids must be plain
  *                         names (ADAPTER_ID_INVALID), never paths.
  *   onRemove(listener)    lets the cache retire what it holds for an id when the id goes away.
  */
-import { existsSync, promises as fsp, realpathSync, statSync } from "node:fs";
+import { lstatSync, promises as fsp, realpathSync, statSync } from "node:fs";
 import { basename, extname, join, resolve, sep } from "node:path";
-import { oerr } from "../errors.js";
+import { oerr, quoted } from "../errors.js";
 import { isPlainId, validateAdapterId as assertPlainId } from "./validate.js";
 
 export type AdapterFormat = "peft" | "gguf";
@@ -21,6 +23,11 @@ export interface AdapterSource {
   format: AdapterFormat;
   /** Folder (PEFT) or file (GGUF), absolute. */
   path: string;
+  /**
+   * The adapters folder it was found in (scanDirectory) or loaded from at run time: its reader
+   * opens only files that resolve inside it. Absent for a path a local user named (CLI).
+   */
+  root?: string;
 }
 
 export interface RegistryEntry {
@@ -98,9 +105,12 @@ export class AdapterRegistry {
       throw oerr("INVALID_ARGUMENT", "adapter source path must be a non-empty string", { id });
     }
     if (this.entries.has(id)) throw oerr("ADAPTER_ALREADY_EXISTS", `adapter ${id} is already registered`, { id });
+    if (source.root !== undefined && (typeof source.root !== "string" || source.root.length === 0)) {
+      throw oerr("INVALID_ARGUMENT", "adapter source root must be a non-empty string", { id });
+    }
     const entry: RegistryEntry = {
       id,
-      source: { format: source.format, path: resolve(source.path) },
+      source: { format: source.format, path: resolve(source.path), ...(source.root !== undefined ? { root: resolve(source.root) } : {}) },
       registeredAt: this.now(),
       ...(opts.pinned ? { pinned: true } : {}),
     };
@@ -112,7 +122,7 @@ export class AdapterRegistry {
   /** Removes the id; listeners (the cache) retire anything held for it. */
   unregister(id: string): RegistryEntry {
     const entry = this.entries.get(id);
-    if (!entry) throw oerr("ADAPTER_NOT_FOUND", `no adapter is registered as ${JSON.stringify(id)}`, { id });
+    if (!entry) throw oerr("ADAPTER_NOT_FOUND", `no adapter is registered as ${quoted(id)}`, { id });
     this.entries.delete(id);
     this.sorted = undefined;
     for (const l of this.removeListeners) l(entry);
@@ -170,7 +180,7 @@ export class AdapterRegistry {
         else result.skipped.push({ name, reason: "duplicate" });
         continue;
       }
-      this.register(id, { format: f.format, path: f.path });
+      this.register(id, { format: f.format, path: f.path, root: rootReal });
       result.added++;
       result[f.format]++;
     }
@@ -204,8 +214,20 @@ function classify(rootReal: string, d: import("node:fs").Dirent): Classified {
   }
   if (isFile && d.name.toLowerCase().endsWith(".gguf")) return { format: "gguf", path };
   if (isDir) {
-    // An existence check, not a read: scanning 10,000 folders must stay cheap.
-    return existsSync(join(path, "adapter_config.json")) ? { format: "peft", path } : { skip: "not-an-adapter" };
+    // An lstat, not a read: scanning 10,000 folders must stay cheap. A symlinked config is resolved.
+    const cfg = join(path, "adapter_config.json");
+    const st = lstatSync(cfg, { throwIfNoEntry: false });
+    if (!st) return { skip: "not-an-adapter" };
+    if (st.isSymbolicLink()) {
+      let target: string;
+      try {
+        target = realpathSync(cfg);
+      } catch {
+        return { skip: "broken-symlink" };
+      }
+      if (!target.startsWith(rootReal + sep)) return { skip: "symlink-escapes-root" };
+    }
+    return { format: "peft", path };
   }
   return { skip: "not-an-adapter" };
 }

@@ -7,6 +7,8 @@
  * resolved per module. For Llama-architecture bases, B's rows for q and k are permuted exactly like
  * the base W_q / W_k (llama.cpp's rotary layout), so the update lines up with the loaded weights.
  */
+import type { Hex } from "../formats/sha256.js";
+
 export type LoraModule = "q" | "k" | "v" | "o" | "gate" | "up" | "down";
 export const LORA_MODULES: readonly LoraModule[] = ["q", "k", "v", "o", "gate", "up", "down"];
 
@@ -44,6 +46,13 @@ export interface LoraAdapterInfo {
   format: "peft" | "gguf";
   /** Folder (PEFT) or file (GGUF) it was read from. */
   path: string;
+  /**
+   * SHA-256 content hash of what was parsed, computed from the very bytes the reader read (never a
+   * second read of the path), by the rule of src/attribution/content-hash.ts: a GGUF LoRA's file
+   * bytes; a PEFT folder's SHA-256(SHA-256(adapter_config.json) ‖ SHA-256(adapter_model.safetensors)).
+   * What receipts record as the adapter's identity.
+   */
+  contentHash: Hex;
   /** What the files say the base model is (PEFT base_model_name_or_path, GGUF general.basename…), if anything. */
   baseModel: string | undefined;
   /** Modules it targets, for listing. */

@@ -1,11 +1,11 @@
 /**
  * Checks shared by the adapter readers (PEFT, GGUF LoRA) and the registry: plain adapter ids, paths
- * proven to lie inside a root, each pair's shapes against the base model, rank limits, finite
- * values, and "the adapter changes something" (never a silent base-model fallback).
+ * proven to lie inside a root, each pair's shapes against the base model, rank limits, bounded
+ * values and scales, and "the adapter changes something" (never a silent base-model fallback).
  */
 import { existsSync, realpathSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, relative, resolve } from "node:path";
-import { oerr } from "../errors.js";
+import { oerr, quoted } from "../errors.js";
 import { GGML_TYPE } from "../formats/ggml-types.js";
 import { bf16ToF32, f16ToF32, native } from "../native/index.js";
 import type { BaseModelShape, LoraAdapterWeights, LoraModule, LoraPair } from "./types.js";
@@ -22,7 +22,7 @@ export function isPlainId(id: unknown): id is string {
 export function validateAdapterId(id: unknown): asserts id is string {
   if (!isPlainId(id)) {
     const shown = typeof id === "string" ? id.slice(0, 200) : typeof id;
-    throw oerr("ADAPTER_ID_INVALID", `adapter id ${JSON.stringify(shown)} is not a plain name (letters, digits, ".", "_", "-"; no paths)`, { id: shown });
+    throw oerr("ADAPTER_ID_INVALID", `adapter id ${typeof id === "string" ? quoted(id) : shown} is not a plain name (letters, digits, ".", "_", "-"; no paths)`, { id: shown });
   }
 }
 
@@ -39,20 +39,54 @@ function realpathLoose(p: string): string {
   }
 }
 
+function strictlyInside(realRoot: string, target: string): boolean {
+  const r = relative(realRoot, target);
+  return !(r === "" || r === ".." || r.startsWith(`..${"/"}`) || r.startsWith("..\\") || isAbsolute(r));
+}
+
 /**
  * Resolves `rel` against `root` and proves the result lies strictly inside root, following symlinks
  * (realpath) for both; returns the resolved real path. Anything escaping root (.., absolute paths,
- * symlinks pointing out) is ADAPTER_ID_INVALID.
+ * symlinks pointing out) is ADAPTER_PATH_OUTSIDE_ROOT.
  */
 export function resolveInside(root: string, rel: string): string {
   const realRoot = realpathLoose(resolve(root));
   const target = realpathLoose(resolve(realRoot, rel));
-  const r = relative(realRoot, target);
-  if (r === "" || r === ".." || r.startsWith(`..${"/"}`) || r.startsWith("..\\") || isAbsolute(r)) {
-    throw oerr("ADAPTER_ID_INVALID", `${JSON.stringify(rel)} resolves outside ${root}`, { root, path: rel });
+  if (!strictlyInside(realRoot, target)) {
+    throw oerr("ADAPTER_PATH_OUTSIDE_ROOT", `${quoted(rel)} resolves outside the adapters folder ${root}`, { root, path: rel });
   }
   return target;
 }
+
+/**
+ * The real path of `path`, a file or folder of an adapter registered under `root`, which must lie
+ * strictly inside root's real path (ADAPTER_PATH_OUTSIDE_ROOT otherwise); a missing path resolves
+ * as far as it exists (its reader then reports it missing). Without a root (a path a local user
+ * named, e.g. the CLI's --adapter) the path is returned as it is.
+ */
+export function confinedPath(root: string | undefined, path: string): string {
+  if (root === undefined) return path;
+  const realRoot = realpathLoose(resolve(root));
+  const target = realpathLoose(resolve(path));
+  if (!strictlyInside(realRoot, target)) {
+    throw oerr("ADAPTER_PATH_OUTSIDE_ROOT", `${path} resolves outside the adapters folder ${root}`, { root, path });
+  }
+  return target;
+}
+
+/**
+ * The largest |value| of an A or B element accepted at load. Real adapters stay far below it: A
+ * starts Kaiming-uniform (|a| < √(6 / in)) and B at zero, and trained values stay well under 10;
+ * 1024 = 2^10 is exact in F32, F16 and BF16, so the bound is one compare on the bits. Garbage such
+ * as an all-65504 (F16 max) file is refused before it can turn the logits to NaN.
+ */
+export const MAX_ADAPTER_VALUE = 1024;
+/**
+ * The largest |scale| (alpha / r, rsLoRA alpha / √r, GGUF alpha / r) accepted at load. Real scales
+ * are 0.5–4, rsLoRA rarely above 64; with composition weights ≤ 10 (composition.ts) a term's
+ * factor stays ≤ 10240. lora_alpha = 1e300 is refused.
+ */
+export const MAX_ADAPTER_SCALE = 1024;
 
 /** Context for error messages. */
 export interface CheckContext {
@@ -76,7 +110,7 @@ export function checkPairShape(
   const want = base.modules[module];
   const details = { module, layer, a: [...aShape], b: [...bShape], inDim: want.inDim, outDim: want.outDim };
   if (aShape.length !== 2 || bShape.length !== 2) {
-    throw oerr("ADAPTER_SHAPE_MISMATCH", `${source}: layer ${layer} ${module}: A and B must be matrices, got A ${JSON.stringify(aShape)}, B ${JSON.stringify(bShape)}`, details);
+    throw oerr("ADAPTER_SHAPE_MISMATCH", `${source}: layer ${layer} ${module}: A and B must be matrices, got A ${quoted(aShape)}, B ${quoted(bShape)}`, details);
   }
   const [rank, inDim] = aShape as [number, number];
   const [outDim, rankB] = bShape as [number, number];
@@ -84,7 +118,7 @@ export function checkPairShape(
     const transposed = aShape[0] === want.inDim && bShape[1] === want.outDim;
     throw oerr(
       "ADAPTER_SHAPE_MISMATCH",
-      `${source}: layer ${layer} ${module}: A is ${JSON.stringify(aShape)} and B ${JSON.stringify(bShape)}, but the base module needs A [r, ${want.inDim}] and B [${want.outDim}, r]${transposed ? " (A/B transposed?)" : ""}`,
+      `${source}: layer ${layer} ${module}: A is ${quoted(aShape)} and B ${quoted(bShape)}, but the base module needs A [r, ${want.inDim}] and B [${want.outDim}, r]${transposed ? " (A/B transposed?)" : ""}`,
       details,
     );
   }
@@ -99,27 +133,23 @@ export function checkPairShape(
 }
 
 /**
- * ADAPTER_NONFINITE when any element of 16-bit `bits` (GGML type F16 or BF16) is NaN or infinite:
- * checked on the exponent bits, without widening.
+ * One native pass over a matrix: ADAPTER_NONFINITE at the first NaN or infinity, else
+ * ADAPTER_VALUE_OUT_OF_RANGE at the first |v| > MAX_ADAPTER_VALUE. `values`: f32 (type F32), or the
+ * f16 / bf16 bits (type F16 / BF16), compared without widening.
  */
-export function checkFiniteHalf(ctx: CheckContext, layer: number, module: LoraModule, which: "A" | "B", bits: Uint16Array, type: number): void {
-  const i = native.firstNonFinite(bits, type);
+export function checkValues(ctx: CheckContext, layer: number, module: LoraModule, which: "A" | "B", values: Float32Array | Uint16Array, type: number): void {
+  const i = native.firstOutOfRange(values, type, MAX_ADAPTER_VALUE);
   if (i < 0) return;
-  const v = type === GGML_TYPE.BF16 ? bf16ToF32(bits[i]!) : f16ToF32(bits[i]!);
-  throw oerr("ADAPTER_NONFINITE", `${ctx.source}: layer ${layer} ${module} ${which}[${i}] is ${v}`, { module, layer, matrix: which, index: i });
+  const v = type === GGML_TYPE.F32 ? values[i]! : type === GGML_TYPE.BF16 ? bf16ToF32(values[i]!) : f16ToF32(values[i]!);
+  const details = { module, layer, matrix: which, index: i };
+  if (!Number.isFinite(v)) throw oerr("ADAPTER_NONFINITE", `${ctx.source}: layer ${layer} ${module} ${which}[${i}] is ${v}`, details);
+  throw oerr("ADAPTER_VALUE_OUT_OF_RANGE", `${ctx.source}: layer ${layer} ${module} ${which}[${i}] is ${v}, beyond ±${MAX_ADAPTER_VALUE}`, { ...details, max: MAX_ADAPTER_VALUE });
 }
 
-/** ADAPTER_NONFINITE when any value of `values` is NaN or infinite. */
-export function checkFinite(ctx: CheckContext, layer: number, module: LoraModule, which: "A" | "B", values: Float32Array): void {
-  const i = native.firstNonFinite(values, GGML_TYPE.F32);
-  if (i < 0) return;
-  throw oerr("ADAPTER_NONFINITE", `${ctx.source}: layer ${layer} ${module} ${which}[${i}] is ${values[i]}`, { module, layer, matrix: which, index: i });
-}
-
-/** ADAPTER_INVALID unless the scale is a finite number. */
+/** ADAPTER_VALUE_OUT_OF_RANGE unless |scale| <= MAX_ADAPTER_SCALE (a NaN scale fails too). */
 export function checkScale(ctx: CheckContext, layer: number, module: LoraModule, scale: number): void {
-  if (!Number.isFinite(scale)) {
-    throw oerr("ADAPTER_INVALID", `${ctx.source}: layer ${layer} ${module}: scale ${scale} is not finite`, { module, layer });
+  if (!(Math.abs(scale) <= MAX_ADAPTER_SCALE)) {
+    throw oerr("ADAPTER_VALUE_OUT_OF_RANGE", `${ctx.source}: layer ${layer} ${module}: scale ${scale} is beyond ±${MAX_ADAPTER_SCALE}`, { module, layer, scale, max: MAX_ADAPTER_SCALE });
   }
 }
 

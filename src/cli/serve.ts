@@ -6,7 +6,8 @@ import { availableParallelism, homedir } from "node:os";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { oerr } from "../errors.js";
-import { relaxHeapGrowth, WorkerEngine } from "../engine/engine-client.js";
+import { relaxHeapGrowth } from "../engine/engine-client.js";
+import { EngineSupervisor } from "../engine/supervisor.js";
 import type { EngineInit } from "../engine/worker-messages.js";
 import { buildServer, type EngineSlot } from "../server/index.js";
 import { cacheDir, ensureDefaultModel, ensureDemoAdapters } from "../synth/default-model.js";
@@ -121,11 +122,12 @@ export async function runServe(argv: string[]): Promise<number> {
   process.on("SIGTERM", () => void shutdown("SIGTERM"));
   process.on("SIGINT", () => void shutdown("SIGINT"));
 
-  let engine: Awaited<ReturnType<typeof WorkerEngine.start>> | undefined;
+  let engine: EngineSupervisor | undefined;
   try {
     const showProgress = !quiet && process.stderr.isTTY;
     relaxHeapGrowth();
-    engine = await WorkerEngine.start(init, showProgress ? { onProgress: progressLine("loading model") } : {});
+    // The supervisor restarts the engine thread if it dies (503 NOT_READY meanwhile).
+    engine = await EngineSupervisor.start(init, { log, ...(showProgress ? { onProgress: progressLine("loading model") } : {}) });
     if (shuttingDown) { await engine.close(); return 0; }
     if (!values["no-attribution"]) {
       slot.attribution = await openAttribution(engine, modelPath, {

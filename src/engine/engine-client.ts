@@ -1,7 +1,9 @@
 /**
  * The HTTP side's handle on the engine thread: an EngineHandle over a worker_threads Worker.
  * Requests are numbered here; events come back batched per engine step and are routed to each
- * request's listener. If the worker dies, every request in flight ends with ENGINE_FAILED.
+ * request's listener. If the worker dies, every request in flight ends with ENGINE_FAILED, every
+ * call in flight rejects with it, and so does everything after: a WorkerEngine is not restarted
+ * (engine/supervisor.ts owns one and replaces it).
  */
 import { setFlagsFromString } from "node:v8";
 import { Worker } from "node:worker_threads";
@@ -21,10 +23,10 @@ function fromWire(e: WireError): OpenLoraError {
   return new OpenLoraError(e.code, e.message, e.details);
 }
 
-/** Under tsx/vitest this file is TypeScript: the worker then runs its .ts twin through tsx's loader. */
+/** Under tsx/vitest this file is TypeScript: the worker then runs worker.ts through worker-tsx.mjs. */
 function workerEntry(): { url: URL; execArgv: string[] } {
   const ts = import.meta.url.endsWith(".ts");
-  return { url: new URL(ts ? "./worker.ts" : "./worker.js", import.meta.url), execArgv: ts ? ["--import", "tsx"] : [] };
+  return { url: new URL(ts ? "./worker-tsx.mjs" : "./worker.js", import.meta.url), execArgv: [] };
 }
 
 /**
@@ -47,6 +49,7 @@ export class WorkerEngine implements EngineHandle {
   private readonly calls = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
   private failure: WireError | undefined;
   private closed: Promise<void> | undefined;
+  private readonly failureListeners = new Set<(error: WireError) => void>();
 
   private constructor(private readonly worker: Worker, readonly info: EngineInfo) {
     worker.on("message", (m: FromWorker) => this.onMessage(m));
@@ -72,6 +75,32 @@ export class WorkerEngine implements EngineHandle {
       worker.once("exit", onExit);
       worker.once("error", onError);
     });
+  }
+
+  /** True once the engine thread died (or was closed). */
+  get failed(): boolean {
+    return this.failure !== undefined;
+  }
+
+  get state(): "ready" | "failed" {
+    return this.failure ? "failed" : "ready";
+  }
+
+  /**
+   * Calls `listener` once if the engine thread dies (not after close()), after every request and
+   * call in flight was failed with ENGINE_FAILED. Returns an unsubscribe function.
+   */
+  onFailure(listener: (error: WireError) => void): () => void {
+    this.failureListeners.add(listener);
+    return () => this.failureListeners.delete(listener);
+  }
+
+  /**
+   * Ends the engine thread at once, as a crash would: what is in flight fails with ENGINE_FAILED
+   * and onFailure listeners run (tests of recovery; an operator's last resort).
+   */
+  async kill(): Promise<void> {
+    await this.worker.terminate();
   }
 
   submit(req: CompletionRequest, onEvent: (e: EngineEvent) => void): RequestHandle {
@@ -118,6 +147,7 @@ export class WorkerEngine implements EngineHandle {
   }
 
   close(): Promise<void> {
+    this.failureListeners.clear();
     this.closed ??= new Promise<void>((resolve) => {
       if (this.failure) { void this.worker.terminate().then(() => resolve()); return; }
       const timer = setTimeout(() => void this.worker.terminate(), 5000);
@@ -173,5 +203,8 @@ export class WorkerEngine implements EngineHandle {
       this.calls.delete(callId);
       c.reject(fromWire(this.failure));
     }
+    const failure = this.failure;
+    for (const l of [...this.failureListeners]) l(failure);
+    this.failureListeners.clear();
   }
 }

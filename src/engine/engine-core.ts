@@ -6,18 +6,25 @@
  * tests drive it directly.
  *
  * A step:  snapshot sequences → schedule() → preempt (free blocks + leases) → admit (take leases of
- * resident adapters) → grow block tables → one batched forward → sample, stream, finish → prefetch
- * the adapters of waiting requests.
+ * resident adapters) → grow block tables → one batched forward → check the logits → sample, stream,
+ * finish → prefetch the adapters of waiting requests.
+ *
+ * Failure isolation: whatever one sequence causes after the forward pass (logits that turned NaN
+ * or infinite, a sampler, stop-string or detokenizer error) ends that sequence alone through the one
+ * exit, end(); the other sequences of the step go on, bit-identical to what they give alone. Only a
+ * failed forward pass ends the whole batch; nothing a request does throws out of step().
  */
 import { baseShapeOf } from "../adapters/base-shape.js";
 import { isCompositionWeight, MAX_COMPOSITION_WEIGHT } from "../adapters/composition.js";
-import { AdapterCache } from "../adapters/cache.js";
+import { type AdapterLoader, AdapterCache } from "../adapters/cache.js";
 import { adapterSourceAt, createAdapterLoader } from "../adapters/loader.js";
 import type { AdapterRegistry } from "../adapters/registry.js";
 import { resolveInside, validateAdapterId } from "../adapters/validate.js";
-import { isOpenLoraError, OpenLoraError, oerr } from "../errors.js";
+import { isOpenLoraError, OpenLoraError, oerr, quoted } from "../errors.js";
+import { GGML_TYPE } from "../formats/ggml-types.js";
 import type { LoadedModel } from "../model/load.js";
 import { buildBatch, type SequenceChunk } from "../model/llama.js";
+import { native } from "../native/index.js";
 import { pruneFairness, schedule } from "../scheduler/scheduler.js";
 import { blocksFor, type SchedulerConfig } from "../scheduler/types.js";
 import { PagedKvCache } from "./kv-cache.js";
@@ -54,6 +61,12 @@ export const DEFAULT_CORE_OPTIONS: Omit<EngineCoreOptions, "kvBlocks" | "adapter
 
 type Emit = (id: number, event: EngineEvent) => void;
 
+/** What EngineCore may be given instead of its defaults. */
+export interface EngineCoreDeps {
+  /** Reads adapters for the cache (default: the PEFT / GGUF readers, checked against the base). */
+  loader?: AdapterLoader;
+}
+
 export function toWireError(e: unknown): WireError {
   if (e instanceof OpenLoraError) return { code: e.code, message: e.message, ...(e.details ? { details: e.details } : {}) };
   return { code: "INTERNAL", message: e instanceof Error ? e.message : String(e) };
@@ -82,11 +95,12 @@ export class EngineCore {
     readonly opts: EngineCoreOptions,
     private readonly emit: Emit,
     private readonly wake: () => void,
+    deps: EngineCoreDeps = {},
   ) {
     this.kv = new PagedKvCache({ nLayers: loaded.config.nLayers, kvDim: loaded.model.kvDim, numBlocks: opts.kvBlocks, blockSize: opts.blockSize });
     this.adapters = new AdapterCache({
       registry,
-      loader: createAdapterLoader(baseShapeOf(loaded.config), { maxRank: opts.maxLoraRank }),
+      loader: deps.loader ?? createAdapterLoader(baseShapeOf(loaded.config), { maxRank: opts.maxLoraRank }),
       budgetBytes: opts.adapterPoolBytes,
       hooks: { onLoadLatency: (_id, ms) => { if (this.newLatencies.length < 10_000) this.newLatencies.push(ms); } },
     });
@@ -150,7 +164,7 @@ export class EngineCore {
     }
     const seen = new Set<string>();
     for (const a of req.adapters) {
-      if (!this.registry.has(a.id)) throw oerr("ADAPTER_NOT_FOUND", `no adapter is registered as ${JSON.stringify(a.id)}`, { id: a.id });
+      if (!this.registry.has(a.id)) throw oerr("ADAPTER_NOT_FOUND", `no adapter is registered as ${quoted(a.id)}`, { id: a.id });
       if (!isCompositionWeight(a.weight)) throw oerr("INVALID_ARGUMENT", `adapter ${a.id}: weight must be a number in [0, ${MAX_COMPOSITION_WEIGHT}]`);
       if (seen.has(a.id)) throw oerr("INVALID_ARGUMENT", `adapter ${a.id} is listed twice`);
       seen.add(a.id);
@@ -209,10 +223,15 @@ export class EngineCore {
     const batch: Sequence[] = [];
     const chunks: SequenceChunk[] = [];
     for (const c of plan.batch) {
-      const seq = this.seqs.get(c.id)!;
-      if (seq.status !== "running" && !admittedOk.has(c.id)) continue;
+      const seq = this.seqs.get(c.id);
+      if (!seq || (seq.status !== "running" && !admittedOk.has(c.id))) continue;
       const end = seq.computed + c.tokens;
-      this.kv.ensureCapacity(seq.table, end);
+      try {
+        this.kv.ensureCapacity(seq.table, end);
+      } catch (e) {
+        this.fail(seq, e, "growing its KV cache");
+        continue;
+      }
       batch.push(seq);
       chunks.push({
         tokens: seq.tokens(seq.computed, end), startPos: seq.computed, blockTable: seq.table, wantLogits: end === seq.totalTokens,
@@ -234,13 +253,25 @@ export class EngineCore {
     }
     this.counts.steps++;
     const V = this.loaded.config.vocabSize;
+    const rows = chunks.reduce((n, c) => n + (c.wantLogits ? 1 : 0), 0);
+    // One pass over every row; only when it finds something are the rows told apart.
+    const anyBad = rows > 0 && native.firstOutOfRange(logits.subarray(0, rows * V), GGML_TYPE.F32, Infinity) >= 0;
     let row = 0;
     batch.forEach((seq, i) => {
       const chunk = chunks[i]!;
       seq.computed += chunk.tokens.length;
       if (!chunk.wantLogits) return;
-      this.sample(seq, logits.subarray(row * V, (row + 1) * V));
+      const r = logits.subarray(row * V, (row + 1) * V);
       row++;
+      if (anyBad && native.firstOutOfRange(r, GGML_TYPE.F32, Infinity) >= 0) {
+        this.end(seq, { type: "error", error: toWireError(oerr("LOGITS_NONFINITE", `the logits at position ${seq.computed} turned NaN or infinite (an adapter or the model overflowed); this sequence was stopped, the others go on`, { position: seq.computed })) });
+        return;
+      }
+      try {
+        this.sample(seq, r);
+      } catch (e) {
+        this.fail(seq, e, "sampling");
+      }
     });
     this.fairness = pruneFairness(this.fairness, [...this.seqs.values()].map((s) => ({ fairKey: s.req.fairKey })));
     return true;
@@ -255,6 +286,12 @@ export class EngineCore {
     return { candidates: all.filter((s) => s.adapterKey === key), others: all.filter((s) => s.adapterKey !== key) };
   }
 
+  /**
+   * Takes the leases of a sequence whose adapters are resident. Its first admission sends
+   * "admitted" with the content hashes of the adapters it runs with; a re-admission (after a
+   * preemption) whose adapter files changed meanwhile ends it with ADAPTER_CONTENT_CHANGED rather
+   * than continue one output on two models.
+   */
   private admit(seq: Sequence): boolean {
     for (const ref of seq.req.adapters) {
       const lease = this.adapters.acquireReady(ref.id);
@@ -265,6 +302,18 @@ export class EngineCore {
       seq.leases.push(lease);
       seq.applied.push({ adapter: lease.adapter.weights, weight: ref.weight });
     }
+    const hashes = seq.leases.map((l) => l.adapter.contentHash);
+    if (seq.contentHashes === undefined) {
+      seq.contentHashes = hashes;
+      this.emit(seq.id, { type: "admitted", adapters: seq.req.adapters.map((a, i) => ({ id: a.id, contentHash: hashes[i]! })) });
+    } else {
+      const i = hashes.findIndex((h, k) => h !== seq.contentHashes![k]);
+      if (i >= 0) {
+        const id = seq.req.adapters[i]!.id;
+        this.end(seq, { type: "error", error: toWireError(oerr("ADAPTER_CONTENT_CHANGED", `adapter ${id} was reloaded with other content while this request was preempted; it was stopped rather than mix two models`, { id, was: seq.contentHashes[i], now: hashes[i] })) });
+        return false;
+      }
+    }
     seq.status = "running";
     seq.admittedAt ??= performance.now();
     return true;
@@ -272,6 +321,7 @@ export class EngineCore {
 
   private sample(seq: Sequence, row: Float32Array): void {
     const token = sampleToken(row, seq.history(), seq.req.sampling, seq.rng);
+    if (!Number.isInteger(token) || token < 0 || token >= row.length) throw oerr("INTERNAL", `the sampler returned ${token}, not a token id`);
     seq.generated.push(token);
     this.counts.completionTokens++;
     seq.firstTokenAt ??= performance.now();
@@ -294,6 +344,12 @@ export class EngineCore {
         timings: { queuedMs: (seq.admittedAt ?? now) - seq.submittedAt, firstTokenMs: (seq.firstTokenAt ?? now) - seq.submittedAt, totalMs: now - seq.submittedAt },
       });
     }
+  }
+
+  /** Ends one sequence with the error it caused (INTERNAL, naming `during`, for a non-typed one). */
+  private fail(seq: Sequence, e: unknown, during: string): void {
+    const err = isOpenLoraError(e) ? e : oerr("INTERNAL", `${during} failed: ${e instanceof Error ? e.message : String(e)}`);
+    this.end(seq, { type: "error", error: toWireError(err) });
   }
 
   /** The one exit of a sequence: blocks and leases freed, the final event sent. */
@@ -359,10 +415,11 @@ export class EngineCore {
   /** Registers and loads an adapter now (vLLM's load_lora_adapter); on a failed load nothing stays registered. */
   async loadAdapter(id: string, path: string): Promise<AdapterInfo> {
     validateAdapterId(id);
-    if (this.registry.has(id)) throw oerr("ADAPTER_ALREADY_EXISTS", `an adapter named ${JSON.stringify(id)} is already registered`, { id });
+    if (this.registry.has(id)) throw oerr("ADAPTER_ALREADY_EXISTS", `an adapter named ${quoted(id)} is already registered`, { id });
     if (typeof path !== "string" || path.length === 0) throw oerr("INVALID_ARGUMENT", "lora_path must be a non-empty string");
-    const abs = this.opts.adapterRoot !== undefined ? resolveInside(this.opts.adapterRoot, path) : path;
-    this.registry.register(id, adapterSourceAt(abs));
+    const root = this.opts.adapterRoot;
+    const abs = root !== undefined ? resolveInside(root, path) : path;
+    this.registry.register(id, adapterSourceAt(abs, root));
     try {
       const lease = await this.adapters.acquire(id);
       lease.release();
@@ -375,7 +432,7 @@ export class EngineCore {
 
   /** Unregisters an adapter: waiting requests on it fail with ADAPTER_NOT_FOUND, running ones finish. */
   unloadAdapter(id: string): void {
-    if (!this.registry.has(id)) throw oerr("ADAPTER_NOT_FOUND", `no adapter is registered as ${JSON.stringify(id)}`, { id });
+    if (!this.registry.has(id)) throw oerr("ADAPTER_NOT_FOUND", `no adapter is registered as ${quoted(id)}`, { id });
     this.registry.unregister(id);
     this.failWaiting(id, oerr("ADAPTER_NOT_FOUND", `adapter ${id} was unloaded`, { id }));
   }

@@ -4,7 +4,10 @@
  * Everything that crosses is structured-clone data: no class instances, no functions.
  */
 import type { ErrorCode } from "../errors.js";
+import type { Hex } from "../formats/sha256.js";
 import type { SamplingParams } from "./sampling.js";
+
+export type { Hex } from "../formats/sha256.js";
 
 /** One adapter of a request, with its weight (several = the weighted sum of their updates). */
 export interface AdapterRef {
@@ -28,6 +31,12 @@ export interface CompletionRequest {
   logprobs?: number;
   /** Fairness key: the client (OpenAI `user`) or else the model/adapter named. */
   fairKey: string;
+}
+
+export interface AdmittedAdapter {
+  id: string;
+  /** 0x + 64 lowercase hex: SHA-256 by the rule of src/attribution/content-hash.ts. */
+  contentHash: Hex;
 }
 
 export interface TopLogprob {
@@ -59,9 +68,21 @@ export interface WireError {
   details?: Record<string, unknown>;
 }
 
+/**
+ * A request's events, in this order: "accepted", "admitted", then "delta"s, then exactly one
+ * terminal "done" or "error" ("error" may come at any point, also instead of "accepted").
+ */
 export type EngineEvent =
   /** The request passed validation and waits for its turn. */
   | { type: "accepted"; promptTokens: number; promptTokenIds: number[] }
+  /**
+   * Sent once, when the request's sequence is first admitted into a batch, before its first
+   * "delta": the adapters it runs with, in request order (empty for the base model), each with the
+   * content hash the engine computed from the bytes it loaded (LoraAdapter.contentHash). Should a
+   * preempted sequence find an adapter's hash changed when re-admitted, it ends with
+   * ADAPTER_CONTENT_CHANGED instead; so every token of a request comes from these adapters.
+   */
+  | { type: "admitted"; adapters: AdmittedAdapter[] }
   /** One step's output for this request: the sampled token(s) and the text they completed (may be ""). */
   | { type: "delta"; tokens: number[]; text: string; logprobs?: TokenLogprob[] }
   | { type: "done"; finishReason: FinishReason; promptTokens: number; completionTokens: number; timings: RequestTimings }
@@ -85,6 +106,12 @@ export interface AdapterInfo {
 export interface EngineInfo {
   /** The base model's id (what `model` names to use no adapter). */
   modelId: string;
+  /**
+   * The base model's content hash, computed by the engine thread from the bytes it loaded, by the
+   * rule of src/attribution/content-hash.ts (a GGUF file's SHA-256; a Hugging Face folder's SHA-256
+   * over the SHA-256s of its .json and .safetensors files in name order).
+   */
+  modelContentHash: Hex;
   contextLength: number;
   vocabSize: number;
   /** Jinja chat template from the model files, if any. */
@@ -132,9 +159,23 @@ export interface RequestHandle {
   cancel(): void;
 }
 
-/** What the HTTP server holds. Implemented over a worker thread (engine/engine-client.ts). */
+/**
+ * "ready": serving. "restarting": the engine thread died and the supervisor is starting a new one.
+ * "failed": the engine thread died and nothing restarts it (a bare WorkerEngine). Anything but
+ * "ready" is NOT_READY (503) at the HTTP side, /health included.
+ */
+export type EngineState = "ready" | "restarting" | "failed";
+
+/**
+ * What the HTTP server holds. Implemented over a worker thread (engine/engine-client.ts) and, in
+ * `openlora serve`, by the supervisor that restarts it (engine/supervisor.ts).
+ */
 export interface EngineHandle {
   readonly info: EngineInfo;
+  /** Whether it can serve now; absent = always "ready". While "restarting", submits and calls fail with NOT_READY. */
+  readonly state?: EngineState;
+  /** Times the engine thread was restarted after it died; absent = never restarts. */
+  readonly restarts?: number;
   /** Events arrive in order, ending with exactly one "done" or "error". */
   submit(req: CompletionRequest, onEvent: (e: EngineEvent) => void): RequestHandle;
   /** Tokenizes with the model's tokenizer (prompt-length checks before submitting, tests). */

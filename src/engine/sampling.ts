@@ -2,6 +2,12 @@
  * Token sampling from one row of logits. Pure and deterministic: the same logits, history,
  * parameters and RNG state give the same token. Order of operations (as in llama.cpp's default
  * chain): penalties → greedy shortcut → top-k → temperature → softmax → top-p → min-p → draw.
+ *
+ * Contract: for finite logits and any parameters validateSampling accepts (however extreme:
+ * temperature 1e-300 or 1e308, repetition_penalty 1e-300 or 1e300, top_k 2^53 − 1, top_p 1e-300)
+ * the result is a token id in [0, logits.length). Penalised logits are clamped to the finite f32
+ * range, so no Infinity − Infinity can empty the candidate list; the engine checks each row's
+ * logits for NaN / infinity before sampling (LOGITS_NONFINITE).
  */
 import { oerr } from "../errors.js";
 import { native } from "../native/index.js";
@@ -74,6 +80,9 @@ export function argmax(logits: Float32Array): number {
   return native.argmax(logits);
 }
 
+/** The largest finite f32. */
+const F32_MAX = 3.4028234663852886e38;
+
 function applyPenalties(logits: Float32Array, history: readonly number[], p: SamplingParams): Float32Array {
   const rep = p.repetitionPenalty ?? 1;
   const pres = p.presencePenalty ?? 0;
@@ -89,7 +98,7 @@ function applyPenalties(logits: Float32Array, history: readonly number[], p: Sam
     let v = out[t]!;
     if (rep !== 1) v = v > 0 ? v / rep : v * rep;
     v -= n * freq + pres;
-    out[t] = v;
+    out[t] = v > F32_MAX ? F32_MAX : v < -F32_MAX ? -F32_MAX : v;
   }
   return out;
 }
@@ -106,6 +115,7 @@ export function sampleToken(logits: Float32Array, history: readonly number[], p:
   const cutoff = maxL - 30 * temperature;
   let ids: number[] = [];
   for (let i = 0; i < l.length; i++) if (l[i]! >= cutoff) ids.push(i);
+  if (ids.length === 0) return argmax(l); // only for logits the engine refuses before sampling (NaN)
   const topK = p.topK ?? 0;
   ids.sort((a, b) => l[b]! - l[a]! || a - b);
   if (topK > 0 && topK < ids.length) ids = ids.slice(0, topK);

@@ -25,6 +25,8 @@ export class Sequence {
   readonly stopper: StopMatcher;
   readonly adapterIds: string[];
   admittedAt: number | undefined;
+  /** Content hashes of its adapters (request order) at its first admission; a re-admission must match. */
+  contentHashes: string[] | undefined;
   firstTokenAt: number | undefined;
   finish: FinishReason | undefined;
 

@@ -24,6 +24,7 @@ async function main(): Promise<void> {
   const threads = Math.max(1, Math.min(init.threads, availableParallelism()));
   native.setThreads(threads);
   const loaded = await loadModel(init.modelPath, {
+    hash: true,
     ...(init.quantize ? { quantize: init.quantize } : {}),
     onProgress: (fraction, message) => post({ type: "progress", fraction, message }),
   });
@@ -110,7 +111,7 @@ async function main(): Promise<void> {
   });
 
   const info: EngineInfo = {
-    modelId: loaded.id, contextLength: loaded.config.contextLength, vocabSize: loaded.config.vocabSize,
+    modelId: loaded.id, modelContentHash: loaded.contentHash!, contextLength: loaded.config.contextLength, vocabSize: loaded.config.vocabSize,
     chatTemplate: loaded.tokenizer.chatTemplate,
     bosToken: loaded.tokenizer.bosId !== undefined ? loaded.tokenizer.tokenText(loaded.tokenizer.bosId) : undefined,
     eosToken: loaded.tokenizer.eosIds.length ? loaded.tokenizer.tokenText(loaded.tokenizer.eosIds[0]!) : undefined,

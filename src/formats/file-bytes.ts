@@ -4,7 +4,7 @@
  * product calls initFileMapping() yet, so files are read. A Uint8Array holds at most 4 GiB, so a
  * larger file comes back as its ArrayBuffer, and the parsers view each tensor in it (wholeFile).
  */
-import { closeSync, openSync, readFileSync, readSync, statSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readFileSync, readlinkSync, readSync, realpathSync } from "node:fs";
 import { totalmem } from "node:os";
 import { oerr } from "../errors.js";
 
@@ -49,21 +49,55 @@ export function wholeFile(input: FileBytes): WholeFile & { head: Uint8Array } {
   return { buffer: input.buffer, base: input.byteOffset, size: input.byteLength, head: new Uint8Array(input.buffer, input.byteOffset, input.byteLength) };
 }
 
-/** Returns the file's bytes; a missing path or a directory is MODEL_NOT_FOUND. */
-export function openFileBytes(path: string): FileBytes {
-  let size: number;
+export interface OpenOptions {
+  /**
+   * Called with the real path of the file actually opened (on Linux read back from the open
+   * descriptor, so a symlink swapped after a check cannot redirect the read), before any byte is
+   * read; it throws to refuse the file (adapter files must stay inside their adapters folder).
+   */
+  checkRealPath?: (realPath: string) => void;
+  /** Larger files are MODEL_FILE_TOO_LARGE before they are read (small config files). */
+  maxBytes?: number;
+}
+
+/** The path the descriptor refers to, with every symlink resolved. */
+function realPathOf(fd: number, path: string): string {
   try {
-    const st = statSync(path);
-    if (!st.isFile()) throw oerr("MODEL_NOT_FOUND", `${path} is not a file`);
-    size = st.size;
+    return readlinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    return realpathSync(path);
+  }
+}
+
+/**
+ * Returns the file's bytes; a missing path or anything but a regular file (a folder, a FIFO: opened
+ * non-blocking, so it cannot stall the thread) is MODEL_NOT_FOUND.
+ */
+export function openFileBytes(path: string, opts: OpenOptions = {}): FileBytes {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
     if ((e as { code?: string }).code === "ENOENT") throw oerr("MODEL_NOT_FOUND", `${path} does not exist`);
     throw e;
   }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw oerr("MODEL_NOT_FOUND", `${path} is not a file`);
+    opts.checkRealPath?.(realPathOf(fd, path));
+    return readOpen(fd, path, st.size, opts.maxBytes);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function readOpen(fd: number, path: string, size: number, maxBytes: number | undefined): FileBytes {
   if (size === 0) throw oerr("MODEL_FILE_TRUNCATED", `${path} is empty`);
+  if (maxBytes !== undefined && size > maxBytes) throw oerr("MODEL_FILE_TOO_LARGE", `${path} is ${size} bytes, more than the ${maxBytes} accepted`, { size });
   if (mapFile && size <= MAX_VIEW_BYTES) return new Uint8Array(mapFile(path));
   if (size <= READ_PIECE) {
-    const b = readFileSync(path);
+    const b = readFileSync(fd);
+    if (b.byteLength !== size) throw oerr("MODEL_FILE_TRUNCATED", `${path} changed size while being read (${b.byteLength} of ${size} bytes)`);
     return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
   }
   if (size > totalmem()) throw oerr("MODEL_FILE_TOO_LARGE", `${path} is ${size} bytes, more than this machine's ${totalmem()} bytes of memory`, { size });
@@ -74,17 +108,12 @@ export function openFileBytes(path: string): FileBytes {
     if (!(e instanceof RangeError)) throw e;
     throw oerr("MODEL_FILE_TOO_LARGE", `${path} is ${size} bytes; a buffer that large could not be allocated (${e.message})`, { size });
   }
-  const fd = openSync(path, "r");
-  try {
-    let done = 0;
-    while (done < size) {
-      const piece = new Uint8Array(buffer, done, Math.min(READ_PIECE, size - done));
-      const n = readSync(fd, piece, 0, piece.length, done);
-      if (n === 0) throw oerr("MODEL_FILE_TRUNCATED", `${path} ended at ${done} of its ${size} bytes while being read`);
-      done += n;
-    }
-  } finally {
-    closeSync(fd);
+  let done = 0;
+  while (done < size) {
+    const piece = new Uint8Array(buffer, done, Math.min(READ_PIECE, size - done));
+    const n = readSync(fd, piece, 0, piece.length, done);
+    if (n === 0) throw oerr("MODEL_FILE_TRUNCATED", `${path} ended at ${done} of its ${size} bytes while being read`);
+    done += n;
   }
   return size <= MAX_VIEW_BYTES ? new Uint8Array(buffer) : buffer;
 }

@@ -8,7 +8,7 @@
  * tensorCount × (string name, u32 nDims, nDims × u64 ne, u32 type, u64 offset), padding to
  * `general.alignment` (default 32), then the data section; offsets are relative to its start.
  */
-import { oerr } from "../errors.js";
+import { oerr, quoted } from "../errors.js";
 import { byteSize, isKnownType, typeName } from "./ggml-types.js";
 import { type FileBytes, type WholeFile, wholeFile } from "./file-bytes.js";
 
@@ -192,7 +192,7 @@ export function parseGguf(input: FileBytes, source = "<gguf>"): GgufFile {
   for (let i = 0; i < kvCount; i++) {
     const key = c.str();
     const type = c.u32();
-    const where = `${source}: metadata "${key}"`;
+    const where = `${source}: metadata ${quoted(key)}`;
     if (type === GGUF_VALUE.ARRAY) {
       const { value, elemType } = readArray(c, where, 0);
       metadata.set(key, value);
@@ -205,7 +205,7 @@ export function parseGguf(input: FileBytes, source = "<gguf>"): GgufFile {
 
   const alignmentValue = metadata.get("general.alignment") ?? GGUF_DEFAULT_ALIGNMENT;
   if (typeof alignmentValue !== "number" || alignmentValue < 1 || alignmentValue > 1 << 20 || (alignmentValue & (alignmentValue - 1)) !== 0) {
-    throw oerr("MODEL_METADATA_INVALID", `${source}: general.alignment must be a power of two, got ${String(alignmentValue)}`);
+    throw oerr("MODEL_METADATA_INVALID", `${source}: general.alignment must be a power of two, got ${quoted(alignmentValue)}`);
   }
   const alignment = alignmentValue;
 
@@ -213,25 +213,25 @@ export function parseGguf(input: FileBytes, source = "<gguf>"): GgufFile {
   for (let i = 0; i < tensorCount; i++) {
     const name = c.str();
     const nDims = c.u32();
-    if (nDims < 1 || nDims > MAX_DIMS) throw oerr("MODEL_METADATA_INVALID", `${source}: tensor "${name}" has ${nDims} dimensions`);
+    if (nDims < 1 || nDims > MAX_DIMS) throw oerr("MODEL_METADATA_INVALID", `${source}: tensor ${quoted(name)} has ${nDims} dimensions`);
     const dims: number[] = [];
     let nElements = 1;
     for (let d = 0; d < nDims; d++) {
       const ne = c.u64();
-      if (typeof ne === "bigint" || ne < 0) throw oerr("MODEL_TENSOR_OUT_OF_BOUNDS", `${source}: tensor "${name}" dimension ${String(ne)} is too large`);
+      if (typeof ne === "bigint" || ne < 0) throw oerr("MODEL_TENSOR_OUT_OF_BOUNDS", `${source}: tensor ${quoted(name)} dimension ${String(ne)} is too large`);
       dims.push(ne);
       nElements *= ne;
-      if (!Number.isSafeInteger(nElements)) throw oerr("MODEL_TENSOR_OUT_OF_BOUNDS", `${source}: tensor "${name}" has too many elements`);
+      if (!Number.isSafeInteger(nElements)) throw oerr("MODEL_TENSOR_OUT_OF_BOUNDS", `${source}: tensor ${quoted(name)} has too many elements`);
     }
     const type = c.u32();
     const relOffset = c.u64();
-    if (!isKnownType(type)) throw oerr("MODEL_UNSUPPORTED_TENSOR_TYPE", `${source}: tensor "${name}" has unknown ggml type ${type}`, { tensor: name, type });
+    if (!isKnownType(type)) throw oerr("MODEL_UNSUPPORTED_TENSOR_TYPE", `${source}: tensor ${quoted(name)} has unknown ggml type ${type}`, { tensor: quoted(name), type });
     const byteLength = byteSize(type, nElements);
     if (byteLength === undefined || byteSize(type, dims[0]!) === undefined) {
-      throw oerr("MODEL_TENSOR_SHAPE_MISMATCH", `${source}: tensor "${name}" row of ${dims[0]} is not a whole number of ${typeName(type)} blocks`, { tensor: name });
+      throw oerr("MODEL_TENSOR_SHAPE_MISMATCH", `${source}: tensor ${quoted(name)} row of ${dims[0]} is not a whole number of ${typeName(type)} blocks`, { tensor: quoted(name) });
     }
-    if (typeof relOffset === "bigint") throw oerr("MODEL_TENSOR_OUT_OF_BOUNDS", `${source}: tensor "${name}" offset is past the end of the file`, { tensor: name });
-    if (relOffset % alignment !== 0) throw oerr("MODEL_METADATA_INVALID", `${source}: tensor "${name}" offset ${relOffset} is not aligned to ${alignment}`, { tensor: name });
+    if (typeof relOffset === "bigint") throw oerr("MODEL_TENSOR_OUT_OF_BOUNDS", `${source}: tensor ${quoted(name)} offset is past the end of the file`, { tensor: quoted(name) });
+    if (relOffset % alignment !== 0) throw oerr("MODEL_METADATA_INVALID", `${source}: tensor ${quoted(name)} offset ${relOffset} is not aligned to ${alignment}`, { tensor: quoted(name) });
     infos.push({ name, dims, type, relOffset, byteLength, nElements });
   }
 
@@ -241,9 +241,9 @@ export function parseGguf(input: FileBytes, source = "<gguf>"): GgufFile {
   for (const { relOffset, ...rest } of infos) {
     const offset = dataOffset + relOffset;
     if (offset + rest.byteLength > whole.size) {
-      throw oerr("MODEL_TENSOR_OUT_OF_BOUNDS", `${source}: tensor "${rest.name}" (${rest.byteLength} bytes at ${offset}) ends past the end of the file (${whole.size} bytes)`, { tensor: rest.name });
+      throw oerr("MODEL_TENSOR_OUT_OF_BOUNDS", `${source}: tensor ${quoted(rest.name)} (${rest.byteLength} bytes at ${offset}) ends past the end of the file (${whole.size} bytes)`, { tensor: quoted(rest.name) });
     }
-    if (tensorsByName.has(rest.name)) throw oerr("MODEL_METADATA_INVALID", `${source}: duplicate tensor "${rest.name}"`);
+    if (tensorsByName.has(rest.name)) throw oerr("MODEL_METADATA_INVALID", `${source}: duplicate tensor ${quoted(rest.name)}`);
     const t: GgufTensorInfo = { ...rest, offset };
     tensors.push(t);
     tensorsByName.set(t.name, t);
@@ -252,7 +252,7 @@ export function parseGguf(input: FileBytes, source = "<gguf>"): GgufFile {
   for (let i = 1; i < sorted.length; i++) {
     const prev = sorted[i - 1]!;
     if (prev.offset + prev.byteLength > sorted[i]!.offset) {
-      throw oerr("MODEL_TENSOR_OVERLAP", `${source}: tensors "${prev.name}" and "${sorted[i]!.name}" overlap`);
+      throw oerr("MODEL_TENSOR_OVERLAP", `${source}: tensors ${quoted(prev.name)} and ${quoted(sorted[i]!.name)} overlap`);
     }
   }
   return { source, version, metadata, metadataTypes, tensors, tensorsByName, alignment, dataOffset, bytes, whole };
@@ -268,26 +268,26 @@ export function tensorData(file: GgufFile, info: GgufTensorInfo): Uint8Array {
 export function metaString(file: GgufFile, key: string): string | undefined {
   const v = file.metadata.get(key);
   if (v === undefined) return undefined;
-  if (typeof v !== "string") throw oerr("MODEL_METADATA_INVALID", `${file.source}: "${key}" should be a string`);
+  if (typeof v !== "string") throw oerr("MODEL_METADATA_INVALID", `${file.source}: ${quoted(key)} should be a string`);
   return v;
 }
 
 export function metaNumber(file: GgufFile, key: string): number | undefined {
   const v = file.metadata.get(key);
   if (v === undefined) return undefined;
-  if (typeof v !== "number" || !Number.isFinite(v)) throw oerr("MODEL_METADATA_INVALID", `${file.source}: "${key}" should be a finite number`);
+  if (typeof v !== "number" || !Number.isFinite(v)) throw oerr("MODEL_METADATA_INVALID", `${file.source}: ${quoted(key)} should be a finite number`);
   return v;
 }
 
 export function metaBool(file: GgufFile, key: string): boolean | undefined {
   const v = file.metadata.get(key);
   if (v === undefined) return undefined;
-  if (typeof v !== "boolean") throw oerr("MODEL_METADATA_INVALID", `${file.source}: "${key}" should be a boolean`);
+  if (typeof v !== "boolean") throw oerr("MODEL_METADATA_INVALID", `${file.source}: ${quoted(key)} should be a boolean`);
   return v;
 }
 
 export function requireNumber(file: GgufFile, key: string): number {
   const v = metaNumber(file, key);
-  if (v === undefined) throw oerr("MODEL_METADATA_INVALID", `${file.source}: required metadata "${key}" is missing`);
+  if (v === undefined) throw oerr("MODEL_METADATA_INVALID", `${file.source}: required metadata ${quoted(key)} is missing`);
   return v;
 }

@@ -6,8 +6,9 @@
  * tensor byte is read.
  */
 import { closeSync, openSync, writeSync } from "node:fs";
-import { oerr } from "../errors.js";
+import { oerr, quoted } from "../errors.js";
 import { type FileBytes, type WholeFile, wholeFile } from "./file-bytes.js";
+import { jsonErrorWhere } from "./json.js";
 
 export type SafetensorsDtype = "F32" | "F16" | "BF16" | "F64" | "I64" | "I32" | "I16" | "I8" | "U8" | "BOOL";
 const DTYPE_BYTES: Record<SafetensorsDtype, number> = {
@@ -48,7 +49,7 @@ export function parseSafetensors(input: FileBytes, source = "<safetensors>"): Sa
   try {
     header = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset + 8, n).toString("utf8"));
   } catch (e) {
-    throw bad(`header is not valid JSON (${(e as Error).message})`);
+    throw bad(`header is not valid JSON (${jsonErrorWhere(e)})`);
   }
   if (typeof header !== "object" || header === null || Array.isArray(header)) throw bad("header is not a JSON object");
 
@@ -63,16 +64,16 @@ export function parseSafetensors(input: FileBytes, source = "<safetensors>"): Sa
       continue;
     }
     const t = raw as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    if (typeof t !== "object" || t === null) throw bad(`entry "${name}" is not an object`);
+    if (typeof t !== "object" || t === null) throw bad(`entry ${quoted(name)} is not an object`);
     if (typeof t.dtype !== "string" || !(t.dtype in DTYPE_BYTES)) {
-      throw oerr("MODEL_UNSUPPORTED_TENSOR_TYPE", `${source}: tensor "${name}" has unsupported dtype ${JSON.stringify(t.dtype)}`, { tensor: name });
+      throw oerr("MODEL_UNSUPPORTED_TENSOR_TYPE", `${source}: tensor ${quoted(name)} has unsupported dtype ${quoted(t.dtype)}`, { tensor: quoted(name) });
     }
     if (!Array.isArray(t.shape) || t.shape.length > 8 || !t.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw bad(`tensor "${name}" has an invalid shape ${JSON.stringify(t.shape)}`, { tensor: name });
+      throw bad(`tensor ${quoted(name)} has an invalid shape ${quoted(t.shape)}`, { tensor: quoted(name) });
     }
     const off = t.data_offsets;
     if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw oerr("SAFETENSORS_OFFSETS_INVALID", `${source}: tensor "${name}" has invalid data_offsets ${JSON.stringify(off)}`, { tensor: name });
+      throw oerr("SAFETENSORS_OFFSETS_INVALID", `${source}: tensor ${quoted(name)} has invalid data_offsets ${quoted(off)}`, { tensor: quoted(name) });
     }
     const [begin, end] = off as [number, number];
     const dtype = t.dtype as SafetensorsDtype;
@@ -80,17 +81,17 @@ export function parseSafetensors(input: FileBytes, source = "<safetensors>"): Sa
     const elements = shape.reduce((a, b) => a * b, 1);
     const expected = elements * DTYPE_BYTES[dtype];
     if (end < begin || end > dataSize) {
-      throw oerr("SAFETENSORS_OFFSETS_INVALID", `${source}: tensor "${name}" range [${begin}, ${end}) lies outside the ${dataSize}-byte data section`, { tensor: name });
+      throw oerr("SAFETENSORS_OFFSETS_INVALID", `${source}: tensor ${quoted(name)} range [${begin}, ${end}) lies outside the ${dataSize}-byte data section`, { tensor: quoted(name) });
     }
     if (end - begin !== expected) {
-      throw oerr("SAFETENSORS_OFFSETS_INVALID", `${source}: tensor "${name}" spans ${end - begin} bytes but shape ${JSON.stringify(shape)} × ${dtype} needs ${expected}`, { tensor: name });
+      throw oerr("SAFETENSORS_OFFSETS_INVALID", `${source}: tensor ${quoted(name)} spans ${end - begin} bytes but shape ${quoted(shape)} × ${dtype} needs ${expected}`, { tensor: quoted(name) });
     }
     tensors.set(name, { name, dtype, shape, offset: dataStart + begin, byteLength: expected });
   }
   const sorted = [...tensors.values()].filter((t) => t.byteLength > 0).sort((a, b) => a.offset - b.offset);
   for (let i = 1; i < sorted.length; i++) {
     if (sorted[i - 1]!.offset + sorted[i - 1]!.byteLength > sorted[i]!.offset) {
-      throw oerr("SAFETENSORS_OFFSETS_INVALID", `${source}: tensors "${sorted[i - 1]!.name}" and "${sorted[i]!.name}" overlap`);
+      throw oerr("SAFETENSORS_OFFSETS_INVALID", `${source}: tensors ${quoted(sorted[i - 1]!.name)} and ${quoted(sorted[i]!.name)} overlap`);
     }
   }
   return { source, tensors, metadata, bytes, whole };

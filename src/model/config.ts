@@ -2,7 +2,7 @@
  * The hyper-parameters of a Llama-family model, read from GGUF metadata or a Hugging Face
  * config.json, and checked for consistency before any tensor is touched.
  */
-import { oerr } from "../errors.js";
+import { oerr, quoted } from "../errors.js";
 import { type GgufFile, metaNumber, metaString, requireNumber } from "../formats/gguf.js";
 
 /** Architectures with their own compute differences. Mistral computes as Llama. */
@@ -50,7 +50,7 @@ const ARCH_BY_NAME: Record<string, Architecture> = {
 export function architectureOf(name: string, source: string): Architecture {
   const arch = ARCH_BY_NAME[name.toLowerCase()];
   if (!arch) {
-    throw oerr("MODEL_UNSUPPORTED_ARCHITECTURE", `${source}: architecture "${name}" is not supported (supported: ${Object.keys(ARCH_BY_NAME).join(", ")})`, { architecture: name });
+    throw oerr("MODEL_UNSUPPORTED_ARCHITECTURE", `${source}: architecture ${quoted(name)} is not supported (supported: ${Object.keys(ARCH_BY_NAME).join(", ")})`, { architecture: quoted(name) });
   }
   return arch;
 }
@@ -113,9 +113,9 @@ function num(cfg: Json, key: string, source: string, fallback?: number): number 
   const v = cfg[key];
   if (v === undefined || v === null) {
     if (fallback !== undefined) return fallback;
-    throw oerr("MODEL_CONFIG_INVALID", `${source}: "${key}" is missing from config.json`);
+    throw oerr("MODEL_CONFIG_INVALID", `${source}: ${quoted(key)} is missing from config.json`);
   }
-  if (typeof v !== "number" || !Number.isFinite(v)) throw oerr("MODEL_CONFIG_INVALID", `${source}: "${key}" should be a number, got ${JSON.stringify(v)}`);
+  if (typeof v !== "number" || !Number.isFinite(v)) throw oerr("MODEL_CONFIG_INVALID", `${source}: ${quoted(key)} should be a number, got ${quoted(v)}`);
   return v;
 }
 
@@ -132,7 +132,7 @@ export function configFromHf(cfg: Json, source: string): ModelConfig {
   if (rs && typeof rs === "object") {
     const type = rs.rope_type ?? rs.type;
     if (type !== "llama3" && type !== "default") {
-      throw oerr("MODEL_CONFIG_INVALID", `${source}: rope_scaling type ${JSON.stringify(type)} is not supported (supported: llama3)`);
+      throw oerr("MODEL_CONFIG_INVALID", `${source}: rope_scaling type ${quoted(type)} is not supported (supported: llama3)`);
     }
     if (type === "llama3") {
       ropeScaling = {

@@ -3,12 +3,14 @@
  * sharded index, tokenizer.json, tokenizer_config.json). Everything is validated before the
  * native kernels see a byte.
  */
-import { existsSync, readFileSync, statSync } from "node:fs";
-import { basename, join, resolve, sep } from "node:path";
-import { oerr } from "../errors.js";
-import { openFileBytes } from "../formats/file-bytes.js";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { basename, dirname, join, resolve, sep } from "node:path";
+import { oerr, quoted } from "../errors.js";
+import { type FileBytes, openFileBytes } from "../formats/file-bytes.js";
 import { parseGguf } from "../formats/gguf.js";
+import { jsonErrorWhere } from "../formats/json.js";
 import { parseSafetensors, type SafetensorsFile } from "../formats/safetensors.js";
+import { type Hex, hashOfDigests, sha256, sha256File, toHex } from "../formats/sha256.js";
 import { tokenizerFromGguf } from "../tokenizer/gguf-vocab.js";
 import { tokenizerFromHfFiles } from "../tokenizer/hf.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
@@ -21,6 +23,11 @@ export interface LoadOptions {
   quantize?: LoadQuantization;
   /** Touch every weight page now (with progress) instead of on first use. Default true. */
   prefault?: boolean;
+  /**
+   * Compute `contentHash` from the bytes loaded (SHA-256 at about 2 GB/s with SHA-NI; the engine
+   * thread does, for its EngineInfo). Default false.
+   */
+  hash?: boolean;
   onProgress?: (fraction: number, message: string) => void;
 }
 
@@ -34,12 +41,34 @@ export interface LoadedModel {
   tokenizer: Tokenizer;
   /** Bytes of all weight matrices as used by the kernels. */
   weightBytes: number;
+  /**
+   * With `hash`: the content hash of the files as loaded, by the rule of
+   * src/attribution/content-hash.ts — a GGUF file's SHA-256 of the bytes parsed; a Hugging Face
+   * folder's SHA-256 over the SHA-256s of its top-level .json and .safetensors files in name order,
+   * those the loader read taken from the bytes it parsed, the others (e.g. generation_config.json)
+   * read for the hash alone.
+   */
+  contentHash?: Hex;
 }
 
-function readJson(path: string, code: "MODEL_CONFIG_INVALID" | "TOKENIZER_INVALID"): Record<string, unknown> {
+/** SHA-256s of the bytes read from a folder's top-level files, by file name (when hashing). */
+type Digests = Map<string, Buffer> | undefined;
+
+function record(digests: Digests, dir: string, path: string, bytes: FileBytes): void {
+  if (digests && resolve(dirname(path)) === resolve(dir)) digests.set(basename(path), sha256(bytes));
+}
+
+function folderHash(dir: string, digests: Map<string, Buffer>): Hex {
+  const names = readdirSync(dir).filter((f) => f.endsWith(".json") || f.endsWith(".safetensors")).sort();
+  return hashOfDigests(names.map((n) => digests.get(n) ?? sha256File(join(dir, n))));
+}
+
+function readJson(path: string, code: "MODEL_CONFIG_INVALID" | "TOKENIZER_INVALID", dir: string, digests: Digests): Record<string, unknown> {
   let text: string;
   try {
-    text = readFileSync(path, "utf8");
+    const bytes = readFileSync(path);
+    record(digests, dir, path, bytes);
+    text = bytes.toString("utf8");
   } catch (e) {
     throw oerr(code, `${path}: cannot read (${(e as Error).message})`);
   }
@@ -48,16 +77,22 @@ function readJson(path: string, code: "MODEL_CONFIG_INVALID" | "TOKENIZER_INVALI
     if (typeof v !== "object" || v === null || Array.isArray(v)) throw new Error("not a JSON object");
     return v as Record<string, unknown>;
   } catch (e) {
-    throw oerr(code, `${path}: invalid JSON (${(e as Error).message})`);
+    throw oerr(code, `${path}: invalid JSON (${e instanceof SyntaxError ? jsonErrorWhere(e) : "not an object"})`);
   }
 }
 
-function loadSafetensorsSet(dir: string): SafetensorsFile[] {
+function openRecorded(path: string, dir: string, digests: Digests): FileBytes {
+  const bytes = openFileBytes(path);
+  record(digests, dir, path, bytes);
+  return bytes;
+}
+
+function loadSafetensorsSet(dir: string, digests: Digests): SafetensorsFile[] {
   const single = join(dir, "model.safetensors");
-  if (existsSync(single)) return [parseSafetensors(openFileBytes(single), single)];
+  if (existsSync(single)) return [parseSafetensors(openRecorded(single, dir, digests), single)];
   const indexPath = join(dir, "model.safetensors.index.json");
   if (!existsSync(indexPath)) throw oerr("MODEL_NOT_FOUND", `${dir}: neither model.safetensors nor model.safetensors.index.json exists`);
-  const index = readJson(indexPath, "MODEL_CONFIG_INVALID");
+  const index = readJson(indexPath, "MODEL_CONFIG_INVALID", dir, digests);
   const map = index.weight_map;
   if (typeof map !== "object" || map === null) throw oerr("MODEL_CONFIG_INVALID", `${indexPath}: weight_map is missing`);
   const shards = [...new Set(Object.values(map as Record<string, unknown>))];
@@ -65,8 +100,8 @@ function loadSafetensorsSet(dir: string): SafetensorsFile[] {
   return shards.map((shard) => {
     if (typeof shard !== "string") throw oerr("MODEL_CONFIG_INVALID", `${indexPath}: shard names must be strings`);
     const p = resolve(dir, shard);
-    if (!p.startsWith(root)) throw oerr("MODEL_CONFIG_INVALID", `${indexPath}: shard "${shard}" lies outside the model folder`);
-    return parseSafetensors(openFileBytes(p), p);
+    if (!p.startsWith(root)) throw oerr("MODEL_CONFIG_INVALID", `${indexPath}: shard ${quoted(shard)} lies outside the model folder`);
+    return parseSafetensors(openRecorded(p, dir, digests), p);
   });
 }
 
@@ -103,22 +138,27 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
   let config: ModelConfig;
   let weights: ModelWeights;
   let tokenizer: Tokenizer;
+  let contentHash: Hex | undefined;
   opts.onProgress?.(0, "reading header");
   if (!isDir) {
-    const file = parseGguf(openFileBytes(path), path);
+    const bytes = openFileBytes(path);
+    if (opts.hash) contentHash = toHex(sha256(bytes));
+    const file = parseGguf(bytes, path);
     tokenizer = tokenizerFromGguf(file.metadata, path);
     config = configFromGguf(file, tokenizer.vocabSize);
     weights = weightsFromGguf(file, config, opts.quantize);
   } else {
     const cfgPath = join(path, "config.json");
     if (!existsSync(cfgPath)) throw oerr("MODEL_CONFIG_INVALID", `${path}: config.json is missing`);
-    config = configFromHf(readJson(cfgPath, "MODEL_CONFIG_INVALID"), cfgPath);
+    const digests: Digests = opts.hash ? new Map() : undefined;
+    config = configFromHf(readJson(cfgPath, "MODEL_CONFIG_INVALID", path, digests), cfgPath);
     const tokPath = join(path, "tokenizer.json");
     if (!existsSync(tokPath)) throw oerr("TOKENIZER_MISSING", `${path}: tokenizer.json is missing`);
     const tokCfgPath = join(path, "tokenizer_config.json");
-    tokenizer = tokenizerFromHfFiles(readJson(tokPath, "TOKENIZER_INVALID"),
-      existsSync(tokCfgPath) ? readJson(tokCfgPath, "TOKENIZER_INVALID") : undefined);
-    weights = weightsFromSafetensors(loadSafetensorsSet(path), config, path, opts.quantize);
+    tokenizer = tokenizerFromHfFiles(readJson(tokPath, "TOKENIZER_INVALID", path, digests),
+      existsSync(tokCfgPath) ? readJson(tokCfgPath, "TOKENIZER_INVALID", path, digests) : undefined);
+    weights = weightsFromSafetensors(loadSafetensorsSet(path, digests), config, path, opts.quantize);
+    if (digests) contentHash = folderHash(path, digests);
   }
   if (tokenizer.vocabSize > config.vocabSize) {
     throw oerr("MODEL_CONFIG_INVALID", `${path}: tokenizer has ${tokenizer.vocabSize} tokens but the model only ${config.vocabSize}`);
@@ -133,5 +173,6 @@ export async function loadModel(path: string, opts: LoadOptions = {}): Promise<L
     model: new LlamaModel(config, weights),
     tokenizer,
     weightBytes: matrixBytes(weights),
+    ...(contentHash !== undefined ? { contentHash } : {}),
   };
 }

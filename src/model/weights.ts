@@ -4,7 +4,7 @@
  * the mapped files (no copy) unless they must be rewritten (load-time quantization, or the Q/K row
  * permutation that gives Hugging Face Llama weights GGUF's rotary layout).
  */
-import { oerr } from "../errors.js";
+import { oerr, quoted } from "../errors.js";
 import { COMPUTE_TYPES, GGML_TYPE, rowBytes, typeName } from "../formats/ggml-types.js";
 import { type GgufFile, tensorData } from "../formats/gguf.js";
 import { type SafetensorsFile, type SafetensorsTensor, safetensorsData } from "../formats/safetensors.js";
@@ -87,10 +87,10 @@ class WeightBuilder {
     const t = this.src.get(name);
     if (!t) {
       if (optional) return undefined;
-      throw oerr("MODEL_MISSING_TENSOR", `${this.src.source}: tensor "${name}" is missing`, { tensor: name });
+      throw oerr("MODEL_MISSING_TENSOR", `${this.src.source}: tensor ${quoted(name)} is missing`, { tensor: quoted(name) });
     }
     if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-      throw oerr("MODEL_TENSOR_SHAPE_MISMATCH", `${this.src.source}: tensor "${name}" has shape [${t.shape}] but the configuration implies [${shape}]`, { tensor: name, shape: t.shape, expected: shape });
+      throw oerr("MODEL_TENSOR_SHAPE_MISMATCH", `${this.src.source}: tensor ${quoted(name)} has shape [${t.shape}] but the configuration implies [${shape}]`, { tensor: quoted(name), shape: t.shape, expected: shape });
     }
     return t;
   }
@@ -118,7 +118,7 @@ class WeightBuilder {
 
   private requireComputeType(t: RawTensor): void {
     if (!COMPUTE_TYPES.has(t.type)) {
-      throw oerr("MODEL_UNSUPPORTED_TENSOR_TYPE", `${this.src.source}: tensor "${t.name}" is ${typeName(t.type)}; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K`, { tensor: t.name, type: typeName(t.type) });
+      throw oerr("MODEL_UNSUPPORTED_TENSOR_TYPE", `${this.src.source}: tensor ${quoted(t.name)} is ${typeName(t.type)}; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K`, { tensor: quoted(t.name), type: typeName(t.type) });
     }
   }
 }
@@ -224,7 +224,7 @@ export function weightsFromSafetensors(files: SafetensorsFile[], c: ModelConfig,
       if (!hit) return undefined;
       const type = SAFETENSORS_TO_GGML[hit.t.dtype];
       if (type === undefined) {
-        throw oerr("MODEL_UNSUPPORTED_TENSOR_TYPE", `${hit.file.source}: tensor "${name}" is ${hit.t.dtype}; supported: F32, F16, BF16`, { tensor: name });
+        throw oerr("MODEL_UNSUPPORTED_TENSOR_TYPE", `${hit.file.source}: tensor ${quoted(name)} is ${hit.t.dtype}; supported: F32, F16, BF16`, { tensor: quoted(name) });
       }
       return { name, type, shape: hit.t.shape, data: safetensorsData(hit.file, hit.t) };
     },

@@ -32,7 +32,7 @@ export const NATIVE_FUNCTIONS = [
   "attention",
   "siluMul",
   "argmax",
-  "firstNonFinite",
+  "firstOutOfRange",
   "add",
   "addBias",
   "measureReadBandwidth",

@@ -69,13 +69,17 @@ function realpathOrUndefined(p: string): string | undefined {
   }
 }
 
-/** The engine, or NOT_READY / SHUTTING_DOWN (503). */
+/** The engine, or NOT_READY / SHUTTING_DOWN (503): also while its thread restarts after a failure. */
 export function requireEngine(slot: EngineSlot): EngineHandle {
   if (slot.state === "draining") {
     throw new OpenLoraError("SHUTTING_DOWN", slot.message ?? "The server is shutting down and accepts no new requests.");
   }
   if (slot.state !== "ready" || slot.engine === undefined) {
     throw new OpenLoraError("NOT_READY", slot.message ?? "The model is still loading.");
+  }
+  const state = slot.engine.state ?? "ready";
+  if (state !== "ready") {
+    throw new OpenLoraError("NOT_READY", state === "restarting" ? "The engine thread failed and is restarting." : "The engine thread failed.");
   }
   return slot.engine;
 }

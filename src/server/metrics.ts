@@ -33,6 +33,8 @@ export class ServerMetrics {
   readonly promptTokens: Counter;
   readonly generationTokens: Counter;
   private readonly adapterLoad: Histogram;
+  private readonly engineRestarts: Counter;
+  private lastRestarts = 0;
   private readonly gauges: Record<GaugeName, Gauge>;
   private readonly mirrored: Record<MirroredName, Mirrored>;
 
@@ -51,6 +53,7 @@ export class ServerMetrics {
     this.promptTokens = counter("prompt_tokens_total", "Prompt tokens of finished requests.");
     this.generationTokens = counter("generation_tokens_total", "Generated tokens of finished requests.");
     this.adapterLoad = histogram("adapter_load_seconds", "Adapter load latency in the engine.", LOAD_BUCKETS);
+    this.engineRestarts = counter("engine_restarts_total", "Times the engine thread died and was restarted.");
     this.gauges = {
       waiting: gauge("requests_waiting", "Requests accepted by the engine and not yet admitted into a batch."),
       running: gauge("sequences_running", "Sequences admitted into batches (holding KV blocks)."),
@@ -78,6 +81,10 @@ export class ServerMetrics {
    */
   async refresh(engine: EngineHandle | undefined): Promise<void> {
     if (!engine) return;
+    // Before stats(): a restarting engine cannot answer it, and the restart is worth showing.
+    const restarts = engine.restarts ?? 0;
+    if (restarts > this.lastRestarts) this.engineRestarts.inc(restarts - this.lastRestarts);
+    this.lastRestarts = restarts;
     const s = await engine.stats();
     const g = this.gauges;
     g.waiting.set(s.waiting);

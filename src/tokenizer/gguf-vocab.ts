@@ -3,7 +3,7 @@
  * (load, tokenize, detokenize) for tokenizer.ggml.model "llama" (SentencePiece) and "gpt2"
  * (byte-level BPE).
  */
-import { oerr } from "../errors.js";
+import { oerr, quoted } from "../errors.js";
 import type { GgufValue } from "../formats/gguf.js";
 import {
   ATTR, TOKEN_TYPE, bpeTokenize, cleanSpaces, partition, spmTokenize, type BpeModel, type Vocab,
@@ -92,14 +92,14 @@ const utf8enc = new TextEncoder();
 export function tokenizerFromGguf(metadata: Map<string, GgufValue>, source: string): Tokenizer {
   const model = optString(metadata, "tokenizer.ggml.model", source);
   if (model === undefined) throw oerr("TOKENIZER_MISSING", `${source}: no tokenizer.ggml.model`);
-  if (model !== "llama" && model !== "gpt2") throw oerr("TOKENIZER_INVALID", `${source}: unsupported tokenizer model '${model}'`);
+  if (model !== "llama" && model !== "gpt2") throw oerr("TOKENIZER_INVALID", `${source}: unsupported tokenizer model ${quoted(model)}`);
   const spm = model === "llama";
 
   let pre: PreInfo = { split: "default", cleanSpaces: false };
   if (!spm) {
     const name = optString(metadata, "tokenizer.ggml.pre", source) ?? "default";
     const info = PRE_TYPES[name];
-    if (!info) throw oerr("TOKENIZER_INVALID", `${source}: unsupported pre-tokenizer '${name}'`);
+    if (!info) throw oerr("TOKENIZER_INVALID", `${source}: unsupported pre-tokenizer ${quoted(name)}`);
     pre = info;
   }
 

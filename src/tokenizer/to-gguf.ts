@@ -3,7 +3,7 @@
  * convert_hf_to_gguf.py performs, so generated GGUF files carry real vocabularies.
  */
 import { createRequire } from "node:module";
-import { oerr } from "../errors.js";
+import { oerr, quoted } from "../errors.js";
 import type { GgufEntry } from "../formats/gguf-writer.js";
 import { TOKEN_TYPE } from "./llama-algo.js";
 
@@ -78,7 +78,7 @@ export function parseHfTokenizerJson(json: object): ParsedHfTokenizer {
   if (!isObj(vocabJson)) throw oerr("TOKENIZER_MISSING", "tokenizer.json model has no vocab");
   const vocab = new Map<string, number>();
   for (const [t, id] of Object.entries(vocabJson)) {
-    if (typeof id !== "number" || !Number.isInteger(id) || id < 0) throw oerr("TOKENIZER_INVALID", `bad id for token ${JSON.stringify(t)}`);
+    if (typeof id !== "number" || !Number.isInteger(id) || id < 0) throw oerr("TOKENIZER_INVALID", `bad id for token ${quoted(t)}`);
     vocab.set(t, id);
   }
   const mergesJson = model["merges"];

@@ -253,7 +253,7 @@ describe("engine loop", () => {
     const info = await h.core.loadAdapter("mine", "a1.gguf");
     expect(info).toMatchObject({ id: "mine", format: "gguf", state: "ready" });
     await expect(h.core.loadAdapter("mine", "a1.gguf")).rejects.toMatchObject({ code: "ADAPTER_ALREADY_EXISTS" });
-    await expect(h.core.loadAdapter("evil", "../../etc")).rejects.toMatchObject({ code: "ADAPTER_ID_INVALID" });
+    await expect(h.core.loadAdapter("evil", "../../etc")).rejects.toMatchObject({ code: "ADAPTER_PATH_OUTSIDE_ROOT" });
     await expect(h.core.loadAdapter("bad/id", "a1.gguf")).rejects.toMatchObject({ code: "ADAPTER_ID_INVALID" });
     await expect(h.core.loadAdapter("b", "broken")).rejects.toMatchObject({ code: "ADAPTER_INVALID" });
     expect(h.core.listAdapters().map((a) => a.id)).toEqual(["mine"]);

@@ -1,7 +1,7 @@
 /** rmsNorm, rope, kvStore, siluMul, argmax, add, addBias against plain f64 / JS references. */
 import { describe, expect, it } from "vitest";
-import { f32ToF16 } from "../../src/native/index.js";
-import { FAST_IMPLS, firstBitDiff, hasAvx2, IMPLS, native, randomF32, withConfig } from "./helpers.js";
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from "../../src/native/index.js";
+import { FAST_IMPLS, firstBitDiff, hasAvx2, IMPLS, native, randomF32, rng, withConfig } from "./helpers.js";
 
 describe("rmsNorm", () => {
   for (const impl of IMPLS) {
@@ -217,35 +217,103 @@ describe("elementwise", () => {
   });
 });
 
-describe("firstNonFinite", () => {
+describe("firstOutOfRange", () => {
   const F32 = 0, F16 = 1, BF16 = 30;
   const nonFinite = { [F32]: [0x7f800000, 0xff800000, 0x7fc00000, 0x7f800001], [F16]: [0x7c00, 0xfc00, 0x7e00, 0x7c01], [BF16]: [0x7f80, 0xff80, 0x7fc0, 0x7f81] } as const;
   // Largest finite values, subnormals, zeros: exponent bits not all set.
   const finite = { [F32]: [0x7f7fffff, 0x00000001, 0x80000000], [F16]: [0x7bff, 0x0001, 0x8000], [BF16]: [0x7f7f, 0x0001, 0x8000] } as const;
-  it("finds the first NaN or infinity at every position of short and long arrays, in every table", () => {
+  const widen = (type: number, bits: number): number => (type === F32 ? new Float32Array(new Uint32Array([bits]).buffer)[0]! : type === F16 ? f16ToF32(bits) : bf16ToF32(bits));
+  /** The definition, on values: the first element for which |v| <= maxAbs does not hold (NaN never holds). */
+  const reference = (type: number, bits: Uint32Array | Uint16Array, maxAbs: number): number => {
+    for (let i = 0; i < bits.length; i++) if (!(Math.abs(widen(type, bits[i]!)) <= maxAbs)) return i;
+    return -1;
+  };
+  const view = (type: number, bits: Uint32Array | Uint16Array): Float32Array | Uint16Array => (type === F32 ? new Float32Array(bits.buffer) : (bits as Uint16Array));
+
+  it("with maxAbs = Infinity finds the first NaN or infinity at every position of short and long arrays, in every table", () => {
     for (const type of [F32, F16, BF16] as const) {
       for (const n of [0, 1, 7, 16, 31, 32, 33, 64, 65, 1000]) {
-        const make = (): Float32Array | Uint16Array => {
+        const make = (): Uint32Array | Uint16Array => {
           const bits = type === F32 ? new Uint32Array(n) : new Uint16Array(n);
           for (let i = 0; i < n; i++) bits[i] = finite[type][i % 3]!;
-          return type === F32 ? new Float32Array(bits.buffer) : (bits as Uint16Array);
+          return bits;
         };
-        for (const impl of IMPLS) expect(withConfig(impl, 1, () => native.firstNonFinite(make(), type)), `${impl} type ${type} n=${n}`).toBe(-1);
+        for (const impl of IMPLS) expect(withConfig(impl, 1, () => native.firstOutOfRange(view(type, make()), type, Infinity)), `${impl} type ${type} n=${n}`).toBe(-1);
         for (const at of n === 0 ? [] : [0, n >> 1, n - 1]) {
           for (const bad of nonFinite[type]) {
-            const x = make();
-            const bits = type === F32 ? new Uint32Array(x.buffer) : (x as Uint16Array);
+            const bits = make();
             bits[at] = bad;
             if (at + 1 < n) bits[n - 1] = bad;  // a later one too: the first wins
-            for (const impl of IMPLS) expect(withConfig(impl, 1, () => native.firstNonFinite(x, type)), `${impl} type ${type} n=${n} at ${at}`).toBe(at);
+            for (const impl of IMPLS) expect(withConfig(impl, 1, () => native.firstOutOfRange(view(type, bits), type, Infinity)), `${impl} type ${type} n=${n} at ${at}`).toBe(at);
           }
         }
       }
     }
   });
-  it("rejects a mismatched array or type", () => {
-    expect(() => native.firstNonFinite(new Float32Array(4), F16)).toThrow(TypeError);
-    expect(() => native.firstNonFinite(new Uint16Array(4), F32)).toThrow(TypeError);
-    expect(() => native.firstNonFinite(new Float32Array(4), 8)).toThrow(RangeError);
+
+  it("equals the definition on values (|v| <= maxAbs, NaN never) for random bits and bounds, in every table", () => {
+    const r = rng(5);
+    const bounds = [0, 1, 0.1, 1024, 1023.9, 65504, 65505, 3.4028234663852886e38, 1e300, 2 ** -140];
+    for (const type of [F32, F16, BF16] as const) {
+      for (const maxAbs of bounds) {
+        for (let trial = 0; trial < 40; trial++) {
+          const n = Math.floor(r() * 300);
+          const bits = type === F32 ? new Uint32Array(n) : new Uint16Array(n);
+          // Mostly values at or below the bound (as a real adapter), then one random pattern anywhere.
+          for (let i = 0; i < n; i++) {
+            const v = (r() * 2 - 1) * Math.min(maxAbs, 1e30);
+            bits[i] = type === F32 ? new Uint32Array(new Float32Array([v]).buffer)[0]! : type === F16 ? f32ToF16(v) : f32ToBf16(v);
+            if (!(Math.abs(widen(type, bits[i]!)) <= maxAbs)) bits[i] = 0;
+          }
+          if (n > 0 && trial % 4 !== 0) bits[Math.floor(r() * n)] = Math.floor(r() * (type === F32 ? 2 ** 32 : 2 ** 16));
+          const want = reference(type, bits, maxAbs);
+          for (const impl of IMPLS) expect(withConfig(impl, 1, () => native.firstOutOfRange(view(type, bits), type, maxAbs)), `${impl} type ${type} max ${maxAbs}`).toBe(want);
+        }
+      }
+    }
+  });
+
+  it("accepts ±maxAbs itself and finds the next value up at any position, in every table", () => {
+    for (const type of [F32, F16, BF16] as const) {
+      const bound = type === F32 ? 0x44800000 : type === F16 ? 0x6400 : 0x4480; // 1024 in each type
+      const sign = type === F32 ? 0x80000000 : 0x8000;
+      for (const n of [1, 31, 32, 33, 64, 100]) {
+        for (const at of [0, n >> 1, n - 1]) {
+          const bits = type === F32 ? new Uint32Array(n) : new Uint16Array(n);
+          bits.fill(bound);
+          bits[n >> 1] = (bound | sign) >>> 0;
+          for (const impl of IMPLS) expect(withConfig(impl, 1, () => native.firstOutOfRange(view(type, bits), type, 1024)), `${impl} ${type} n=${n}`).toBe(-1);
+          bits[at] = bound + 1;
+          for (const impl of IMPLS) expect(withConfig(impl, 1, () => native.firstOutOfRange(view(type, bits), type, 1024)), `${impl} ${type} n=${n} at ${at}`).toBe(at);
+          bits[at] = ((bound + 1) | sign) >>> 0;
+          for (const impl of IMPLS) expect(withConfig(impl, 1, () => native.firstOutOfRange(view(type, bits), type, 1024)), `${impl} ${type} n=${n} at ${at} negative`).toBe(at);
+        }
+      }
+    }
+  });
+
+  it("long arrays (scanned in chunks across the pool) give the first hit for any thread count, in every table", () => {
+    const n = 5 * 65536 + 123;
+    for (const type of [F32, F16] as const) {
+      const bits = type === F32 ? new Uint32Array(n) : new Uint16Array(n);
+      const clean = (): void => { bits.fill(type === F32 ? 0x3f800000 : 0x3c00); };
+      for (const at of [[], [0], [65535], [65536, 65536 * 3], [65536 * 4 + 7, 65536 * 2 - 1], [n - 1]]) {
+        clean();
+        for (const i of at) bits[i] = type === F32 ? 0x7fc00000 : 0x7e00;
+        const want = at.length ? Math.min(...at) : -1;
+        for (const impl of IMPLS) for (const threads of [1, 2, 3]) {
+          expect(withConfig(impl, threads, () => native.firstOutOfRange(view(type, bits), type, Infinity)), `${impl} ${threads}t at ${at}`).toBe(want);
+        }
+      }
+    }
+  });
+
+  it("rejects a mismatched array, type or bound", () => {
+    expect(() => native.firstOutOfRange(new Float32Array(4), F16, 1)).toThrow(TypeError);
+    expect(() => native.firstOutOfRange(new Uint16Array(4), F32, 1)).toThrow(TypeError);
+    expect(() => native.firstOutOfRange(new Float32Array(4), 8, 1)).toThrow(RangeError);
+    expect(() => native.firstOutOfRange(new Float32Array(4), F32, -1)).toThrow(RangeError);
+    expect(() => native.firstOutOfRange(new Float32Array(4), F32, Number.NaN)).toThrow(RangeError);
+    expect(() => (native.firstOutOfRange as (x: Float32Array, t: number) => number)(new Float32Array(4), F32)).toThrow(TypeError);
   });
 });

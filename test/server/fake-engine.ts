@@ -6,6 +6,7 @@
  * echoes the prompt's text one character per token: it ends with "eos" when the echo is complete,
  * "length" at maxTokens, or "stop" (text cut before the match) when a stop string appears.
  */
+import { createHash } from "node:crypto";
 import type { FastifyInstance } from "fastify";
 import OpenAI, { APIError } from "openai";
 import { expect } from "vitest";
@@ -16,6 +17,7 @@ import type {
   EngineHandle,
   EngineInfo,
   EngineStats,
+  Hex,
   RequestHandle,
   TokenLogprob,
   WireError,
@@ -47,6 +49,11 @@ function logprobFor(ch: string, alternatives: number): TokenLogprob {
   return { token: ch, logprob: -0.25, bytes: utf8(ch), top: top.slice(0, alternatives) };
 }
 
+/** The fixed content hash the fake engine reports for an adapter: SHA-256 of its id. */
+export function fakeContentHash(id: string): Hex {
+  return `0x${createHash("sha256").update(id).digest("hex")}`;
+}
+
 export class FakeEngine implements EngineHandle {
   readonly info: EngineInfo;
   readonly submitted: CompletionRequest[] = [];
@@ -74,6 +81,7 @@ export class FakeEngine implements EngineHandle {
   constructor(info: Partial<EngineInfo> = {}, adapterIds: string[] = ["alpha", "beta"]) {
     this.info = {
       modelId: BASE_MODEL,
+      modelContentHash: `0x${"ab".repeat(32)}`,
       contextLength: 256,
       vocabSize: 1000,
       chatTemplate: CHAT_TEMPLATE,
@@ -113,6 +121,7 @@ export class FakeEngine implements EngineHandle {
       if (unknown) return emit({ type: "error", error: { code: "ADAPTER_NOT_FOUND", message: `no adapter ${unknown.id}`, details: { id: unknown.id } } });
       if (plan && plan.afterTokens === undefined) return emit({ type: "error", error: plan.error });
       emit({ type: "accepted", promptTokens: prompt.length, promptTokenIds: [...prompt] });
+      emit({ type: "admitted", adapters: req.adapters.map((a) => ({ id: a.id, contentHash: fakeContentHash(a.id) })) });
       let text = "";
       let produced = 0;
       const step = (): void => {

@@ -8,6 +8,17 @@ import { native } from "../../native/index.js";
 import type { LoraModule } from "../types.js";
 import { toGgufRotaryLayout } from "../../model/rotary-layout.js";
 
+/** What both readers take besides the path, id and base shape. */
+export interface ReadOptions {
+  /** Largest rank accepted (ADAPTER_RANK_TOO_LARGE above). */
+  maxRank: number;
+  /**
+   * The adapters folder the adapter was registered from: every file the reader opens must resolve
+   * (realpath) inside it, else ADAPTER_PATH_OUTSIDE_ROOT. Absent for a path a local user named.
+   */
+  root?: string;
+}
+
 /** PEFT / Hugging Face module names. */
 export const PEFT_MODULE: Record<LoraModule, { group: "self_attn" | "mlp"; name: string }> = {
   q: { group: "self_attn", name: "q_proj" },

@@ -6,16 +6,22 @@
  * or the first matching `rank_pattern` / `alpha_pattern` key (PEFT's get_pattern_key); the scale is
  * alpha / r, or alpha / sqrt(r) with `use_rslora`. For Llama bases B's q/k rows are permuted like
  * the base weights (HF rotate_half layout → the GGUF/kernel pair layout).
+ *
+ * With a registry root (`opts.root`), the folder and both files must resolve inside it
+ * (ADAPTER_PATH_OUTSIDE_ROOT); contentHash is computed from the bytes read here.
  */
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { isOpenLoraError, oerr } from "../../errors.js";
+import { isOpenLoraError, oerr, quoted } from "../../errors.js";
 import { GGML_TYPE } from "../../formats/ggml-types.js";
-import { openFileBytes } from "../../formats/file-bytes.js";
+import { type FileBytes, openFileBytes } from "../../formats/file-bytes.js";
+import { jsonErrorWhere } from "../../formats/json.js";
 import { parseSafetensors, safetensorsData, type SafetensorsFile, type SafetensorsTensor } from "../../formats/safetensors.js";
+import { hashOfDigests, sha256, sha256Async } from "../../formats/sha256.js";
 import type { BaseModelShape, LoraAdapter, LoraModule, LoraPair } from "../types.js";
 import { LORA_MODULES } from "../types.js";
-import { checkPairShape, checkScale, emptyLayers, finishWeights, validateAdapterId, type CheckContext } from "../validate.js";
+import { checkPairShape, checkScale, confinedPath, emptyLayers, finishWeights, validateAdapterId, type CheckContext } from "../validate.js";
+import type { ReadOptions } from "./common.js";
 import { PEFT_MODULE, patternValue, peftModulePath, permuteQkRows, qkPermuteHeads } from "./common.js";
 import { residentPair } from "../pair-storage.js";
 
@@ -38,17 +44,17 @@ const MODULE_BY_NAME = new Map(LORA_MODULES.map((m) => [PEFT_MODULE[m].name, m] 
 function num(raw: Record<string, unknown>, key: string, dflt: number, source: string): number {
   const v = raw[key];
   if (v === undefined || v === null) return dflt;
-  if (typeof v !== "number" || !Number.isFinite(v)) throw oerr("ADAPTER_INVALID", `${source}: "${key}" must be a finite number, got ${JSON.stringify(v)}`, { key });
+  if (typeof v !== "number" || !Number.isFinite(v)) throw oerr("ADAPTER_INVALID", `${source}: ${quoted(key)} must be a finite number, got ${quoted(v)}`, { key });
   return v;
 }
 
 function numberMap(raw: Record<string, unknown>, key: string, source: string, positiveInt: boolean): Record<string, number> {
   const v = raw[key];
   if (v === undefined || v === null) return {};
-  if (typeof v !== "object" || Array.isArray(v)) throw oerr("ADAPTER_INVALID", `${source}: "${key}" must be an object`, { key });
+  if (typeof v !== "object" || Array.isArray(v)) throw oerr("ADAPTER_INVALID", `${source}: ${quoted(key)} must be an object`, { key });
   for (const [k, x] of Object.entries(v)) {
     if (typeof x !== "number" || !Number.isFinite(x) || (positiveInt && (!Number.isSafeInteger(x) || x < 1))) {
-      throw oerr("ADAPTER_INVALID", `${source}: "${key}"["${k}"] must be a ${positiveInt ? "positive integer" : "finite number"}, got ${JSON.stringify(x)}`, { key });
+      throw oerr("ADAPTER_INVALID", `${source}: ${quoted(key)}[${quoted(k)}] must be a ${positiveInt ? "positive integer" : "finite number"}, got ${quoted(x)}`, { key });
     }
   }
   return v as Record<string, number>;
@@ -60,16 +66,16 @@ export function parsePeftConfig(text: string, source: string): PeftConfig {
   try {
     raw = JSON.parse(text);
   } catch (e) {
-    throw oerr("ADAPTER_INVALID", `${source}: not valid JSON (${(e as Error).message})`);
+    throw oerr("ADAPTER_INVALID", `${source}: not valid JSON (${jsonErrorWhere(e)})`);
   }
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw oerr("ADAPTER_INVALID", `${source}: not a JSON object`);
   const c = raw as Record<string, unknown>;
   if (c.peft_type !== undefined && c.peft_type !== "LORA") {
-    throw oerr("ADAPTER_INVALID", `${source}: peft_type ${JSON.stringify(c.peft_type)} is not supported (only LORA)`, { peftType: c.peft_type });
+    throw oerr("ADAPTER_INVALID", `${source}: peft_type ${quoted(c.peft_type)} is not supported (only LORA)`, { peftType: quoted(c.peft_type) });
   }
   if (c.fan_in_fan_out === true) throw oerr("ADAPTER_INVALID", `${source}: fan_in_fan_out = true (Conv1D-style weights) is not supported`);
   if (c.bias !== undefined && c.bias !== null && c.bias !== "none") {
-    throw oerr("ADAPTER_INVALID", `${source}: bias = ${JSON.stringify(c.bias)} is not supported (only "none")`, { bias: c.bias });
+    throw oerr("ADAPTER_INVALID", `${source}: bias = ${quoted(c.bias)} is not supported (only "none")`, { bias: quoted(c.bias) });
   }
   if (c.use_dora === true) throw oerr("ADAPTER_INVALID", `${source}: DoRA adapters (use_dora) are not supported`);
   const r = num(c, "r", 8, source);
@@ -81,7 +87,7 @@ export function parsePeftConfig(text: string, source: string): PeftConfig {
   } else if (Array.isArray(tm) && tm.every((x) => typeof x === "string")) {
     targetModules = tm as string[];
   } else {
-    throw oerr("ADAPTER_INVALID", `${source}: "target_modules" must be a list of names or a regex string`, { targetModules: tm });
+    throw oerr("ADAPTER_INVALID", `${source}: "target_modules" must be a list of names or a regex string`, { targetModules: quoted(tm) });
   }
   let layersToTransform: number[] | undefined;
   const lt = c.layers_to_transform;
@@ -131,19 +137,37 @@ const DTYPE: Record<string, number> = { F32: GGML_TYPE.F32, F16: GGML_TYPE.F16, 
 function matrix(ctx: CheckContext, file: SafetensorsFile, t: SafetensorsTensor): { bytes: Uint8Array; type: number; n: number } {
   const type = DTYPE[t.dtype];
   if (type === undefined) {
-    throw oerr("MODEL_UNSUPPORTED_TENSOR_TYPE", `${ctx.source}: tensor "${t.name}" is ${t.dtype}; adapters must be F32, F16 or BF16`, { tensor: t.name, dtype: t.dtype });
+    throw oerr("MODEL_UNSUPPORTED_TENSOR_TYPE", `${ctx.source}: tensor ${quoted(t.name)} is ${t.dtype}; adapters must be F32, F16 or BF16`, { tensor: quoted(t.name), dtype: t.dtype });
   }
   return { bytes: safetensorsData(file, t), type, n: t.shape.reduce((a, b) => a * b, 1) };
 }
 
-function readConfigText(dir: string): string {
+/** The largest adapter_config.json read (real ones are a few KB). */
+export const MAX_CONFIG_BYTES = 1 << 20;
+
+/** A file of the adapter folder, confined to the registry root when there is one. */
+function readAdapterFile(path: string, root: string | undefined, maxBytes?: number): FileBytes {
+  try {
+    return openFileBytes(path, {
+      ...(root !== undefined ? { checkRealPath: (real: string) => void confinedPath(root, real) } : {}),
+      ...(maxBytes !== undefined ? { maxBytes } : {}),
+    });
+  } catch (e) {
+    if (isOpenLoraError(e, "MODEL_NOT_FOUND") || isOpenLoraError(e, "MODEL_FILE_TRUNCATED") || isOpenLoraError(e, "MODEL_FILE_TOO_LARGE")) {
+      throw oerr("ADAPTER_INVALID", e.message, { path });
+    }
+    throw e;
+  }
+}
+
+function readConfigBytes(dir: string, root: string | undefined): Uint8Array {
   const path = join(dir, "adapter_config.json");
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw oerr("ADAPTER_INVALID", `${dir} is not a folder (a PEFT adapter is a folder with adapter_config.json)`, { path: dir });
   if (!existsSync(path)) throw oerr("ADAPTER_INVALID", `${dir}: adapter_config.json is missing`, { path: dir });
-  return readFileSync(path, "utf8");
+  return readAdapterFile(path, root, MAX_CONFIG_BYTES) as Uint8Array;
 }
 
-function openWeights(dir: string): SafetensorsFile {
+function readWeights(dir: string, root: string | undefined): FileBytes {
   const path = join(dir, "adapter_model.safetensors");
   if (!existsSync(path)) {
     const bin = existsSync(join(dir, "adapter_model.bin"));
@@ -151,29 +175,49 @@ function openWeights(dir: string): SafetensorsFile {
       ? `${dir}: only adapter_model.bin (PyTorch pickle) is present; openlora reads adapter_model.safetensors only — convert it with safetensors' torch save_file`
       : `${dir}: adapter_model.safetensors is missing`, { path: dir });
   }
-  try {
-    return parseSafetensors(openFileBytes(path), path);
-  } catch (e) {
-    if (isOpenLoraError(e, "MODEL_NOT_FOUND")) throw oerr("ADAPTER_INVALID", `${path}: ${e.message}`, { path });
-    throw e;
-  }
+  return readAdapterFile(path, root);
 }
 
 /** Reads a PEFT LoRA folder into the engine's layout, checked against the base model. */
-export function readPeftAdapter(dir: string, id: string, base: BaseModelShape, opts: { maxRank: number }): LoraAdapter {
+export function readPeftAdapter(dir: string, id: string, base: BaseModelShape, opts: ReadOptions): LoraAdapter {
+  const { cfgBytes, weightBytes } = readFiles(dir, id, opts);
+  return { ...build(cfgBytes, weightBytes, dir, id, base, opts), contentHash: hashOfDigests([sha256(cfgBytes), sha256(weightBytes)]) };
+}
+
+/** readPeftAdapter for the engine's loader: the weights are hashed on the thread pool while they are parsed here. */
+export async function loadPeftAdapter(dir: string, id: string, base: BaseModelShape, opts: ReadOptions): Promise<LoraAdapter> {
+  const { cfgBytes, weightBytes } = readFiles(dir, id, opts);
+  const digest = sha256Async(weightBytes);
+  let adapter: Omit<LoraAdapter, "contentHash">;
+  try {
+    adapter = build(cfgBytes, weightBytes, dir, id, base, opts);
+  } catch (e) {
+    digest.catch(() => {});
+    throw e;
+  }
+  return { ...adapter, contentHash: hashOfDigests([sha256(cfgBytes), await digest]) };
+}
+
+function readFiles(dir: string, id: string, opts: ReadOptions): { cfgBytes: Uint8Array; weightBytes: FileBytes } {
   validateAdapterId(id);
-  const cfg = parsePeftConfig(readConfigText(dir), join(dir, "adapter_config.json"));
-  const file = openWeights(dir);
+  confinedPath(opts.root, dir);
+  const cfgBytes = readConfigBytes(dir, opts.root);
+  return { cfgBytes, weightBytes: readWeights(dir, opts.root) };
+}
+
+function build(cfgBytes: Uint8Array, weightBytes: FileBytes, dir: string, id: string, base: BaseModelShape, opts: ReadOptions): Omit<LoraAdapter, "contentHash"> {
+  const cfg = parsePeftConfig(Buffer.from(cfgBytes.buffer, cfgBytes.byteOffset, cfgBytes.byteLength).toString("utf8"), join(dir, "adapter_config.json"));
+  const file = parseSafetensors(weightBytes, join(dir, "adapter_model.safetensors"));
   const ctx: CheckContext = { source: file.source, base, maxRank: opts.maxRank };
 
   // Targets the config names that openlora cannot apply.
   if (Array.isArray(cfg.targetModules)) {
     const bad = cfg.targetModules.filter((t) => UNSUPPORTED_NAMES.test(t));
-    if (bad.length) throw oerr("ADAPTER_UNSUPPORTED_MODULE", `${dir}: target_modules ${JSON.stringify(bad)} (embeddings / output head) are not supported`, { modules: bad });
+    if (bad.length) throw oerr("ADAPTER_UNSUPPORTED_MODULE", `${dir}: target_modules ${quoted(bad)} (embeddings / output head) are not supported`, { modules: quoted(bad) });
   }
 
   if (!configTargetsBase(cfg, base)) {
-    throw oerr("ADAPTER_NO_TARGETS", `${dir}: target_modules ${JSON.stringify(cfg.targetModules)}${cfg.layersToTransform ? ` (layers ${JSON.stringify(cfg.layersToTransform)})` : ""} match no module of the base model`, { targetModules: cfg.targetModules });
+    throw oerr("ADAPTER_NO_TARGETS", `${dir}: target_modules ${quoted(cfg.targetModules)}${cfg.layersToTransform ? ` (layers ${quoted(cfg.layersToTransform)})` : ""} match no module of the base model`, { targetModules: quoted(cfg.targetModules) });
   }
 
   // Group the tensors by module path.
@@ -182,7 +226,7 @@ export function readPeftAdapter(dir: string, id: string, base: BaseModelShape, o
     const m = LORA_TENSOR.exec(t.name);
     if (!m) {
       const what = /lora_embedding_|embed_tokens|lm_head/.test(t.name) ? "embedding / output head weights" : /lora_magnitude_vector/.test(t.name) ? "DoRA magnitudes" : /modules_to_save/.test(t.name) ? "full module weights (modules_to_save)" : "a tensor that is not a LoRA A/B matrix";
-      throw oerr("ADAPTER_UNSUPPORTED_MODULE", `${file.source}: tensor "${t.name}" holds ${what}, which openlora cannot apply`, { tensor: t.name });
+      throw oerr("ADAPTER_UNSUPPORTED_MODULE", `${file.source}: tensor ${quoted(t.name)} holds ${what}, which openlora cannot apply`, { tensor: quoted(t.name) });
     }
     const entry = pairs.get(m[1]!) ?? {};
     if (m[2] === "A") entry.a = t;
@@ -196,14 +240,14 @@ export function readPeftAdapter(dir: string, id: string, base: BaseModelShape, o
     const lm = LAYER_MODULE.exec(path);
     const module: LoraModule | undefined = lm ? MODULE_BY_NAME.get(lm[3]!) : undefined;
     if (!lm || !module || PEFT_MODULE[module].group !== lm[2]) {
-      throw oerr("ADAPTER_UNSUPPORTED_MODULE", `${file.source}: LoRA on module "${path}" is not supported (only q/k/v/o and gate/up/down projections)`, { modulePath: path });
+      throw oerr("ADAPTER_UNSUPPORTED_MODULE", `${file.source}: LoRA on module ${quoted(path)} is not supported (only q/k/v/o and gate/up/down projections)`, { modulePath: quoted(path) });
     }
     if (!a || !b) {
-      throw oerr("ADAPTER_INVALID", `${file.source}: module "${path}" has lora_${a ? "A" : "B"} but no lora_${a ? "B" : "A"}`, { modulePath: path });
+      throw oerr("ADAPTER_INVALID", `${file.source}: module ${quoted(path)} has lora_${a ? "A" : "B"} but no lora_${a ? "B" : "A"}`, { modulePath: quoted(path) });
     }
     const layer = Number(lm[1]);
     if (!isTargeted(cfg, path) || (layerSet && !layerSet.has(layer))) {
-      throw oerr("ADAPTER_INVALID", `${file.source}: tensors for "${path}", which adapter_config.json does not target`, { modulePath: path });
+      throw oerr("ADAPTER_INVALID", `${file.source}: tensors for ${quoted(path)}, which adapter_config.json does not target`, { modulePath: quoted(path) });
     }
     const s = moduleScaling(cfg, path);
     const { rank, inDim, outDim } = checkPairShape(ctx, layer, module, a.shape, b.shape, s.rank);

@@ -8,6 +8,7 @@ export function fakeAdapter(id: string, bytes: number): LoraAdapter {
     id,
     format: "peft",
     path: `/fake/${id}`,
+    contentHash: `0x${"0".repeat(64)}`,
     baseModel: undefined,
     targetModules: ["q"],
     weights: { layers: [], maxRank: 8, bytes },

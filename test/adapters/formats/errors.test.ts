@@ -65,7 +65,7 @@ describe("adapter ids and paths", () => {
     expect(resolveInside(root, "inner")).toMatch(/root\/inner$/);
     expect(resolveInside(root, "alias")).toMatch(/root\/inner$/);
     expect(resolveInside(root, "not-yet")).toMatch(/root\/not-yet$/);
-    for (const rel of ["../outside", "escape", "escape/x", "/etc/passwd", "", ".", "inner/../.."]) expectCode(() => resolveInside(root, rel), "ADAPTER_ID_INVALID");
+    for (const rel of ["../outside", "escape", "escape/x", "/etc/passwd", "", ".", "inner/../.."]) expectCode(() => resolveInside(root, rel), "ADAPTER_PATH_OUTSIDE_ROOT");
   });
 });
 
