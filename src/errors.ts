@@ -62,6 +62,7 @@ export const ERROR_TABLE = {
   INSUFFICIENT_BALANCE: { status: 402, summary: "The account's available balance (or stake) is below what the request or operation needs." },
   LEDGER_NOT_FOUND: { status: 404, summary: "No such model, Datanet, record, agent, reservation, receipt or epoch in the ledger." },
   LEDGER_CONFLICT: { status: 409, summary: "The ledger entry already exists or is not in a state that allows the operation." },
+  MODEL_CONTENT_MISMATCH: { status: 409, summary: "The files served are not the ones the model or adapter was listed with (content hashes differ)." },
   LEDGER_FORBIDDEN: { status: 403, summary: "Only the Datanet's owner may approve, reject or publish." },
   LEDGER_FEE_EXCEEDS_RESERVATION: { status: 500, summary: "A request's actual fee exceeds the worst case reserved at admission." },
   LEDGER_SCHEMA_TOO_NEW: { status: 500, summary: "The ledger file was written by a newer openlora (unknown schema migrations)." },

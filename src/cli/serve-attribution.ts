@@ -26,11 +26,11 @@ export function defaultLedgerPath(modelId: string): string {
   return join(cacheDir(), "ledger", `${modelId}.sqlite`);
 }
 
-export async function openAttribution(engine: EngineHandle, modelPath: string, f: AttributionFlags, log: (m: string) => void): Promise<AttributionService> {
+export async function openAttribution(engine: EngineHandle, f: AttributionFlags, log: (m: string) => void): Promise<AttributionService> {
   const path = f.ledgerPath ?? defaultLedgerPath(engine.info.modelId);
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const ledger = new Ledger({ path, nodeKey: nodeKey(f.nodeKeyFile, path, log), policy: DEFAULT_POLICY, treasury: f.treasury, minAgentStake: f.minAgentStake });
-  const service = new AttributionService(ledger, engine, { id: engine.info.modelId, path: modelPath }, ledger.nodeAddresses()[0]!);
+  const service = new AttributionService(ledger, engine, { id: engine.info.modelId, contentHash: engine.info.modelContentHash }, ledger.nodeAddresses()[0]!);
   const { released, versions } = await service.start();
   log(`ledger ${path} (node ${ledger.nodeAddress}); ${versions} Datanet versions indexed${released ? `; ${released} reservations of interrupted requests released` : ""}`);
   return service;

@@ -130,7 +130,7 @@ export async function runServe(argv: string[]): Promise<number> {
     engine = await EngineSupervisor.start(init, { log, ...(showProgress ? { onProgress: progressLine("loading model") } : {}) });
     if (shuttingDown) { await engine.close(); return 0; }
     if (!values["no-attribution"]) {
-      slot.attribution = await openAttribution(engine, modelPath, {
+      slot.attribution = await openAttribution(engine, {
         ledgerPath: values.ledger, nodeKeyFile: values["node-key-file"], treasury: values.treasury ?? "protocol-treasury", minAgentStake: BigInt(minStake),
       }, log);
     }

@@ -92,5 +92,6 @@ function lazyAttribution(slot: EngineSlot): AttributionContext {
     ledger,
     tokenize: (text) => need().tokenize(text),
     indexVersion: (datanet, version) => need().indexVersion(datanet, version),
+    servedContentHash: (id) => need().servedContentHash(id),
   };
 }

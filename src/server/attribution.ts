@@ -12,8 +12,12 @@
  * - Worst case: prompt tokens (exact for token-id prompts; for text, its UTF-8 byte count + 8, which
  *   no tokenizer exceeds: every token covers at least one byte, plus special tokens) × price in,
  *   plus max_tokens × price out, over the base model and every adapter of the request.
- * - Models and adapters served but not yet listed in the ledger are listed on first use: owned by
- *   the operator, free, content hash of their files.
+ * - Content hashes are the node's own: the base model's is computed by the engine from the bytes it
+ *   loaded (EngineInfo.modelContentHash), an adapter's from the bytes it loaded for this request
+ *   (the engine's "admitted" event, before the first token). A model or adapter listed with another
+ *   hash is not the one served: the request fails with MODEL_CONTENT_MISMATCH before any token.
+ * - Models and adapters served but not yet listed in the ledger are listed on first use, with the
+ *   served hash: owned by the operator, free. Until then they cost nothing at admission.
  * - A request that produced no output token is released (no receipt, no charge). One that produced
  *   tokens and was cancelled or failed is settled for the tokens it produced. One whose settlement
  *   fails after its tokens were sent is charged its whole reservation (Ledger.forfeit), never released.
@@ -25,9 +29,9 @@ import { contentHash } from "../attribution/content-hash.js";
 import { delimiterPredicate } from "../attribution/spans/delimiters.js";
 import { SpanIndex } from "../attribution/spans/span-index.js";
 import { SpanIndexSet, spanEvidenceRows, spanTokenCredits } from "../attribution/spans/span-index-set.js";
-import type { AdapterRef, EngineHandle, FinishReason } from "../engine/protocol.js";
+import type { AdapterRef, AdmittedAdapter, EngineHandle, FinishReason } from "../engine/protocol.js";
 import type { SamplingParams } from "../engine/sampling.js";
-import { isOpenLoraError, OpenLoraError } from "../errors.js";
+import { isOpenLoraError, oerr, OpenLoraError } from "../errors.js";
 import type { Ledger, StoredReceipt } from "../ledger/ledger.js";
 import type { Principal } from "./access.js";
 import type { AttributionContext } from "./ledger-routes.js";
@@ -38,6 +42,10 @@ export interface Admission {
   reservation: number;
   agent: string;
   adapters: AdapterRef[];
+  tokensIn: number;
+  maxTokens: number;
+  /** The worst case reserved. */
+  worst: bigint;
 }
 
 export interface FinishInput {
@@ -50,19 +58,17 @@ export interface FinishInput {
 export class AttributionService implements AttributionContext {
   readonly spans = new SpanIndexSet();
   private isDelimiter: ((id: number) => boolean) | undefined;
-  private readonly listing = new Map<string, Promise<void>>();
-  private readonly adapterPaths = new Map<string, string>();
 
   constructor(
     readonly ledger: Ledger,
     private readonly engine: EngineHandle,
-    private readonly baseModel: { id: string; path: string },
+    private readonly baseModel: { id: string; contentHash: Hex },
     private readonly operator: string,
   ) {}
 
-  /** At start: the base model listed, the anonymous agent present, crashed requests released, span indexes built. */
+  /** At start: the base model listed (or checked against its listing), the anonymous agent present, crashed requests released, span indexes built. */
   async start(): Promise<{ released: number; versions: number }> {
-    await this.ensureListed(this.baseModel.id, "base", this.baseModel.path);
+    this.listOrCheck(this.baseModel.id, "base", this.baseModel.contentHash);
     if (!this.agentExists(ANONYMOUS_AGENT)) this.ledger.createAgent(ANONYMOUS_AGENT);
     const released = this.ledger.releaseAllActive();
     const ids = this.engine.delimiterIds ? await this.engine.delimiterIds() : [];
@@ -82,22 +88,43 @@ export class AttributionService implements AttributionContext {
     this.spans.add({ datanetId: datanet, version }, index);
   }
 
+  /** The content hash of a model or adapter this node serves, from its files; undefined if it serves no such id. */
+  async servedContentHash(id: string): Promise<Hex | undefined> {
+    if (id === this.baseModel.id) return this.baseModel.contentHash;
+    const a = (await this.engine.listAdapters()).find((x) => x.id === id);
+    return a ? contentHash(a.path) : undefined;
+  }
+
   /**
-   * Admission: lists what is new, reserves the worst case. Throws 402/403 errors before any compute.
-   * Composition weights arrive rounded to the receipt's precision (parts per million, request
-   * parsing applies src/adapters/composition.ts), so the engine computes exactly what the receipt
-   * records and a replay can reproduce it.
+   * Admission: reserves the worst case, before any compute. Throws 401/402/403 errors. Adapters
+   * not yet listed cost nothing here (they are listed free when the engine admits the request).
    */
-  async admit(principal: Principal, adapters: AdapterRef[], prompt: string | readonly number[], maxTokens: number): Promise<Admission> {
-    for (const a of adapters) await this.ensureAdapterListed(a.id);
+  admit(principal: Principal, adapters: AdapterRef[], prompt: string | readonly number[], maxTokens: number): Admission {
     const tokensIn = typeof prompt === "string" ? Buffer.byteLength(prompt, "utf8") + 8 : prompt.length;
-    const worst = this.ledger.worstCaseFee({ baseModel: this.baseModel.id, adapters: adapters.map((a) => a.id), tokensIn, maxTokens });
+    const worst = this.worstCase(adapters, tokensIn, maxTokens);
     if (worst > 0n && principal.kind !== "account") {
       throw new OpenLoraError(principal.kind === "anonymous" ? "UNAUTHENTICATED" : "PERMISSION_DENIED",
         `This request may cost up to ${worst}: send the paying account's API key (Authorization: Bearer olk_…); the operator's token does not pay.`);
     }
     const agent = principal.kind === "account" ? principal.id : ANONYMOUS_AGENT;
-    return { reservation: this.ledger.reserve(agent, worst), agent, adapters };
+    return { reservation: this.ledger.reserve(agent, worst), agent, adapters, tokensIn, maxTokens, worst };
+  }
+
+  /**
+   * The engine admitted the request with these adapter files: before its first token reaches the
+   * client, everything its settlement will need must hold. Lists what is new (free, served hash),
+   * refuses a file other than the one listed (MODEL_CONTENT_MISMATCH), and a worst case the
+   * reservation no longer covers (a price listed since admission: LEDGER_CONFLICT, retry).
+   */
+  confirm(adm: Admission, served: readonly AdmittedAdapter[]): void {
+    if (served.length !== adm.adapters.length || served.some((a, i) => a.id !== adm.adapters[i]!.id)) {
+      throw oerr("INTERNAL", "the engine admitted other adapters than the request named");
+    }
+    for (const a of served) this.listOrCheck(a.id, "adapter", a.contentHash);
+    const worst = this.worstCase(adm.adapters, adm.tokensIn, adm.maxTokens);
+    if (worst > adm.worst) {
+      throw oerr("LEDGER_CONFLICT", `a price was listed since this request was admitted: it may now cost ${worst}, ${adm.worst} was reserved; send it again`);
+    }
   }
 
   /** The end of a request: a signed receipt, or nothing (released) when no token was produced. */
@@ -133,39 +160,36 @@ export class AttributionService implements AttributionContext {
     this.ledger.release(adm.reservation);
   }
 
-  private agentExists(id: string): boolean {
-    return found(() => this.ledger.getAgent(id));
+  private worstCase(adapters: readonly AdapterRef[], tokensIn: number, maxTokens: number): bigint {
+    const listed = adapters.map((a) => a.id).filter((id) => this.isListed(id));
+    return this.ledger.worstCaseFee({ baseModel: this.baseModel.id, adapters: listed, tokensIn, maxTokens });
   }
 
-  private async ensureAdapterListed(id: string): Promise<void> {
-    if (this.isListed(id)) return;
-    // One listing of the engine's adapters serves every later first use (10,000 ids = one call, not one each).
-    if (!this.adapterPaths.has(id)) for (const a of await this.engine.listAdapters()) this.adapterPaths.set(a.id, a.path);
-    const path = this.adapterPaths.get(id);
-    if (path === undefined) return; // unknown adapters fail in the engine with their own error
-    await this.ensureListed(id, "adapter", path);
+  private agentExists(id: string): boolean {
+    return found(() => this.ledger.getAgent(id));
   }
 
   private isListed(id: string): boolean {
     return found(() => this.ledger.getModel(id));
   }
 
-  /** One listing per id even under concurrent first requests. */
-  private ensureListed(id: string, kind: "base" | "adapter", path: string): Promise<void> {
-    if (this.isListed(id)) return Promise.resolve();
-    let p = this.listing.get(id);
-    if (!p) {
-      p = contentHash(path).then((hash: Hex) => {
-        if (this.isListed(id)) return;
-        this.ledger.registerModel({
-          id, kind, owner: this.operator, priceIn: 0n, priceOut: 0n, contentHash: hash,
-          developers: [{ party: this.operator, share: 1n }],
-          ...(kind === "adapter" ? { baseModel: this.baseModel.id } : {}),
-        });
-      }).finally(() => this.listing.delete(id));
-      this.listing.set(id, p);
+  /** Lists a served model free under the operator, or checks that its listing names these files. */
+  private listOrCheck(id: string, kind: "base" | "adapter", hash: Hex): void {
+    if (!this.isListed(id)) {
+      this.ledger.registerModel({
+        id, kind, owner: this.operator, priceIn: 0n, priceOut: 0n, contentHash: hash,
+        developers: [{ party: this.operator, share: 1n }],
+        ...(kind === "adapter" ? { baseModel: this.baseModel.id } : {}),
+      });
+      return;
     }
-    return p;
+    const m = this.ledger.getModel(id);
+    if (m.contentHash !== hash.toLowerCase()) {
+      throw oerr("MODEL_CONTENT_MISMATCH", `${kind === "base" ? "the base model" : `adapter ${id}`} is listed with content hash ${m.contentHash}, but the files served hash to ${hash}: list the new files under another id`, { id, listed: m.contentHash, served: hash });
+    }
+    if (kind === "adapter" && (m.kind === "base" || m.baseModel !== this.baseModel.id)) {
+      throw oerr("MODEL_CONTENT_MISMATCH", `${id} is listed as ${m.kind === "base" ? "a base model" : `an adapter of ${m.baseModel ?? "?"}`}, not as an adapter of ${this.baseModel.id}`, { id });
+    }
   }
 }
 

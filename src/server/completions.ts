@@ -153,7 +153,7 @@ async function generate(ctx: ServerContext, kind: Endpoint, request: FastifyRequ
   const { params, req } = await prepare(engine, kind, request.body, ctx);
   const head: ResponseHead = { id: newCompletionId(kind), created: Math.floor(Date.now() / 1000), model: params.model };
   reply.header("openlora-request-id", head.id);
-  const adm = ctx.slot.attribution ? await ctx.slot.attribution.admit(request.principal, req.adapters, req.prompt, req.maxTokens) : undefined;
+  const adm = ctx.slot.attribution?.admit(request.principal, req.adapters, req.prompt, req.maxTokens);
 
   const run = new EngineRequest(engine, req);
   let gone = false;
@@ -164,9 +164,27 @@ async function generate(ctx: ServerContext, kind: Endpoint, request: FastifyRequ
   });
   const g: Generation = { ctx, kind, params, info: engine.info, head, run, latency: new LatencyRecorder(arrival, ctx.metrics), gone: () => gone, req, adm };
 
-  const first = await run.next();
+  const first = await nextEvent(g);
   if (first.type === "error") return answerError(g, first, reply);
   return params.stream ? stream(g, first, reply) : collect(g, first, reply);
+}
+
+/**
+ * The request's next event. The engine's "admitted" (before any token) is where the ledger checks
+ * that the request can be settled with the files actually served; if it cannot, the request ends
+ * here with that error, before a token is sent (and is released, not charged).
+ */
+async function nextEvent(g: Generation): Promise<EngineEvent> {
+  const ev = await g.run.next();
+  if (ev.type !== "admitted" || !g.adm) return ev;
+  try {
+    g.ctx.slot.attribution!.confirm(g.adm, ev.adapters);
+  } catch (e) {
+    g.run.stop(e instanceof OpenLoraError ? { code: e.code, message: e.message, ...(e.details ? { details: e.details } : {}) } : { code: "INTERNAL", message: "Internal server error." });
+    if (!(e instanceof OpenLoraError)) g.ctx.log?.error({ err: e }, "checking an admitted request against the ledger failed");
+    return g.run.next();
+  }
+  return ev;
 }
 
 /** Nothing was sent yet: the error gets its own HTTP status (unless nobody is listening). */
@@ -184,7 +202,7 @@ async function collect(g: Generation, first: EngineEvent, reply: FastifyReply): 
   const compLogprobs: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
   const chatLps: ChatTokenLogprob[] = [];
   let offset = 0;
-  for (let ev = first; ; ev = await g.run.next()) {
+  for (let ev = first; ; ev = await nextEvent(g)) {
     if (ev.type === "delta") {
       g.latency.delta(ev.tokens.length);
       text += ev.text;
@@ -236,7 +254,7 @@ async function stream(g: Generation, first: EngineEvent, reply: FastifyReply): P
   let offset = 0;
   let last: TerminalEvent | undefined;
   try {
-    for (let ev = first; ; ev = await g.run.next()) {
+    for (let ev = first; ; ev = await nextEvent(g)) {
       if (ev.type === "delta") {
         g.latency.delta(ev.tokens.length);
         const lps = wantLogprobs ? (ev.logprobs ?? []) : [];

@@ -16,7 +16,7 @@ export class EngineRequest {
   ended = false;
   /** The prompt as the engine tokenized it (from its accepted event). */
   promptTokenIds: number[] = [];
-  /** Every token delivered so far: what a cancelled or failed request is charged for. */
+  /** Every token handed to the handler so far (so sent, or about to be): what a cancelled or failed request is charged for. */
   readonly outputTokens: number[] = [];
 
   constructor(engine: EngineHandle, req: CompletionRequest) {
@@ -32,29 +32,40 @@ export class EngineRequest {
   private push(e: EngineEvent): void {
     if (this.ended) return;
     if (e.type === "accepted") this.promptTokenIds = e.promptTokenIds;
-    else if (e.type === "delta") this.outputTokens.push(...e.tokens);
     if (e.type === "done" || e.type === "error") this.ended = true;
     const w = this.waiter;
     if (w) {
       this.waiter = undefined;
-      w(e);
+      w(this.deliver(e));
     } else {
       this.queue.push(e);
     }
   }
 
+  /** Tokens count as delivered when the handler takes their event, not when they arrive. */
+  private deliver(e: EngineEvent): EngineEvent {
+    if (e.type === "delta") this.outputTokens.push(...e.tokens);
+    return e;
+  }
+
   /** The next event; after a terminal one nothing more arrives. */
   next(): Promise<EngineEvent> {
     const e = this.queue.shift();
-    if (e) return Promise.resolve(e);
+    if (e) return Promise.resolve(this.deliver(e));
     return new Promise((resolve) => (this.waiter = resolve));
   }
 
   /** Client gone: cancel in the engine and end our side now with REQUEST_CANCELLED. */
   abandon(): void {
+    this.stop({ code: "REQUEST_CANCELLED", message: "The client closed the connection." });
+  }
+
+  /** Cancels in the engine and ends our side now with `error` (the next event read is it). */
+  stop(error: WireError): void {
     if (this.ended) return;
+    this.queue.length = 0;
+    this.push({ type: "error", error }); // ends our side first: whatever the cancel triggers is ignored
     this.cancelRequested = true;
     this.handle?.cancel();
-    this.push({ type: "error", error: { code: "REQUEST_CANCELLED", message: "The client closed the connection." } });
   }
 }

@@ -14,6 +14,7 @@
  * The routes and their bodies are listed in docs/api-access.md.
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { Hex } from "viem";
 import { receiptMessage } from "../attribution/receipts.js";
 import { OpenLoraError, quoted } from "../errors.js";
 import type { Ledger } from "../ledger/ledger.js";
@@ -32,22 +33,36 @@ export interface AttributionContext {
   tokenize(text: string): Promise<number[]>;
   /** Builds the span index of a just-published version (call after ledger.publishVersion). */
   indexVersion(datanet: string, version: number): void;
+  /** The content hash of the files this node serves under `id` (base model or adapter), or undefined. */
+  servedContentHash(id: string): Promise<Hex | undefined>;
 }
 
 const MODEL_FIELDS = ["id", "kind", "owner", "baseModel", "priceIn", "priceOut", "contentHash", "developers", "lineage", "parents", "shares"] as const;
 const SHARE_FIELDS = ["developerBps", "stakerBps", "dataBps"] as const;
 const RECORD_STATUSES: readonly RecordStatus[] = ["pending", "approved", "rejected"];
 
-/** The POST /v1/ledger/models body as the ledger's RegisterModelInput; the ledger checks the rest (sums, references). */
-export function parseRegisterModel(body: unknown): RegisterModelInput {
+/**
+ * The POST /v1/ledger/models body as the ledger's RegisterModelInput; the ledger checks the rest
+ * (sums, references). `contentHash` is the node's to compute for what it serves: `served` is that
+ * hash (undefined = the node serves no such id, so the body must name the files' hash); a body
+ * hash that differs from it is MODEL_CONTENT_MISMATCH.
+ */
+export async function parseRegisterModel(body: unknown, served: (id: string) => Promise<Hex | undefined>): Promise<RegisterModelInput> {
   const o = objectOf(body, MODEL_FIELDS);
+  const id = nameField(o, "id");
+  const given = absent(o, "contentHash") ? undefined : hex32Field(o, "contentHash").toLowerCase() as Hex;
+  const computed = await served(id);
+  if (computed === undefined && given === undefined) throw invalidArgument("contentHash", "contentHash is required for a model this node does not serve (it cannot hash files it does not have).");
+  if (computed !== undefined && given !== undefined && given !== computed) {
+    throw new OpenLoraError("MODEL_CONTENT_MISMATCH", `contentHash ${given} is not the hash of the files this node serves as ${quoted(id)} (${computed}); omit it to have the node compute it.`, { param: "contentHash" });
+  }
   const input: RegisterModelInput = {
-    id: nameField(o, "id"),
+    id,
     kind: oneOf(o, "kind", ["base", "adapter"] as const),
     owner: nameField(o, "owner"),
     priceIn: amountField(o, "priceIn"),
     priceOut: amountField(o, "priceOut"),
-    contentHash: hex32Field(o, "contentHash"),
+    contentHash: (computed ?? given)!,
     developers: arrayField(o, "developers", (d, p) => ({ party: nameField(d, "party", p), share: amountField(d, "share", { prefix: p }) }), {
       required: true, allowed: ["party", "share"],
     }),
@@ -108,7 +123,7 @@ export function registerLedgerRoutes(app: FastifyInstance, attribution: Attribut
 
   // ---- models
 
-  app.post("/v1/ledger/models", async (request) => wire(ledger.registerModel(parseRegisterModel(request.body))));
+  app.post("/v1/ledger/models", async (request) => wire(ledger.registerModel(await parseRegisterModel(request.body, (id) => attribution.servedContentHash(id)))));
 
   app.get("/v1/ledger/models", async () => list(ledger.listModels()));
 

@@ -14,6 +14,8 @@ import type { EngineInfo, WireError } from "../../src/engine/protocol.js";
 import { EngineSupervisor } from "../../src/engine/supervisor.js";
 import { OpenLoraError } from "../../src/errors.js";
 import { buildServer, type EngineSlot } from "../../src/server/index.js";
+
+const OPERATOR = "olo_supervisor-test-operator-token-000000000000";
 import { writeGgufLora } from "../../src/synth/adapters.js";
 import { writeGgufModel } from "../../src/synth/synthesize.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -36,7 +38,7 @@ describe("a supervised engine thread that dies", () => {
     writeGgufLora(join(adaptersDir, "extra", "late.gguf"), "tiny-llama3", { seed: 77, rank: 8, alpha: 16, targets: ["q", "v"], type: "f32", strength: 0.1 });
     supervisor = await EngineSupervisor.start({ modelPath, adaptersDir, threads: 1, core: { kvBlocks: 160 } }, { initialBackoffMs: 300, log: (m) => logs.push(m) });
     const slot: EngineSlot = { state: "ready", engine: supervisor };
-    app = await buildServer(slot);
+    app = await buildServer(slot, { operatorToken: OPERATOR });
     await app.listen({ port: 0, host: "127.0.0.1" });
     const address = app.server.address();
     base = `http://127.0.0.1:${typeof address === "object" && address ? address.port : 0}`;
@@ -48,7 +50,7 @@ describe("a supervised engine thread that dies", () => {
   });
 
   const post = (path: string, body: unknown): Promise<Response> =>
-    fetch(`${base}${path}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    fetch(`${base}${path}`, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${OPERATOR}` }, body: JSON.stringify(body) });
   type Body = { choices?: Array<{ text: string }>; usage?: unknown; error?: { code: string } };
   const complete = async (model: string, maxTokens = 12): Promise<{ status: number; body: Body }> => {
     const res = await post("/v1/completions", { model, prompt: "Once upon a time", max_tokens: maxTokens, temperature: 0 });

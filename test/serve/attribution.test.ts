@@ -10,6 +10,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import OpenAI from "openai";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { contentHash } from "../../src/attribution/content-hash.js";
 import { receiptFromJSON, verifyReceiptSignature } from "../../src/attribution/receipts.js";
 import { writeGgufLora } from "../../src/synth/adapters.js";
 import { writeGgufModel } from "../../src/synth/synthesize.js";
@@ -66,9 +67,11 @@ describe("receipts", () => {
   it("refuses a paid adapter without a key or balance (401/402) before any compute, and splits the fee of a paying agent", async () => {
     const listed = await post("/v1/ledger/models", {
       id: "paid", kind: "adapter", owner: "dev-ada", baseModel: MODEL, priceIn: "3", priceOut: "1000000000000000000000",
-      contentHash: `0x${"ab".repeat(32)}`, developers: [{ party: "dev-ada", share: "1" }],
+      developers: [{ party: "dev-ada", share: "1" }],
     }, server.operator);
     expect(listed.status).toBeLessThan(300);
+    // The node hashed the served file itself: the listing names what the engine will load.
+    expect(((await listed.json()) as { contentHash: string }).contentHash).toBe(await contentHash(join(adapterDir, "paid.gguf")));
     const before = await (await fetch(url("/metrics"))).text();
     const anon = await post("/v1/completions", { model: "paid", prompt: "hi", max_tokens: 4 });
     expect(anon.status).toBe(401);

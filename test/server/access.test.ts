@@ -40,7 +40,7 @@ async function world(): Promise<World> {
   const ledger = new Ledger({ path: join(dir, `l-${Math.random()}.sqlite`), nodeKey: KEY, policy: POLICY, treasury: "treasury", operator: "op" });
   closers.push(() => ledger.close());
   const engine = new FakeEngine();
-  ledger.registerModel({ id: BASE_MODEL, kind: "base", owner: "dev", priceIn: 1n, priceOut: 1n, contentHash: `0x${"11".repeat(32)}`, developers: [{ party: "dev", share: 1n }] });
+  ledger.registerModel({ id: BASE_MODEL, kind: "base", owner: "dev", priceIn: 1n, priceOut: 1n, contentHash: engine.info.modelContentHash, developers: [{ party: "dev", share: 1n }] });
   const victim = ledger.createAccount("victim").apiKey;
   const mallory = ledger.createAccount("mallory").apiKey;
   const revoked = ledger.createAccount("gone").apiKey;
@@ -49,7 +49,7 @@ async function world(): Promise<World> {
   ledger.stake("victim", BASE_MODEL, 10n);
   ledger.createDatanet("dn", "victim");
   ledger.contribute("dn", { contributor: "victim", content: "a record", tokenIds: [1, 2] });
-  const service = new AttributionService(ledger, engine, { id: BASE_MODEL, path: baseFile }, "op");
+  const service = new AttributionService(ledger, engine, { id: BASE_MODEL, contentHash: engine.info.modelContentHash }, "op");
   await service.start();
   let logged = "";
   const stream = new Writable({ write(chunk, _enc, done) { logged += String(chunk); done(); } });

@@ -7,13 +7,14 @@
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import type { FeePolicy } from "../../src/attribution/types.js";
 import { Ledger } from "../../src/ledger/index.js";
 import { buildServer, type EngineSlot } from "../../src/server/app.js";
 import { AttributionService } from "../../src/server/attribution.js";
 import { tempDir } from "../helpers/tmp.js";
-import { BASE_MODEL, FakeEngine } from "./fake-engine.js";
+import { OpenLoraError } from "../../src/errors.js";
+import { BASE_MODEL, FakeEngine, fakeContentHash } from "./fake-engine.js";
 
 const dir = tempDir();
 const KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
@@ -38,13 +39,13 @@ async function setup(minAgentStake = 0n) {
   ledger.approveRecord("poems", other.id, "olga");
   const v = ledger.publishVersion("poems", "olga");
   ledger.registerModel({
-    id: BASE_MODEL, kind: "base", owner: "dev", priceIn: 1_000n, priceOut: 1_000_000n, contentHash: `0x${"11".repeat(32)}`,
+    id: BASE_MODEL, kind: "base", owner: "dev", priceIn: 1_000n, priceOut: 1_000_000n, contentHash: engine.info.modelContentHash,
     developers: [{ party: "dev", share: 1n }], lineage: [{ datanet: "poems", version: v.version, weight: 1n }],
   });
   const alice = `Bearer ${ledger.createAccount("alice").apiKey}`;
   ledger.deposit("alice", 10n ** 12n + 500n);
   ledger.agentStake("alice", 500n);
-  const service = new AttributionService(ledger, engine, { id: BASE_MODEL, path: baseFile }, "op");
+  const service = new AttributionService(ledger, engine, { id: BASE_MODEL, contentHash: engine.info.modelContentHash }, "op");
   await service.start();
   const slot: EngineSlot = { state: "ready", engine, attribution: service };
   const app = await buildServer(slot);
@@ -100,5 +101,70 @@ describe("attribution on the request path", () => {
     expect(ledger.activeReservations()).toEqual([]);
     expect(engine.submitted).toEqual([]);
     expect(ledger.getAgent("alice").balance).toBe(10n ** 12n);
+  });
+});
+
+describe("what a receipt names is what was served", () => {
+  it("lists an unlisted adapter on first use with the hash of the bytes the engine loaded, and names both hashes in the receipt", async () => {
+    const { ledger, app, engine, alice } = await setup();
+    const res = await app.inject({ method: "POST", url: "/v1/completions", headers: { authorization: alice }, payload: { model: "alpha", prompt: "x", max_tokens: 3 } });
+    expect(res.statusCode).toBe(200);
+    expect(ledger.getModel("alpha")).toMatchObject({ kind: "adapter", owner: "op", priceIn: 0n, contentHash: fakeContentHash("alpha") });
+    const { receipt } = ledger.getReceipt(Number(res.headers["openlora-receipt"]));
+    expect(receipt.adapters).toEqual([{ id: "alpha", contentHash: fakeContentHash("alpha"), weightPpm: 1_000_000 }]);
+    expect(receipt.base.contentHash).toBe(engine.info.modelContentHash);
+  });
+
+  it("refuses, before any token, an adapter whose served files are not the ones it was listed with — and charges nothing", async () => {
+    const { ledger, app, alice } = await setup();
+    ledger.registerModel({
+      id: "beta", kind: "adapter", owner: "eve", baseModel: BASE_MODEL, priceIn: 1n, priceOut: 1n, contentHash: `0x${"0e".repeat(32)}`,
+      developers: [{ party: "eve", share: 1n }],
+    });
+    const before = ledger.getAgent("alice");
+    const plain = await app.inject({ method: "POST", url: "/v1/completions", headers: { authorization: alice }, payload: { model: "beta", prompt: "x", max_tokens: 3 } });
+    expect(plain.statusCode).toBe(409);
+    expect(plain.json().error.code).toBe("MODEL_CONTENT_MISMATCH");
+    const streamed = await app.inject({ method: "POST", url: "/v1/completions", headers: { authorization: alice }, payload: { model: "beta", prompt: "x", max_tokens: 3, stream: true } });
+    const events = streamed.body.split("\n\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6));
+    expect(events.at(-1)).toBe("[DONE]");
+    expect(JSON.parse(events.at(-2)!).error.code).toBe("MODEL_CONTENT_MISMATCH");
+    expect(events.some((e) => e !== "[DONE]" && JSON.parse(e).choices?.[0]?.text)).toBe(false);
+    expect(ledger.getAgent("alice")).toEqual(before);
+    expect(ledger.head().id).toBe(0);
+    expect(ledger.activeReservations()).toEqual([]);
+    expect(ledger.auditBalances().ok).toBe(true);
+  });
+
+  it("refuses to start on a base model whose files are not the ones listed", async () => {
+    const ledger = new Ledger({ path: join(dir, `mismatch-${Math.random()}.sqlite`), nodeKey: KEY, policy: POLICY, treasury: "treasury", operator: "op" });
+    closers.push(() => ledger.close());
+    const engine = new FakeEngine();
+    ledger.registerModel({ id: BASE_MODEL, kind: "base", owner: "dev", priceIn: 0n, priceOut: 0n, contentHash: `0x${"0f".repeat(32)}`, developers: [{ party: "dev", share: 1n }] });
+    const service = new AttributionService(ledger, engine, { id: BASE_MODEL, contentHash: engine.info.modelContentHash }, "op");
+    await expect(service.start()).rejects.toMatchObject({ code: "MODEL_CONTENT_MISMATCH" });
+  });
+});
+
+describe("a settlement that fails after output was sent", () => {
+  it("is never free: the whole reservation is charged to the treasury as a signed forfeit", async () => {
+    const { ledger, app, alice } = await setup();
+    const settle = vi.spyOn(ledger, "settle").mockRejectedValueOnce(new OpenLoraError("INTERNAL", "disk on fire"));
+    const before = ledger.getAgent("alice").balance;
+    const res = await app.inject({ method: "POST", url: "/v1/completions", headers: { authorization: alice }, payload: { model: BASE_MODEL, prompt: POEM, max_tokens: 4 } });
+    expect(res.statusCode).toBe(200);
+    expect(res.json().choices[0].text.length).toBeGreaterThan(0);
+    expect(res.headers["openlora-receipt"]).toBeUndefined();
+    expect(settle).toHaveBeenCalledTimes(1);
+    const [forfeit] = ledger.events.list({ account: "alice" }).filter((e) => e.event.kind === "forfeit");
+    expect(forfeit!.event).toMatchObject({ subject: "treasury", memo: expect.stringMatching(/^reservation \d+: INTERNAL$/) });
+    // The worst case was reserved and is charged whole: prompt bytes + 8 at 1000, 4 output tokens at 10^6.
+    const worst = BigInt(Buffer.byteLength(POEM) + 8) * 1_000n + 4n * 1_000_000n;
+    expect(forfeit!.event.amount).toBe(worst);
+    expect(ledger.getAgent("alice")).toMatchObject({ balance: before - worst, reserved: 0n });
+    expect(ledger.balanceOf("treasury")).toBe(worst);
+    expect(ledger.activeReservations()).toEqual([]);
+    expect(ledger.auditBalances().ok).toBe(true);
+    expect(await ledger.verifyChain()).toMatchObject({ ok: true });
   });
 });

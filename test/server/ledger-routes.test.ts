@@ -37,6 +37,7 @@ interface Harness {
 }
 
 const OPERATOR = "olo_ledger-routes-test-operator-token-0123456789";
+const SERVED_HASH: Hex = `0x${"5e".repeat(32)}`;
 
 let s: Harness;
 
@@ -49,6 +50,8 @@ async function start(): Promise<Harness> {
     ledger,
     tokenize: (text) => engine.tokenize(text, false),
     indexVersion: (datanet, version) => { indexed.push([datanet, version]); },
+    // This node serves one adapter, "served-lora", whose files hash to SERVED_HASH.
+    servedContentHash: async (id) => (id === "served-lora" ? SERVED_HASH : undefined),
   };
   // buildServer registers the ledger routes itself, over whatever attribution the slot holds.
   const slot: EngineSlot = { state: "ready", engine, attribution: attribution as EngineSlot["attribution"] };
@@ -216,6 +219,16 @@ describe("ledger routes: the whole flow", () => {
     expect(events.map((e) => [e.kind, e.amount])).toEqual([["deposit", "1000100"], ["agent_stake", "100"], ["withdraw", "7"]]);
     expect(events.every((e) => /^0x[0-9a-f]{130}$/.test(e.signature))).toBe(true);
     expect(s.ledger.auditBalances().ok).toBe(true);
+  });
+
+  it("takes a served model's content hash from the node's own files, and refuses a different one", async () => {
+    await ok(post("/v1/ledger/models", baseModel));
+    const served = { ...adapter, id: "served-lora", lineage: undefined, contentHash: undefined };
+    await fails(post("/v1/ledger/models", { ...served, contentHash: h("something else") }), 409, "MODEL_CONTENT_MISMATCH", "contentHash");
+    expect(await ok(post("/v1/ledger/models", served))).toMatchObject({ id: "served-lora", contentHash: SERVED_HASH });
+    await ok(post("/v1/ledger/models", { ...served, id: "served-twice", contentHash: SERVED_HASH }));
+    // A model the node does not serve needs the hash of its files in the body.
+    await fails(post("/v1/ledger/models", { ...served, id: "elsewhere" }), 400, "INVALID_ARGUMENT", "contentHash");
   });
 
   it("carries amounts above 2^53 exactly, as strings both ways", async () => {
