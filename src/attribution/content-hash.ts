@@ -37,6 +37,25 @@ export async function fileSha256(path: string): Promise<Buffer> {
   return h.digest();
 }
 
+/**
+ * The files a Hugging Face model folder's hash covers: its top-level regular files (symlinks
+ * followed) named *.json or *.safetensors, in name order (UTF-16 code units). The loader hashes the
+ * same list (src/model/load.ts), so both always agree.
+ */
+export function folderHashFiles(dir: string): string[] {
+  return readdirSync(dir)
+    .filter((f) => (f.endsWith(".json") || f.endsWith(".safetensors")) && isFile(join(dir, f)))
+    .sort();
+}
+
+function isFile(p: string): boolean {
+  try {
+    return statSync(p).isFile();
+  } catch {
+    return false;
+  }
+}
+
 export async function contentHash(path: string): Promise<Hex> {
   if (!existsSync(path)) throw oerr("MODEL_NOT_FOUND", `${path} does not exist`);
   if (!statSync(path).isDirectory()) return `0x${(await fileSha256(path)).toString("hex")}`;
@@ -46,8 +65,7 @@ export async function contentHash(path: string): Promise<Hex> {
     const h = createHash("sha256").update(await fileSha256(cfg)).update(await fileSha256(weights));
     return `0x${h.digest("hex")}`;
   }
-  // A Hugging Face model folder: its .json and .safetensors files, in name order.
-  const files = readdirSync(path).filter((f) => f.endsWith(".json") || f.endsWith(".safetensors")).sort();
+  const files = folderHashFiles(path);
   const h = createHash("sha256");
   for (const f of files) h.update(await fileSha256(join(path, f)));
   return `0x${h.digest("hex")}`;

@@ -5,6 +5,7 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve, sep } from "node:path";
+import { folderHashFiles } from "../attribution/content-hash.js";
 import { oerr, quoted } from "../errors.js";
 import { type FileBytes, openFileBytes } from "../formats/file-bytes.js";
 import { parseGguf } from "../formats/gguf.js";
@@ -59,7 +60,7 @@ function record(digests: Digests, dir: string, path: string, bytes: FileBytes): 
 }
 
 function folderHash(dir: string, digests: Map<string, Buffer>): Hex {
-  const names = readdirSync(dir).filter((f) => f.endsWith(".json") || f.endsWith(".safetensors")).sort();
+  const names = folderHashFiles(dir);
   return hashOfDigests(names.map((n) => digests.get(n) ?? sha256File(join(dir, n))));
 }
 

@@ -28,6 +28,7 @@ describe("model content hash", () => {
     writeHfModel(d, "tiny-qwen2", { seed: 3, dtype: "BF16" });
     writeFileSync(join(d, "generation_config.json"), JSON.stringify({ do_sample: false }));
     writeFileSync(join(d, "README.md"), "not hashed");
+    mkdirSync(join(d, "checkpoints.json")); // a folder with a hashed suffix is not a file: skipped by both
     const loaded = await loadModel(d, { prefault: false, hash: true });
     expect(loaded.contentHash).toBe(await contentHash(d));
     writeFileSync(join(d, "generation_config.json"), JSON.stringify({ do_sample: true }));
