@@ -62,14 +62,16 @@ export function resolveInside(root: string, rel: string): string {
  * The real path of `path`, a file or folder of an adapter registered under `root`, which must lie
  * strictly inside root's real path (ADAPTER_PATH_OUTSIDE_ROOT otherwise); a missing path resolves
  * as far as it exists (its reader then reports it missing). Without a root (a path a local user
- * named, e.g. the CLI's --adapter) the path is returned as it is.
+ * named, e.g. the CLI's --adapter) the path is returned as it is. The error names `shown` (default
+ * `path`), never the resolved target.
  */
-export function confinedPath(root: string | undefined, path: string): string {
+export function confinedPath(root: string | undefined, path: string, shown = path): string {
   if (root === undefined) return path;
   const realRoot = realpathLoose(resolve(root));
   const target = realpathLoose(resolve(path));
   if (!strictlyInside(realRoot, target)) {
-    throw oerr("ADAPTER_PATH_OUTSIDE_ROOT", `${path} resolves outside the adapters folder ${root}`, { root, path });
+    // `shown` is the path as the adapter names it: where a link points outside is none of the caller's business.
+    throw oerr("ADAPTER_PATH_OUTSIDE_ROOT", `${shown} resolves outside the adapters folder ${root}`, { root, path: shown });
   }
   return target;
 }

@@ -28,7 +28,7 @@ const READABLE = new Set<number>([GGML_TYPE.F32, GGML_TYPE.F16, GGML_TYPE.BF16, 
 
 function readBytes(path: string, root: string | undefined): FileBytes {
   try {
-    return openFileBytes(path, root !== undefined ? { checkRealPath: (real) => void confinedPath(root, real) } : {});
+    return openFileBytes(path, root !== undefined ? { checkRealPath: (real) => void confinedPath(root, real, path) } : {});
   } catch (e) {
     if (isOpenLoraError(e, "MODEL_NOT_FOUND")) throw oerr("ADAPTER_INVALID", `${path}: ${e.message}`, { path });
     throw e;

@@ -149,7 +149,7 @@ export const MAX_CONFIG_BYTES = 1 << 20;
 function readAdapterFile(path: string, root: string | undefined, maxBytes?: number): FileBytes {
   try {
     return openFileBytes(path, {
-      ...(root !== undefined ? { checkRealPath: (real: string) => void confinedPath(root, real) } : {}),
+      ...(root !== undefined ? { checkRealPath: (real: string) => void confinedPath(root, real, path) } : {}),
       ...(maxBytes !== undefined ? { maxBytes } : {}),
     });
   } catch (e) {
