@@ -8,7 +8,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import type { WorkerEngine } from "../../src/engine/engine-client.js";
 import type { EngineInfo, WireError } from "../../src/engine/protocol.js";
 import { EngineSupervisor } from "../../src/engine/supervisor.js";
@@ -118,12 +118,16 @@ class ScriptedWorker {
 }
 
 describe("restart backoff", () => {
-  it("waits 0.5 s-style doubling delays between failed starts, resets after a healthy period, replays runtime adapter changes", async () => {
+  afterEach(() => { vi.useRealTimers(); });
+
+  it("waits doubling delays between failed starts, resets after a healthy period, replays runtime adapter changes", async () => {
+    // Fake timers and clock: the delays are checked exactly, whatever the machine's speed.
+    vi.useFakeTimers();
     const starts: number[] = [];
     const workers: ScriptedWorker[] = [];
     let failNext = 0;
     const startWorker = async (): Promise<WorkerEngine> => {
-      starts.push(performance.now());
+      starts.push(Date.now());
       if (failNext > 0) { failNext--; throw new OpenLoraError("MODEL_NOT_FOUND", "model file gone"); }
       const w = new ScriptedWorker();
       workers.push(w);
@@ -136,25 +140,25 @@ describe("restart backoff", () => {
     await s.unloadAdapter("gone");
 
     failNext = 3;
+    const died = Date.now();
     workers[0]!.die();
     expect(s.state).toBe("restarting");
-    for (let i = 0; i < 200 && s.state !== "ready"; i++) await new Promise((r) => setTimeout(r, 10));
+    await vi.advanceTimersByTimeAsync(40 + 80 + 160 + 199);
+    expect(s.state).toBe("restarting");
+    await vi.advanceTimersByTimeAsync(1);
     expect(s.state).toBe("ready");
-    const gaps = starts.slice(1).map((t, i) => t - starts[i]!);
-    // After the crash: 40, then 80, 160 and 200 (capped) between the failed starts.
-    expect(gaps[1]!).toBeGreaterThanOrEqual(75);
-    expect(gaps[2]!).toBeGreaterThanOrEqual(150);
-    expect(gaps[3]!).toBeGreaterThanOrEqual(195);
-    expect(gaps[3]!).toBeLessThan(400);
+    // After the crash: 40, then 80, 160 and 200 (capped) between the starts.
+    expect(starts.slice(1).map((t, i) => t - (i === 0 ? died : starts[i]!))).toEqual([40, 80, 160, 200]);
     expect(workers[1]!.replayed).toEqual(["unload scanned", "load late"]);
     expect(s.restarts).toBe(1);
 
     // A worker that served past healthyMs restarts after the first delay again.
-    await new Promise((r) => setTimeout(r, 450));
-    const t0 = performance.now();
+    await vi.advanceTimersByTimeAsync(450);
     workers[1]!.die();
-    for (let i = 0; i < 100 && s.state !== "ready"; i++) await new Promise((r) => setTimeout(r, 5));
-    expect(performance.now() - t0).toBeLessThan(150);
+    await vi.advanceTimersByTimeAsync(39);
+    expect(s.state).toBe("restarting");
+    await vi.advanceTimersByTimeAsync(1);
+    expect(s.state).toBe("ready");
     expect(s.restarts).toBe(2);
 
     // Submits while restarting fail fast; after close() nothing restarts.
@@ -162,11 +166,11 @@ describe("restart backoff", () => {
     workers[2]!.die();
     const events: string[] = [];
     s.submit({ prompt: "x", addSpecial: true, adapters: [], maxTokens: 1, sampling: {}, stop: [], ignoreEos: false, fairKey: "k" }, (e) => events.push(e.type === "error" ? e.error.code : e.type));
-    await new Promise((r) => setTimeout(r, 0));
+    await vi.advanceTimersByTimeAsync(0);
     expect(events).toEqual(["NOT_READY"]);
     await s.close();
     const n = starts.length;
-    await new Promise((r) => setTimeout(r, 250));
+    await vi.advanceTimersByTimeAsync(10_000);
     expect(starts.length).toBe(n);
   });
 });
