@@ -230,10 +230,6 @@ export class Ledger {
    * (no output was sent) or forfeit it (output was sent).
    */
   async settle(reservationId: number, input: SettleInput): Promise<StoredReceipt> {
-    return this.settleNow(reservationId, input);
-  }
-
-  private settleNow(reservationId: number, input: SettleInput): StoredReceipt {
     const adapters = input.adapters ?? [];
     if (new Set(adapters.map((a) => a.id)).size !== adapters.length) throw oerr("INVALID_ARGUMENT", "a request names an adapter twice");
     const base = this.models.use(input.baseModel);
