@@ -13,22 +13,19 @@ import type { AdapterLoader } from "../../src/adapters/cache.js";
 import { createAdapterLoader } from "../../src/adapters/loader.js";
 import { AdapterRegistry } from "../../src/adapters/registry.js";
 import type { CompletionRequest, EngineEvent } from "../../src/engine/protocol.js";
-import { type LoadedModel, loadModel } from "../../src/model/load.js";
+import type { LoadedModel } from "../../src/model/load.js";
 import { native } from "../../src/native/index.js";
 import { writeGgufLora, writePeftAdapter } from "../../src/synth/adapters.js";
-import { writeGgufModel } from "../../src/synth/synthesize.js";
 import { assertHarmlessMessage, writeHostileCorpus } from "../helpers/hostile-adapters.js";
 import { tempDir } from "../helpers/tmp.js";
-import { alone, Harness, stream } from "./harness.js";
+import { alone, Harness, stream, tinyLlama3 } from "./harness.js";
 
 const dir = tempDir("openlora-admitted-");
 const adapterDir = join(dir, "adapters");
 let model: LoadedModel;
 
 beforeAll(async () => {
-  const path = join(dir, "tiny-llama3-q8.gguf");
-  writeGgufModel(path, "tiny-llama3", { seed: 11, type: "q8_0" });
-  model = await loadModel(path, { prefault: false });
+  model = await tinyLlama3(dir);
   mkdirSync(adapterDir, { recursive: true });
   writePeftAdapter(join(adapterDir, "p"), "tiny-llama3", { seed: 1, rank: 8, alpha: 16, targets: ["q", "v"], dtype: "F16" });
   for (const id of ["x", "y", "z"]) writeGgufLora(join(adapterDir, `${id}.gguf`), "tiny-llama3", { seed: id.charCodeAt(0), rank: 8, alpha: 16, targets: ["q", "v"], type: "f32" });

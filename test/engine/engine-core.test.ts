@@ -11,20 +11,18 @@ import { AdapterRegistry } from "../../src/adapters/registry.js";
 import { DEFAULT_CORE_OPTIONS, EngineCore, type EngineCoreOptions } from "../../src/engine/engine-core.js";
 import { generate } from "../../src/engine/generate.js";
 import type { CompletionRequest, EngineEvent } from "../../src/engine/protocol.js";
-import { type LoadedModel, loadModel } from "../../src/model/load.js";
+import type { LoadedModel } from "../../src/model/load.js";
 import { native } from "../../src/native/index.js";
 import { writeGgufLora, writePeftAdapter } from "../../src/synth/adapters.js";
-import { writeGgufModel } from "../../src/synth/synthesize.js";
 import { tempDir } from "../helpers/tmp.js";
+import { tinyLlama3 } from "./harness.js";
 
 const dir = tempDir();
 const adapterDir = join(dir, "adapters");
 let model: LoadedModel;
 
 beforeAll(async () => {
-  const path = join(dir, "tiny-llama3-q8.gguf");
-  writeGgufModel(path, "tiny-llama3", { seed: 11, type: "q8_0" });
-  model = await loadModel(path, { prefault: false });
+  model = await tinyLlama3(dir);
   mkdirSync(adapterDir, { recursive: true });
   for (let i = 0; i < 6; i++) {
     const common = { seed: 40 + i, rank: [8, 16, 32][i % 3]!, alpha: 16, targets: ["q", "k", "v", "o"] as const, strength: 0.1 };

@@ -5,7 +5,16 @@
 import { AdapterRegistry } from "../../src/adapters/registry.js";
 import { DEFAULT_CORE_OPTIONS, EngineCore, type EngineCoreDeps, type EngineCoreOptions } from "../../src/engine/engine-core.js";
 import type { CompletionRequest, EngineEvent } from "../../src/engine/protocol.js";
-import type { LoadedModel } from "../../src/model/load.js";
+import { join } from "node:path";
+import { type LoadedModel, loadModel } from "../../src/model/load.js";
+import { writeGgufModel } from "../../src/synth/synthesize.js";
+
+/** The engine tests' model: tiny-llama3, Q8_0, seed 11, written into `dir` and loaded. */
+export async function tinyLlama3(dir: string): Promise<LoadedModel> {
+  const path = join(dir, "tiny-llama3-q8.gguf");
+  writeGgufModel(path, "tiny-llama3", { seed: 11, type: "q8_0" });
+  return loadModel(path, { prefault: false });
+}
 
 export interface Outcome {
   tokens: number[];

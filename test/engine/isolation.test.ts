@@ -15,22 +15,19 @@ import { AdapterRegistry } from "../../src/adapters/registry.js";
 import type { LoraAdapter } from "../../src/adapters/types.js";
 import type { CompletionRequest } from "../../src/engine/protocol.js";
 import type { SamplingParams } from "../../src/engine/sampling.js";
-import { type LoadedModel, loadModel } from "../../src/model/load.js";
+import type { LoadedModel } from "../../src/model/load.js";
 import { native } from "../../src/native/index.js";
 import { writeGgufLora, writePeftAdapter } from "../../src/synth/adapters.js";
-import { writeGgufModel } from "../../src/synth/synthesize.js";
 import { randomAdapter } from "../helpers/random-adapter.js";
 import { tempDir } from "../helpers/tmp.js";
-import { alone, Harness, stream } from "./harness.js";
+import { alone, Harness, stream, tinyLlama3 } from "./harness.js";
 
 const dir = tempDir("openlora-isolation-");
 const adapterDir = join(dir, "adapters");
 let model: LoadedModel;
 
 beforeAll(async () => {
-  const path = join(dir, "tiny-llama3-q8.gguf");
-  writeGgufModel(path, "tiny-llama3", { seed: 11, type: "q8_0" });
-  model = await loadModel(path, { prefault: false });
+  model = await tinyLlama3(dir);
   mkdirSync(adapterDir, { recursive: true });
   for (let i = 0; i < 4; i++) {
     const common = { seed: 60 + i, rank: [8, 16][i % 2]!, alpha: 16, targets: ["q", "v", "down"] as Array<"q" | "v" | "down">, strength: 0.1 };
