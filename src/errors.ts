@@ -67,6 +67,17 @@ export const ERROR_TABLE = {
   LEDGER_FEE_EXCEEDS_RESERVATION: { status: 500, summary: "A request's actual fee exceeds the worst case reserved at admission." },
   LEDGER_SCHEMA_TOO_NEW: { status: 500, summary: "The ledger file was written by a newer openlora (unknown schema migrations)." },
   RECEIPT_INVALID: { status: 400, summary: "A receipt is malformed: a field is missing, mistyped or out of range." },
+  // Chain (src/chain)
+  CHAIN_UNAVAILABLE: { status: 503, summary: "The chain's RPC endpoint cannot be reached (or the local chain could not start)." },
+  CHAIN_ID_MISMATCH: { status: 400, summary: "The RPC endpoint serves a different chain than the contracts file names." },
+  CHAIN_CONTRACT_MISSING: { status: 400, summary: "No openlora contract (or the wrong one) is deployed at an address of the contracts file." },
+  CHAIN_TX_FAILED: { status: 502, summary: "A transaction was reverted by a contract, or never mined; the error names the contract's reason." },
+  CLAIM_NOT_FOUND: { status: 404, summary: "The party has nothing in a posted payout root yet (or its epoch's challenge window is still open)." },
+  ACCESS_DENIED: { status: 403, summary: "The model's on-chain access policy does not admit the caller (allowlist, licence or minimum stake)." },
+  // Signed requests (agents as chain addresses)
+  SIGNATURE_INVALID: { status: 401, summary: "A request signature is malformed, or does not recover to the address it claims." },
+  SIGNATURE_EXPIRED: { status: 401, summary: "A signed request's expiry has passed, or lies further ahead than the server accepts." },
+  SIGNATURE_REPLAYED: { status: 401, summary: "A signed request's nonce was already used by that address." },
   // Native layer
   NATIVE_UNAVAILABLE: { status: 500, summary: "The native addon is not built or failed to load." },
   INTERNAL: { status: 500, summary: "An internal invariant was violated." },
