@@ -34,7 +34,8 @@ function sources(root: string, dir: string): Record<string, { content: string }>
 
 /**
  * Compiles every contract under `<root>/contracts` (optimizer on, 200 runs) and returns one artifact
- * per deployable contract (libraries and interfaces with no bytecode are left out).
+ * per contract; interfaces and libraries have empty bytecode (their ABIs are still typed in abi.ts,
+ * only deployable ones are written as artifacts).
  */
 export function compileContracts(root: string): Artifact[] {
   const require = createRequire(import.meta.url);
@@ -66,7 +67,7 @@ export function compileContracts(root: string): Artifact[] {
   for (const [sourceName, contracts] of Object.entries(output.contracts)) {
     if (!sourceName.startsWith("contracts/")) continue;
     for (const [contractName, c] of Object.entries(contracts)) {
-      if (!c.evm.bytecode.object) continue;
+      if (!c.evm.bytecode.object && c.abi.length === 0) continue;
       out.push({ contractName, sourceName, abi: c.abi, bytecode: `0x${c.evm.bytecode.object}`, deployedBytecode: `0x${c.evm.deployedBytecode.object}` });
     }
   }
@@ -81,6 +82,10 @@ export function renderAbiModule(artifacts: readonly Artifact[]): string {
   ];
   for (const a of artifacts) lines.push(`export const ${a.contractName}Abi = ${JSON.stringify(a.abi)} as const;`);
   return `${lines.join("\n")}\n`;
+}
+
+export function deployable(artifacts: readonly Artifact[]): Artifact[] {
+  return artifacts.filter((a) => a.bytecode !== "0x");
 }
 
 export function renderArtifact(a: Artifact): string {

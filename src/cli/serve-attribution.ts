@@ -4,6 +4,8 @@
  */
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
+import type { Address } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
 import type { FeePolicy } from "../attribution/types.js";
 import type { EngineHandle } from "../engine/protocol.js";
 import { Ledger } from "../ledger/ledger.js";
@@ -16,21 +18,37 @@ export const DEFAULT_POLICY: FeePolicy = { protocolBps: 200, operatorBps: 2000, 
 
 export interface AttributionFlags {
   ledgerPath: string | undefined;
+  /** On a chain: its id, the contract receipts name (verifyingContract) and the treasury's address. */
+  chain?: { chainId: number; settlement: Address; verifyingContract?: Address; treasury: Address };
   /** A file holding the node key (never the key itself): src/cli/credentials.ts. */
   nodeKeyFile: string | undefined;
   treasury: string;
   minAgentStake: bigint;
 }
 
-export function defaultLedgerPath(modelId: string): string {
-  return join(cacheDir(), "ledger", `${modelId}.sqlite`);
+/** Off-chain and each chain deployment get their own ledger file (a ledger's receipts name their chain). */
+export function defaultLedgerPath(modelId: string, chain?: { chainId: number; settlement: Address }): string {
+  const suffix = chain ? `@chain${chain.chainId}-${chain.settlement.slice(2, 10).toLowerCase()}` : "";
+  return join(cacheDir(), "ledger", `${modelId}${suffix}.sqlite`);
+}
+
+/** The node key openAttribution will use (the chain connection needs it first). */
+export function resolveNodeKey(f: Pick<AttributionFlags, "ledgerPath" | "nodeKeyFile" | "chain">, modelId: string, log: (m: string) => void) {
+  const path = f.ledgerPath ?? defaultLedgerPath(modelId, f.chain);
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  return nodeKey(f.nodeKeyFile, path, log);
 }
 
 export async function openAttribution(engine: EngineHandle, f: AttributionFlags, log: (m: string) => void): Promise<AttributionService> {
-  const path = f.ledgerPath ?? defaultLedgerPath(engine.info.modelId);
+  const path = f.ledgerPath ?? defaultLedgerPath(engine.info.modelId, f.chain);
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const ledger = new Ledger({ path, nodeKey: nodeKey(f.nodeKeyFile, path, log), policy: DEFAULT_POLICY, treasury: f.treasury, minAgentStake: f.minAgentStake });
-  const service = new AttributionService(ledger, engine, { id: engine.info.modelId, contentHash: engine.info.modelContentHash }, ledger.nodeAddresses()[0]!);
+  const key = nodeKey(f.nodeKeyFile, path, log);
+  // On a chain every party is its lowercase address (src/ledger/chain-book.ts), the operator's too.
+  const onChain = f.chain
+    ? { onChain: true, operator: privateKeyToAccount(key).address.toLowerCase(), treasury: f.chain.treasury.toLowerCase(), chainId: f.chain.chainId, ...(f.chain.verifyingContract ? { verifyingContract: f.chain.verifyingContract } : {}) }
+    : { treasury: f.treasury };
+  const ledger = new Ledger({ path, nodeKey: key, policy: DEFAULT_POLICY, minAgentStake: f.minAgentStake, ...onChain });
+  const service = new AttributionService(ledger, engine, { id: engine.info.modelId, contentHash: engine.info.modelContentHash }, ledger.operatorParty);
   const { released, versions } = await service.start();
   log(`ledger ${path} (node ${ledger.nodeAddress}); ${versions} Datanet versions indexed${released ? `; ${released} reservations of interrupted requests released` : ""}`);
   return service;

@@ -13,7 +13,9 @@ import { buildServer, type EngineSlot } from "../server/index.js";
 import { cacheDir, ensureDefaultModel, ensureDemoAdapters } from "../synth/default-model.js";
 import { choiceArg, intArg, progressLine } from "./args.js";
 import { operatorToken, readSecretFile } from "./credentials.js";
-import { openAttribution } from "./serve-attribution.js";
+import { ChainNode } from "../chain/node.js";
+import { openAttribution, resolveNodeKey, type AttributionFlags } from "./serve-attribution.js";
+import { devNodeKeyFile, prepareChain, type PreparedChain } from "./serve-chain.js";
 
 export const SERVE_USAGE = `  openlora serve [--model <gguf file | HF folder>] [--adapters <dir>] [--port 8000] [--host 127.0.0.1]
                  [--threads N] [--kv-tokens N | --kv-blocks N] [--block-size 16] [--adapter-pool-mb 1024]
@@ -21,6 +23,7 @@ export const SERVE_USAGE = `  openlora serve [--model <gguf file | HF folder>] [
                  [--max-lora-rank 256] [--quantize q8_0|q4_0] [--no-mixed-adapters] [--drain-timeout-s 30] [--quiet]
                  [--ledger <sqlite file>] [--node-key-file <file>] [--operator-token-file <file>] [--treasury <party>]
                  [--min-agent-stake N] [--no-attribution]
+                 [--chain <rpc url> --contracts <file> | --dev-chain] [--epoch-interval-s 60] [--epoch-receipts N] [--confirmations N]
         OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models, /v1/load_lora_adapter,
         /v1/unload_lora_adapter, /health, /metrics). Every adapter in --adapters is a model.
         Without --model, serves the embedded default demo model and demo adapters (generated once, cached).
@@ -28,6 +31,8 @@ export const SERVE_USAGE = `  openlora serve [--model <gguf file | HF folder>] [
         ledger (default ~/.cache/openlora/ledger/<model>.sqlite, 0600, signing key beside it or $OPENLORA_NODE_KEY).
         State-changing endpoints need the operator token (default ~/.cache/openlora/operator.token, generated,
         0600); paid requests need an account's API key (docs/api-access.md).
+        With --chain (or --dev-chain: a local anvil with the contracts deployed), deposits, stakes, models and access
+        policies come from the chain, epochs are posted there and every party claims its earnings (docs/chain.md).
 `;
 
 export async function runServe(argv: string[]): Promise<number> {
@@ -41,6 +46,8 @@ export async function runServe(argv: string[]): Promise<number> {
       quantize: { type: "string" }, "no-mixed-adapters": { type: "boolean" }, "drain-timeout-s": { type: "string" },
       quiet: { type: "boolean" }, ledger: { type: "string" }, "node-key": { type: "string" }, "node-key-file": { type: "string" },
       "operator-token-file": { type: "string" }, treasury: { type: "string" }, "min-agent-stake": { type: "string" }, "no-attribution": { type: "boolean" },
+      chain: { type: "string" }, contracts: { type: "string" }, "dev-chain": { type: "boolean" },
+      "epoch-interval-s": { type: "string" }, "epoch-receipts": { type: "string" }, confirmations: { type: "string" },
     },
   });
   if (values["node-key"] !== undefined) {
@@ -87,6 +94,12 @@ export async function runServe(argv: string[]): Promise<number> {
   const minStake = values["min-agent-stake"] ?? "0";
   if (!/^\d+$/.test(minStake)) throw oerr("INVALID_ARGUMENT", `--min-agent-stake must be a non-negative integer, got "${minStake}"`);
   if (values["node-key-file"] !== undefined) readSecretFile(values["node-key-file"], "the node key");
+  const chainFlags = { chain: values.chain, contracts: values.contracts, devChain: values["dev-chain"] === true };
+  const onChain = chainFlags.devChain || chainFlags.chain !== undefined || chainFlags.contracts !== undefined;
+  if (onChain && values["no-attribution"]) throw oerr("INVALID_ARGUMENT", "--chain/--dev-chain settle receipts: they need attribution (drop --no-attribution)");
+  const epochIntervalMs = intArg(values["epoch-interval-s"], "epoch-interval-s", 1, 60)! * 1000;
+  const epochReceipts = intArg(values["epoch-receipts"], "epoch-receipts", 1);
+  const confirmations = intArg(values.confirmations, "confirmations", 0, chainFlags.devChain ? 0 : 2)!;
   const operator = operatorToken(values["operator-token-file"], log);
   const slot: EngineSlot = { state: "loading", engine: undefined, message: "loading the model" };
   const app = await buildServer(slot, {
@@ -115,7 +128,9 @@ export async function runServe(argv: string[]): Promise<number> {
     }
     await app.close();
     await engine?.close();
+    await slot.chain?.stop();
     slot.attribution?.ledger.close();
+    await chain?.stop?.();
     log("stopped");
     process.exit(0);
   };
@@ -123,6 +138,7 @@ export async function runServe(argv: string[]): Promise<number> {
   process.on("SIGINT", () => void shutdown("SIGINT"));
 
   let engine: EngineSupervisor | undefined;
+  let chain: PreparedChain | undefined;
   try {
     const showProgress = !quiet && process.stderr.isTTY;
     relaxHeapGrowth();
@@ -130,9 +146,23 @@ export async function runServe(argv: string[]): Promise<number> {
     engine = await EngineSupervisor.start(init, { log, ...(showProgress ? { onProgress: progressLine("loading model") } : {}) });
     if (shuttingDown) { await engine.close(); return 0; }
     if (!values["no-attribution"]) {
-      slot.attribution = await openAttribution(engine, {
-        ledgerPath: values.ledger, nodeKeyFile: values["node-key-file"], treasury: values.treasury ?? "protocol-treasury", minAgentStake: BigInt(minStake),
-      }, log);
+      let nodeKeyFile = values["node-key-file"];
+      if (chainFlags.devChain && nodeKeyFile === undefined && !process.env.OPENLORA_NODE_KEY) nodeKeyFile = devNodeKeyFile(log);
+      const flags: AttributionFlags = { ledgerPath: values.ledger, nodeKeyFile, treasury: values.treasury ?? "protocol-treasury", minAgentStake: BigInt(minStake) };
+      if (onChain) {
+        chain = await prepareChain(chainFlags, resolveNodeKey(flags, engine.info.modelId, log), log);
+        const d = chain!.deployment;
+        flags.chain = { chainId: d.chainId, settlement: d.settlement, treasury: d.treasury, ...(d.court ? { verifyingContract: d.court } : {}) };
+      }
+      slot.attribution = await openAttribution(engine, flags, log);
+      if (chain) {
+        slot.chain = await ChainNode.start({
+          url: chain.url, deployment: chain.deployment, nodeKey: resolveNodeKey(flags, engine.info.modelId, log), confirmations, epochIntervalMs,
+          ...(epochReceipts !== undefined ? { epochReceipts } : {}), operatorUrl: `http://${host}:${bound}/v1`, log: app.log,
+        }, slot.attribution.ledger);
+        slot.chain.run();
+        log(`on chain ${chain.deployment.chainId} via ${chain.url}: operator ${slot.chain.status().operator}, settlement ${chain.deployment.settlement}`);
+      }
     }
     slot.engine = engine;
     slot.state = "ready";
@@ -142,6 +172,8 @@ export async function runServe(argv: string[]): Promise<number> {
   } catch (e) {
     await app.close();
     await engine?.close();
+    await slot.chain?.stop();
+    await chain?.stop?.();
     throw e;
   }
   return new Promise<number>(() => {}); // serves until a signal ends the process

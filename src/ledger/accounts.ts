@@ -50,46 +50,46 @@ export class Accounts {
   }
 
   /** Credits the agent's balance (the operator received the money). */
-  deposit(id: string, amount: bigint): AgentAccount {
+  deposit(id: string, amount: bigint, memo?: string): AgentAccount {
     positive("deposit", amount);
-    return this.move(id, amount, 0n, () => this.events.append("deposit", id, amount));
+    return this.move(id, amount, 0n, () => this.events.append("deposit", id, amount, { memo }));
   }
 
   /** Pays out of the agent's available balance. */
-  withdraw(id: string, amount: bigint): AgentAccount {
+  withdraw(id: string, amount: bigint, memo?: string): AgentAccount {
     positive("withdrawal", amount);
-    return this.move(id, -amount, 0n, () => this.events.append("withdraw", id, amount));
+    return this.move(id, -amount, 0n, () => this.events.append("withdraw", id, amount, { memo }));
   }
 
   /** Moves `amount` of the agent's balance into its own stake. */
-  agentStake(id: string, amount: bigint): AgentAccount {
+  agentStake(id: string, amount: bigint, memo?: string): AgentAccount {
     positive("stake", amount);
-    return this.move(id, -amount, amount, () => this.events.append("agent_stake", id, amount));
+    return this.move(id, -amount, amount, () => this.events.append("agent_stake", id, amount, { memo }));
   }
 
   /** Moves `amount` of the agent's own stake back to its balance. */
-  agentUnstake(id: string, amount: bigint): AgentAccount {
+  agentUnstake(id: string, amount: bigint, memo?: string): AgentAccount {
     positive("unstake", amount);
-    return this.move(id, amount, -amount, () => this.events.append("agent_unstake", id, amount));
+    return this.move(id, amount, -amount, () => this.events.append("agent_unstake", id, amount, { memo }));
   }
 
   /** Moves `amount` of the staker's balance into its stake on `model`; returns the stake. */
-  stake(staker: string, model: string, amount: bigint): bigint {
+  stake(staker: string, model: string, amount: bigint, memo?: string): bigint {
     positive("stake", amount);
     return this.db.transaction(() => {
       if (!this.db.prepare("SELECT 1 FROM models WHERE id = ?").get(model)) notFound("model", model);
-      this.move(staker, -amount, 0n, () => this.events.append("stake", staker, amount, { subject: model }));
+      this.move(staker, -amount, 0n, () => this.events.append("stake", staker, amount, { subject: model, memo }));
       return this.setStake(staker, model, this.stakeOf(staker, model) + amount);
     }).immediate();
   }
 
   /** Returns `amount` of the staker's stake on `model` to its balance; returns what remains staked. */
-  unstake(staker: string, model: string, amount: bigint): bigint {
+  unstake(staker: string, model: string, amount: bigint, memo?: string): bigint {
     positive("unstake", amount);
     return this.db.transaction(() => {
       const cur = this.stakeOf(staker, model);
       if (amount > cur) insufficient(`${staker}'s stake on ${model}`, cur, amount, { staker, model });
-      this.move(staker, amount, 0n, () => this.events.append("unstake", staker, amount, { subject: model }));
+      this.move(staker, amount, 0n, () => this.events.append("unstake", staker, amount, { subject: model, memo }));
       return this.setStake(staker, model, cur - amount);
     }).immediate();
   }

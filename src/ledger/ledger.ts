@@ -16,6 +16,7 @@ import {
 import type { FeePolicy, SpanEvidence, SpanMatch } from "../attribution/types.js";
 import { oerr } from "../errors.js";
 import { Accounts, type AgentAccount } from "./accounts.js";
+import { ChainBook } from "./chain-book.js";
 import { auditBalances, verifyChain, type BalanceAudit, type ChainReport } from "./audit.js";
 import { Datanets, type ContributionInput, type DatanetRecord, type DatanetVersion, type VersionRecord } from "./datanets.js";
 import { big, checkName, conflict, money, nonNegative, notFound, openDb, type Db } from "./db.js";
@@ -39,6 +40,11 @@ export interface LedgerOptions {
   minAgentStake?: bigint;
   /** Unix milliseconds; injectable for tests. */
   now?: () => number;
+  /**
+   * The money lives on a chain (docs/chain.md): each epoch close seals a payout tree to post, and
+   * payouts are claims on chain (the ledger's own payout is refused).
+   */
+  onChain?: boolean;
 }
 
 export interface SettleInput {
@@ -95,12 +101,15 @@ export class Ledger {
   readonly accounts: Accounts;
   readonly events: Events;
   readonly keys: ApiKeys;
+  /** What a node on a chain keeps beside the book (chain-book.ts); empty without --chain. */
+  readonly chain: ChainBook;
   private readonly signer: NodeSigner;
   private readonly policy: FeePolicy;
   private readonly treasury: string;
   private readonly operator: string;
   private readonly minAgentStake: bigint;
   private readonly now: () => number;
+  readonly onChain: boolean;
 
   constructor(opts: LedgerOptions) {
     validatePolicy(opts.policy);
@@ -114,6 +123,7 @@ export class Ledger {
     this.minAgentStake = opts.minAgentStake ?? 0n;
     nonNegative("minAgentStake", this.minAgentStake);
     this.now = opts.now ?? Date.now;
+    this.onChain = opts.onChain ?? false;
     this.domainOptions = { chainId: opts.chainId ?? 1, ...(opts.verifyingContract ? { verifyingContract: opts.verifyingContract } : {}) };
     receiptDomain(this.domainOptions);
     this.db = openDb(opts.path, this.now());
@@ -128,6 +138,7 @@ export class Ledger {
     this.events = new Events(this.db, this.signer, this.domainOptions, this.now);
     this.keys = new ApiKeys(this.db, this.now);
     this.accounts = new Accounts(this.db, this.events, this.now, [this.treasury, this.operator]);
+    this.chain = new ChainBook(this.db, this.accounts, this.now);
     this.events.adoptLegacyDeposits();
   }
 
@@ -164,7 +175,10 @@ export class Ledger {
   agentUnstake(agent: string, amount: bigint): AgentAccount { return this.accounts.agentUnstake(agent, amount); }
   stake(staker: string, model: string, amount: bigint): bigint { return this.accounts.stake(staker, model, amount); }
   unstake(staker: string, model: string, amount: bigint): bigint { return this.accounts.unstake(staker, model, amount); }
-  payout(party: string, amount: bigint): bigint { return this.accounts.payout(party, amount); }
+  payout(party: string, amount: bigint): bigint {
+    if (this.onChain) throw oerr("LEDGER_CONFLICT", "on a chain, earnings are paid by claims on the Settlement contract (openlora claim), not by the node", { party });
+    return this.accounts.payout(party, amount);
+  }
   balanceOf(party: string): bigint { return this.accounts.balanceOf(party); }
   balances(): { party: string; amount: bigint }[] { return this.accounts.balances(); }
   /** The operator's party id (credited the operator lines; `payout` of its earnings goes through the operator credential). */
@@ -338,6 +352,15 @@ export class Ledger {
    * record at that moment (receipt head = the epoch's last receipt, event head, epoch root), stored
    * with the epoch; null when there are no new receipts.
    */
+  /** Receipts not yet in an epoch. */
+  unsealedReceipts(): number {
+    return (this.db.prepare("SELECT COUNT(*) AS n FROM receipts WHERE epoch IS NULL").get() as { n: number }).n;
+  }
+
+  /**
+   * Closes the epoch of every receipt not yet in one. On a chain, the same transaction seals the
+   * epoch's payout tree (chain-book.ts), so the tree states exactly the book at the close.
+   */
   closeEpoch(): EpochInfo | null {
     return this.db.transaction(() => {
       const rows = this.db.prepare("SELECT id, hash FROM receipts WHERE epoch IS NULL ORDER BY id").all() as { id: number; hash: Hex }[];
@@ -350,7 +373,9 @@ export class Ledger {
       this.db.prepare("INSERT INTO epochs (id, first_receipt, last_receipt, count, root, closed_at, checkpoint, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
         .run(id, rows[0]!.id, rows[rows.length - 1]!.id, rows.length, root, closedAt, JSON.stringify(checkpoint.checkpoint), checkpoint.signature);
       this.db.prepare("UPDATE receipts SET epoch = ? WHERE epoch IS NULL AND id <= ?").run(id, rows[rows.length - 1]!.id);
-      return { id, firstReceipt: rows[0]!.id, lastReceipt: rows[rows.length - 1]!.id, count: rows.length, root, closedAt, checkpoint };
+      const epoch: EpochInfo = { id, firstReceipt: rows[0]!.id, lastReceipt: rows[rows.length - 1]!.id, count: rows.length, root, closedAt, checkpoint };
+      if (this.onChain) this.chain.seal(id);
+      return epoch;
     }).immediate();
   }
 

@@ -108,6 +108,10 @@ export class Models {
     return this.get(input.id);
   }
 
+  has(id: string): boolean {
+    return this.db.prepare("SELECT 1 FROM models WHERE id = ?").get(id) !== undefined;
+  }
+
   get(id: string): ModelInfo {
     const r = this.db.prepare("SELECT * FROM models WHERE id = ?").get(id) as ModelRow | undefined;
     if (!r) notFound("model", id);

@@ -218,6 +218,31 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX reservations_active ON reservations(status, agent);
     `,
   },
+  {
+    version: 5,
+    name: "the node on a chain",
+    // The chain book (src/ledger/chain-book.ts): how far the node followed the chain, which logs it
+    // applied (each exactly once, in the transaction that applies it), the on-chain names of models
+    // and Datanets, access policies and licences, and each epoch's payout tree with its post status.
+    sql: `
+      CREATE TABLE chain_cursor (id INTEGER PRIMARY KEY CHECK (id = 1), block INTEGER NOT NULL, hash TEXT NOT NULL);
+      CREATE TABLE chain_applied (tx_hash TEXT NOT NULL, log_index INTEGER NOT NULL, block INTEGER NOT NULL, PRIMARY KEY (tx_hash, log_index));
+      CREATE TABLE chain_names (id_hash TEXT PRIMARY KEY, kind TEXT NOT NULL CHECK (kind IN ('model', 'datanet')), name TEXT NOT NULL, info TEXT);
+      CREATE TABLE chain_access (model TEXT PRIMARY KEY, kind INTEGER NOT NULL, min_stake TEXT NOT NULL);
+      CREATE TABLE chain_allowlist (model TEXT NOT NULL, agent TEXT NOT NULL, PRIMARY KEY (model, agent));
+      CREATE TABLE chain_licences (model TEXT NOT NULL, holder TEXT NOT NULL, amount TEXT NOT NULL, PRIMARY KEY (model, holder));
+      CREATE TABLE chain_epochs (
+        epoch INTEGER PRIMARY KEY REFERENCES epochs(id),
+        payout_root TEXT NOT NULL,
+        entries TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'posted')),
+        tx_hash TEXT,
+        posted_at INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT
+      );
+    `,
+  },
 ];
 
 /** Applies the migrations this file lacks. Refuses a file that knows migrations we don't. */

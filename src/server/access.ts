@@ -76,6 +76,8 @@ export const ENDPOINTS: readonly EndpointRule[] = [
   { method: "POST", url: "/v1/accounts/agents/:id/unstake", access: "self", what: "move own stake back to the balance (signed event)" },
   { method: "POST", url: "/v1/stakes", access: "account", what: "stake from the caller's balance on a model (signed event)" },
   { method: "POST", url: "/v1/stakes/unstake", access: "account", what: "return the caller's stake on a model to its balance (signed event)" },
+  { method: "GET", url: "/v1/chain", access: "public", what: "the node's chain, contracts, followed block and posted epochs" },
+  { method: "GET", url: "/v1/chain/claims/:account", access: "public", what: "the account's leaves and Merkle proofs in the latest posted payout root (the claimant sends the transaction)" },
   { method: "GET", url: "/v1/balances", access: "public", what: "every party's earned balance" },
   { method: "GET", url: "/v1/balances/:party", access: "public", what: "one party's earned balance" },
   { method: "POST", url: "/v1/balances/:party/payout", access: "party-or-operator", what: "pay out of a party's earned balance (signed event)" },

@@ -13,6 +13,7 @@ import { OpenLoraError } from "../errors.js";
 import type { Ledger } from "../ledger/ledger.js";
 import { installAccess, OPERATOR_TOKEN_PREFIX } from "./access.js";
 import { registerAdminRoutes } from "./admin-routes.js";
+import { registerChainRoutes } from "./chain-routes.js";
 import { registerGenerationRoutes } from "./completions.js";
 import { DEFAULT_BODY_LIMIT_BYTES, resolveLimits, type EngineSlot, type ServerContext, type ServerOptions } from "./context.js";
 import { ROUTE_NOT_FOUND, sendHttpError, toHttpError } from "./http-errors.js";
@@ -64,6 +65,7 @@ export async function buildServer(slot: EngineSlot, opts: ServerOptions = {}): P
   registerGenerationRoutes(app, ctx);
   registerAdminRoutes(app, ctx);
   registerLedgerRoutes(app, lazyAttribution(slot));
+  registerChainRoutes(app, slot);
   return app;
 }
 

@@ -8,7 +8,8 @@
  *   a request without one is anonymous. A request whose worst case costs nothing needs no account:
  *   an anonymous one is billed to the built-in agent "anonymous". A paid request needs an account's
  *   key (401 without), the minimum own stake (403) and the balance for its worst case (402), all
- *   checked before any compute.
+ *   checked before any compute. On a chain, each model's access policy (mirrored from the Registry
+ *   and Licence contracts, src/ledger/chain-book.ts) is checked first: ACCESS_DENIED 403.
  * - Worst case: prompt tokens (exact for token-id prompts; for text, its UTF-8 byte count + 8, which
  *   no tokenizer exceeds: every token covers at least one byte, plus special tokens) × price in,
  *   plus max_tokens × price out, over the base model and every adapter of the request.
@@ -101,6 +102,10 @@ export class AttributionService implements AttributionContext {
    */
   admit(principal: Principal, adapters: AdapterRef[], prompt: string | readonly number[], maxTokens: number): Admission {
     const tokensIn = typeof prompt === "string" ? Buffer.byteLength(prompt, "utf8") + 8 : prompt.length;
+    if (this.ledger.onChain) {
+      const caller = principal.kind === "account" ? principal.id : undefined;
+      for (const id of [this.baseModel.id, ...adapters.map((a) => a.id)]) this.ledger.chain.checkAccess(id, caller);
+    }
     const worst = this.worstCase(adapters, tokensIn, maxTokens);
     if (worst > 0n && principal.kind !== "account") {
       throw new OpenLoraError(principal.kind === "anonymous" ? "UNAUTHENTICATED" : "PERMISSION_DENIED",

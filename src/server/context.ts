@@ -1,4 +1,5 @@
 /** What every route shares: the engine slot, the resolved options and the metrics. */
+import type { ChainNode } from "../chain/node.js";
 import type { FastifyBaseLogger, FastifyServerOptions } from "fastify";
 import type { AttributionService } from "./attribution.js";
 import type { EngineHandle } from "../engine/protocol.js";
@@ -19,6 +20,8 @@ export interface EngineSlot {
   message?: string;
   /** Receipts, fees and the ledger; absent = inference without attribution. */
   attribution?: AttributionService;
+  /** The node's chain connection (docs/chain.md); absent = the ledger holds the money. */
+  chain?: ChainNode;
 }
 
 export interface ServerOptions {

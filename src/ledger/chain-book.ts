@@ -1,0 +1,284 @@
+/**
+ * The chain book: what a node on a chain keeps beside its ledger (docs/chain.md). The chain holds
+ * the money; the node mirrors what it needs to serve (deposits, withdrawal requests, stakes, access
+ * policies, licences) as signed ledger events — so `auditBalances` still recomputes every balance
+ * from signed entries — and records, per epoch, the payout tree it posts.
+ *
+ * Each chain log is applied exactly once: `apply` records (tx, log index) in the transaction that
+ * applies it, so a restart that re-reads logs changes nothing. On-chain parties are addresses and
+ * the ledger names them in lowercase hex, so their string order is their numeric order.
+ *
+ * Mirroring rules (memo "chain <tx>:<log>" on every event):
+ *   Deposited          → deposit (the account is created at its first deposit)
+ *   WithdrawalRequested → withdraw of what is still available of it, at once: the node stops
+ *                         reserving against money on its way out (the chain pays it after a post)
+ *   AgentStakeChanged / StakeChanged(total) → deposit + stake (or unstake + withdraw) of the change:
+ *                         the stake is funded on chain, so the pair leaves the balance unchanged
+ */
+import type { Address, Hex } from "viem";
+import { getAddress } from "viem";
+import { buildPayoutTree, COMMITTED, EARNED, type PayoutEntry, type PayoutKind, type PayoutTree } from "../chain/payout-tree.js";
+import { oerr } from "../errors.js";
+import type { Accounts } from "./accounts.js";
+import { big, money, type Db } from "./db.js";
+
+/** IRegistry.AccessKind, in its enum order. */
+export const ACCESS_KINDS = ["public", "allowlist", "licence", "min_stake"] as const;
+export type AccessKind = (typeof ACCESS_KINDS)[number];
+
+export interface LogRef {
+  txHash: Hex;
+  logIndex: number;
+  block: bigint;
+}
+
+export interface SealedEpoch {
+  epoch: number;
+  receiptsRoot: Hex;
+  firstReceipt: number;
+  lastReceipt: number;
+  lastReceiptHash: Hex;
+  payoutRoot: Hex;
+  status: "pending" | "posted";
+  txHash: Hex | null;
+  attempts: number;
+  lastError: string | null;
+}
+
+export interface ClaimProof {
+  epoch: number;
+  payoutRoot: Hex;
+  account: Address;
+  kind: PayoutKind;
+  cumulative: bigint;
+  proof: Hex[];
+}
+
+const ADDRESS = /^0x[0-9a-f]{40}$/;
+
+/** The ledger's name of an on-chain party: its lowercase hex address. */
+export function partyOf(address: string): string {
+  return getAddress(address).toLowerCase();
+}
+
+export function isChainParty(id: string): boolean {
+  return ADDRESS.test(id);
+}
+
+export class ChainBook {
+  constructor(private readonly db: Db, private readonly accounts: Accounts, private readonly now: () => number) {}
+
+  cursor(): { block: bigint; hash: Hex } | null {
+    const r = this.db.prepare("SELECT block, hash FROM chain_cursor WHERE id = 1").get() as { block: number; hash: Hex } | undefined;
+    return r ? { block: BigInt(r.block), hash: r.hash } : null;
+  }
+
+  setCursor(block: bigint, hash: Hex): void {
+    this.db.prepare("INSERT INTO chain_cursor (id, block, hash) VALUES (1, ?, ?) ON CONFLICT (id) DO UPDATE SET block = excluded.block, hash = excluded.hash").run(Number(block), hash);
+  }
+
+  /** Runs `fn` and records the log in one transaction; returns false, running nothing, if the log was applied before. */
+  apply(ref: LogRef, fn: (memo: string) => void): boolean {
+    return this.db.transaction(() => {
+      if (this.db.prepare("SELECT 1 FROM chain_applied WHERE tx_hash = ? AND log_index = ?").get(ref.txHash, ref.logIndex)) return false;
+      fn(`chain ${ref.txHash}:${ref.logIndex}`);
+      this.db.prepare("INSERT INTO chain_applied (tx_hash, log_index, block) VALUES (?, ?, ?)").run(ref.txHash, ref.logIndex, Number(ref.block));
+      return true;
+    }).immediate();
+  }
+
+  // ---- names of on-chain ids
+
+  /** `info`: what a later log of the same entry needs (a model's kind, base and owner until its terms arrive). */
+  setName(kind: "model" | "datanet", idHash: Hex, name: string, info?: unknown): void {
+    this.db.prepare("INSERT INTO chain_names (id_hash, kind, name, info) VALUES (?, ?, ?, ?) ON CONFLICT (id_hash) DO NOTHING")
+      .run(idHash.toLowerCase(), kind, name, info === undefined ? null : JSON.stringify(info));
+  }
+
+  infoOf(idHash: Hex): unknown {
+    const r = this.db.prepare("SELECT info FROM chain_names WHERE id_hash = ?").get(idHash.toLowerCase()) as { info: string | null } | undefined;
+    return r?.info ? JSON.parse(r.info) : null;
+  }
+
+  nameOf(kind: "model" | "datanet", idHash: Hex): string | null {
+    const r = this.db.prepare("SELECT name FROM chain_names WHERE id_hash = ? AND kind = ?").get(idHash.toLowerCase(), kind) as { name: string } | undefined;
+    return r?.name ?? null;
+  }
+
+  // ---- money mirrored from the chain (call inside apply)
+
+  deposit(agent: Address, amount: bigint, memo: string): void {
+    if (amount <= 0n) return;
+    const id = this.ensureAccount(agent);
+    this.accounts.deposit(id, amount, memo);
+  }
+
+  /** Holds what is still available of a requested withdrawal; returns the amount held. */
+  holdWithdrawal(agent: Address, amount: bigint, memo: string): bigint {
+    const a = this.accounts.findAgent(partyOf(agent));
+    if (!a) return 0n;
+    const held = amount < a.balance ? amount : a.balance;
+    if (held > 0n) this.accounts.withdraw(a.id, held, memo);
+    return held;
+  }
+
+  agentStake(agent: Address, total: bigint, memo: string): void {
+    const id = this.ensureAccount(agent);
+    const delta = total - this.accounts.agent(id).stake;
+    if (delta > 0n) {
+      this.accounts.deposit(id, delta, memo);
+      this.accounts.agentStake(id, delta, memo);
+    } else if (delta < 0n) {
+      this.accounts.agentUnstake(id, -delta, memo);
+      this.accounts.withdraw(id, -delta, memo);
+    }
+  }
+
+  modelStake(staker: Address, model: string, total: bigint, memo: string): void {
+    const id = this.ensureAccount(staker);
+    const delta = total - this.accounts.stakeOf(id, model);
+    if (delta > 0n) {
+      this.accounts.deposit(id, delta, memo);
+      this.accounts.stake(id, model, delta, memo);
+    } else if (delta < 0n) {
+      this.accounts.unstake(id, model, -delta, memo);
+      this.accounts.withdraw(id, -delta, memo);
+    }
+  }
+
+  private ensureAccount(address: Address): string {
+    const id = partyOf(address);
+    if (!this.accounts.findAgent(id)) this.accounts.createAgent(id);
+    return id;
+  }
+
+  // ---- access policies and licences
+
+  setAccess(model: string, kind: AccessKind, minStake: bigint): void {
+    this.db.prepare("INSERT INTO chain_access (model, kind, min_stake) VALUES (?, ?, ?) ON CONFLICT (model) DO UPDATE SET kind = excluded.kind, min_stake = excluded.min_stake")
+      .run(model, ACCESS_KINDS.indexOf(kind), money(minStake));
+  }
+
+  setAllowed(model: string, agent: Address, allowed: boolean): void {
+    if (allowed) this.db.prepare("INSERT INTO chain_allowlist (model, agent) VALUES (?, ?) ON CONFLICT DO NOTHING").run(model, partyOf(agent));
+    else this.db.prepare("DELETE FROM chain_allowlist WHERE model = ? AND agent = ?").run(model, partyOf(agent));
+  }
+
+  /** An ERC-1155 transfer of `model`'s licence (mint: from = 0; burn: to = 0). */
+  moveLicence(model: string, from: Address, to: Address, amount: bigint): void {
+    const zero = /^0x0{40}$/i;
+    if (!zero.test(from)) this.addLicence(model, partyOf(from), -amount);
+    if (!zero.test(to)) this.addLicence(model, partyOf(to), amount);
+  }
+
+  private addLicence(model: string, holder: string, delta: bigint): void {
+    const r = this.db.prepare("SELECT amount FROM chain_licences WHERE model = ? AND holder = ?").get(model, holder) as { amount: string } | undefined;
+    const next = (r ? big(r.amount) : 0n) + delta;
+    if (next <= 0n) this.db.prepare("DELETE FROM chain_licences WHERE model = ? AND holder = ?").run(model, holder);
+    else this.db.prepare("INSERT INTO chain_licences (model, holder, amount) VALUES (?, ?, ?) ON CONFLICT (model, holder) DO UPDATE SET amount = excluded.amount").run(model, holder, money(next));
+  }
+
+  accessOf(model: string): { kind: AccessKind; minStake: bigint } {
+    const r = this.db.prepare("SELECT kind, min_stake FROM chain_access WHERE model = ?").get(model) as { kind: number; min_stake: string } | undefined;
+    return r ? { kind: ACCESS_KINDS[r.kind] ?? "public", minStake: big(r.min_stake) } : { kind: "public", minStake: 0n };
+  }
+
+  /**
+   * The model's on-chain policy applied to `agent` (a ledger account id; undefined for an anonymous
+   * caller): ACCESS_DENIED unless it admits them. The same rule as IRegistry.canAccess, on the mirror.
+   */
+  checkAccess(model: string, agent: string | undefined): void {
+    const p = this.accessOf(model);
+    if (p.kind === "public") return;
+    const deny = (why: string): never => { throw oerr("ACCESS_DENIED", `${model} admits ${why}`, { model, policy: p.kind }); };
+    if (agent === undefined) deny("signed-in agents only");
+    const id = agent as string;
+    switch (p.kind) {
+      case "allowlist":
+        if (!this.db.prepare("SELECT 1 FROM chain_allowlist WHERE model = ? AND agent = ?").get(model, id)) deny("the agents its owner allowed only");
+        return;
+      case "licence":
+        if (!this.db.prepare("SELECT 1 FROM chain_licences WHERE model = ? AND holder = ?").get(model, id)) deny("holders of its licence only");
+        return;
+      case "min_stake": {
+        const stake = this.accounts.findAgent(id)?.stake ?? 0n;
+        if (stake < p.minStake) deny(`agents staking at least ${p.minStake} only (this one stakes ${stake})`);
+        return;
+      }
+    }
+  }
+
+  // ---- epochs
+
+  /**
+   * The payout tree of the book as it stands (call inside closeEpoch's transaction): every on-chain
+   * party's cumulative earnings (its earned balance: payouts are the chain's business in chain mode)
+   * and every on-chain agent's committed spend (its receipts' fees + forfeits + open reservations).
+   */
+  payoutEntries(): { entries: PayoutEntry[]; offChain: string[] } {
+    const entries: PayoutEntry[] = [];
+    const offChain: string[] = [];
+    for (const b of this.accounts.balances()) {
+      if (b.amount === 0n) continue;
+      if (isChainParty(b.party)) entries.push({ kind: EARNED, account: getAddress(b.party), cumulative: b.amount });
+      else offChain.push(b.party);
+    }
+    const committed = new Map<string, bigint>();
+    const add = (k: string, v: bigint) => committed.set(k, (committed.get(k) ?? 0n) + v);
+    for (const r of this.db.prepare("SELECT agent, fee FROM receipts").iterate() as IterableIterator<{ agent: string; fee: string }>) add(r.agent, big(r.fee));
+    for (const e of this.db.prepare("SELECT account, amount FROM events WHERE kind = 'forfeit'").iterate() as IterableIterator<{ account: string; amount: string }>) add(e.account, big(e.amount));
+    for (const a of this.db.prepare("SELECT id, reserved FROM agents").iterate() as IterableIterator<{ id: string; reserved: string }>) add(a.id, big(a.reserved));
+    for (const [agent, amount] of committed) {
+      if (amount > 0n && isChainParty(agent)) entries.push({ kind: COMMITTED, account: getAddress(agent), cumulative: amount });
+    }
+    return { entries, offChain };
+  }
+
+  /** Records the epoch's payout tree, to be posted (inside closeEpoch's transaction). */
+  seal(epoch: number): PayoutTree {
+    const tree = buildPayoutTree(this.payoutEntries().entries);
+    const json = JSON.stringify(tree.entries.map((e) => ({ kind: e.kind, account: e.account, cumulative: e.cumulative.toString() })));
+    this.db.prepare("INSERT INTO chain_epochs (epoch, payout_root, entries, status) VALUES (?, ?, ?, 'pending')").run(epoch, tree.root, json);
+    return tree;
+  }
+
+  sealed(opts: { status?: "pending" | "posted" } = {}): SealedEpoch[] {
+    const rows = this.db.prepare(
+      `SELECT c.epoch, c.payout_root, c.status, c.tx_hash, c.attempts, c.last_error, e.root, e.first_receipt, e.last_receipt, r.hash AS last_hash
+       FROM chain_epochs c JOIN epochs e ON e.id = c.epoch JOIN receipts r ON r.id = e.last_receipt
+       WHERE (? IS NULL OR c.status = ?) ORDER BY c.epoch`,
+    ).all(opts.status ?? null, opts.status ?? null) as { epoch: number; payout_root: Hex; status: "pending" | "posted"; tx_hash: Hex | null; attempts: number; last_error: string | null; root: Hex; first_receipt: number; last_receipt: number; last_hash: Hex }[];
+    return rows.map((r) => ({
+      epoch: r.epoch, receiptsRoot: r.root, firstReceipt: r.first_receipt, lastReceipt: r.last_receipt, lastReceiptHash: r.last_hash,
+      payoutRoot: r.payout_root, status: r.status, txHash: r.tx_hash, attempts: r.attempts, lastError: r.last_error,
+    }));
+  }
+
+  markPosted(epoch: number, txHash: Hex | null): void {
+    this.db.prepare("UPDATE chain_epochs SET status = 'posted', tx_hash = ?, posted_at = ?, last_error = NULL WHERE epoch = ?").run(txHash, this.now(), epoch);
+  }
+
+  markAttemptFailed(epoch: number, error: string): void {
+    this.db.prepare("UPDATE chain_epochs SET attempts = attempts + 1, last_error = ? WHERE epoch = ?").run(error.slice(0, 400), epoch);
+  }
+
+  tree(epoch: number): PayoutTree {
+    const r = this.db.prepare("SELECT entries FROM chain_epochs WHERE epoch = ?").get(epoch) as { entries: string } | undefined;
+    if (!r) throw oerr("CLAIM_NOT_FOUND", `epoch ${epoch} has no payout tree`);
+    const entries = (JSON.parse(r.entries) as { kind: PayoutKind; account: Address; cumulative: string }[]).map((e) => ({ kind: e.kind, account: e.account, cumulative: BigInt(e.cumulative) }));
+    return buildPayoutTree(entries);
+  }
+
+  /**
+   * The account's leaf of `kind` in the latest posted epoch (or in `epoch`), with its proof.
+   * CLAIM_NOT_FOUND when no posted epoch holds one.
+   */
+  claimProof(account: Address, kind: PayoutKind = EARNED, epoch?: number): ClaimProof {
+    const posted = this.sealed({ status: "posted" }).filter((e) => epoch === undefined || e.epoch === epoch);
+    const last = posted[posted.length - 1];
+    if (!last) throw oerr("CLAIM_NOT_FOUND", epoch === undefined ? "no epoch has been posted yet" : `epoch ${epoch} is not posted`);
+    const p = this.tree(last.epoch).proof(kind, account);
+    if (!p) throw oerr("CLAIM_NOT_FOUND", `${account} has no ${kind === EARNED ? "earnings" : "committed spend"} in epoch ${last.epoch}`, { epoch: last.epoch });
+    return { epoch: last.epoch, payoutRoot: last.payoutRoot, account: p.entry.account, kind, cumulative: p.entry.cumulative, proof: p.proof };
+  }
+}
