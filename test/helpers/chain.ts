@@ -4,7 +4,7 @@
  */
 import {
   createPublicClient, createWalletClient, decodeErrorResult, http, BaseError, ContractFunctionRevertedError,
-  type Abi, type Account, type Address, type Hex, type PublicClient, type TransactionReceipt, type WalletClient, type Chain, type Transport,
+  encodeAbiParameters, keccak256, toBytes, type Abi, type AbiFunction, type Account, type Address, type Hex, type PublicClient, type TransactionReceipt, type WalletClient, type Chain, type Transport,
 } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { foundry } from "viem/chains";
@@ -29,6 +29,8 @@ export interface TestChain {
   /** The latest block's timestamp. */
   now(): Promise<bigint>;
   /** Sends a contract call from `wallet` and waits for it; throws (like a write) when it reverts. */
+  /** Waits for a sent transaction (e.g. `contract.write.f(...)`) and asserts it succeeded. */
+  mine(hash: Hex | Promise<Hex>): Promise<TransactionReceipt>;
   send(wallet: TestWallet, call: { address: Address; abi: Abi; functionName: string; args?: readonly unknown[] }): Promise<TransactionReceipt>;
   stop(): Promise<void>;
 }
@@ -57,6 +59,12 @@ export async function startTestChain(opts: Partial<DeployOptions> = {}): Promise
         await request("evm_mine", []);
       },
       now: async () => (await publicClient.getBlock()).timestamp,
+      mine: async (hash) => {
+        const h = await hash;
+        const r = await publicClient.waitForTransactionReceipt({ hash: h });
+        if (r.status !== "success") throw new Error(`tx ${h} reverted`);
+        return r;
+      },
       send: async (wallet, call) => {
         const hash = await wallet.writeContract({ ...call, args: call.args ?? [] } as never);
         const r = await publicClient.waitForTransactionReceipt({ hash });
@@ -135,4 +143,40 @@ function normalise(args: readonly unknown[]): unknown[] {
 /** The names of every custom error an ABI declares (to check the tests trigger all of them). */
 export function errorNames(abi: Abi): string[] {
   return abi.filter((i) => i.type === "error").map((i) => (i as { name: string }).name).sort();
+}
+
+export interface TermsInput {
+  contentHash: Hex;
+  priceIn: bigint;
+  priceOut: bigint;
+  developers: readonly { party: Address; share: bigint }[];
+  hasShares: boolean;
+  developerBps: number;
+  stakerBps: number;
+  dataBps: number;
+  lineage: readonly { datanet: Hex; version: number; weight: bigint }[];
+  parents: readonly { model: Hex; weight: bigint }[];
+}
+
+/** Valid terms with one developer; override any field. */
+export function testTerms(developer: Address, over: Partial<TermsInput> = {}): TermsInput {
+  return {
+    contentHash: `0x${"ab".repeat(32)}`, priceIn: 1n, priceOut: 2n, developers: [{ party: developer, share: 1n }],
+    hasShares: false, developerBps: 0, stakerBps: 0, dataBps: 0, lineage: [], parents: [], ...over,
+  };
+}
+
+const TERMS_PARAM = (() => {
+  const f = abis.RegistryAbi.find((i) => i.type === "function" && i.name === "registerModel") as AbiFunction;
+  return f.inputs[3]!;
+})();
+
+/** keccak256(abi.encode(terms)): what Registry.termsAt answers for these terms. */
+export function termsHash(t: TermsInput): Hex {
+  return keccak256(encodeAbiParameters([TERMS_PARAM], [t] as never));
+}
+
+/** keccak256(bytes(name)): a model's or Datanet's id. */
+export function nameId(name: string): Hex {
+  return keccak256(toBytes(name));
 }
