@@ -1,17 +1,288 @@
-// Placeholder until the contracts branch lands (its deploy.ts replaces this file).
-import type { Address } from "viem";
+/**
+ * Deploys and wires the openlora contracts, and reads/writes/checks the deployment file that
+ * `--contracts FILE` names.
+ *
+ * Order: TestToken (only when no token is given), Registry, Licence(registry, token),
+ * Settlement(token, registry, treasury, windows…), Registry.wire(settlement, licence), then the
+ * court when `opts.court` is given (it deploys the court from the addresses so far and returns its
+ * address; deploy then calls Settlement.setCourt). Both wiring calls can be made once only.
+ */
+import { readFileSync, writeFileSync } from "node:fs";
+import {
+  getAddress, isAddress, type Abi, type Address, type Hex, type PublicClient, type WalletClient,
+} from "viem";
+import { OpenLoraError, oerr } from "../errors.js";
+import { LicenceAbi, RegistryAbi, SettlementAbi, TestTokenAbi } from "./abi.js";
 
-export interface Deployment {
-  chainId: number;
+export interface DeployOptions {
+  /** The settlement ERC-20; a fresh TestToken when absent. */
+  token?: Address;
+  /** Receives the slashed bonds less the challenger's reward. */
+  treasury: Address;
+  /** Seconds from an epoch's post until it can be claimed. Default 3600. */
+  challengeWindow?: bigint;
+  /** Seconds from a withdrawal request until it can be withdrawn. Default 3600. */
+  withdrawDelay?: bigint;
+  /** Seconds an unstake waits. Default 86400. */
+  unbondingDelay?: bigint;
+  /** Challenger's part of a slashed bond, basis points. Default 5000. */
+  slashRewardBps?: number;
+  /** Deploys the ReceiptCourt (constructor(registry, settlement)) and returns its address. */
+  court?: (addrs: CoreAddresses) => Promise<Address>;
+}
+
+export interface CoreAddresses {
   token: Address;
   registry: Address;
   licence: Address;
   settlement: Address;
-  court: Address | null;
-  deployBlock: string;
-  treasury: Address;
 }
-import type { PublicClient, WalletClient } from "viem";
-export declare function deployOpenLora(wallet: WalletClient, pub: PublicClient, opts: { treasury: Address }): Promise<Deployment>;
-export declare function readDeployment(file: string): Deployment;
-export declare function writeDeployment(file: string, d: Deployment): void;
+
+export interface DeploymentParams {
+  treasury: Address;
+  /** Seconds, decimal strings (JSON has no bigint). */
+  challengeWindow: string;
+  withdrawDelay: string;
+  unbondingDelay: string;
+  slashRewardBps: number;
+}
+
+export interface Deployment extends CoreAddresses {
+  chainId: number;
+  court: Address | null;
+  /** The block of the first deployment transaction, decimal: where event scans start. */
+  deployBlock: string;
+  params: DeploymentParams;
+}
+
+export const DEFAULT_PARAMS = { challengeWindow: 3600n, withdrawDelay: 3600n, unbondingDelay: 86_400n, slashRewardBps: 5000 } as const;
+
+type ContractName = "TestToken" | "Registry" | "Licence" | "Settlement";
+const ABIS: Record<ContractName, Abi> = { TestToken: TestTokenAbi, Registry: RegistryAbi, Licence: LicenceAbi, Settlement: SettlementAbi };
+
+interface ArtifactFile {
+  bytecode: Hex;
+  deployedBytecode: Hex;
+}
+
+const artifactCache = new Map<string, ArtifactFile>();
+
+/** contracts/artifacts/<name>.json; the same relative path from src/chain and from dist/chain. */
+export function loadArtifact(name: string): ArtifactFile {
+  let a = artifactCache.get(name);
+  if (!a) {
+    const file = new URL(`../../contracts/artifacts/${name}.json`, import.meta.url);
+    a = JSON.parse(readFileSync(file, "utf8")) as ArtifactFile;
+    artifactCache.set(name, a);
+  }
+  return a;
+}
+
+const U64_MAX = (1n << 64n) - 1n;
+
+function checkSeconds(name: string, v: bigint): bigint {
+  if (typeof v !== "bigint" || v < 0n || v > U64_MAX) throw oerr("INVALID_ARGUMENT", `${name} must be a uint64 number of seconds`);
+  return v;
+}
+
+export async function deployOpenLora(wallet: WalletClient, publicClient: PublicClient, opts: DeployOptions): Promise<Deployment> {
+  const account = wallet.account;
+  if (!account) throw oerr("INVALID_ARGUMENT", "the wallet client has no account");
+  if (!isAddress(opts.treasury, { strict: false })) throw oerr("INVALID_ARGUMENT", "treasury is not an address");
+  const challengeWindow = checkSeconds("challengeWindow", opts.challengeWindow ?? DEFAULT_PARAMS.challengeWindow);
+  const withdrawDelay = checkSeconds("withdrawDelay", opts.withdrawDelay ?? DEFAULT_PARAMS.withdrawDelay);
+  const unbondingDelay = checkSeconds("unbondingDelay", opts.unbondingDelay ?? DEFAULT_PARAMS.unbondingDelay);
+  const slashRewardBps = opts.slashRewardBps ?? DEFAULT_PARAMS.slashRewardBps;
+  if (!Number.isInteger(slashRewardBps) || slashRewardBps < 0 || slashRewardBps > 10_000) {
+    throw oerr("INVALID_ARGUMENT", "slashRewardBps must be an integer in 0..10000");
+  }
+  const chainId = await rpc(() => publicClient.getChainId());
+  let firstBlock: bigint | undefined;
+
+  const mined = async (hash: Hex, what: string) => {
+    const r = await rpc(() => publicClient.waitForTransactionReceipt({ hash, pollingInterval: publicClient.pollingInterval }));
+    if (r.status !== "success") throw oerr("CHAIN_TX_FAILED", `${what} reverted (tx ${hash})`, { tx: hash });
+    if (firstBlock === undefined || r.blockNumber < firstBlock) firstBlock = r.blockNumber;
+    return r;
+  };
+  const deploy = async (name: ContractName, args: readonly unknown[]): Promise<Address> => {
+    const hash = await tx(() => wallet.deployContract({ abi: ABIS[name], bytecode: loadArtifact(name).bytecode, args, account, chain: wallet.chain ?? null }), `deploy ${name}`);
+    const r = await mined(hash, `deploy ${name}`);
+    if (!r.contractAddress) throw oerr("CHAIN_TX_FAILED", `deploy ${name}: no contract address in the receipt`);
+    return getAddress(r.contractAddress);
+  };
+  const call = async (address: Address, abi: Abi, functionName: string, args: readonly unknown[]) => {
+    const hash = await tx(() => wallet.writeContract({ address, abi, functionName, args, account, chain: wallet.chain ?? null }), functionName);
+    await mined(hash, functionName);
+  };
+
+  const token = opts.token ? getAddress(opts.token) : await deploy("TestToken", []);
+  const registry = await deploy("Registry", []);
+  const licence = await deploy("Licence", [registry, token]);
+  const settlement = await deploy("Settlement", [token, registry, getAddress(opts.treasury), challengeWindow, withdrawDelay, unbondingDelay, slashRewardBps]);
+  await call(registry, RegistryAbi, "wire", [settlement, licence]);
+  let court: Address | null = null;
+  if (opts.court) {
+    court = getAddress(await opts.court({ token, registry, licence, settlement }));
+    await call(settlement, SettlementAbi, "setCourt", [court]);
+  }
+  return {
+    chainId, token, registry, licence, settlement, court,
+    deployBlock: (firstBlock ?? 0n).toString(),
+    params: {
+      treasury: getAddress(opts.treasury),
+      challengeWindow: challengeWindow.toString(),
+      withdrawDelay: withdrawDelay.toString(),
+      unbondingDelay: unbondingDelay.toString(),
+      slashRewardBps,
+    },
+  };
+}
+
+async function rpc<T>(f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    if (e instanceof OpenLoraError) throw e;
+    throw new OpenLoraError("CHAIN_UNAVAILABLE", `chain RPC failed: ${(e as Error).message.split("\n")[0]}`, undefined, { cause: e });
+  }
+}
+
+async function tx<T>(f: () => Promise<T>, what: string): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    throw new OpenLoraError("CHAIN_TX_FAILED", `${what} failed: ${(e as Error).message.split("\n")[0]}`, undefined, { cause: e });
+  }
+}
+
+// ---- the deployment file
+
+export function writeDeployment(file: string, d: Deployment): void {
+  writeFileSync(file, `${JSON.stringify(parseDeployment(d), null, 2)}\n`);
+}
+
+export function readDeployment(file: string): Deployment {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new OpenLoraError("INVALID_ARGUMENT", `cannot read the contracts file ${file}: ${(e as NodeJS.ErrnoException).code ?? "error"}`, { file }, { cause: e });
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new OpenLoraError("INVALID_ARGUMENT", `the contracts file ${file} is not JSON`, { file }, { cause: e });
+  }
+  return parseDeployment(json);
+}
+
+/** Validates a deployment object (from JSON); throws INVALID_ARGUMENT naming the bad field. */
+export function parseDeployment(v: unknown): Deployment {
+  const o = obj(v, "deployment");
+  const chainId = o.chainId;
+  if (typeof chainId !== "number" || !Number.isSafeInteger(chainId) || chainId <= 0) bad("chainId", "a positive integer");
+  const p = obj(o.params, "params");
+  const bps = p.slashRewardBps;
+  if (typeof bps !== "number" || !Number.isInteger(bps) || bps < 0 || bps > 10_000) bad("params.slashRewardBps", "an integer in 0..10000");
+  return {
+    chainId,
+    token: addr(o.token, "token"),
+    registry: addr(o.registry, "registry"),
+    licence: addr(o.licence, "licence"),
+    settlement: addr(o.settlement, "settlement"),
+    court: o.court === null ? null : addr(o.court, "court"),
+    deployBlock: decimal(o.deployBlock, "deployBlock"),
+    params: {
+      treasury: addr(p.treasury, "params.treasury"),
+      challengeWindow: decimal(p.challengeWindow, "params.challengeWindow", U64_MAX),
+      withdrawDelay: decimal(p.withdrawDelay, "params.withdrawDelay", U64_MAX),
+      unbondingDelay: decimal(p.unbondingDelay, "params.unbondingDelay", U64_MAX),
+      slashRewardBps: bps,
+    },
+  };
+}
+
+function obj(v: unknown, name: string): Record<string, unknown> {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) bad(name, "an object");
+  return v as Record<string, unknown>;
+}
+
+function addr(v: unknown, name: string): Address {
+  if (typeof v !== "string" || !isAddress(v, { strict: false })) bad(name, "an address");
+  return getAddress(v);
+}
+
+function decimal(v: unknown, name: string, max?: bigint): string {
+  if (typeof v !== "string" || !/^(0|[1-9][0-9]{0,77})$/.test(v) || (max !== undefined && BigInt(v) > max)) bad(name, "a decimal string");
+  return v;
+}
+
+function bad(field: string, want: string): never {
+  throw oerr("INVALID_ARGUMENT", `contracts file: ${field} must be ${want}`, { field });
+}
+
+// ---- checking a deployment against the chain
+
+/**
+ * Throws CHAIN_ID_MISMATCH when the RPC serves another chain, CHAIN_CONTRACT_MISSING when an
+ * address has no code, or code that is not the artifact's (immutables aside), or the contracts
+ * are not wired to each other as the file says; CHAIN_UNAVAILABLE when the RPC fails.
+ */
+export async function checkDeployment(publicClient: PublicClient, d: Deployment): Promise<void> {
+  const chainId = await rpc(() => publicClient.getChainId());
+  if (chainId !== d.chainId) {
+    throw oerr("CHAIN_ID_MISMATCH", `the RPC serves chain ${chainId}, the contracts file names ${d.chainId}`, { rpc: chainId, file: d.chainId });
+  }
+  const missing = (what: string, address: Address, why: string): never => {
+    throw oerr("CHAIN_CONTRACT_MISSING", `${what} at ${address}: ${why}`, { contract: what, address });
+  };
+  const code = async (what: string, address: Address): Promise<Hex> => {
+    const c = await rpc(() => publicClient.getCode({ address }));
+    if (!c || c === "0x") return missing(what, address, "no code");
+    return c;
+  };
+  await code("token", d.token);
+  if (d.court) await code("court", d.court);
+  for (const [name, address] of [["Registry", d.registry], ["Licence", d.licence], ["Settlement", d.settlement]] as const) {
+    if (!sameCode(await code(name, address), loadArtifact(name).deployedBytecode)) missing(name, address, "the code is not this build's");
+  }
+  const read = async (address: Address, abi: Abi, functionName: string): Promise<Address> =>
+    getAddress(await rpc(() => publicClient.readContract({ address, abi, functionName }) as Promise<Address>));
+  const wiring: [string, Promise<Address>, Address][] = [
+    ["Registry.settlement", read(d.registry, RegistryAbi, "settlement"), d.settlement],
+    ["Registry.licence", read(d.registry, RegistryAbi, "licence"), d.licence],
+    ["Licence.registry", read(d.licence, LicenceAbi, "registry"), d.registry],
+    ["Licence.token", read(d.licence, LicenceAbi, "token"), d.token],
+    ["Settlement.registry", read(d.settlement, SettlementAbi, "registry"), d.registry],
+    ["Settlement.token", read(d.settlement, SettlementAbi, "token"), d.token],
+    ["Settlement.court", read(d.settlement, SettlementAbi, "court"), d.court ?? "0x0000000000000000000000000000000000000000"],
+  ];
+  for (const [what, got, want] of wiring) {
+    const g = await got;
+    if (g !== want) missing(what, g, `expected ${want}`);
+  }
+}
+
+/**
+ * Equal up to immutables: solc leaves each immutable as 32 zero bytes in deployedBytecode, so a
+ * byte may differ only where the artifact has a run of at least 32 zero bytes.
+ */
+export function sameCode(onChain: Hex, artifact: Hex): boolean {
+  if (onChain.length !== artifact.length) return false;
+  const a = Buffer.from(onChain.slice(2), "hex");
+  const b = Buffer.from(artifact.slice(2), "hex");
+  let i = 0;
+  while (i < a.length) {
+    if (a[i] === b[i]) { i++; continue; }
+    if (b[i] !== 0) return false;
+    let s = i;
+    while (s > 0 && b[s - 1] === 0) s--;
+    let e = i;
+    while (e < b.length && b[e] === 0) e++;
+    if (e - s < 32) return false;
+    i = e;
+  }
+  return true;
+}

@@ -1,17 +1,20 @@
 /**
- * The payout tree an operator posts each epoch: one leaf per party (kind 0: cumulative earnings) and
- * per agent (kind 1: cumulative committed spend = charges + open reservations), over the Merkle tree
- * of src/attribution/merkle.ts (OpenZeppelin's sorted pairs). A leaf is hashed twice, as
- * @openzeppelin/merkle-tree does, so no inner node (64 bytes) can pass for a leaf:
- *   leaf = keccak256(bytes.concat(keccak256(abi.encode(uint8 kind, address account, uint256 cumulative))))
- * Entries are sorted (kind, account) so the same book always gives the same root.
+ * An epoch's payout tree, the `payoutRoot` Settlement checks claims and withdrawals against.
+ *
+ * Leaf = keccak256(keccak256(abi.encode(uint8 kind, address account, uint256 cumulative))), double
+ * hashed as @openzeppelin/merkle-tree does so no 64-byte inner node can pass for a leaf. Kind 0: a
+ * party's cumulative earnings at the operator (what `claim` pays up to); kind 1: an agent's
+ * committed spend, cumulative spend + open reservations (what `withdraw` keeps back).
+ *
+ * The tree is src/attribution/merkle.ts's (sorted pairs, odd node carried up), over the entries
+ * sorted by (kind, account), so one set of entries has one root whatever order it comes in.
  */
 import { encodeAbiParameters, getAddress, isAddress, keccak256, type Address, type Hex } from "viem";
-import { merkleProof, merkleRoot } from "../attribution/merkle.js";
 import { oerr } from "../errors.js";
+import { hashPair, merkleRoot } from "../attribution/merkle.js";
 
 export type PayoutKind = 0 | 1;
-export const EARNED: PayoutKind = 0;
+export const EARNINGS: PayoutKind = 0;
 export const COMMITTED: PayoutKind = 1;
 
 export interface PayoutEntry {
@@ -20,41 +23,85 @@ export interface PayoutEntry {
   cumulative: bigint;
 }
 
-export function payoutLeaf(e: PayoutEntry): Hex {
-  const inner = keccak256(encodeAbiParameters([{ type: "uint8" }, { type: "address" }, { type: "uint256" }], [e.kind, e.account, e.cumulative]));
+export interface PayoutTree {
+  root: Hex;
+  /** The entries in tree order (sorted by kind, then account), accounts checksummed. */
+  entries: PayoutEntry[];
+  leaves: Hex[];
+  /** proofs[i] proves entries[i]. */
+  proofs: Hex[][];
+  /** The proof of (kind, account)'s entry; throws CLAIM_NOT_FOUND when it has none. */
+  proofOf(kind: PayoutKind, account: Address): { cumulative: bigint; proof: Hex[] };
+}
+
+const MAX_UINT256 = (1n << 256n) - 1n;
+
+export function payoutLeaf(kind: PayoutKind, account: Address, cumulative: bigint): Hex {
+  if (kind !== 0 && kind !== 1) throw oerr("INVALID_ARGUMENT", `payout kind must be 0 or 1, got ${String(kind)}`);
+  if (!isAddress(account, { strict: false })) throw oerr("INVALID_ARGUMENT", `not an address: ${String(account)}`);
+  if (typeof cumulative !== "bigint" || cumulative < 0n || cumulative > MAX_UINT256) {
+    throw oerr("INVALID_ARGUMENT", `cumulative must be a uint256 bigint, got ${String(cumulative)}`);
+  }
+  const inner = keccak256(encodeAbiParameters([{ type: "uint8" }, { type: "address" }, { type: "uint256" }], [kind, account, cumulative]));
   return keccak256(inner);
 }
 
-function sortEntries(entries: readonly PayoutEntry[]): PayoutEntry[] {
-  const out = entries.map((e) => {
-    if (!isAddress(e.account, { strict: false })) throw oerr("INVALID_ARGUMENT", `payout account ${e.account} is not an address`);
-    if (e.cumulative < 0n || e.cumulative >= 1n << 256n) throw oerr("INVALID_ARGUMENT", `payout amount out of range: ${e.cumulative}`);
-    return { kind: e.kind, account: getAddress(e.account), cumulative: e.cumulative };
-  });
-  out.sort((a, b) => a.kind - b.kind || (a.account.toLowerCase() < b.account.toLowerCase() ? -1 : a.account.toLowerCase() > b.account.toLowerCase() ? 1 : 0));
-  for (let i = 1; i < out.length; i++) {
-    if (out[i]!.kind === out[i - 1]!.kind && out[i]!.account === out[i - 1]!.account) throw oerr("INVALID_ARGUMENT", `payout account ${out[i]!.account} appears twice`);
+/** Throws INVALID_ARGUMENT on a malformed entry or a (kind, account) given twice. */
+export function buildPayoutTree(input: readonly PayoutEntry[]): PayoutTree {
+  const entries = input.map((e) => ({ kind: e.kind, account: checkedAddress(e.account), cumulative: e.cumulative }));
+  entries.sort((a, b) => a.kind - b.kind || cmp(a.account.toLowerCase(), b.account.toLowerCase()));
+  for (let i = 1; i < entries.length; i++) {
+    const [p, e] = [entries[i - 1]!, entries[i]!];
+    if (p.kind === e.kind && p.account === e.account) throw oerr("INVALID_ARGUMENT", `payout entry (${e.kind}, ${e.account}) given twice`);
+  }
+  const leaves = entries.map((e) => payoutLeaf(e.kind, e.account, e.cumulative));
+  const levels = treeLevels(leaves);
+  const proofs = leaves.map((_, i) => proofFromLevels(levels, i));
+  const index = new Map(entries.map((e, i) => [`${e.kind}:${e.account}`, i]));
+  const root = merkleRoot(leaves);
+  return {
+    root,
+    entries,
+    leaves,
+    proofs,
+    proofOf(kind, account) {
+      const i = index.get(`${kind}:${checkedAddress(account)}`);
+      if (i === undefined) throw oerr("CLAIM_NOT_FOUND", `no payout entry (${kind}, ${account}) in this tree`);
+      return { cumulative: entries[i]!.cumulative, proof: proofs[i]! };
+    },
+  };
+}
+
+// merkle.ts's layout, kept as levels so n proofs cost O(n log n) rather than n tree builds; the
+// tests check these proofs equal merkleProof's.
+function treeLevels(leaves: readonly Hex[]): Hex[][] {
+  const out: Hex[][] = [leaves.map((l) => l.toLowerCase() as Hex)];
+  while (out[out.length - 1]!.length > 1) {
+    const cur = out[out.length - 1]!;
+    const next: Hex[] = [];
+    for (let i = 0; i < cur.length; i += 2) next.push(i + 1 < cur.length ? hashPair(cur[i]!, cur[i + 1]!) : cur[i]!);
+    out.push(next);
   }
   return out;
 }
 
-export interface PayoutTree {
-  root: Hex;
-  entries: PayoutEntry[];
-  /** The entry and its proof, or null when the account has no leaf of that kind. */
-  proof(kind: PayoutKind, account: Address): { entry: PayoutEntry; proof: Hex[] } | null;
+function proofFromLevels(levels: readonly Hex[][], index: number): Hex[] {
+  const proof: Hex[] = [];
+  let i = index;
+  for (const level of levels) {
+    if (level.length === 1) break;
+    const sibling = i ^ 1;
+    if (sibling < level.length) proof.push(level[sibling]!);
+    i >>= 1;
+  }
+  return proof;
 }
 
-export function buildPayoutTree(entries: readonly PayoutEntry[]): PayoutTree {
-  const sorted = sortEntries(entries);
-  const leaves = sorted.map(payoutLeaf);
-  return {
-    root: merkleRoot(leaves),
-    entries: sorted,
-    proof(kind, account) {
-      const a = getAddress(account);
-      const i = sorted.findIndex((e) => e.kind === kind && e.account === a);
-      return i < 0 ? null : { entry: sorted[i]!, proof: merkleProof(leaves, i) };
-    },
-  };
+function checkedAddress(a: string): Address {
+  if (typeof a !== "string" || !isAddress(a, { strict: false })) throw oerr("INVALID_ARGUMENT", `not an address: ${String(a)}`);
+  return getAddress(a);
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }

@@ -152,7 +152,7 @@ export async function runServe(argv: string[]): Promise<number> {
       if (onChain) {
         chain = await prepareChain(chainFlags, resolveNodeKey(flags, engine.info.modelId, log), log);
         const d = chain!.deployment;
-        flags.chain = { chainId: d.chainId, settlement: d.settlement, treasury: d.treasury, ...(d.court ? { verifyingContract: d.court } : {}) };
+        flags.chain = { chainId: d.chainId, settlement: d.settlement, treasury: d.params.treasury, ...(d.court ? { verifyingContract: d.court } : {}) };
       }
       slot.attribution = await openAttribution(engine, flags, log);
       if (chain) {

@@ -17,7 +17,7 @@
  */
 import type { Address, Hex } from "viem";
 import { getAddress } from "viem";
-import { buildPayoutTree, COMMITTED, EARNED, type PayoutEntry, type PayoutKind, type PayoutTree } from "../chain/payout-tree.js";
+import { buildPayoutTree, COMMITTED, EARNINGS, type PayoutEntry, type PayoutKind, type PayoutTree } from "../chain/payout-tree.js";
 import { oerr } from "../errors.js";
 import type { Accounts } from "./accounts.js";
 import { big, money, type Db } from "./db.js";
@@ -220,7 +220,7 @@ export class ChainBook {
     const offChain: string[] = [];
     for (const b of this.accounts.balances()) {
       if (b.amount === 0n) continue;
-      if (isChainParty(b.party)) entries.push({ kind: EARNED, account: getAddress(b.party), cumulative: b.amount });
+      if (isChainParty(b.party)) entries.push({ kind: EARNINGS, account: getAddress(b.party), cumulative: b.amount });
       else offChain.push(b.party);
     }
     const committed = new Map<string, bigint>();
@@ -273,12 +273,13 @@ export class ChainBook {
    * The account's leaf of `kind` in the latest posted epoch (or in `epoch`), with its proof.
    * CLAIM_NOT_FOUND when no posted epoch holds one.
    */
-  claimProof(account: Address, kind: PayoutKind = EARNED, epoch?: number): ClaimProof {
+  claimProof(account: Address, kind: PayoutKind = EARNINGS, epoch?: number): ClaimProof {
     const posted = this.sealed({ status: "posted" }).filter((e) => epoch === undefined || e.epoch === epoch);
     const last = posted[posted.length - 1];
     if (!last) throw oerr("CLAIM_NOT_FOUND", epoch === undefined ? "no epoch has been posted yet" : `epoch ${epoch} is not posted`);
-    const p = this.tree(last.epoch).proof(kind, account);
-    if (!p) throw oerr("CLAIM_NOT_FOUND", `${account} has no ${kind === EARNED ? "earnings" : "committed spend"} in epoch ${last.epoch}`, { epoch: last.epoch });
-    return { epoch: last.epoch, payoutRoot: last.payoutRoot, account: p.entry.account, kind, cumulative: p.entry.cumulative, proof: p.proof };
+    const tree = this.tree(last.epoch);
+    const i = tree.entries.findIndex((e) => e.kind === kind && e.account === getAddress(account));
+    if (i < 0) throw oerr("CLAIM_NOT_FOUND", `${account} has no ${kind === EARNINGS ? "earnings" : "committed spend"} in epoch ${last.epoch}`, { epoch: last.epoch });
+    return { epoch: last.epoch, payoutRoot: last.payoutRoot, account: tree.entries[i]!.account, kind, cumulative: tree.entries[i]!.cumulative, proof: tree.proofs[i]! };
   }
 }

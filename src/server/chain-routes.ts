@@ -4,7 +4,7 @@
  */
 import type { FastifyInstance } from "fastify";
 import { getAddress, isAddress, type Address } from "viem";
-import { COMMITTED, EARNED } from "../chain/payout-tree.js";
+import { COMMITTED, EARNINGS } from "../chain/payout-tree.js";
 import { OpenLoraError, isOpenLoraError, quoted } from "../errors.js";
 import type { EngineSlot } from "./context.js";
 import { invalidArgument } from "./http-errors.js";
@@ -24,7 +24,7 @@ export function registerChainRoutes(app: FastifyInstance, slot: EngineSlot): voi
     if (!isAddress(raw, { strict: false })) throw invalidArgument("account", `account must be a 0x address, got ${quoted(raw)}.`);
     const account: Address = getAddress(raw);
     const ledger = slot.attribution!.ledger;
-    const proof = (kind: typeof EARNED | typeof COMMITTED) => {
+    const proof = (kind: typeof EARNINGS | typeof COMMITTED) => {
       try {
         return wire(ledger.chain.claimProof(account, kind));
       } catch (e) {
@@ -32,7 +32,7 @@ export function registerChainRoutes(app: FastifyInstance, slot: EngineSlot): voi
         throw e;
       }
     };
-    const earned = proof(EARNED);
+    const earned = proof(EARNINGS);
     const committed = proof(COMMITTED);
     if (earned === null && committed === null) throw new OpenLoraError("CLAIM_NOT_FOUND", `${account} has nothing in a posted payout root of this node yet.`);
     const s = chain.status();

@@ -1,0 +1,418 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {IRegistry} from "./interfaces/IRegistry.sol";
+import {ISettlement} from "./interfaces/ISettlement.sol";
+
+/// @notice ISettlement. The deployer calls `setCourt` once. Rules beyond the interface (docs/chain.md):
+/// deposits and bonds only to registered operators; epochs may be empty (lastReceipt == firstReceipt - 1), the first
+/// epoch of an operator may start at any receipt >= 1; bonds leave through requestUnbond/withdrawBond; the token must
+/// move exact amounts (no fee-on-transfer tokens).
+contract Settlement is ISettlement, ReentrancyGuardTransient {
+    using SafeERC20 for IERC20;
+    using SafeCast for uint256;
+
+    error NotDeployer(address caller);
+    error CourtAlreadySet(address court);
+    error ZeroAddress();
+    error InvalidParameters();
+    error InvalidReceiptRange(uint64 firstReceipt, uint64 lastReceipt);
+    error NothingUnbonding();
+
+    event CourtSet(address court);
+    event UnbondRequested(address indexed operator, uint256 amount, uint64 unlockAt);
+    event BondWithdrawn(address indexed operator, uint256 amount);
+
+    /// Laid out so a claim reads two slots (payoutRoot, the packed times).
+    struct StoredEpoch {
+        bytes32 payoutRoot;
+        uint64 firstReceipt;
+        uint64 lastReceipt;
+        uint64 postedAt;
+        uint64 claimableAt;
+        bytes32 receiptsRoot;
+        bytes32 lastReceiptHash;
+    }
+
+    /// Per operator, one slot: what its agents funded (deposits - withdrawals) and what claims paid.
+    struct Book {
+        uint128 funded;
+        uint128 paidOut;
+    }
+
+    struct OperatorChain {
+        uint64 lastEpoch;
+        uint64 lastReceipt;
+        uint64 lastClaimableAt;
+    }
+
+    struct WithdrawalRequest {
+        uint128 amount;
+        uint64 readyAt;
+        uint64 requestedAt;
+        uint64 epochAtRequest;
+    }
+
+    struct Unbonding {
+        uint128 amount;
+        uint64 readyAt;
+    }
+
+    struct BondState {
+        uint128 active;
+        uint128 unbonding;
+        uint64 unlockAt;
+    }
+
+    address public immutable override token;
+    address public immutable override registry;
+    address public immutable treasury;
+    address public immutable deployer;
+    uint64 public immutable override challengeWindow;
+    uint64 public immutable override withdrawDelay;
+    uint64 public immutable override unbondingDelay;
+    uint16 public immutable slashRewardBps;
+    address public override court;
+
+    mapping(address => mapping(address => uint256)) public override deposited;
+    mapping(address => mapping(address => uint256)) public withdrawn;
+    mapping(address => mapping(address => WithdrawalRequest)) private _withdrawals;
+    mapping(address => Book) private _books;
+    mapping(address => OperatorChain) private _chains;
+    mapping(address => mapping(uint64 => StoredEpoch)) private _epochs;
+    mapping(address => mapping(address => uint256)) public override claimed;
+
+    mapping(address => uint256) public override agentStake;
+    mapping(address => Unbonding) private _agentUnbonding;
+    mapping(bytes32 => mapping(address => uint256)) public override stakeOf;
+    mapping(bytes32 => uint256) public modelStake;
+    mapping(bytes32 => mapping(address => Unbonding)) private _modelUnbonding;
+    mapping(address => BondState) private _bonds;
+
+    constructor(
+        address token_,
+        address registry_,
+        address treasury_,
+        uint64 challengeWindow_,
+        uint64 withdrawDelay_,
+        uint64 unbondingDelay_,
+        uint16 slashRewardBps_
+    ) {
+        if (token_ == address(0) || registry_ == address(0) || treasury_ == address(0)) revert ZeroAddress();
+        if (slashRewardBps_ > 10000) revert InvalidParameters();
+        token = token_;
+        registry = registry_;
+        treasury = treasury_;
+        deployer = msg.sender;
+        challengeWindow = challengeWindow_;
+        withdrawDelay = withdrawDelay_;
+        unbondingDelay = unbondingDelay_;
+        slashRewardBps = slashRewardBps_;
+    }
+
+    function setCourt(address court_) external {
+        if (msg.sender != deployer) revert NotDeployer(msg.sender);
+        if (court != address(0)) revert CourtAlreadySet(court);
+        if (court_ == address(0)) revert ZeroAddress();
+        court = court_;
+        emit CourtSet(court_);
+    }
+
+    // ---- deposits and withdrawals
+
+    function deposit(address operator, uint256 amount) external nonReentrant {
+        if (amount == 0) revert ZeroAmount();
+        _requireOperator(operator);
+        IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
+        deposited[operator][msg.sender] += amount;
+        _books[operator].funded += amount.toUint128();
+        emit Deposited(operator, msg.sender, amount);
+    }
+
+    /// A new request replaces the pending one (and restarts its delay).
+    function requestWithdrawal(address operator, uint256 amount) external {
+        if (amount == 0) revert ZeroAmount();
+        uint256 unspent = deposited[operator][msg.sender] - withdrawn[operator][msg.sender];
+        if (amount > unspent) revert WithdrawalExceedsUnspent(amount, unspent);
+        uint64 readyAt = uint64(block.timestamp) + withdrawDelay;
+        _withdrawals[operator][msg.sender] = WithdrawalRequest({
+            amount: amount.toUint128(),
+            readyAt: readyAt,
+            requestedAt: uint64(block.timestamp),
+            epochAtRequest: _chains[operator].lastEpoch
+        });
+        emit WithdrawalRequested(operator, msg.sender, amount, readyAt);
+    }
+
+    function withdraw(address operator, uint256 committed, bytes32[] calldata proof) external nonReentrant {
+        WithdrawalRequest memory r = _withdrawals[operator][msg.sender];
+        if (r.amount == 0) revert NoWithdrawalRequested(msg.sender);
+        if (block.timestamp < r.readyAt) revert WithdrawalNotReady(r.readyAt);
+        uint64 latest = _chains[operator].lastEpoch;
+        if (latest == r.epochAtRequest) revert NoEpochSinceRequest(r.requestedAt);
+        if (!MerkleProof.verifyCalldata(proof, _epochs[operator][latest].payoutRoot, _leaf(1, msg.sender, committed))) {
+            revert InvalidProof();
+        }
+        uint256 unspent = _sub0(deposited[operator][msg.sender] - withdrawn[operator][msg.sender], committed);
+        Book storage b = _books[operator];
+        // Never below what claims already paid from this operator's pool.
+        uint256 free = uint256(b.funded) - b.paidOut;
+        if (free < unspent) unspent = free;
+        if (r.amount > unspent) revert WithdrawalExceedsUnspent(r.amount, unspent);
+        delete _withdrawals[operator][msg.sender];
+        withdrawn[operator][msg.sender] += r.amount;
+        b.funded -= r.amount;
+        IERC20(token).safeTransfer(msg.sender, r.amount);
+        emit Withdrawn(operator, msg.sender, r.amount);
+    }
+
+    function withdrawalOf(address operator, address agent) external view returns (WithdrawalRequest memory) {
+        return _withdrawals[operator][agent];
+    }
+
+    // ---- agent stakes
+
+    function stakeAgent(uint256 amount) external nonReentrant {
+        if (amount == 0) revert ZeroAmount();
+        IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
+        uint256 total = agentStake[msg.sender] + amount;
+        agentStake[msg.sender] = total;
+        emit AgentStakeChanged(msg.sender, total);
+    }
+
+    /// Stops counting at once; adds to the pending unbonding (whose delay restarts).
+    function requestAgentUnstake(uint256 amount) external {
+        if (amount == 0) revert ZeroAmount();
+        uint256 have = agentStake[msg.sender];
+        if (amount > have) revert InsufficientStake(have, amount);
+        agentStake[msg.sender] = have - amount;
+        Unbonding storage u = _agentUnbonding[msg.sender];
+        u.amount += amount.toUint128();
+        u.readyAt = uint64(block.timestamp) + unbondingDelay;
+        emit AgentStakeChanged(msg.sender, have - amount);
+        emit AgentUnstakeRequested(msg.sender, amount, u.readyAt);
+    }
+
+    function completeAgentUnstake() external nonReentrant {
+        uint256 amount = _release(_agentUnbonding[msg.sender]);
+        IERC20(token).safeTransfer(msg.sender, amount);
+        emit AgentUnstaked(msg.sender, amount);
+    }
+
+    function agentUnbonding(address agent) external view returns (Unbonding memory) {
+        return _agentUnbonding[agent];
+    }
+
+    // ---- stakes on models
+
+    function stake(bytes32 model, uint256 amount) external nonReentrant {
+        if (amount == 0) revert ZeroAmount();
+        IRegistry(registry).modelOwner(model); // reverts UnknownModel
+        IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
+        uint256 total = stakeOf[model][msg.sender] + amount;
+        stakeOf[model][msg.sender] = total;
+        modelStake[model] += amount;
+        emit StakeChanged(model, msg.sender, total);
+    }
+
+    function requestUnstake(bytes32 model, uint256 amount) external {
+        if (amount == 0) revert ZeroAmount();
+        uint256 have = stakeOf[model][msg.sender];
+        if (amount > have) revert InsufficientStake(have, amount);
+        stakeOf[model][msg.sender] = have - amount;
+        modelStake[model] -= amount;
+        Unbonding storage u = _modelUnbonding[model][msg.sender];
+        u.amount += amount.toUint128();
+        u.readyAt = uint64(block.timestamp) + unbondingDelay;
+        emit StakeChanged(model, msg.sender, have - amount);
+        emit UnstakeRequested(model, msg.sender, amount, u.readyAt);
+    }
+
+    function completeUnstake(bytes32 model) external nonReentrant {
+        uint256 amount = _release(_modelUnbonding[model][msg.sender]);
+        IERC20(token).safeTransfer(msg.sender, amount);
+        emit Unstaked(model, msg.sender, amount);
+    }
+
+    function modelUnbonding(bytes32 model, address staker) external view returns (Unbonding memory) {
+        return _modelUnbonding[model][staker];
+    }
+
+    // ---- operators' bonds
+
+    function bond(uint256 amount) external nonReentrant {
+        if (amount == 0) revert ZeroAmount();
+        _requireOperator(msg.sender);
+        IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
+        BondState storage s = _bonds[msg.sender];
+        s.active += amount.toUint128();
+        emit Bonded(msg.sender, uint256(s.active) + s.unbonding);
+    }
+
+    /// Unbonding stays slashable: it leaves after max(challengeWindow, unbondingDelay) and only once every epoch the
+    /// operator posted is past its challenge window.
+    function requestUnbond(uint256 amount) external {
+        if (amount == 0) revert ZeroAmount();
+        BondState storage s = _bonds[msg.sender];
+        if (amount > s.active) revert InsufficientStake(s.active, amount);
+        s.active -= amount.toUint128();
+        s.unbonding += amount.toUint128();
+        uint64 delay = challengeWindow > unbondingDelay ? challengeWindow : unbondingDelay;
+        s.unlockAt = uint64(block.timestamp) + delay;
+        emit UnbondRequested(msg.sender, amount, s.unlockAt);
+    }
+
+    function withdrawBond() external nonReentrant {
+        BondState storage s = _bonds[msg.sender];
+        uint256 amount = s.unbonding;
+        if (amount == 0) revert NothingUnbonding();
+        if (block.timestamp < s.unlockAt) revert BondLocked(s.unlockAt);
+        uint64 lastOpen = _chains[msg.sender].lastClaimableAt;
+        if (block.timestamp < lastOpen) revert BondLocked(lastOpen);
+        s.unbonding = 0;
+        IERC20(token).safeTransfer(msg.sender, amount);
+        emit BondWithdrawn(msg.sender, amount);
+        emit Bonded(msg.sender, s.active);
+    }
+
+    /// Active + unbonding: all of it is slashable.
+    function bondOf(address operator) external view returns (uint256) {
+        BondState storage s = _bonds[operator];
+        return uint256(s.active) + s.unbonding;
+    }
+
+    function bondState(address operator) external view returns (BondState memory) {
+        return _bonds[operator];
+    }
+
+    /// An operator without a bond is slashed for 0 (no revert, so the court's verdict still lands).
+    function slash(address operator, address challenger) external nonReentrant returns (uint256 slashed) {
+        if (msg.sender != court) revert NotCourt(msg.sender);
+        BondState storage s = _bonds[operator];
+        slashed = uint256(s.active) + s.unbonding;
+        s.active = 0;
+        s.unbonding = 0;
+        uint256 reward = (slashed * slashRewardBps) / 10000;
+        if (reward > 0) IERC20(token).safeTransfer(challenger, reward);
+        if (slashed > reward) IERC20(token).safeTransfer(treasury, slashed - reward);
+        emit Slashed(operator, challenger, slashed, reward);
+        emit Bonded(operator, 0);
+    }
+
+    // ---- epochs and claims
+
+    function postEpoch(
+        uint64 epoch,
+        bytes32 receiptsRoot,
+        uint64 firstReceipt,
+        uint64 lastReceipt,
+        bytes32 lastReceiptHash,
+        bytes32 payoutRoot
+    ) external {
+        _requireOperator(msg.sender);
+        OperatorChain storage c = _chains[msg.sender];
+        uint64 expected = c.lastEpoch + 1;
+        if (epoch < expected) revert EpochAlreadyPosted(msg.sender, epoch);
+        if (epoch > expected) revert EpochOutOfOrder(msg.sender, expected, epoch);
+        if (c.lastEpoch == 0) {
+            if (firstReceipt == 0) revert ReceiptsOutOfOrder(1, firstReceipt);
+        } else if (firstReceipt != c.lastReceipt + 1) {
+            revert ReceiptsOutOfOrder(c.lastReceipt + 1, firstReceipt);
+        }
+        if (lastReceipt < firstReceipt - 1) revert InvalidReceiptRange(firstReceipt, lastReceipt);
+        uint64 claimableAt = uint64(block.timestamp) + challengeWindow;
+        _epochs[msg.sender][epoch] = StoredEpoch({
+            payoutRoot: payoutRoot,
+            firstReceipt: firstReceipt,
+            lastReceipt: lastReceipt,
+            postedAt: uint64(block.timestamp),
+            claimableAt: claimableAt,
+            receiptsRoot: receiptsRoot,
+            lastReceiptHash: lastReceiptHash
+        });
+        c.lastEpoch = epoch;
+        c.lastReceipt = lastReceipt;
+        c.lastClaimableAt = claimableAt;
+        emit EpochPosted(msg.sender, epoch, receiptsRoot, firstReceipt, lastReceipt, lastReceiptHash, payoutRoot, claimableAt);
+    }
+
+    function lastEpoch(address operator) external view returns (uint64) {
+        return _chains[operator].lastEpoch;
+    }
+
+    /// The last receipt of the operator's latest epoch (0 before its first).
+    function lastReceiptOf(address operator) external view returns (uint64) {
+        return _chains[operator].lastReceipt;
+    }
+
+    function epochOf(address operator, uint64 epoch) external view returns (Epoch memory) {
+        StoredEpoch storage e = _epochs[operator][epoch];
+        if (e.postedAt == 0) revert NoEpoch(operator);
+        return Epoch({
+            receiptsRoot: e.receiptsRoot,
+            firstReceipt: e.firstReceipt,
+            lastReceipt: e.lastReceipt,
+            lastReceiptHash: e.lastReceiptHash,
+            payoutRoot: e.payoutRoot,
+            postedAt: e.postedAt,
+            claimableAt: e.claimableAt
+        });
+    }
+
+    function claim(address operator, uint64 epoch, address account, uint256 cumulative, bytes32[] calldata proof)
+        external
+        nonReentrant
+    {
+        StoredEpoch storage e = _epochs[operator][epoch];
+        uint64 claimableAt = e.claimableAt;
+        if (e.postedAt == 0) revert NoEpoch(operator);
+        if (block.timestamp < claimableAt) revert ChallengeWindowOpen(claimableAt);
+        if (!MerkleProof.verifyCalldata(proof, e.payoutRoot, _leaf(0, account, cumulative))) revert InvalidProof();
+        uint256 before = claimed[operator][account];
+        if (cumulative <= before) revert NothingToClaim(account, cumulative, before);
+        uint256 amount = cumulative - before;
+        Book storage b = _books[operator];
+        (uint256 funded, uint256 paid) = (b.funded, b.paidOut);
+        if (paid + amount > funded) revert ExceedsDeposits(paid, amount, funded);
+        claimed[operator][account] = cumulative;
+        b.paidOut = (paid + amount).toUint128();
+        IERC20(token).safeTransfer(account, amount);
+        emit Claimed(operator, account, amount, cumulative);
+    }
+
+    function paidOut(address operator) external view returns (uint256) {
+        return _books[operator].paidOut;
+    }
+
+    /// Deposits - withdrawals of all the operator's agents: what its claims may pay out in total.
+    function funded(address operator) external view returns (uint256) {
+        return _books[operator].funded;
+    }
+
+    // ---- internals
+
+    function _leaf(uint8 kind, address account, uint256 amount) private pure returns (bytes32) {
+        return keccak256(bytes.concat(keccak256(abi.encode(kind, account, amount))));
+    }
+
+    function _requireOperator(address operator) private view {
+        if (!IRegistry(registry).isOperator(operator)) revert NotOperator(operator);
+    }
+
+    function _release(Unbonding storage u) private returns (uint256 amount) {
+        amount = u.amount;
+        if (amount == 0) revert NothingUnbonding();
+        if (block.timestamp < u.readyAt) revert UnbondingNotDone(u.readyAt);
+        delete u.amount;
+        delete u.readyAt;
+    }
+
+    function _sub0(uint256 a, uint256 b) private pure returns (uint256) {
+        return a > b ? a - b : 0;
+    }
+}
