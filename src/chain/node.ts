@@ -133,13 +133,16 @@ export class ChainNode {
     }
   }
 
+  /**
+   * Closes an epoch when its interval passed with receipts (or as many receipts as asked), and an
+   * empty one when the interval passed with a withdrawal waiting: the chain pays it only after a post.
+   */
   private maybeClose(now: number): void {
     const unsealed = this.ledger.unsealedReceipts();
-    if (unsealed === 0) return;
     const byCount = this.opts.epochReceipts !== undefined && unsealed >= this.opts.epochReceipts;
-    const byTime = now - this.lastClose >= (this.opts.epochIntervalMs ?? 60_000);
+    const byTime = now - this.lastClose >= (this.opts.epochIntervalMs ?? 60_000) && (unsealed > 0 || this.ledger.chain.withdrawalsSinceLastSeal());
     if (!byCount && !byTime) return;
-    const e = this.ledger.closeEpoch();
+    const e = this.ledger.closeEpoch({ allowEmpty: true });
     this.lastClose = now;
     if (e) this.opts.log?.info({ epoch: e.id, receipts: e.count }, "closed an epoch");
   }
@@ -147,7 +150,7 @@ export class ChainNode {
   /** Closes the open epoch now and posts it (operator's `ledger epoch close`, tests). */
   async closeAndPost(): Promise<void> {
     this.round = this.round.then(async () => {
-      this.ledger.closeEpoch();
+      this.ledger.closeEpoch({ allowEmpty: true });
       this.lastClose = (this.opts.now ?? Date.now)();
     });
     await this.round;

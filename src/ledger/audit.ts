@@ -76,7 +76,8 @@ export async function verifyChain(db: Db, domain: ReceiptDomainOptions, signers:
     } catch {
       return bad("the epoch's checkpoint does not parse");
     }
-    if (c.epoch !== e.id || c.epochRoot !== e.root || c.receipts !== e.last_receipt || c.receiptsHead !== hs[hs.length - 1]!.hash) return bad("the epoch's signed checkpoint does not state this epoch");
+    const headHash = hs.length ? hs[hs.length - 1]!.hash : e.last_receipt === 0 ? ZERO_HASH : (db.prepare("SELECT hash FROM receipts WHERE id = ?").get(e.last_receipt) as { hash: Hex } | undefined)?.hash;
+    if (c.epoch !== e.id || c.epochRoot !== e.root || c.receipts !== e.last_receipt || c.receiptsHead !== headHash) return bad("the epoch's signed checkpoint does not state this epoch");
     const trusted = signers.find((x) => isAddressEqual(x, c.node));
     if (!trusted || !(await checkpointSignedBy({ checkpoint: c, signature: e.signature, domain }, trusted))) return bad("the epoch's checkpoint is not signed by a trusted node");
     const reach = checkAgainstCheckpoint(db, { checkpoint: c, signature: e.signature, domain });

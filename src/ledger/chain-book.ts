@@ -18,6 +18,7 @@
 import type { Address, Hex } from "viem";
 import { getAddress } from "viem";
 import { buildPayoutTree, COMMITTED, EARNINGS, type PayoutEntry, type PayoutKind, type PayoutTree } from "../chain/payout-tree.js";
+import { ZERO_HASH } from "../attribution/merkle.js";
 import { oerr } from "../errors.js";
 import type { Accounts } from "./accounts.js";
 import { big, money, type Db } from "./db.js";
@@ -234,6 +235,12 @@ export class ChainBook {
     return { entries, offChain };
   }
 
+  /** Whether a withdrawal request came from the chain since the last sealed epoch (it waits on a post). */
+  withdrawalsSinceLastSeal(): boolean {
+    const last = this.db.prepare("SELECT MAX(e.closed_at) AS t FROM chain_epochs c JOIN epochs e ON e.id = c.epoch").get() as { t: number | null };
+    return this.db.prepare("SELECT 1 FROM events WHERE kind = 'withdraw' AND json_extract(body, '$.memo') LIKE 'chain %' AND time > ? LIMIT 1").get(last.t ?? -1) !== undefined;
+  }
+
   /** Records the epoch's payout tree, to be posted (inside closeEpoch's transaction). */
   seal(epoch: number): PayoutTree {
     const tree = buildPayoutTree(this.payoutEntries().entries);
@@ -245,12 +252,13 @@ export class ChainBook {
   sealed(opts: { status?: "pending" | "posted" } = {}): SealedEpoch[] {
     const rows = this.db.prepare(
       `SELECT c.epoch, c.payout_root, c.status, c.tx_hash, c.attempts, c.last_error, e.root, e.first_receipt, e.last_receipt, r.hash AS last_hash
-       FROM chain_epochs c JOIN epochs e ON e.id = c.epoch JOIN receipts r ON r.id = e.last_receipt
+       FROM chain_epochs c JOIN epochs e ON e.id = c.epoch LEFT JOIN receipts r ON r.id = e.last_receipt
        WHERE (? IS NULL OR c.status = ?) ORDER BY c.epoch`,
-    ).all(opts.status ?? null, opts.status ?? null) as { epoch: number; payout_root: Hex; status: "pending" | "posted"; tx_hash: Hex | null; attempts: number; last_error: string | null; root: Hex; first_receipt: number; last_receipt: number; last_hash: Hex }[];
+    ).all(opts.status ?? null, opts.status ?? null) as { epoch: number; payout_root: Hex; status: "pending" | "posted"; tx_hash: Hex | null; attempts: number; last_error: string | null; root: Hex; first_receipt: number; last_receipt: number; last_hash: Hex | null }[];
     return rows.map((r) => ({
-      epoch: r.epoch, receiptsRoot: r.root, firstReceipt: r.first_receipt, lastReceipt: r.last_receipt, lastReceiptHash: r.last_hash,
+      epoch: r.epoch, receiptsRoot: r.root, firstReceipt: r.first_receipt, lastReceipt: r.last_receipt,
       payoutRoot: r.payout_root, status: r.status, txHash: r.tx_hash, attempts: r.attempts, lastError: r.last_error,
+      lastReceiptHash: r.last_hash ?? ZERO_HASH,
     }));
   }
 

@@ -361,19 +361,24 @@ export class Ledger {
    * Closes the epoch of every receipt not yet in one. On a chain, the same transaction seals the
    * epoch's payout tree (chain-book.ts), so the tree states exactly the book at the close.
    */
-  closeEpoch(): EpochInfo | null {
+  closeEpoch(opts: { allowEmpty?: boolean } = {}): EpochInfo | null {
     return this.db.transaction(() => {
       const rows = this.db.prepare("SELECT id, hash FROM receipts WHERE epoch IS NULL ORDER BY id").all() as { id: number; hash: Hex }[];
-      if (rows.length === 0) return null;
+      if (rows.length === 0 && !opts.allowEmpty) return null;
       const last = this.db.prepare("SELECT MAX(id) AS id FROM epochs").get() as { id: number | null };
       const id = (last.id ?? 0) + 1;
       const root = merkleRoot(rows.map((r) => r.hash));
       const closedAt = this.now();
-      const checkpoint = this.signCheckpoint({ time: closedAt, receipts: rows[rows.length - 1]!.id, receiptsHead: rows[rows.length - 1]!.hash, epoch: id, epochRoot: root });
+      // An empty epoch (a chain node posts one so waiting withdrawals see a current root) covers
+      // the receipts (head + 1 .. head): none.
+      const head = this.head();
+      const first = rows.length ? rows[0]!.id : head.id + 1;
+      const lastReceipt = rows.length ? rows[rows.length - 1]!.id : head.id;
+      const checkpoint = this.signCheckpoint({ time: closedAt, receipts: lastReceipt, receiptsHead: rows.length ? rows[rows.length - 1]!.hash : head.hash, epoch: id, epochRoot: root });
       this.db.prepare("INSERT INTO epochs (id, first_receipt, last_receipt, count, root, closed_at, checkpoint, signature) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
-        .run(id, rows[0]!.id, rows[rows.length - 1]!.id, rows.length, root, closedAt, JSON.stringify(checkpoint.checkpoint), checkpoint.signature);
-      this.db.prepare("UPDATE receipts SET epoch = ? WHERE epoch IS NULL AND id <= ?").run(id, rows[rows.length - 1]!.id);
-      const epoch: EpochInfo = { id, firstReceipt: rows[0]!.id, lastReceipt: rows[rows.length - 1]!.id, count: rows.length, root, closedAt, checkpoint };
+        .run(id, first, lastReceipt, rows.length, root, closedAt, JSON.stringify(checkpoint.checkpoint), checkpoint.signature);
+      this.db.prepare("UPDATE receipts SET epoch = ? WHERE epoch IS NULL AND id <= ?").run(id, lastReceipt);
+      const epoch: EpochInfo = { id, firstReceipt: first, lastReceipt, count: rows.length, root, closedAt, checkpoint };
       if (this.onChain) this.chain.seal(id);
       return epoch;
     }).immediate();

@@ -1,0 +1,197 @@
+/**
+ * The node on a chain, end to end below HTTP: a real ledger follows real contracts on anvil —
+ * deposits, stakes, a model registered by its owner — settles requests, posts its epochs, and every
+ * party claims exactly its ledger lines; a restart applies nothing twice and posts nothing twice;
+ * an RPC outage during a post loses no epoch; a withdrawal that would leave spend unfunded is refused.
+ */
+import { createServer, request as httpRequest, type Server } from "node:http";
+import { join } from "node:path";
+import { getAddress, type Address, type Hex } from "viem";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { FeePolicy } from "../../src/attribution/types.js";
+import { RegistryAbi, SettlementAbi, TestTokenAbi } from "../../src/chain/abi.js";
+import { ANVIL_KEYS } from "../../src/chain/anvil.js";
+import { ChainNode } from "../../src/chain/node.js";
+import { COMMITTED, EARNINGS } from "../../src/chain/payout-tree.js";
+import { partyOf } from "../../src/ledger/chain-book.js";
+import { Ledger } from "../../src/ledger/index.js";
+import { expectRevert, nameId, startTestChain, testTerms, TEST_PARAMS, type TestChain } from "../helpers/chain.js";
+import { tempDir } from "../helpers/tmp.js";
+
+const POLICY: FeePolicy = { protocolBps: 500, operatorBps: 2500, developerBps: 5000, stakerBps: 2000, dataBps: 3000, lambdaBps: 4000 };
+const NODE_KEY = ANVIL_KEYS[1]! as Hex;
+const dir = tempDir("openlora-chain-node-");
+
+let t: TestChain;
+let node: Address, owner: Address, agent: Address, staker: Address, treasury: Address;
+const [, , OWNER, AGENT, STAKER] = [0, 1, 2, 3, 4];
+
+/** A JSON-RPC proxy that can be switched off: an RPC outage without losing anvil's state. */
+let proxy: Server;
+let proxyUrl = "";
+let rpcDown: false | "all" | "sends" = false;
+
+function openLedger(path: string): Ledger {
+  return new Ledger({ path, nodeKey: NODE_KEY, policy: POLICY, treasury: partyOf(treasury), operator: partyOf(node), chainId: t.deployment.chainId, onChain: true });
+}
+
+async function settleOne(l: Ledger, out = [5, 6, 7, 8]): Promise<void> {
+  const r = l.reserve(partyOf(agent), 1000n);
+  await l.settle(r, { baseModel: "base", promptTokens: [1, 2, 3], outputTokens: out, sampling: { seed: 1 }, finish: "length" });
+}
+
+const token = () => t.deployment.token;
+const balanceOf = (a: Address) => t.publicClient.readContract({ address: token(), abi: TestTokenAbi, functionName: "balanceOf", args: [a] });
+
+async function claim(l: Ledger, who: Address): Promise<bigint> {
+  const p = l.chain.claimProof(who, EARNINGS);
+  const before = await balanceOf(who);
+  await t.send(t.wallets[0]!, { address: t.deployment.settlement, abi: SettlementAbi, functionName: "claim", args: [node, BigInt(p.epoch), who, p.cumulative, p.proof] });
+  return (await balanceOf(who)) - before;
+}
+
+beforeAll(async () => {
+  t = await startTestChain();
+  [node, owner, agent, staker, treasury] = [t.addresses[1]!, t.addresses[OWNER]!, t.addresses[AGENT]!, t.addresses[STAKER]!, t.addresses[9]!];
+  proxy = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks);
+      if (rpcDown === "all" || (rpcDown === "sends" && body.includes("eth_sendRawTransaction"))) { req.socket.destroy(); return; }
+      const up = httpRequest(t.anvil.url, { method: req.method, headers: req.headers }, (r) => { res.writeHead(r.statusCode ?? 502, r.headers); r.pipe(res); });
+      up.on("error", () => res.destroy());
+      up.end(body);
+    });
+  });
+  await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
+  const a = proxy.address();
+  proxyUrl = `http://127.0.0.1:${typeof a === "object" && a ? a.port : 0}`;
+
+  const s = t.deployment.settlement;
+  await t.send(t.wallets[OWNER]!, { address: t.deployment.registry, abi: RegistryAbi, functionName: "registerModel", args: ["base", 0, `0x${"0".repeat(64)}`, testTerms(owner, { priceIn: 3n, priceOut: 7n })] });
+  for (const i of [AGENT, STAKER]) {
+    await t.send(t.wallets[i]!, { address: token(), abi: TestTokenAbi, functionName: "mint", args: [t.addresses[i]!, 10n ** 21n] });
+    await t.send(t.wallets[i]!, { address: token(), abi: TestTokenAbi, functionName: "approve", args: [s, 10n ** 21n] });
+  }
+  await t.send(t.wallets[STAKER]!, { address: s, abi: SettlementAbi, functionName: "stake", args: [nameId("base"), 400n] });
+}, 120_000);
+
+afterAll(async () => {
+  await new Promise<void>((r) => proxy?.close(() => r()));
+  await t?.stop();
+});
+
+describe("a node on a chain", () => {
+  const path = join(dir, "node.sqlite");
+  let ledger: Ledger;
+  let chainNode: ChainNode;
+
+  it("registers as an operator, mirrors the model and the stake, and follows a deposit made afterwards", async () => {
+    ledger = openLedger(path);
+    chainNode = await ChainNode.start({ url: proxyUrl, deployment: t.deployment, nodeKey: NODE_KEY, confirmations: 0 }, ledger);
+    expect(await t.publicClient.readContract({ address: t.deployment.registry, abi: RegistryAbi, functionName: "isOperator", args: [node] })).toBe(true);
+    await t.send(t.wallets[AGENT]!, { address: t.deployment.settlement, abi: SettlementAbi, functionName: "deposit", args: [node, 50_000n] });
+    await chainNode.flush();
+    const m = ledger.getModel("base");
+    expect([m.priceIn, m.priceOut, m.owner]).toEqual([3n, 7n, partyOf(owner)]);
+    expect(ledger.getAgent(partyOf(agent)).balance).toBe(50_000n);
+    expect(ledger.accounts.stakeOf(partyOf(staker), "base")).toBe(400n);
+    expect(ledger.auditBalances().ok).toBe(true);
+  });
+
+  it("posts an epoch, and every party claims exactly its ledger lines", async () => {
+    await settleOne(ledger);
+    await settleOne(ledger, [9, 9]);
+    const earned = new Map(ledger.balances().map((b) => [b.party, b.amount]));
+    await chainNode.closeAndPost();
+    expect(await t.publicClient.readContract({ address: t.deployment.settlement, abi: SettlementAbi, functionName: "lastEpoch", args: [node] })).toBe(1n);
+    await expectRevert(claim(ledger, owner), "ChallengeWindowOpen");
+    await t.increaseTime(TEST_PARAMS.challengeWindow + 1n);
+    for (const who of [owner, staker, node, treasury]) {
+      const want = earned.get(partyOf(who)) ?? 0n;
+      expect(want).toBeGreaterThan(0n);
+      expect(await claim(ledger, who)).toBe(want);
+    }
+    await expectRevert(claim(ledger, owner), "NothingToClaim");
+  });
+
+  it("a restart applies no log twice and posts no epoch twice", async () => {
+    const before = ledger.getAgent(partyOf(agent));
+    const events = ledger.events.head().id;
+    await chainNode.stop();
+    ledger.close();
+    ledger = openLedger(path);
+    chainNode = await ChainNode.start({ url: proxyUrl, deployment: t.deployment, nodeKey: NODE_KEY, confirmations: 0 }, ledger);
+    expect(ledger.getAgent(partyOf(agent))).toEqual(before);
+    expect(ledger.events.head().id).toBe(events);
+    await chainNode.flush();
+    expect(ledger.chain.sealed().map((e) => [e.epoch, e.status])).toEqual([[1, "posted"]]);
+  });
+
+  it("an RPC outage during a post loses no epoch and posts it once when the chain is back", async () => {
+    await settleOne(ledger);
+    rpcDown = "sends";
+    ledger.closeEpoch();
+    await expect(chainNode.flush()).rejects.toThrow();
+    expect(ledger.chain.sealed()[1]!.attempts).toBe(1);
+    rpcDown = "all";
+    await expect(chainNode.flush()).rejects.toThrow();
+    await settleOne(ledger); // serving goes on meanwhile
+    expect(ledger.chain.sealed({ status: "pending" }).map((e) => e.epoch)).toEqual([2]);
+    rpcDown = false;
+    await chainNode.flush();
+    await chainNode.flush();
+    expect(ledger.chain.sealed().map((e) => e.status)).toEqual(["posted", "posted"]);
+    expect(await t.publicClient.readContract({ address: t.deployment.settlement, abi: SettlementAbi, functionName: "lastEpoch", args: [node] })).toBe(2n);
+  });
+
+  it("a cumulative claim on a later epoch pays only the difference", async () => {
+    await chainNode.closeAndPost();
+    await t.increaseTime(TEST_PARAMS.challengeWindow + 1n);
+    const earned = ledger.balances().find((b) => b.party === partyOf(owner))!.amount;
+    const claimed = await t.publicClient.readContract({ address: t.deployment.settlement, abi: SettlementAbi, functionName: "claimed", args: [node, owner] });
+    expect(await claim(ledger, owner)).toBe(earned - claimed);
+  });
+
+  it("refuses a withdrawal that would leave the agent's committed spend unfunded; pays the unspent rest", async () => {
+    const s = t.deployment.settlement;
+    const committed = ledger.chain.claimProof(agent, COMMITTED);
+    expect(committed.cumulative).toBeGreaterThan(0n);
+    await t.send(t.wallets[AGENT]!, { address: s, abi: SettlementAbi, functionName: "requestWithdrawal", args: [node, 50_000n] });
+    await chainNode.flush();
+    // The node stops reserving against money on its way out at once.
+    expect(ledger.getAgent(partyOf(agent)).balance).toBe(0n);
+    await t.increaseTime(TEST_PARAMS.withdrawDelay + 1n);
+    await settleOneExpectRefused(ledger);
+    // An epoch after the request states the agent's committed spend.
+    await settleEmptyEpoch();
+    const p = ledger.chain.claimProof(agent, COMMITTED);
+    await expectRevert(t.send(t.wallets[AGENT]!, { address: s, abi: SettlementAbi, functionName: "withdraw", args: [node, p.cumulative, p.proof] }), "WithdrawalExceedsUnspent");
+    const unspent = 50_000n - p.cumulative;
+    await t.send(t.wallets[AGENT]!, { address: s, abi: SettlementAbi, functionName: "requestWithdrawal", args: [node, unspent] });
+    await t.increaseTime(TEST_PARAMS.withdrawDelay + 1n);
+    await settleEmptyEpoch();
+    const q = ledger.chain.claimProof(agent, COMMITTED);
+    const before = await balanceOf(agent);
+    await t.send(t.wallets[AGENT]!, { address: s, abi: SettlementAbi, functionName: "withdraw", args: [node, q.cumulative, q.proof] });
+    expect((await balanceOf(agent)) - before).toBe(unspent);
+    expect(ledger.auditBalances().ok).toBe(true);
+  });
+
+  async function settleOneExpectRefused(l: Ledger): Promise<void> {
+    expect(() => l.reserve(partyOf(agent), 1000n)).toThrow(expect.objectContaining({ code: "INSUFFICIENT_BALANCE" }));
+  }
+
+  /** Posts an epoch with no receipt (what a node does when withdrawals wait on a post). */
+  async function settleEmptyEpoch(): Promise<void> {
+    await chainNode.closeAndPost();
+  }
+
+  afterAll(async () => {
+    await chainNode?.stop();
+    ledger?.close();
+  });
+});
+
+export { getAddress };
