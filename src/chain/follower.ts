@@ -154,12 +154,15 @@ export class ChainFollower {
     });
   }
 
-  /** Version 1 lists the model in the ledger; later versions are not mirrored yet (warned). */
+  /**
+   * Every version of a model's terms lists it in the ledger (replacing the node's own free listing
+   * of what it serves, or the previous version): the chain's registry is the authority.
+   */
   private applyTerms(id: Hex, version: number, t: TermsArg, log: Log): void {
     const book = this.ledger.chain;
     const reg = book.infoOf(id) as Registration | null;
-    if (version !== 1 || !reg) {
-      this.opts.warn?.("a change of a model's terms on chain is not mirrored by this node yet", { model: book.nameOf("model", id) ?? id, version, tx: log.transactionHash });
+    if (!reg) {
+      this.opts.warn?.("terms of a model whose registration this node never saw", { model: id, version, tx: log.transactionHash });
       return;
     }
     const kind: ModelKind = reg.kind === 0 ? "base" : reg.kind === 1 ? "adapter" : "merged";
@@ -177,7 +180,7 @@ export class ChainFollower {
         ...(t.parents.length === 0 ? { lineage: t.lineage.map((l) => ({ datanet: name(l.datanet, "datanet"), version: l.version, weight: l.weight })) } : {}),
         ...(t.parents.length > 0 ? { parents: t.parents.map((p) => ({ model: name(p.model, "model"), weight: p.weight })) } : {}),
         ...(t.hasShares ? { shares: { developerBps: t.developerBps, stakerBps: t.stakerBps, dataBps: t.dataBps } } : {}),
-      });
+      }, { replace: true });
     } catch (e) {
       this.opts.warn?.("a model registered on chain could not be listed in the ledger", { model: reg.name, error: (e as Error).message });
     }

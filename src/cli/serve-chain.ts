@@ -4,7 +4,7 @@
  * ~/.cache/openlora/dev-chain/ across restarts, deploys the contracts there the first time (with
  * anvil's first well-known key; a test ERC-20 as the token) and funds the node's address with gas.
  */
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseEther, type Hex } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
@@ -19,6 +19,8 @@ export interface ChainFlags {
   chain: string | undefined;
   contracts: string | undefined;
   devChain: boolean;
+  /** --dev-chain's port on 127.0.0.1; default 8545. */
+  devChainPort?: number;
 }
 
 export interface PreparedChain {
@@ -52,7 +54,7 @@ export async function prepareChain(f: ChainFlags, nodeKey: Hex, log: (m: string)
   }
   const dir = devChainDir();
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const local: LocalChain = await startAnvil({ stateFile: join(dir, "anvil-state.json") });
+  const local: LocalChain = await startAnvil({ stateFile: join(dir, "anvil-state.json"), port: f.devChainPort ?? 8545 });
   try {
     const contractsFile = join(dir, "contracts.json");
     const deployer = await connectChain(local.url, ANVIL_KEYS[0]!);
@@ -63,7 +65,8 @@ export async function prepareChain(f: ChainFlags, nodeKey: Hex, log: (m: string)
       if (d.chainId === local.chainId && code && code !== "0x") deployment = d;
     }
     if (!deployment) {
-      deployment = await deployOpenLora(deployer.wallet, deployer.public, { treasury: privateKeyToAccount(ANVIL_KEYS[9]!).address });
+      // Short windows, so the whole flow (post, window, claim) runs in a minute on one machine.
+      deployment = await deployOpenLora(deployer.wallet, deployer.public, { treasury: privateKeyToAccount(ANVIL_KEYS[9]!).address, challengeWindow: 20n, withdrawDelay: 20n, unbondingDelay: 60n });
       writeDeployment(contractsFile, deployment);
       log(`dev chain: deployed the contracts (${contractsFile})`);
     }
@@ -72,6 +75,7 @@ export async function prepareChain(f: ChainFlags, nodeKey: Hex, log: (m: string)
       const hash = await deployer.wallet.sendTransaction({ to: node, value: parseEther("100") });
       await deployer.public.waitForTransactionReceipt({ hash });
     }
+    writeFileSync(join(dir, "rpc.url"), `${local.url}\n`);
     log(`dev chain: anvil on ${local.url} (chain ${local.chainId}); contracts in ${contractsFile}; anvil's well-known test keys hold ETH`);
     return { url: local.url, deployment, contractsFile, stop: () => local.stop() };
   } catch (e) {

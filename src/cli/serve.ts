@@ -23,7 +23,7 @@ export const SERVE_USAGE = `  openlora serve [--model <gguf file | HF folder>] [
                  [--max-lora-rank 256] [--quantize q8_0|q4_0] [--no-mixed-adapters] [--drain-timeout-s 30] [--quiet]
                  [--ledger <sqlite file>] [--node-key-file <file>] [--operator-token-file <file>] [--treasury <party>]
                  [--min-agent-stake N] [--no-attribution]
-                 [--chain <rpc url> --contracts <file> | --dev-chain] [--epoch-interval-s 60] [--epoch-receipts N] [--confirmations N]
+                 [--chain <rpc url> --contracts <file> | --dev-chain [--dev-chain-port 8545]] [--epoch-interval-s 60] [--epoch-receipts N] [--confirmations N]
         OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models, /v1/load_lora_adapter,
         /v1/unload_lora_adapter, /health, /metrics). Every adapter in --adapters is a model.
         Without --model, serves the embedded default demo model and demo adapters (generated once, cached).
@@ -46,7 +46,7 @@ export async function runServe(argv: string[]): Promise<number> {
       quantize: { type: "string" }, "no-mixed-adapters": { type: "boolean" }, "drain-timeout-s": { type: "string" },
       quiet: { type: "boolean" }, ledger: { type: "string" }, "node-key": { type: "string" }, "node-key-file": { type: "string" },
       "operator-token-file": { type: "string" }, treasury: { type: "string" }, "min-agent-stake": { type: "string" }, "no-attribution": { type: "boolean" },
-      chain: { type: "string" }, contracts: { type: "string" }, "dev-chain": { type: "boolean" },
+      chain: { type: "string" }, contracts: { type: "string" }, "dev-chain": { type: "boolean" }, "dev-chain-port": { type: "string" },
       "epoch-interval-s": { type: "string" }, "epoch-receipts": { type: "string" }, confirmations: { type: "string" },
     },
   });
@@ -94,7 +94,8 @@ export async function runServe(argv: string[]): Promise<number> {
   const minStake = values["min-agent-stake"] ?? "0";
   if (!/^\d+$/.test(minStake)) throw oerr("INVALID_ARGUMENT", `--min-agent-stake must be a non-negative integer, got "${minStake}"`);
   if (values["node-key-file"] !== undefined) readSecretFile(values["node-key-file"], "the node key");
-  const chainFlags = { chain: values.chain, contracts: values.contracts, devChain: values["dev-chain"] === true };
+  const devChainPort = intArg(values["dev-chain-port"], "dev-chain-port", 1);
+  const chainFlags = { chain: values.chain, contracts: values.contracts, devChain: values["dev-chain"] === true, ...(devChainPort !== undefined ? { devChainPort } : {}) };
   const onChain = chainFlags.devChain || chainFlags.chain !== undefined || chainFlags.contracts !== undefined;
   if (onChain && values["no-attribution"]) throw oerr("INVALID_ARGUMENT", "--chain/--dev-chain settle receipts: they need attribution (drop --no-attribution)");
   const epochIntervalMs = intArg(values["epoch-interval-s"], "epoch-interval-s", 1, 60)! * 1000;

@@ -148,7 +148,7 @@ export class Ledger {
 
   // ---- registry, Datanets, accounts (thin delegations; see models.ts, datanets.ts, accounts.ts)
 
-  registerModel(input: RegisterModelInput): ModelInfo { return this.models.register(input); }
+  registerModel(input: RegisterModelInput, opts: { replace?: boolean } = {}): ModelInfo { return this.models.register(input, opts); }
   getModel(id: string): ModelInfo { return this.models.get(id); }
   listModels(): ModelInfo[] { return this.models.list(); }
   createDatanet(id: string, owner: string): void { this.datanets.create(id, owner); }

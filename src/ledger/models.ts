@@ -59,7 +59,12 @@ interface ModelRow {
 export class Models {
   constructor(private readonly db: Db, private readonly datanets: Datanets, private readonly now: () => number) {}
 
-  register(input: RegisterModelInput): ModelInfo {
+  /**
+   * Lists a model. `replace`: a model already listed under this id (the node's free listing of
+   * what it serves, or the chain's earlier terms) takes these terms — same kind and base model;
+   * receipts already signed keep the terms they were split by.
+   */
+  register(input: RegisterModelInput, opts: { replace?: boolean } = {}): ModelInfo {
     checkName("model id", input.id);
     checkName("owner", input.owner);
     nonNegative("priceIn", input.priceIn);
@@ -93,8 +98,17 @@ export class Models {
       this.datanets.version(l.datanet, l.version);
     }
     this.db.transaction(() => {
-      if (this.db.prepare("SELECT 1 FROM models WHERE id = ?").get(input.id)) conflict(`model ${input.id} is already registered`, { model: input.id });
-      this.db.prepare(
+      const existing = this.db.prepare("SELECT kind, base_model FROM models WHERE id = ?").get(input.id) as { kind: ModelKind; base_model: string | null } | undefined;
+      if (existing && !opts.replace) conflict(`model ${input.id} is already registered`, { model: input.id });
+      if (existing) {
+        if ((existing.kind === "base") !== (kind === "base") || existing.base_model !== (input.baseModel ?? null)) {
+          conflict(`model ${input.id} is listed as ${existing.kind === "base" ? "a base model" : `an adapter of ${existing.base_model ?? "?"}`}; new terms cannot change that`, { model: input.id });
+        }
+        this.db.prepare("UPDATE models SET kind = ?, owner = ?, price_in = ?, price_out = ?, content_hash = ?, developer_bps = ?, staker_bps = ?, data_bps = ? WHERE id = ?")
+          .run(kind, input.owner, money(input.priceIn), money(input.priceOut), input.contentHash.toLowerCase(),
+            input.shares?.developerBps ?? null, input.shares?.stakerBps ?? null, input.shares?.dataBps ?? null, input.id);
+        for (const t of ["model_developers", "model_parents", "model_lineage"]) this.db.prepare(`DELETE FROM ${t} WHERE model_id = ?`).run(input.id);
+      } else this.db.prepare(
         "INSERT INTO models (id, kind, owner, base_model, price_in, price_out, content_hash, developer_bps, staker_bps, data_bps, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
       ).run(input.id, kind, input.owner, input.baseModel ?? null, money(input.priceIn), money(input.priceOut), input.contentHash.toLowerCase(),
         input.shares?.developerBps ?? null, input.shares?.stakerBps ?? null, input.shares?.dataBps ?? null, this.now());
