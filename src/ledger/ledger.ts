@@ -169,15 +169,20 @@ export class Ledger {
   /** The account a live API key belongs to, or undefined. */
   resolveApiKey(key: string): string | undefined { return this.keys.resolve(key); }
   getAgent(id: string): AgentAccount { return this.accounts.agent(id); }
-  deposit(agent: string, amount: bigint): AgentAccount { return this.accounts.deposit(agent, amount); }
-  withdraw(agent: string, amount: bigint): AgentAccount { return this.accounts.withdraw(agent, amount); }
-  agentStake(agent: string, amount: bigint): AgentAccount { return this.accounts.agentStake(agent, amount); }
-  agentUnstake(agent: string, amount: bigint): AgentAccount { return this.accounts.agentUnstake(agent, amount); }
-  stake(staker: string, model: string, amount: bigint): bigint { return this.accounts.stake(staker, model, amount); }
-  unstake(staker: string, model: string, amount: bigint): bigint { return this.accounts.unstake(staker, model, amount); }
-  payout(party: string, amount: bigint): bigint {
-    if (this.onChain) throw oerr("LEDGER_CONFLICT", "on a chain, earnings are paid by claims on the Settlement contract (openlora claim), not by the node", { party });
-    return this.accounts.payout(party, amount);
+  deposit(agent: string, amount: bigint): AgentAccount { this.offChainOnly("deposits"); return this.accounts.deposit(agent, amount); }
+  withdraw(agent: string, amount: bigint): AgentAccount { this.offChainOnly("withdrawals"); return this.accounts.withdraw(agent, amount); }
+  agentStake(agent: string, amount: bigint): AgentAccount { this.offChainOnly("agent stakes"); return this.accounts.agentStake(agent, amount); }
+  agentUnstake(agent: string, amount: bigint): AgentAccount { this.offChainOnly("agent stakes"); return this.accounts.agentUnstake(agent, amount); }
+  stake(staker: string, model: string, amount: bigint): bigint { this.offChainOnly("stakes"); return this.accounts.stake(staker, model, amount); }
+  unstake(staker: string, model: string, amount: bigint): bigint { this.offChainOnly("stakes"); return this.accounts.unstake(staker, model, amount); }
+  payout(party: string, amount: bigint): bigint { this.offChainOnly("payouts of earnings"); return this.accounts.payout(party, amount); }
+
+  /**
+   * On a chain the money moves there only (the chain book mirrors it): a node that credited a
+   * deposit on its own word could pay claims out of other agents' deposits.
+   */
+  offChainOnly(what: string): void {
+    if (this.onChain) throw oerr("LEDGER_CONFLICT", `on a chain, ${what} are transactions on the Settlement contract (openlora chain …), not the node's to record`);
   }
   balanceOf(party: string): bigint { return this.accounts.balanceOf(party); }
   balances(): { party: string; amount: bigint }[] { return this.accounts.balances(); }

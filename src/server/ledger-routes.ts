@@ -123,7 +123,10 @@ export function registerLedgerRoutes(app: FastifyInstance, attribution: Attribut
 
   // ---- models
 
-  app.post("/v1/ledger/models", async (request) => wire(ledger.registerModel(await parseRegisterModel(request.body, (id) => attribution.servedContentHash(id)))));
+  app.post("/v1/ledger/models", async (request) => {
+    ledger.offChainOnly("model listings");
+    return wire(ledger.registerModel(await parseRegisterModel(request.body, (id) => attribution.servedContentHash(id))));
+  });
 
   app.get("/v1/ledger/models", async () => list(ledger.listModels()));
 
