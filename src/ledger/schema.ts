@@ -218,6 +218,31 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX reservations_active ON reservations(status, agent);
     `,
   },
+  {
+    version: 4,
+    name: "signed requests",
+    // Agents sign requests as chain addresses (src/auth/signed-request.ts). A nonce is kept until
+    // its signature's expiry (unix seconds) has passed, after which the signature is refused as
+    // expired anyway and the row may go. Session keys act for an agent until expiry or revocation.
+    sql: `
+      CREATE TABLE request_nonces (
+        address TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        expiry INTEGER NOT NULL,
+        PRIMARY KEY (address, nonce)
+      );
+      CREATE INDEX request_nonces_by_expiry ON request_nonces(expiry);
+      CREATE TABLE session_keys (
+        agent TEXT NOT NULL,
+        key TEXT NOT NULL,
+        expiry INTEGER NOT NULL,
+        signature TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        revoked INTEGER,
+        PRIMARY KEY (agent, key)
+      );
+    `,
+  },
 ];
 
 /** Applies the migrations this file lacks. Refuses a file that knows migrations we don't. */
