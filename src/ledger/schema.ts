@@ -219,6 +219,31 @@ export const MIGRATIONS: readonly Migration[] = [
     `,
   },
   {
+    version: 4,
+    name: "signed requests",
+    // Agents sign requests as chain addresses (src/auth/signed-request.ts). A nonce is kept until
+    // its signature's expiry (unix seconds) has passed, after which the signature is refused as
+    // expired anyway and the row may go. Session keys act for an agent until expiry or revocation.
+    sql: `
+      CREATE TABLE request_nonces (
+        address TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        expiry INTEGER NOT NULL,
+        PRIMARY KEY (address, nonce)
+      );
+      CREATE INDEX request_nonces_by_expiry ON request_nonces(expiry);
+      CREATE TABLE session_keys (
+        agent TEXT NOT NULL,
+        key TEXT NOT NULL,
+        expiry INTEGER NOT NULL,
+        signature TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        revoked INTEGER,
+        PRIMARY KEY (agent, key)
+      );
+    `,
+  },
+  {
     version: 5,
     name: "the node on a chain",
     // The chain book (src/ledger/chain-book.ts): how far the node followed the chain, which logs it

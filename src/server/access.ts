@@ -7,6 +7,14 @@
  *   - the operator's token ("olo_…", generated at first start into a 0600 file, src/cli/credentials.ts);
  *   - an account's API key ("olk_…", issued when the operator creates the account; the ledger keeps
  *     only its SHA-256, src/ledger/keys.ts).
+ * Or the request is signed (src/auth/signed-request.ts): the x-openlora-address, -nonce, -expiry and
+ * -signature headers carry an EIP-712 signature over method, path + query, keccak256 of the body,
+ * nonce and expiry (at most MAX_SIGNATURE_LIFETIME_S ahead) by that address — or by a session key
+ * the address registered (x-openlora-session) — and the request acts as the account whose id is the
+ * lowercase address. The format and expiry, and the route's rule for the address claimed, are
+ * checked before the body is read; the signature once the body is (its hash needs the bytes), and
+ * the nonce is recorded only when everything holds (src/auth/authenticate.ts). A signed request
+ * that also sends one of our bearer tokens is refused: one credential per request.
  * A request without a credential, or with a bearer value that is neither (clients that must send
  * *some* key send "EMPTY", "unused", …), is anonymous. A token in our formats that matches nothing
  * (wrong, revoked) is refused with 401 wherever it is sent: a client holding a dead key learns it.
@@ -19,6 +27,7 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { OpenLoraError } from "../errors.js";
+import { beginSigned, captureBody, completeSigned, principalClaimed, type SignedContext } from "../auth/authenticate.js";
 import { looksLikeApiKey } from "../ledger/keys.js";
 
 export const OPERATOR_TOKEN_PREFIX = "olo_";
@@ -26,7 +35,8 @@ export const OPERATOR_TOKEN_PREFIX = "olo_";
 export type Principal =
   | { kind: "anonymous" }
   | { kind: "operator" }
-  | { kind: "account"; id: string };
+  /** signed: how a signed request authenticated (absent for an API key). */
+  | { kind: "account"; id: string; signed?: "agent" | "session" };
 
 /**
  * public             anyone
@@ -36,8 +46,10 @@ export type Principal =
  * self               the key of the account named by :id
  * self-or-operator   that, or the operator's token
  * party-or-operator  the key of the account named by :party, or the operator's token for the operator's own party
+ * agent-signed       a request signed by the agent's own key (not a session key, not an API key)
+ * An account's key is its API key or a request signed by it (or by a session key it registered).
  */
-export type Access = "public" | "inference" | "operator" | "account" | "self" | "self-or-operator" | "party-or-operator";
+export type Access = "public" | "inference" | "operator" | "account" | "self" | "self-or-operator" | "party-or-operator" | "agent-signed";
 
 export interface EndpointRule {
   method: "GET" | "POST";
@@ -87,6 +99,8 @@ export const ENDPOINTS: readonly EndpointRule[] = [
   { method: "POST", url: "/v1/epochs/close", access: "operator", what: "close an epoch: Merkle root of new receipts and a signed checkpoint" },
   { method: "GET", url: "/v1/epochs", access: "public", what: "closed epochs with their signed checkpoints" },
   { method: "GET", url: "/v1/ledger/verify", access: "operator", what: "verify both chains and audit every balance (costly: one signature recovery per entry)" },
+  { method: "POST", url: "/v1/auth/sessions", access: "agent-signed", what: "register a session key that acts for the caller until its expiry (a Session signed by the agent)" },
+  { method: "POST", url: "/v1/auth/sessions/revoke", access: "agent-signed", what: "end a session key of the caller" },
 ];
 
 const RULES = new Map<string, EndpointRule>(ENDPOINTS.map((e) => [`${e.method} ${e.url}`, e]));
@@ -133,7 +147,7 @@ export function principalOf(header: string | string[] | undefined, operatorToken
 
 function need(p: Principal, ok: boolean, what: string): void {
   if (ok) return;
-  if (p.kind === "anonymous") throw new OpenLoraError("UNAUTHENTICATED", `This endpoint needs ${what}: send it as Authorization: Bearer <token>.`);
+  if (p.kind === "anonymous") throw new OpenLoraError("UNAUTHENTICATED", `This endpoint needs ${what}: send it as Authorization: Bearer <token>, or sign the request (docs/api-access.md).`);
   throw new OpenLoraError("PERMISSION_DENIED", `This endpoint needs ${what}; the credential sent is not it.`);
 }
 
@@ -154,6 +168,8 @@ export function authorize(rule: EndpointRule, p: Principal, params: Record<strin
     case "party-or-operator":
       return need(p, (p.kind === "account" && p.id === params.party) || (p.kind === "operator" && params.party === operatorParty),
         `the API key of ${params.party ?? "?"}${params.party === operatorParty ? " or the operator's token" : ""}`);
+    case "agent-signed":
+      return need(p, p.kind === "account" && p.signed === "agent", "a request signed by the agent's own key (not a session key or an API key)");
     default:
       rule.access satisfies never;
   }
@@ -164,7 +180,10 @@ export function authorize(rule: EndpointRule, p: Principal, params: Record<strin
  * route's row. Registering a route without a row fails at startup, so no route ships unguarded.
  * Call before any route is registered.
  */
-export function installAccess(app: FastifyInstance, operatorToken: string, auth: () => Authenticator | undefined, operatorParty: () => string | undefined): void {
+export function installAccess(
+  app: FastifyInstance, operatorToken: string, auth: () => Authenticator | undefined, operatorParty: () => string | undefined,
+  signed: () => SignedContext | undefined = () => undefined,
+): void {
   app.addHook("onRoute", (route) => {
     for (const m of Array.isArray(route.method) ? route.method : [route.method]) {
       if (!ruleFor(m, route.url)) throw new OpenLoraError("INTERNAL", `route ${m} ${route.url} has no row in ENDPOINTS (src/server/access.ts)`);
@@ -177,8 +196,20 @@ export function installAccess(app: FastifyInstance, operatorToken: string, auth:
     if (url === undefined) return; // no route: the not-found handler answers
     const rule = ruleFor(request.method, url);
     if (!rule) throw new OpenLoraError("INTERNAL", `Route ${request.method} ${url} has no access rule.`);
-    request.principal = principalOf(request.headers.authorization, operatorToken, auth());
-    authorize(rule, request.principal, (request.params ?? {}) as Record<string, string>, operatorParty());
+    const params = (request.params ?? {}) as Record<string, string>;
+    const bearerPrincipal = principalOf(request.headers.authorization, operatorToken, auth());
+    const claim = beginSigned(request, signed());
+    if (claim) {
+      if (bearerPrincipal.kind !== "anonymous") throw new OpenLoraError("UNAUTHENTICATED", "Send one credential: a signed request or a bearer token, not both.");
+      return authorize(rule, principalClaimed(claim), params, operatorParty());
+    }
+    request.principal = bearerPrincipal;
+    authorize(rule, request.principal, params, operatorParty());
+  });
+  app.addHook("preParsing", async (request, _reply, payload) => captureBody(request, payload));
+  app.addHook("preValidation", async (request) => {
+    const p = completeSigned(request, signed());
+    if (p) request.principal = p;
   });
 }
 

@@ -9,8 +9,11 @@
  */
 import { randomBytes } from "node:crypto";
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
+import type { SignedContext } from "../auth/authenticate.js";
+import { registerAuthRoutes } from "../auth/routes.js";
 import { OpenLoraError } from "../errors.js";
 import type { Ledger } from "../ledger/ledger.js";
+import { SignedRequestStore } from "../ledger/nonces.js";
 import { installAccess, OPERATOR_TOKEN_PREFIX } from "./access.js";
 import { registerAdminRoutes } from "./admin-routes.js";
 import { registerChainRoutes } from "./chain-routes.js";
@@ -27,8 +30,9 @@ export async function buildServer(slot: EngineSlot, opts: ServerOptions = {}): P
   // forceCloseConnections: idle keep-alive sockets would otherwise hold close() (and a drain) for seconds.
   const app = Fastify({ logger: withRedaction(opts.logger ?? false), bodyLimit: opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES, forceCloseConnections: true });
   const ctx: ServerContext = { slot, ...resolveLimits(opts), metrics: new ServerMetrics(), log: app.log };
+  const signed = signedContext(slot, opts);
   installAccess(app, opts.operatorToken ?? `${OPERATOR_TOKEN_PREFIX}${randomBytes(32).toString("base64url")}`,
-    () => slot.attribution?.ledger, () => slot.attribution?.ledger.operatorParty);
+    () => slot.attribution?.ledger, () => slot.attribution?.ledger.operatorParty, signed);
 
   // Counted when the response ends or the connection drops, whichever comes first, so
   // hijacked streams and abandoned requests are counted too (499 = client went away unanswered).
@@ -66,7 +70,20 @@ export async function buildServer(slot: EngineSlot, opts: ServerOptions = {}): P
   registerAdminRoutes(app, ctx);
   registerLedgerRoutes(app, lazyAttribution(slot));
   registerChainRoutes(app, slot);
+  registerAuthRoutes(app, signed);
   return app;
+}
+
+/** Signed requests keep their nonces in the ledger's file; without a ledger there are none. */
+function signedContext(slot: EngineSlot, opts: ServerOptions): () => SignedContext | undefined {
+  const stores = new WeakMap<Ledger, SignedRequestStore>();
+  return () => {
+    const ledger = slot.attribution?.ledger;
+    if (!ledger) return undefined;
+    let store = stores.get(ledger);
+    if (!store) stores.set(ledger, (store = new SignedRequestStore(ledger.db)));
+    return { store, chainId: opts.chainId ?? ledger.domainOptions.chainId ?? 1, now: opts.now ?? Date.now };
+  };
 }
 
 /** Request logs never carry credentials, whatever serializers a caller configures. */

@@ -42,6 +42,10 @@ export interface ServerOptions {
    * node's state. Default: a random one nobody holds (those endpoints are then closed).
    */
   operatorToken?: string;
+  /** The EIP-712 chain id of signed requests (src/auth/signed-request.ts). Default: the ledger's (1 unless on a chain). */
+  chainId?: number;
+  /** Unix milliseconds, for signature and session expiry; injectable for tests. Default Date.now. */
+  now?: () => number;
   /** Server paths that error bodies must not show, with the placeholder shown instead (e.g. the adapters folder → "<adapters>"). */
   redactPaths?: { path: string; label: string }[];
 }

@@ -123,7 +123,7 @@ describe("every state-changing endpoint, attacked", () => {
   it("refuses the anonymous, a public id as token, foreign bearers, revoked keys, other accounts' keys — and writes nothing", async () => {
     const w = await world();
     const guarded = ENDPOINTS.filter((e) => e.access !== "public" && e.access !== "inference");
-    expect(guarded.length).toBe(19);
+    expect(guarded.length).toBe(21);
     for (const rule of guarded) {
       const before = snapshot(w.ledger);
       const adaptersBefore = (await w.engine.listAdapters()).map((a) => a.id);
@@ -137,6 +137,7 @@ describe("every state-changing endpoint, attacked", () => {
       if (rule.access === "operator") attempts.push([`Bearer ${w.keys.victim}`, 403], [`Bearer ${w.keys.mallory}`, 403]);
       if (rule.access === "self" || rule.access === "self-or-operator" || rule.access === "party-or-operator") attempts.push([`Bearer ${w.keys.mallory}`, 403]);
       if (rule.access === "self" || rule.access === "account") attempts.push([`Bearer ${OPERATOR}`, 403]);
+      if (rule.access === "agent-signed") attempts.push([`Bearer ${w.keys.victim}`, 403], [`Bearer ${OPERATOR}`, 403]); // only a signature by the agent's own key
       if (rule.access === "party-or-operator") attempts.push([`Bearer ${OPERATOR}`, 403]); // :party is not the operator's party
       for (const [auth, status] of attempts) {
         const res = await send(w, rule, auth);
