@@ -3,7 +3,9 @@
  * (src/server/ledger-routes.ts). The server owns the ledger's SQLite file, so this command never
  * opens it: a second writer would break the receipt chain. It authenticates with --token-file,
  * else $OPENLORA_API_KEY, else the operator token file when this user can read it
- * (src/cli/credentials.ts); who may run what is docs/api-access.md.
+ * (src/cli/credentials.ts) — or, with --agent-key-file F (a 0600 file holding a 0x private key),
+ * signs each request as that key's address instead (src/auth/client.ts; --chain-id, else
+ * $OPENLORA_CHAIN_ID, else 1, must be the server's). Who may run what is docs/api-access.md.
  *
  * Prints the server's JSON answer on stdout. A server error prints `error [CODE]: message` on
  * stderr (the code from the error body) and exits 1; usage errors throw INVALID_ARGUMENT (exit 2
@@ -12,9 +14,18 @@
 import { readFileSync } from "node:fs";
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { oerr } from "../errors.js";
-import { clientCredential } from "./credentials.js";
+import type { Hex } from "viem";
+import { signingFetch } from "../auth/client.js";
+import { clientCredential, readSecretFile } from "./credentials.js";
 
-export const LEDGER_USAGE = `  openlora ledger <command> [--url http://127.0.0.1:8000] [--token-file F]   (talks to a running 'openlora serve')
+function agentKey(file: string): Hex {
+  const k = readSecretFile(file, "the --agent-key-file");
+  if (!/^0x[0-9a-fA-F]{64}$/.test(k)) throw oerr("INVALID_ARGUMENT", `--agent-key-file ${file} must hold a 0x-prefixed 32-byte hex private key`);
+  return k as Hex;
+}
+
+export const LEDGER_USAGE = `  openlora ledger <command> [--url http://127.0.0.1:8000] [--token-file F | --agent-key-file F [--chain-id N]]
+        (talks to a running 'openlora serve'; --agent-key-file signs as the key's address, see docs/api-access.md)
         models add --id <id> --kind base|adapter --owner <party> [--base-model <id>] --price-in <n> --price-out <n>
                    --content-hash <0x…32 bytes> --developer <party>=<share>... [--lineage <datanet>@<version>=<weight>]...
                    [--parent <model>=<weight>]... [--shares <developerBps>,<stakerBps>,<dataBps>]
@@ -45,7 +56,7 @@ interface Parsed {
 }
 
 function parse(argv: string[], options: Options = {}): Parsed {
-  const { values, positionals } = parseArgs({ args: argv, options: { url: { type: "string" }, "token-file": { type: "string" }, ...options }, allowPositionals: true, strict: true });
+  const { values, positionals } = parseArgs({ args: argv, options: { url: { type: "string" }, "token-file": { type: "string" }, "agent-key-file": { type: "string" }, "chain-id": { type: "string" }, ...options }, allowPositionals: true, strict: true });
   return { values: values as Parsed["values"], positionals };
 }
 
@@ -138,7 +149,7 @@ interface Call {
 const seg = (s: string): string => encodeURIComponent(s);
 
 /** The HTTP call a command line stands for (usage errors throw INVALID_ARGUMENT). */
-export function ledgerCall(argv: string[]): { call: Call; url: string; verify: boolean; tokenFile: string | undefined } {
+export function ledgerCall(argv: string[]): { call: Call; url: string; verify: boolean; tokenFile: string | undefined; agentKeyFile: string | undefined; chainId: number } {
   const [cmd, ...rest] = argv;
   const sub = rest[0] !== undefined && !rest[0].startsWith("-") ? rest[0] : undefined;
   const subArgs = sub === undefined ? rest : rest.slice(1);
@@ -274,7 +285,12 @@ export function ledgerCall(argv: string[]): { call: Call; url: string; verify: b
     default:
       throw oerr("INVALID_ARGUMENT", `unknown ledger command "${cmd}"\n\nUsage:\n${LEDGER_USAGE}`);
   }
-  return { call, url: serverUrl(optStr(p, "url")), verify: cmd === "verify", tokenFile: optStr(p, "token-file") };
+  const tokenFile = optStr(p, "token-file");
+  const agentKeyFile = optStr(p, "agent-key-file");
+  if (tokenFile !== undefined && agentKeyFile !== undefined) throw oerr("INVALID_ARGUMENT", "ledger takes --token-file or --agent-key-file, not both");
+  const chain = optStr(p, "chain-id") ?? process.env.OPENLORA_CHAIN_ID ?? "1";
+  if (!/^[1-9][0-9]{0,15}$/.test(chain) || !Number.isSafeInteger(Number(chain))) throw oerr("INVALID_ARGUMENT", `--chain-id must be a positive integer, got "${chain}"`);
+  return { call, url: serverUrl(optStr(p, "url")), verify: cmd === "verify", tokenFile, agentKeyFile, chainId: Number(chain) };
 }
 
 function unknownSub(cmd: string, sub: string | undefined, choices: string): Error {
@@ -299,14 +315,19 @@ export async function runLedger(argv: string[]): Promise<number> {
     process.stdout.write(`Usage:\n${LEDGER_USAGE}`);
     return argv.length === 0 ? 2 : 0;
   }
-  const { call, url, verify, tokenFile } = ledgerCall(argv);
-  const credential = clientCredential(tokenFile, url);
+  const { call, url, verify, tokenFile, agentKeyFile, chainId } = ledgerCall(argv);
   const headers: Record<string, string> = {};
-  if (credential !== undefined) headers.authorization = `Bearer ${credential}`;
+  let send: typeof fetch = fetch;
+  if (agentKeyFile !== undefined) {
+    send = signingFetch(agentKey(agentKeyFile), { chainId });
+  } else {
+    const credential = clientCredential(tokenFile, url);
+    if (credential !== undefined) headers.authorization = `Bearer ${credential}`;
+  }
   if (call.body !== undefined) headers["content-type"] = "application/json";
   let res: Response;
   try {
-    res = await fetch(url + call.path, { method: call.method, headers, ...(call.body === undefined ? {} : { body: JSON.stringify(call.body) }) });
+    res = await send(url + call.path, { method: call.method, headers, ...(call.body === undefined ? {} : { body: JSON.stringify(call.body) }) });
   } catch (e) {
     const cause = (e as { cause?: { code?: string; message?: string } }).cause;
     throw oerr("NOT_READY", `cannot reach the openlora server at ${url}: ${cause?.code ?? cause?.message ?? (e as Error).message} (is 'openlora serve' running with the ledger enabled?)`);

@@ -5,14 +5,16 @@
  * compared before and after); session keys act for their agent until expiry or revocation and
  * cannot mint further sessions; nonces outlive a restart; bearer credentials work as before.
  */
+import { chmodSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import OpenAI, { APIError } from "openai";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { registerSession, revokeSession, signingFetch } from "../../src/auth/client.js";
 import { SIGNED_HEADERS, signRequest, signSession } from "../../src/auth/signed-request.js";
 import type { FeePolicy } from "../../src/attribution/types.js";
+import { runLedger } from "../../src/cli/ledger.js";
 import { Ledger } from "../../src/ledger/index.js";
 import { buildServer, type EngineSlot } from "../../src/server/app.js";
 import { AttributionService } from "../../src/server/attribution.js";
@@ -299,6 +301,41 @@ describe("nonces and a restart", () => {
     expect(balance).toBe(FUNDS - 7n);
     expect(await resend({ ...rec.sent[0]!, url: `${second.root}/v1/accounts/agents/${ALICE}/withdraw` })).toMatchObject({ status: 401, code: "SIGNATURE_REPLAYED" });
     expect(second.ledger.getAgent(ALICE).balance).toBe(balance);
+  });
+});
+
+describe("openlora ledger --agent-key-file", () => {
+  async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+    let out = "";
+    let err = "";
+    const o = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => { out += String(chunk); return true; });
+    const e = vi.spyOn(process.stderr, "write").mockImplementation((chunk: string | Uint8Array) => { err += String(chunk); return true; });
+    try {
+      return { code: await runLedger(args), out, err };
+    } finally {
+      o.mockRestore();
+      e.mockRestore();
+    }
+  }
+
+  it("signs as the key's address instead of sending a bearer token; refuses a key file others can read", async () => {
+    const w = await world();
+    const file = join(dir, "alice.key");
+    writeFileSync(file, `${ALICE_KEY}\n`, { mode: 0o600 });
+    const r = await cli(["agents", "withdraw", ALICE, "3", "--agent-key-file", file, "--chain-id", String(CHAIN_ID), "--url", w.root]);
+    expect(r.code, r.err).toBe(0);
+    expect(JSON.parse(r.out)).toMatchObject({ id: ALICE });
+    expect(w.ledger.getAgent(ALICE).balance).toBe(FUNDS - 3n);
+    const wrongChain = await cli(["agents", "withdraw", ALICE, "3", "--agent-key-file", file, "--url", w.root]);
+    expect(wrongChain).toMatchObject({ code: 1, err: expect.stringContaining("SIGNATURE_INVALID") });
+    const bobs = await cli(["agents", "withdraw", BOB, "3", "--agent-key-file", file, "--chain-id", String(CHAIN_ID), "--url", w.root]);
+    expect(bobs).toMatchObject({ code: 1, err: expect.stringContaining("PERMISSION_DENIED") });
+    expect(w.ledger.getAgent(BOB).balance).toBe(FUNDS);
+    const open = join(dir, "open.key");
+    writeFileSync(open, ALICE_KEY, { mode: 0o644 });
+    chmodSync(open, 0o644);
+    await expect(cli(["agents", "show", ALICE, "--agent-key-file", open, "--url", w.root])).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
+    await expect(cli(["agents", "show", ALICE, "--agent-key-file", file, "--token-file", file, "--url", w.root])).rejects.toMatchObject({ code: "INVALID_ARGUMENT" });
   });
 });
 
