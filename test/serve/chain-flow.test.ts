@@ -52,12 +52,12 @@ const send = (i: number, address: Address, abi: unknown, functionName: string, a
 /** Waits until the node has followed the chain up to its head. */
 async function synced(): Promise<void> {
   const head = await t.publicClient.getBlockNumber();
-  for (let i = 0; i < 200; i++) {
+  for (let i = 0; i < 600; i++) {
     const s = await get("/v1/chain");
     if (BigInt((s.followedBlock as string | null) ?? "0") >= head) return;
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error("the node did not follow the chain");
+  throw new Error(`the node did not follow the chain to block ${head}: ${JSON.stringify(await get("/v1/chain"))}`);
 }
 
 beforeAll(async () => {
@@ -86,7 +86,7 @@ beforeAll(async () => {
   }
   await send(STAKER, t.deployment.settlement, SettlementAbi, "stake", [nameId(MODEL), 1000n]);
 
-  server = await startServer(["--model", modelPath, "--adapters", adapters, "--threads", "2", "--chain", t.anvil.url, "--contracts", contractsFile, "--node-key-file", nodeKeyFile, "--epoch-interval-s", "3600"]);
+  server = await startServer(["--model", modelPath, "--adapters", adapters, "--threads", "2", "--chain", t.anvil.url, "--contracts", contractsFile, "--node-key-file", nodeKeyFile, "--epoch-interval-s", "3600", "--confirmations", "0"]);
   // The agent funds its account at this node (the node is a registered operator by now).
   await send(AGENT, t.deployment.settlement, SettlementAbi, "deposit", [a(NODE), 1_000_000n]);
   await send(OTHER, t.deployment.settlement, SettlementAbi, "deposit", [a(NODE), 1_000_000n]);
