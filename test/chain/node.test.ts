@@ -154,6 +154,19 @@ describe("a node on a chain", () => {
     expect(await claim(ledger, owner)).toBe(earned - claimed);
   });
 
+  it("a restart mid-epoch loses none of its receipts: the next epoch posted holds them", async () => {
+    await settleOne(ledger);
+    const last = ledger.head().id;
+    await chainNode.stop();
+    ledger.close();
+    ledger = openLedger(path);
+    chainNode = await ChainNode.start({ url: proxyUrl, deployment: t.deployment, nodeKey: NODE_KEY, confirmations: 0 }, ledger);
+    await chainNode.closeAndPost();
+    const posted = await t.publicClient.readContract({ address: t.deployment.settlement, abi: SettlementAbi, functionName: "epochOf", args: [node, 4n] });
+    expect(posted.lastReceipt).toBe(BigInt(last));
+    expect(posted.payoutRoot).toBe(ledger.chain.sealed().at(-1)!.payoutRoot);
+  });
+
   it("refuses a withdrawal that would leave the agent's committed spend unfunded; pays the unspent rest", async () => {
     const s = t.deployment.settlement;
     const committed = ledger.chain.claimProof(agent, COMMITTED);
@@ -194,4 +207,42 @@ describe("a node on a chain", () => {
   });
 });
 
-export { getAddress };
+describe("reorgs and restarts", () => {
+  const mine = (n: number) => t.publicClient.request({ method: "anvil_mine", params: [`0x${n.toString(16)}`] } as never);
+
+  it("a log in a block not yet `confirmations` deep is not applied, so a reorg of it changes nothing", async () => {
+    const l = openLedger(join(dir, "reorg-shallow.sqlite"));
+    const n = await ChainNode.start({ url: t.anvil.url, deployment: t.deployment, nodeKey: NODE_KEY, confirmations: 3 }, l);
+    await mine(3);
+    await n.flush();
+    const balance = l.getAgent(partyOf(agent)).balance;
+    const snap = await t.snapshot();
+    await t.send(t.wallets[AGENT]!, { address: t.deployment.settlement, abi: SettlementAbi, functionName: "deposit", args: [node, 777n] });
+    await n.flush();
+    expect(l.getAgent(partyOf(agent)).balance).toBe(balance);
+    await t.revert(snap);
+    await mine(5);
+    await n.flush();
+    expect(l.getAgent(partyOf(agent)).balance).toBe(balance);
+    expect(l.auditBalances().ok).toBe(true);
+    await n.stop();
+    l.close();
+  });
+
+  it("a reorg deeper than the confirmation depth stops following with CHAIN_REORG_TOO_DEEP", async () => {
+    const l = openLedger(join(dir, "reorg-deep.sqlite"));
+    const n = await ChainNode.start({ url: t.anvil.url, deployment: t.deployment, nodeKey: NODE_KEY, confirmations: 0 }, l);
+    const snap = await t.snapshot();
+    await mine(2);
+    await n.flush();
+    const cursor = l.chain.cursor()!;
+    await t.revert(snap);
+    await t.increaseTime(7);
+    await mine(3);
+    const replaced = await t.publicClient.getBlock({ blockNumber: cursor.block });
+    expect(replaced.hash).not.toBe(cursor.hash);
+    await expect(n.flush()).rejects.toMatchObject({ code: "CHAIN_REORG_TOO_DEEP" });
+    await n.stop();
+    l.close();
+  });
+});
