@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { getAddress, isAddress, keccak256, toBytes, type Abi, type Address, type Hex } from "viem";
 import { contentHash } from "../attribution/content-hash.js";
+import { signingFetch } from "../auth/client.js";
 import { LicenceAbi, RegistryAbi, SettlementAbi, TestTokenAbi } from "../chain/abi.js";
 import { ANVIL_KEYS } from "../chain/anvil.js";
 import { connectChain, type ChainClients } from "../chain/client.js";
@@ -29,6 +30,7 @@ export const CHAIN_USAGE = `  openlora chain deploy --rpc <url> --key-file <file
         access --model <name> --policy public|allowlist|licence|min-stake [--min-stake N]
         allow --model <name> --agent <address> [--remove] | licence-mint --model <name> --to <address> --amount N
         claim [--account <address>]                 (the proof comes from --server; the tokens go to the account)
+        complete --model <name> --prompt <text> [--max-tokens N]   (a completion paid by the key's account, signed)
         balance [--account <address>]
         With --dev, the RPC URL and contracts are those of 'openlora serve --dev-chain'. --server defaults to
         http://127.0.0.1:8000.
@@ -47,7 +49,7 @@ export async function runChain(argv: string[]): Promise<number> {
       to: { type: "string" }, amount: { type: "string" }, operator: { type: "string" }, model: { type: "string" }, name: { type: "string" }, kind: { type: "string" },
       base: { type: "string" }, "price-in": { type: "string" }, "price-out": { type: "string" }, files: { type: "string" }, "content-hash": { type: "string" },
       developer: { type: "string", multiple: true }, policy: { type: "string" }, "min-stake": { type: "string" }, agent: { type: "string" },
-      remove: { type: "boolean" }, account: { type: "string" },
+      remove: { type: "boolean" }, account: { type: "string" }, prompt: { type: "string" }, "max-tokens": { type: "string" },
     },
   });
   const print = (o: unknown) => process.stdout.write(`${JSON.stringify(o, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v), 2)}\n`);
@@ -145,6 +147,17 @@ export async function runChain(argv: string[]): Promise<number> {
       const before = await balance(c, deployment, account);
       const tx = await send(deployment.settlement, SettlementAbi, "claim", [p.operator, BigInt(p.earned.epoch), account, BigInt(p.earned.cumulative), p.earned.proof]);
       print({ account, epoch: p.earned.epoch, cumulative: p.earned.cumulative, paid: (await balance(c, deployment, account)) - before, tx });
+      return 0;
+    }
+    case "complete": {
+      const f = signingFetch(key(), { chainId: deployment.chainId });
+      const r = await f(`${server}/v1/completions`, {
+        method: "POST", headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: required(values.model, "model"), prompt: required(values.prompt, "prompt"), max_tokens: intOf(values["max-tokens"] ?? "16", "max-tokens") }),
+      });
+      const body = (await r.json()) as { choices?: { text: string }[]; usage?: unknown; error?: { code: string; message: string } };
+      if (!r.ok) throw oerr(r.status === 403 ? "ACCESS_DENIED" : "CHAIN_TX_FAILED", `${body.error?.code ?? r.status}: ${body.error?.message ?? ""}`);
+      print({ agent: me.toLowerCase(), text: body.choices?.[0]?.text, usage: body.usage, receipt: r.headers.get("openlora-receipt") });
       return 0;
     }
     case "balance": {

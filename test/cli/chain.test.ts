@@ -1,0 +1,48 @@
+/**
+ * `openlora chain deploy` writes a contracts file a node can serve from; party actions refuse bad
+ * input with codes before sending anything.
+ */
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ANVIL_KEYS, startAnvil, type LocalChain } from "../../src/chain/anvil.js";
+import { connectChain } from "../../src/chain/client.js";
+import { checkDeployment, readDeployment } from "../../src/chain/deploy.js";
+import { runCli } from "../helpers/cli.js";
+import { tempDir } from "../helpers/tmp.js";
+
+const dir = tempDir("openlora-chain-cli-");
+let anvil: LocalChain;
+const keyFile = join(dir, "deployer.key");
+
+beforeAll(async () => {
+  anvil = await startAnvil();
+  writeFileSync(keyFile, `${ANVIL_KEYS[0]}\n`, { mode: 0o600 });
+}, 60_000);
+afterAll(async () => { await anvil?.stop(); });
+
+describe("openlora chain", () => {
+  it("deploys the contracts and writes a contracts file that checks against the chain", async () => {
+    const out = join(dir, "contracts.json");
+    const r = await runCli(["chain", "deploy", "--rpc", anvil.url, "--key-file", keyFile, "--out", out, "--challenge-window-s", "60"]);
+    expect(r.code, r.stderr).toBe(0);
+    const d = readDeployment(out);
+    expect(d.chainId).toBe(anvil.chainId);
+    expect(d.params.challengeWindow).toBe("60");
+    const c = await connectChain(anvil.url, ANVIL_KEYS[0]!);
+    await expect(checkDeployment(c.public, d)).resolves.not.toThrow();
+  });
+
+  it("refuses a readable key file, a malformed amount and a missing chain with codes", async () => {
+    const open = join(dir, "open.key");
+    writeFileSync(open, `${ANVIL_KEYS[1]}\n`, { mode: 0o644 });
+    const contracts = join(dir, "contracts.json");
+    const readable = await runCli(["chain", "balance", "--rpc", anvil.url, "--contracts", contracts, "--key-file", open]);
+    expect(readable.code).not.toBe(0);
+    expect(readable.stderr).toMatch(/error \[INVALID_ARGUMENT\].*(readable|mode)/i);
+    const bad = await runCli(["chain", "mint", "--rpc", anvil.url, "--contracts", contracts, "--key-file", keyFile, "--to", "0x0000000000000000000000000000000000000001", "--amount", "1.5"]);
+    expect(bad.stderr).toContain("INVALID_ARGUMENT");
+    const none = await runCli(["chain", "balance", "--key-file", keyFile]);
+    expect(none.stderr).toContain("INVALID_ARGUMENT");
+  });
+});
