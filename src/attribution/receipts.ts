@@ -17,7 +17,7 @@ import { MAX_WEIGHT_PPM, compositionWeightPpm } from "../adapters/composition.js
 import { canonicalHash, canonicalJson } from "./canonical.js";
 import { ZERO_HASH } from "./merkle.js";
 import { matchedTokens, splitFee } from "./fees.js";
-import { v2PartHashes, type ReceiptInputs } from "./receipt-abi.js";
+import { creditsAbi, inputsAbi, linesAbi, spansAbi, v2PartHashes, type ReceiptInputs } from "./receipt-abi.js";
 import type { AdapterUse, AttributionWeight, ModelRef, ModelUse, SpanEvidence, SpanMatch, SplitLine, SplitResult } from "./types.js";
 
 export type { ReceiptInputs } from "./receipt-abi.js";
@@ -144,6 +144,16 @@ export function receiptMessage(r: Receipt) {
     fee: r.fee,
     prevHash: r.prevHash,
   } as const;
+}
+
+/** ReceiptCourt.proveBadSplit's first two arguments for a version 2 receipt: the signed struct and its split parts. */
+export function receiptCourtArgs(r: Receipt) {
+  if (r.v !== 2 || !r.inputs) throw oerr("RECEIPT_INVALID", "only a version 2 receipt can be judged on chain");
+  const m = receiptMessage(r);
+  return [
+    { ...m, inputsHash: m.inputsHash! },
+    { lines: linesAbi(r.lines), inputs: inputsAbi(r.inputs), credits: creditsAbi(r.credits), spans: spansAbi(r.spans) },
+  ] as const;
 }
 
 export function receiptTypedData(r: Receipt, opts: ReceiptDomainOptions = {}) {
