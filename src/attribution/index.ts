@@ -4,6 +4,7 @@ export { hashPair, merkleProof, merkleRoot, verifyMerkleProof, ZERO_HASH } from 
 export { canonicalHash, canonicalJson } from "./canonical.js";
 export {
   buildReceipt, hashTokenIds, receiptDigest, receiptDomain, receiptFromJSON, receiptMessage, receiptPartHashes, receiptToJSON,
-  receiptTypedData, RECEIPT_TYPES, signReceipt, validateReceipt, verifyReceiptSignature, weightToPpm,
+  receiptCourtArgs, receiptSplitProblem, receiptTypedData, receiptVersion, RECEIPT_TYPES, RECEIPT_V2_TYPES, signReceipt, validateReceipt, verifyReceiptSignature, weightToPpm,
   type BuildReceiptInput, type Receipt, type ReceiptDomainOptions, type ReceiptFinish,
+  type ReceiptInputs, type ReceiptVersion,
 } from "./receipts.js";

@@ -1,8 +1,10 @@
 /**
  * Inference receipts: one per request, signed by the node as EIP-712 typed data. The signed
- * struct stays small; the large parts (models, sampling, split lines, attribution, spans) enter
- * it as keccak256 of their canonical JSON (canonical.ts). The receipt's hash is its EIP-712
- * digest: the next receipt's prevHash and the leaf of its epoch's Merkle tree.
+ * struct stays small; the large parts (models, sampling, split lines, attribution, spans and, from
+ * version 2, the split's inputs) enter it as hashes: version 1 (no `v`) of their canonical JSON
+ * (canonical.ts), version 2 of their ABI encoding (receipt-abi.ts), which a contract can check and
+ * recompute the split from. The receipt's hash is its EIP-712 digest: the next receipt's prevHash
+ * and the leaf of its epoch's Merkle tree.
  */
 import {
   getAddress, hashTypedData, isAddress, isAddressEqual, keccak256, recoverTypedDataAddress,
@@ -14,14 +16,19 @@ import { oerr } from "../errors.js";
 import { MAX_WEIGHT_PPM, compositionWeightPpm } from "../adapters/composition.js";
 import { canonicalHash, canonicalJson } from "./canonical.js";
 import { ZERO_HASH } from "./merkle.js";
-import { matchedTokens } from "./fees.js";
-import type { AdapterUse, AttributionWeight, ModelRef, SpanEvidence, SpanMatch, SplitLine, SplitResult } from "./types.js";
+import { matchedTokens, splitFee } from "./fees.js";
+import { creditsAbi, inputsAbi, linesAbi, spansAbi, v2PartHashes, type ReceiptInputs } from "./receipt-abi.js";
+import type { AdapterUse, AttributionWeight, ModelRef, ModelUse, SpanEvidence, SpanMatch, SplitLine, SplitResult } from "./types.js";
+
+export type { ReceiptInputs } from "./receipt-abi.js";
 
 /** Why generation ended; "failed" = an engine error after some tokens were produced. */
 export type ReceiptFinish = "length" | "stop" | "eos" | "cancelled" | "failed";
 const FINISHES: readonly string[] = ["length", "stop", "eos", "cancelled", "failed"];
 
 export interface Receipt {
+  /** 2 for version 2; absent on version 1 (the rule its hash was made by). */
+  v?: 2;
   /** Sequence number: 1, 2, 3, … on each node. */
   id: number;
   /** Unix milliseconds when the request was settled. */
@@ -46,6 +53,8 @@ export interface Receipt {
   credits: SpanMatch[];
   /** The previous receipt's hash (EIP-712 digest); 0x00…0 for the first. */
   prevHash: Hex;
+  /** Version 2: what the split was computed from (with tokensIn, tokensOut and credits). */
+  inputs?: ReceiptInputs;
 }
 
 export interface ReceiptDomainOptions {
@@ -75,12 +84,22 @@ export const RECEIPT_TYPES = {
   ],
 } as const;
 
-export function receiptDomain(opts: ReceiptDomainOptions = {}): TypedDataDomain {
+/** Version 2: version 1's fields with inputsHash before prevHash; domain version "2". */
+export const RECEIPT_V2_TYPES = {
+  Receipt: [...RECEIPT_TYPES.Receipt.slice(0, 15), { name: "inputsHash", type: "bytes32" }, RECEIPT_TYPES.Receipt[15]],
+} as const;
+
+export type ReceiptVersion = 1 | 2;
+export const receiptVersion = (r: Pick<Receipt, "v">): ReceiptVersion => (r.v === 2 ? 2 : 1);
+
+/** The domain of version `version` receipts (events and checkpoints stay on version 1's). */
+export function receiptDomain(opts: ReceiptDomainOptions = {}, version: ReceiptVersion = 1): TypedDataDomain {
   const chainId = opts.chainId ?? 1;
   if (!Number.isSafeInteger(chainId) || chainId < 1) throw oerr("INVALID_ARGUMENT", `chainId must be a positive integer, got ${chainId}`);
+  const v = String(version);
   return opts.verifyingContract
-    ? { name: "openlora", version: "1", chainId, verifyingContract: getAddress(opts.verifyingContract) }
-    : { name: "openlora", version: "1", chainId };
+    ? { name: "openlora", version: v, chainId, verifyingContract: getAddress(opts.verifyingContract) }
+    : { name: "openlora", version: v, chainId };
 }
 
 /** keccak256 over the token ids, each as a 4-byte big-endian uint32, concatenated (empty: keccak256(0x)). */
@@ -94,8 +113,12 @@ export function hashTokenIds(ids: readonly number[]): Hex {
   return keccak256(bytes);
 }
 
-/** The bytes32 commitments of the receipt's large parts (see docs/economics.md). */
-export function receiptPartHashes(r: Receipt): { modelsHash: Hex; samplingHash: Hex; splitHash: Hex; attributionHash: Hex; spansHash: Hex } {
+/** The bytes32 commitments of the receipt's large parts (see docs/economics.md), by its version's rule. */
+export function receiptPartHashes(r: Receipt): { modelsHash: Hex; samplingHash: Hex; splitHash: Hex; attributionHash: Hex; spansHash: Hex; inputsHash?: Hex } {
+  if (r.v === 2) {
+    if (!r.inputs) throw oerr("RECEIPT_INVALID", "a version 2 receipt needs its inputs");
+    return v2PartHashes({ ...r, inputs: r.inputs });
+  }
   return {
     modelsHash: canonicalHash({ base: r.base, adapters: r.adapters }),
     samplingHash: canonicalHash(r.sampling),
@@ -123,8 +146,19 @@ export function receiptMessage(r: Receipt) {
   } as const;
 }
 
+/** ReceiptCourt.proveBadSplit's first two arguments for a version 2 receipt: the signed struct and its split parts. */
+export function receiptCourtArgs(r: Receipt) {
+  if (r.v !== 2 || !r.inputs) throw oerr("RECEIPT_INVALID", "only a version 2 receipt can be judged on chain");
+  const m = receiptMessage(r);
+  return [
+    { ...m, inputsHash: m.inputsHash! },
+    { lines: linesAbi(r.lines), inputs: inputsAbi(r.inputs), credits: creditsAbi(r.credits), spans: spansAbi(r.spans) },
+  ] as const;
+}
+
 export function receiptTypedData(r: Receipt, opts: ReceiptDomainOptions = {}) {
-  return { domain: receiptDomain(opts), types: RECEIPT_TYPES, primaryType: "Receipt" as const, message: receiptMessage(r) };
+  const types: typeof RECEIPT_TYPES | typeof RECEIPT_V2_TYPES = r.v === 2 ? RECEIPT_V2_TYPES : RECEIPT_TYPES;
+  return { domain: receiptDomain(opts, receiptVersion(r)), types, primaryType: "Receipt" as const, message: receiptMessage(r) };
 }
 
 /** The receipt's hash: its EIP-712 digest. */
@@ -166,12 +200,15 @@ export interface BuildReceiptInput {
   /** Default: matchedTokens(spans), distinct output positions per (Datanet version, contributor). */
   credits?: SpanMatch[];
   prevHash?: Hex;
+  /** The split's inputs (tokensIn, tokensOut and spans aside): given, the receipt is version 2. */
+  inputs?: ReceiptInputs;
 }
 
 export function buildReceipt(input: BuildReceiptInput): Receipt {
   const sampling: Record<string, number> = {};
   for (const [k, v] of Object.entries(input.sampling)) if (v !== undefined) sampling[k] = v as number;
   const r: Receipt = {
+    ...(input.inputs ? { v: 2 as const } : {}),
     id: input.id,
     time: input.time,
     node: input.node,
@@ -191,8 +228,47 @@ export function buildReceipt(input: BuildReceiptInput): Receipt {
     credits: (input.credits ?? matchedTokens(input.spans)).map((c) => ({ datanet: c.datanet, contributor: c.contributor, matchedTokens: c.matchedTokens })),
     prevHash: input.prevHash ?? ZERO_HASH,
   };
+  if (input.inputs) r.inputs = copyInputs(input.inputs);
   validateReceipt(r);
   return r;
+}
+
+/** A plain copy holding exactly the fields that are encoded (a ModelUse from the ledger carries more). */
+function copyInputs(i: ReceiptInputs): ReceiptInputs {
+  return {
+    policy: { protocolBps: i.policy.protocolBps, operatorBps: i.policy.operatorBps, developerBps: i.policy.developerBps, stakerBps: i.policy.stakerBps, dataBps: i.policy.dataBps, lambdaBps: i.policy.lambdaBps },
+    treasury: i.treasury,
+    operator: i.operator,
+    models: i.models.map((m) => {
+      const out: ModelUse = {
+        model: m.model, priceIn: m.priceIn, priceOut: m.priceOut,
+        developers: m.developers.map((d) => ({ party: d.party, share: d.share })),
+        stakers: m.stakers.map((x) => ({ party: x.party, stake: x.stake })),
+        lineage: m.lineage.map((e) => ({ datanet: e.datanet, weight: e.weight, contributors: e.contributors.map((c) => ({ party: c.party, approvedTokens: c.approvedTokens })) })),
+      };
+      if (m.shares) out.shares = { developerBps: m.shares.developerBps, stakerBps: m.shares.stakerBps, dataBps: m.shares.dataBps };
+      return out;
+    }),
+  };
+}
+
+/**
+ * The off-chain twin of ReceiptCourt.proveBadSplit: for a version 2 receipt, whether its fee and
+ * lines are what splitFee makes of its own inputs, token counts and credits. Null when they are (or
+ * the receipt is version 1, which carries no inputs); else the reason.
+ */
+export function receiptSplitProblem(r: Receipt): string | null {
+  if (r.v !== 2 || !r.inputs) return null;
+  let split: SplitResult;
+  try {
+    split = splitFee({ ...r.inputs, tokensIn: r.tokensIn, tokensOut: r.tokensOut, spans: r.credits });
+  } catch (e) {
+    return `its inputs do not split: ${(e as Error).message}`;
+  }
+  if (split.total !== r.fee) return `its inputs make a fee of ${split.total}, it states ${r.fee}`;
+  if (canonicalJson(split.lines) !== canonicalJson(r.lines)) return "its lines are not the split of its inputs";
+  if (canonicalJson(split.attribution) !== canonicalJson(r.attribution)) return "its attribution is not that of its inputs";
+  return null;
 }
 
 /** Canonical JSON of the receipt (bigints as decimal strings); receiptFromJSON inverts it exactly. */
@@ -215,6 +291,7 @@ export function receiptFromJSON(text: string): Receipt {
   };
   const r = {
     ...o,
+    ...(o.inputs === undefined ? {} : { inputs: inputsFromJSON(o.inputs) }),
     fee: big(o.fee, "fee"),
     lines: arr("lines").map((l, i) => ({ ...l, amount: big(l.amount, `lines[${i}].amount`) })),
     attribution: arr("attribution").map((a, i) => ({ ...a, num: big(a.num, `attribution[${i}].num`), den: big(a.den, `attribution[${i}].den`) })),
@@ -223,8 +300,28 @@ export function receiptFromJSON(text: string): Receipt {
   return r;
 }
 
+function inputsFromJSON(v: unknown): ReceiptInputs {
+  const bad = (msg: string): never => { throw oerr("RECEIPT_INVALID", `receipt.inputs: ${msg}`); };
+  const objs = (x: unknown, name: string): Record<string, unknown>[] =>
+    Array.isArray(x) && x.every(isObj) ? (x as Record<string, unknown>[]) : bad(`${name} must be an array of objects`);
+  if (!isObj(v)) bad("must be an object");
+  const i = v as Record<string, unknown>;
+  return {
+    ...i,
+    models: objs(i.models, "models").map((m, k) => ({
+      ...m,
+      priceIn: big(m.priceIn, `inputs.models[${k}].priceIn`),
+      priceOut: big(m.priceOut, `inputs.models[${k}].priceOut`),
+      developers: objs(m.developers, `models[${k}].developers`).map((d, j) => ({ ...d, share: big(d.share, `inputs.models[${k}].developers[${j}].share`) })),
+      stakers: objs(m.stakers, `models[${k}].stakers`).map((d, j) => ({ ...d, stake: big(d.stake, `inputs.models[${k}].stakers[${j}].stake`) })),
+      lineage: objs(m.lineage, `models[${k}].lineage`).map((e, j) => ({ ...e, weight: big(e.weight, `inputs.models[${k}].lineage[${j}].weight`) })),
+    })),
+  } as unknown as ReceiptInputs;
+}
+
 const HEX32 = /^0x[0-9a-f]{64}$/;
-const KEYS = ["id", "time", "node", "agent", "promptHash", "outputHash", "base", "adapters", "sampling", "tokensIn", "tokensOut", "finish", "fee", "lines", "attribution", "spans", "credits", "prevHash"];
+const U256 = 1n << 256n;
+const KEYS = ["v", "inputs", "id", "time", "node", "agent", "promptHash", "outputHash", "base", "adapters", "sampling", "tokensIn", "tokensOut", "finish", "fee", "lines", "attribution", "spans", "credits", "prevHash"];
 
 /** Checks every field's type and range, and that the lines sum to the fee. RECEIPT_INVALID otherwise. */
 export function validateReceipt(r: Receipt): void {
@@ -237,6 +334,8 @@ export function validateReceipt(r: Receipt): void {
   const keys = Object.keys(r).filter((k) => (r as unknown as Record<string, unknown>)[k] !== undefined);
   const extra = keys.filter((k) => !KEYS.includes(k));
   if (extra.length) bad(`unknown fields ${extra.join(", ")}`);
+  if (r.v !== undefined && r.v !== 2) bad("v must be 2 or absent (version 1)");
+  if ((r.v === 2) !== (r.inputs !== undefined)) bad("inputs must be present exactly on version 2 receipts");
   u(r.id, "id");
   u(r.time, "time");
   if (typeof r.node !== "string" || !isAddress(r.node, { strict: true }) || getAddress(r.node) !== r.node) bad("node must be a checksummed address");
@@ -302,6 +401,51 @@ export function validateReceipt(r: Receipt): void {
     str(c.datanet, `credits[${i}].datanet`);
     str(c.contributor, `credits[${i}].contributor`);
     u(c.matchedTokens, `credits[${i}].matchedTokens`, r.tokensOut);
+  });
+  if (r.v === 2) validateV2(r, bad, u, str, only);
+}
+
+/** What a version 2 receipt adds: its inputs, and every integer within its ABI type. */
+function validateV2(
+  r: Receipt, bad: (msg: string) => never, u: (v: unknown, name: string, max?: number) => void,
+  str: (v: unknown, name: string) => void, only: (o: object, allowed: string[], name: string) => void,
+): void {
+  const u256 = (v: unknown, name: string) => { if (typeof v !== "bigint" || v < 0n || v >= U256) bad(`${name} must be a uint256`); };
+  const list = (v: unknown, name: string): unknown[] => (Array.isArray(v) ? v : bad(`${name} must be an array`));
+  const obj = (v: unknown, name: string, allowed: string[]): Record<string, unknown> => {
+    if (!isObj(v)) bad(`${name} must be an object`);
+    only(v as object, allowed, name);
+    return v as Record<string, unknown>;
+  };
+  r.lines.forEach((l, i) => u256(l.amount, `lines[${i}].amount`));
+  r.attribution.forEach((a, i) => { u256(a.num, `attribution[${i}].num`); u256(a.den, `attribution[${i}].den`); });
+  const i = obj(r.inputs, "inputs", ["policy", "treasury", "operator", "models"]);
+  const p = obj(i.policy, "inputs.policy", ["protocolBps", "operatorBps", "developerBps", "stakerBps", "dataBps", "lambdaBps"]);
+  for (const k of ["protocolBps", "operatorBps", "developerBps", "stakerBps", "dataBps", "lambdaBps"]) u(p[k], `inputs.policy.${k}`, 10_000);
+  str(i.treasury, "inputs.treasury");
+  str(i.operator, "inputs.operator");
+  list(i.models, "inputs.models").forEach((mv, k) => {
+    const n = `inputs.models[${k}]`;
+    const m = obj(mv, n, ["model", "priceIn", "priceOut", "developers", "stakers", "lineage", "shares"]);
+    str(m.model, `${n}.model`);
+    u256(m.priceIn, `${n}.priceIn`);
+    u256(m.priceOut, `${n}.priceOut`);
+    list(m.developers, `${n}.developers`).forEach((d, j) => { const o = obj(d, `${n}.developers[${j}]`, ["party", "share"]); str(o.party, `${n}.developers[${j}].party`); u256(o.share, `${n}.developers[${j}].share`); });
+    list(m.stakers, `${n}.stakers`).forEach((d, j) => { const o = obj(d, `${n}.stakers[${j}]`, ["party", "stake"]); str(o.party, `${n}.stakers[${j}].party`); u256(o.stake, `${n}.stakers[${j}].stake`); });
+    list(m.lineage, `${n}.lineage`).forEach((e, j) => {
+      const o = obj(e, `${n}.lineage[${j}]`, ["datanet", "weight", "contributors"]);
+      str(o.datanet, `${n}.lineage[${j}].datanet`);
+      u256(o.weight, `${n}.lineage[${j}].weight`);
+      list(o.contributors, `${n}.lineage[${j}].contributors`).forEach((c, q) => {
+        const x = obj(c, `${n}.lineage[${j}].contributors[${q}]`, ["party", "approvedTokens"]);
+        str(x.party, `${n}.lineage[${j}].contributors[${q}].party`);
+        u(x.approvedTokens, `${n}.lineage[${j}].contributors[${q}].approvedTokens`);
+      });
+    });
+    if (m.shares !== undefined) {
+      const s = obj(m.shares, `${n}.shares`, ["developerBps", "stakerBps", "dataBps"]);
+      for (const key of ["developerBps", "stakerBps", "dataBps"]) u(s[key], `${n}.shares.${key}`, 10_000);
+    }
   });
 }
 

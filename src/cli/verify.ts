@@ -9,7 +9,8 @@
  *   checkpoint with `--checkpoint <file>` (a signed checkpoint kept from GET /v1/ledger/checkpoint or
  *              an epoch), the file still reaches it: a chain truncated after it is detected; without
  *              one, truncation cannot be excluded and the report says so;
- * and, given a receipt id: its signature, its Merkle proof once its epoch is closed, and a replay of
+ * and, given a receipt id: its signature, for a version 2 receipt its split recomputed from its own
+ * inputs (what ReceiptCourt.proveBadSplit checks on chain), its Merkle proof once its epoch is closed, and a replay of
  * the inference from the same model and adapter files (content hashes checked first) with the same
  * prompt tokens and sampling parameters including the seed: the output tokens must hash to the
  * receipt's outputHash. The engine is deterministic and batch-invariant, so a replay matches bit
@@ -28,7 +29,7 @@ import { AdapterRegistry } from "../adapters/registry.js";
 import { checkpointSignedBy, parseSignedCheckpoint } from "../attribution/checkpoints.js";
 import { contentHash } from "../attribution/content-hash.js";
 import { merkleProof, verifyMerkleProof } from "../attribution/merkle.js";
-import { hashTokenIds, receiptDigest, receiptFromJSON, verifyReceiptSignature, type Receipt, type ReceiptDomainOptions } from "../attribution/receipts.js";
+import { hashTokenIds, receiptDigest, receiptFromJSON, receiptSplitProblem, verifyReceiptSignature, type Receipt, type ReceiptDomainOptions } from "../attribution/receipts.js";
 import { generate } from "../engine/generate.js";
 import { oerr } from "../errors.js";
 import { auditBalances, checkAgainstCheckpoint, verifyChain } from "../ledger/audit.js";
@@ -39,7 +40,7 @@ import { intArg } from "./args.js";
 export const VERIFY_USAGE = `  openlora verify [<receipt id>] --ledger <sqlite file> (--signer <0x address> | --signer-file <file>)
                   [--checkpoint <file>] [--model <path>] [--adapters <dir>] [--no-replay] [--threads N]
         Checks the ledger's signed chains, balances and epochs against the node address you trust, that the file
-        still reaches a signed checkpoint you kept, and (with a receipt id) the receipt's signature and Merkle proof
+        still reaches a signed checkpoint you kept, and (with a receipt id) the receipt's signature, split (v2) and Merkle proof
         and a replay of the inference from the model and adapter files (content hashes must match). Exit 0 = valid.
 `;
 
@@ -109,6 +110,11 @@ export async function runVerify(argv: string[]): Promise<number> {
       const digest = receiptDigest(receipt, opts);
       const sigOk = digest === row.hash && receipt.node === trusted && (await verifyReceiptSignature(receipt, row.signature, opts));
       checks.signature = { ok: sigOk, detail: sigOk ? `receipt ${id} signed by ${receipt.node}` : `digest ${digest} / stored ${row.hash}, node ${receipt.node}, trusted ${trusted}` };
+      const splitProblem = receiptSplitProblem(receipt);
+      checks.split = receipt.v !== 2
+        ? { ok: true, detail: "version 1 receipt: it carries no split inputs to recompute from" }
+        : splitProblem === null ? { ok: true, detail: `fee ${receipt.fee} and ${receipt.lines.length} lines recomputed from the receipt's inputs` }
+        : { ok: false, detail: splitProblem };
       if (row.epoch !== null) {
         const leaves = (db.prepare("SELECT hash FROM receipts WHERE epoch = ? ORDER BY id").all(row.epoch) as { hash: Hex }[]).map((r) => r.hash);
         const root = (db.prepare("SELECT root FROM epochs WHERE id = ?").get(row.epoch) as { root: Hex }).root;

@@ -7,7 +7,7 @@
 import { getAddress, isAddressEqual, type Address, type Hex } from "viem";
 import { checkpointSignedBy, type Checkpoint, type SignedCheckpoint } from "../attribution/checkpoints.js";
 import { merkleRoot, ZERO_HASH } from "../attribution/merkle.js";
-import { receiptDigest, receiptFromJSON, verifyReceiptSignature, type Receipt, type ReceiptDomainOptions } from "../attribution/receipts.js";
+import { receiptDigest, receiptFromJSON, receiptSplitProblem, verifyReceiptSignature, type Receipt, type ReceiptDomainOptions } from "../attribution/receipts.js";
 import { big, type Db } from "./db.js";
 import { verifyEvents } from "./events.js";
 
@@ -50,6 +50,8 @@ export async function verifyChain(db: Db, domain: ReceiptDomainOptions, signers:
       if (!signers.some((s) => isAddressEqual(s, r.node))) return bad(`node ${r.node} is not a trusted signer`);
       if (!(await verifyReceiptSignature(r, row.signature, domain))) return bad("signature does not recover to the node");
       if (r.agent !== row.agent || big(row.fee) !== r.fee) return bad("stored agent or fee differ from the body");
+      const split = receiptSplitProblem(r);
+      if (split) return bad(`the split does not follow from the receipt's inputs: ${split}`);
       const problem = compareLines(r, byReceipt.get(row.id) ?? []);
       if (problem) return bad(problem);
       prev = { id: row.id, hash: row.hash };

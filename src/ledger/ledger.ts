@@ -10,7 +10,7 @@ import type { SamplingParams } from "../engine/sampling.js";
 import { matchedTokens, splitFee, validatePolicy, worstCaseFee } from "../attribution/fees.js";
 import { merkleProof, merkleRoot, ZERO_HASH } from "../attribution/merkle.js";
 import {
-  buildReceipt, receiptDigest, receiptDomain, receiptFromJSON, receiptToJSON, RECEIPT_TYPES,
+  buildReceipt, receiptDigest, receiptDomain, receiptFromJSON, receiptToJSON, receiptTypedData,
   type Receipt, type ReceiptDomainOptions, type ReceiptFinish,
 } from "../attribution/receipts.js";
 import type { FeePolicy, SpanEvidence, SpanMatch } from "../attribution/types.js";
@@ -85,7 +85,7 @@ export interface EpochInfo {
 
 export interface ReceiptWithProof extends StoredReceipt {
   json: string;
-  typedData: { domain: ReturnType<typeof receiptDomain>; types: typeof RECEIPT_TYPES; primaryType: "Receipt" };
+  typedData: Omit<ReturnType<typeof receiptTypedData>, "message">;
   /** Null until the receipt's epoch is closed. */
   proof: { epoch: number; root: Hex; index: number; proof: Hex[] } | null;
 }
@@ -266,7 +266,7 @@ export class Ledger {
         throw oerr("INVALID_ARGUMENT", `span credit of ${c.matchedTokens} tokens to ${c.contributor} in ${c.datanet} has no span evidence behind it`);
       }
     }
-    const split = splitFee({
+    const splitInput = {
       tokensIn: input.promptTokens.length,
       tokensOut: input.outputTokens.length,
       models: [base, ...used],
@@ -274,7 +274,8 @@ export class Ledger {
       policy: this.policy,
       treasury: this.treasury,
       operator: this.operator,
-    });
+    };
+    const split = splitFee(splitInput);
     return this.db.transaction(() => {
       const res = this.activeReservation(reservationId);
       if (split.total > res.amount) {
@@ -296,6 +297,7 @@ export class Ledger {
         spans,
         credits,
         prevHash: head.hash,
+        inputs: splitInput,
       });
       const hash = receiptDigest(receipt, this.domainOptions);
       const signature = this.signer.sign(hash);
@@ -414,7 +416,8 @@ export class Ledger {
   receiptWithProof(id: number): ReceiptWithProof {
     const stored = this.getReceipt(id);
     const json = receiptToJSON(stored.receipt);
-    const typedData = { domain: receiptDomain(this.domainOptions), types: RECEIPT_TYPES, primaryType: "Receipt" as const };
+    const { domain, types, primaryType } = receiptTypedData(stored.receipt, this.domainOptions);
+    const typedData = { domain, types, primaryType };
     if (stored.epoch === null) return { ...stored, json, typedData, proof: null };
     const e = this.db.prepare("SELECT root FROM epochs WHERE id = ?").get(stored.epoch) as { root: Hex };
     const hashes = (this.db.prepare("SELECT id, hash FROM receipts WHERE epoch = ? ORDER BY id").all(stored.epoch) as { id: number; hash: Hex }[]);

@@ -261,7 +261,7 @@ describe("ledger: epochs and proofs", () => {
       expect(p.proof!.root).toBe(id <= 5 ? e1.root : e2.root);
       expect(verifyMerkleProof(p.proof!.proof, p.proof!.root, p.hash)).toBe(true);
       expect(await verifyReceiptSignature(p.receipt, p.signature, { chainId: p.typedData.domain.chainId as number })).toBe(true);
-      expect(p.typedData.domain).toEqual({ name: "openlora", version: "1", chainId: 1 });
+      expect(p.typedData.domain).toEqual({ name: "openlora", version: "2", chainId: 1 });
     }
     expect(await l.verifyChain()).toMatchObject({ ok: true, receipts: 8, epochs: 2, unsignedEpochs: 0 });
     l.close();
@@ -298,7 +298,10 @@ describe("ledger: tampering and reopening", () => {
     const { privateKeyToAccount } = await import("viem/accounts");
     const { signReceipt, receiptToJSON } = await import("../../src/attribution/receipts.js");
     const mallory: Hex = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
-    const r = { ...l.getReceipt(2).receipt, node: privateKeyToAccount(mallory).address, fee: 0n, lines: [] };
+    const orig = l.getReceipt(2).receipt;
+    // Free models in its inputs, so its empty split is what they make: well-formed through and through.
+    const inputs = { ...orig.inputs!, models: orig.inputs!.models.map((m) => ({ ...m, priceIn: 0n, priceOut: 0n })) };
+    const r = { ...orig, node: privateKeyToAccount(mallory).address, fee: 0n, lines: [], inputs };
     l.db.prepare("DELETE FROM receipt_lines WHERE receipt_id = 2").run();
     l.db.prepare("UPDATE receipts SET body = ?, hash = ?, signer = ?, signature = ?, fee = '0' WHERE id = 2")
       .run(receiptToJSON(r), receiptDigest(r), r.node, await signReceipt(r, mallory));
@@ -343,5 +346,36 @@ describe("ledger: tampering and reopening", () => {
     raw.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, 'future', 0)").run();
     raw.close();
     expect(code(() => open(path))).toBe("LEDGER_SCHEMA_TOO_NEW");
+  });
+});
+
+describe("ledger: version 2 receipts", () => {
+  it("settles v2 receipts whose inputs recompute their split; v1 receipts of older files still verify beside them", async () => {
+    const { receiptToJSON, receiptSplitProblem } = await import("../../src/attribution/receipts.js");
+    const { nodeSigner } = await import("../../src/attribution/signing.js");
+    const signer = nodeSigner(KEY);
+    const l = populated();
+    const first = await serve(l);
+    expect(first.receipt.v).toBe(2);
+    expect(first.receipt.inputs!.models.map((m) => m.model)).toEqual(["llama", "legal-lora"]);
+    expect(first.receipt.inputs!.models[1]!.stakers).toEqual([{ party: "sam", stake: 30n }, { party: "tess", stake: 10n }]);
+    expect(Object.keys(first.receipt.inputs!.models[0]!)).not.toContain("info");
+    expect(receiptSplitProblem(first.receipt)).toBeNull();
+    // Receipt 1 as an older build wrote it: no v, no inputs, hashed and signed by version 1's rule.
+    const { v: _v, inputs: _i, ...v1 } = first.receipt;
+    const v1Hash = receiptDigest(v1);
+    l.db.prepare("UPDATE receipts SET body = ?, hash = ?, signature = ? WHERE id = 1").run(receiptToJSON(v1), v1Hash, signer.sign(v1Hash));
+    const second = await serve(l);
+    expect(second.receipt.prevHash).toBe(v1Hash);
+    expect(await l.verifyChain()).toMatchObject({ ok: true, receipts: 2 });
+
+    // The node re-signs receipt 2 with one unit moved between two lines: signed, but not its inputs' split.
+    const lines = second.receipt.lines.map((x, i) => (i === 0 ? { ...x, amount: x.amount - 1n } : i === 1 ? { ...x, amount: x.amount + 1n } : x));
+    const lie = { ...second.receipt, lines };
+    const hash = receiptDigest(lie);
+    l.db.prepare("UPDATE receipts SET body = ?, hash = ?, signature = ? WHERE id = 2").run(receiptToJSON(lie), hash, signer.sign(hash));
+    lines.slice(0, 2).forEach((x, i) => l.db.prepare("UPDATE receipt_lines SET amount = ? WHERE receipt_id = 2 AND idx = ?").run(x.amount.toString(), i));
+    expect(await l.verifyChain()).toMatchObject({ ok: false, badReceiptId: 2, reason: expect.stringMatching(/split does not follow/) });
+    l.close();
   });
 });

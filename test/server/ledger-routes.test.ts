@@ -375,7 +375,7 @@ describe("ledger routes: receipts, epochs, verification", () => {
     expect(await verifyReceiptSignature(parsed, pending.signature, { chainId: pending.typedData.domain.chainId })).toBe(true);
     // The served typed data alone is enough for a third party (uints as decimal strings).
     const { domain, types, primaryType, message } = pending.typedData;
-    expect(domain).toEqual({ name: "openlora", version: "1", chainId: 1 });
+    expect(domain).toEqual({ name: "openlora", version: "2", chainId: 1 });
     const typed = { domain, types, primaryType, message: { ...message, id: BigInt(message.id), time: BigInt(message.time), fee: BigInt(message.fee) } };
     expect(hashTypedData(typed)).toBe(pending.hash);
     expect(await recoverTypedDataAddress({ ...typed, signature: pending.signature })).toBe(pending.signer);

@@ -1,0 +1,121 @@
+/**
+ * ReceiptCourt against receipts a real ledger signed: the honest one stands, a lying one slashes its node.
+ */
+import { join } from "node:path";
+import { BaseError, ContractFunctionRevertedError, parseEventLogs, type Hex } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { nodeSigner } from "../../src/attribution/signing.js";
+import { receiptCourtArgs, receiptDigest, receiptSplitProblem, type Receipt } from "../../src/attribution/receipts.js";
+import { MockSettlementAbi, ReceiptCourtAbi } from "../../src/chain/abi.js";
+import { ANVIL_KEYS, startAnvil, type LocalChain } from "../../src/chain/anvil.js";
+import type { Ledger } from "../../src/ledger/index.js";
+import { tempDir } from "../helpers/tmp.js";
+import { courtLedger, deployCourt, NODE_KEY, settleRequest } from "./court-fixture.js";
+
+const dir = tempDir("openlora-court-");
+const CHALLENGER = ANVIL_KEYS[2]!;
+const challenger = privateKeyToAccount(CHALLENGER).address;
+let chain: LocalChain;
+let c: Awaited<ReturnType<typeof deployCourt>>;
+let ledger: Ledger;
+
+beforeAll(async () => {
+  chain = await startAnvil();
+  c = await deployCourt(chain);
+  ledger = courtLedger(join(dir, "court.sqlite"), chain.chainId, c.court);
+});
+
+afterAll(async () => {
+  ledger?.close();
+  await chain?.stop();
+});
+
+const domain = () => ({ chainId: chain.chainId, verifyingContract: c.court });
+const sign = (r: Receipt, key: Hex = NODE_KEY) => nodeSigner(key).sign(receiptDigest(r, domain()));
+
+/** The custom error a proof reverts with, or "ok" and the FraudProven reason when it is mined. */
+async function prove(r: Receipt, signature: Hex, args = receiptCourtArgs(r)): Promise<string> {
+  const w = c.wallet(CHALLENGER);
+  try {
+    const { request } = await c.client.simulateContract({ account: w.account, address: c.court, abi: ReceiptCourtAbi, functionName: "proveBadSplit", args: [args[0], args[1], signature] });
+    const rc = await c.client.waitForTransactionReceipt({ hash: await w.writeContract(request) });
+    const [ev] = parseEventLogs({ abi: ReceiptCourtAbi, logs: rc.logs, eventName: "FraudProven" });
+    expect(ev!.args).toMatchObject({ node: c.node, challenger, receiptDigest: receiptDigest(r, domain()) });
+    return `proven:${["FeeMismatch", "LinesMismatch", "InvalidInputs"][ev!.args.reason]}`;
+  } catch (e) {
+    const revert = e instanceof BaseError ? e.walk((x) => x instanceof ContractFunctionRevertedError) : null;
+    if (revert instanceof ContractFunctionRevertedError && revert.data?.errorName) {
+      return [revert.data.errorName, ...(revert.data.args ?? []).map(String)].join(":");
+    }
+    throw e;
+  }
+}
+
+const slashes = async () => Number(await c.client.readContract({ address: c.settlement, abi: MockSettlementAbi, functionName: "slashCount" }));
+
+describe("ReceiptCourt", () => {
+  it("computes the digest the ledger signed, and upholds an honest receipt", async () => {
+    const s = await settleRequest(ledger);
+    expect(s.receipt.v).toBe(2);
+    expect(new Set(s.receipt.lines.filter((l) => l.role === "data").map((l) => l.party))).toEqual(new Set(["carol", "dave", "frank"]));
+    const [struct] = receiptCourtArgs(s.receipt);
+    expect(await c.client.readContract({ address: c.court, abi: ReceiptCourtAbi, functionName: "receiptDigest", args: [struct] })).toBe(s.hash);
+    expect(await prove(s.receipt, s.signature)).toBe("ReceiptConsistent");
+    expect(await slashes()).toBe(0);
+  });
+
+  it("slashes an operator whose signed lines are not the split of its inputs, once per receipt", async () => {
+    const s = await settleRequest(ledger, 1);
+    // The operator moves one line's amount to another party and signs that.
+    const lines = s.receipt.lines.map((l, i) => (i === 0 ? { ...l, amount: 0n } : i === 1 ? { ...l, amount: l.amount + s.receipt.lines[0]!.amount } : l));
+    const lie: Receipt = { ...s.receipt, lines };
+    expect(receiptSplitProblem(lie)).not.toBeNull();
+    const sig = sign(lie);
+    expect(await prove(lie, sig)).toBe("proven:LinesMismatch");
+    const [operator, who, amount] = await c.client.readContract({ address: c.settlement, abi: MockSettlementAbi, functionName: "slashes", args: [0n] });
+    expect({ operator, who, amount }).toEqual({ operator: c.node, who: challenger, amount: 1000n });
+    expect(await c.client.readContract({ address: c.court, abi: ReceiptCourtAbi, functionName: "proven", args: [receiptDigest(lie, domain())] })).toBe(true);
+    expect(await prove(lie, sig)).toBe(`AlreadyProven:${receiptDigest(lie, domain())}`);
+    expect(await slashes()).toBe(1);
+  });
+
+  it("slashes a fee that is not Σ F_m, and inputs splitFee refuses", async () => {
+    const s = await settleRequest(ledger, 2);
+    const last = s.receipt.lines.at(-1)!;
+    const richer: Receipt = { ...s.receipt, fee: s.receipt.fee + 5n, lines: [...s.receipt.lines.slice(0, -1), { ...last, amount: last.amount + 5n }] };
+    expect(await prove(richer, sign(richer))).toBe("proven:FeeMismatch");
+    const inputs = { ...s.receipt.inputs!, policy: { ...s.receipt.inputs!.policy, dataBps: 0 } };
+    const invalid: Receipt = { ...s.receipt, inputs };
+    expect(await prove(invalid, sign(invalid))).toBe("proven:InvalidInputs");
+    expect(await slashes()).toBe(3);
+  });
+
+  it("refuses proofs by signature: not the receipt's node, not an operator, not a signature", async () => {
+    const s = await settleRequest(ledger, 3);
+    const other = privateKeyToAccount(CHALLENGER).address;
+    expect(await prove(s.receipt, sign(s.receipt, CHALLENGER))).toBe(`SignerNotNode:${other}:${c.node}`);
+    const stranger: Receipt = { ...s.receipt, node: other, lines: s.receipt.lines.map((l, i) => (i === 0 ? { ...l, amount: l.amount + 1n } : i === 1 ? { ...l, amount: l.amount - 1n } : l)) };
+    expect(await prove(stranger, sign(stranger, CHALLENGER))).toBe(`NotOperator:${other}`);
+    expect(await prove(s.receipt, "0xdeadbeef")).toBe("BadSignature");
+    expect(await slashes()).toBe(3);
+  });
+
+  it("refuses parts that are not the ones the receipt commits to", async () => {
+    const s = await settleRequest(ledger, 4);
+    const [struct, parts] = receiptCourtArgs(s.receipt);
+    const swap = (p: Partial<typeof parts>) => [struct, { ...parts, ...p }] as const;
+    const moved = parts.lines.map((l, i) => (i === 0 ? { ...l, amount: l.amount - 1n } : i === 1 ? { ...l, amount: l.amount + 1n } : l));
+    expect(await prove(s.receipt, s.signature, swap({ lines: moved }))).toBe("PartMismatch:0");
+    expect(await prove(s.receipt, s.signature, swap({ inputs: { ...parts.inputs, treasury: "mallory" } }))).toBe("PartMismatch:1");
+    expect(await prove(s.receipt, s.signature, swap({ credits: parts.credits.slice(1) }))).toBe("PartMismatch:2");
+    expect(await prove(s.receipt, s.signature, swap({ spans: [] }))).toBe("PartMismatch:2");
+  });
+
+  it("reverts SplitOverflow when the inputs' fee does not fit uint256", async () => {
+    const s = await settleRequest(ledger, 5);
+    const inputs = { ...s.receipt.inputs!, models: s.receipt.inputs!.models.map((m, i) => (i === 0 ? { ...m, priceOut: 1n << 255n } : m)) };
+    const huge: Receipt = { ...s.receipt, inputs };
+    expect(await prove(huge, sign(huge))).toBe("SplitOverflow");
+  });
+});
