@@ -4,15 +4,15 @@
  *
  * Order: TestToken (only when no token is given), Registry, Licence(registry, token),
  * Settlement(token, registry, treasury, windows…), Registry.wire(settlement, licence), then the
- * court when `opts.court` is given (it deploys the court from the addresses so far and returns its
- * address; deploy then calls Settlement.setCourt). Both wiring calls can be made once only.
+ * ReceiptCourt(registry, settlement) — or, when `opts.court` is given, whatever court it deploys
+ * from the addresses so far — and Settlement.setCourt. Both wiring calls can be made once only.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import {
   getAddress, isAddress, type Abi, type Address, type Hex, type PublicClient, type WalletClient,
 } from "viem";
 import { OpenLoraError, oerr } from "../errors.js";
-import { LicenceAbi, RegistryAbi, SettlementAbi, TestTokenAbi } from "./abi.js";
+import { LicenceAbi, ReceiptCourtAbi, RegistryAbi, SettlementAbi, TestTokenAbi } from "./abi.js";
 
 export interface DeployOptions {
   /** The settlement ERC-20; a fresh TestToken when absent. */
@@ -27,7 +27,7 @@ export interface DeployOptions {
   unbondingDelay?: bigint;
   /** Challenger's part of a slashed bond, basis points. Default 5000. */
   slashRewardBps?: number;
-  /** Deploys the ReceiptCourt (constructor(registry, settlement)) and returns its address. */
+  /** Deploys another court than ReceiptCourt(registry, settlement) and returns its address (tests). */
   court?: (addrs: CoreAddresses) => Promise<Address>;
 }
 
@@ -57,8 +57,8 @@ export interface Deployment extends CoreAddresses {
 
 export const DEFAULT_PARAMS = { challengeWindow: 3600n, withdrawDelay: 3600n, unbondingDelay: 86_400n, slashRewardBps: 5000 } as const;
 
-type ContractName = "TestToken" | "Registry" | "Licence" | "Settlement";
-const ABIS: Record<ContractName, Abi> = { TestToken: TestTokenAbi, Registry: RegistryAbi, Licence: LicenceAbi, Settlement: SettlementAbi };
+type ContractName = "TestToken" | "Registry" | "Licence" | "Settlement" | "ReceiptCourt";
+const ABIS: Record<ContractName, Abi> = { TestToken: TestTokenAbi, Registry: RegistryAbi, Licence: LicenceAbi, Settlement: SettlementAbi, ReceiptCourt: ReceiptCourtAbi };
 
 interface ArtifactFile {
   bytecode: Hex;
@@ -121,11 +121,9 @@ export async function deployOpenLora(wallet: WalletClient, publicClient: PublicC
   const licence = await deploy("Licence", [registry, token]);
   const settlement = await deploy("Settlement", [token, registry, getAddress(opts.treasury), challengeWindow, withdrawDelay, unbondingDelay, slashRewardBps]);
   await call(registry, RegistryAbi, "wire", [settlement, licence]);
-  let court: Address | null = null;
-  if (opts.court) {
-    court = getAddress(await opts.court({ token, registry, licence, settlement }));
-    await call(settlement, SettlementAbi, "setCourt", [court]);
-  }
+  // The ReceiptCourt (fraud proofs of single receipts) is the only address that may slash.
+  const court = opts.court ? getAddress(await opts.court({ token, registry, licence, settlement })) : await deploy("ReceiptCourt", [registry, settlement]);
+  await call(settlement, SettlementAbi, "setCourt", [court]);
   return {
     chainId, token, registry, licence, settlement, court,
     deployBlock: (firstBlock ?? 0n).toString(),

@@ -9,12 +9,14 @@ import { join } from "node:path";
 import { getAddress, type Address, type Hex } from "viem";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { FeePolicy } from "../../src/attribution/types.js";
-import { RegistryAbi, SettlementAbi, TestTokenAbi } from "../../src/chain/abi.js";
+import { ReceiptCourtAbi, RegistryAbi, SettlementAbi, TestTokenAbi } from "../../src/chain/abi.js";
 import { ANVIL_KEYS } from "../../src/chain/anvil.js";
 import { ChainNode } from "../../src/chain/node.js";
 import { COMMITTED, EARNINGS } from "../../src/chain/payout-tree.js";
 import { partyOf } from "../../src/ledger/chain-book.js";
 import { Ledger } from "../../src/ledger/index.js";
+import { receiptCourtArgs, receiptDigest, type Receipt } from "../../src/attribution/receipts.js";
+import { nodeSigner } from "../../src/attribution/signing.js";
 import { expectRevert, nameId, startTestChain, testTerms, TEST_PARAMS, type TestChain } from "../helpers/chain.js";
 import { tempDir } from "../helpers/tmp.js";
 
@@ -32,7 +34,7 @@ let proxyUrl = "";
 let rpcDown: false | "all" | "sends" = false;
 
 function openLedger(path: string): Ledger {
-  return new Ledger({ path, nodeKey: NODE_KEY, policy: POLICY, treasury: partyOf(treasury), operator: partyOf(node), chainId: t.deployment.chainId, onChain: true });
+  return new Ledger({ path, nodeKey: NODE_KEY, policy: POLICY, treasury: partyOf(treasury), operator: partyOf(node), chainId: t.deployment.chainId, verifyingContract: t.deployment.court!, onChain: true });
 }
 
 async function settleOne(l: Ledger, out = [5, 6, 7, 8]): Promise<void> {
@@ -190,6 +192,26 @@ describe("a node on a chain", () => {
     await t.send(t.wallets[AGENT]!, { address: s, abi: SettlementAbi, functionName: "withdraw", args: [node, q.cumulative, q.proof] });
     expect((await balanceOf(agent)) - before).toBe(unspent);
     expect(ledger.auditBalances().ok).toBe(true);
+  });
+
+  it("a fraud proof against one of its honest receipts fails; against a receipt whose lines it falsified, it slashes the bond", async () => {
+    const s = t.deployment.settlement;
+    const w = t.wallets[1]!;
+    await t.send(w, { address: token(), abi: TestTokenAbi, functionName: "mint", args: [node, 10_000n] });
+    await t.send(w, { address: token(), abi: TestTokenAbi, functionName: "approve", args: [s, 10_000n] });
+    await t.send(w, { address: s, abi: SettlementAbi, functionName: "bond", args: [10_000n] });
+    const honest = ledger.getReceipt(1);
+    const challenger = t.wallets[6]!;
+    const args = (r: Receipt) => receiptCourtArgs(r);
+    await expectRevert(t.send(challenger, { address: t.deployment.court!, abi: ReceiptCourtAbi, functionName: "proveBadSplit", args: [...args(honest.receipt), honest.signature] }), "ReceiptConsistent");
+    // The operator signs a receipt that moves one line's amount to another party.
+    const lines = honest.receipt.lines.map((l, i) => (i === 0 ? { ...l, amount: 0n } : i === 1 ? { ...l, amount: l.amount + honest.receipt.lines[0]!.amount } : l));
+    const lie: Receipt = { ...honest.receipt, lines };
+    const sig = nodeSigner(NODE_KEY).sign(receiptDigest(lie, ledger.domainOptions));
+    const before = await balanceOf(challenger.account.address);
+    await t.send(challenger, { address: t.deployment.court!, abi: ReceiptCourtAbi, functionName: "proveBadSplit", args: [...args(lie), sig] });
+    expect(await t.publicClient.readContract({ address: s, abi: SettlementAbi, functionName: "bondOf", args: [node] })).toBe(0n);
+    expect((await balanceOf(challenger.account.address)) - before).toBe((10_000n * BigInt(TEST_PARAMS.slashRewardBps)) / 10_000n);
   });
 
   async function settleOneExpectRefused(l: Ledger): Promise<void> {
