@@ -44,7 +44,8 @@ export async function connectChain(url: string, key: Hex, expectChainId?: number
     url,
     chain,
     account,
-    public: createPublicClient({ chain, transport, pollingInterval: interval }),
+    // cacheTime 0: each round reads the head afresh (viem caches it for a polling interval by default).
+    public: createPublicClient({ chain, transport, pollingInterval: interval, cacheTime: 0 }),
     wallet: createWalletClient({ chain, transport, account, pollingInterval: interval }),
   };
 }

@@ -258,6 +258,7 @@ describe("reorgs and restarts", () => {
     await mine(2);
     await n.flush();
     const cursor = l.chain.cursor()!;
+    expect(cursor.block).toBe(await t.publicClient.getBlockNumber());
     await t.revert(snap);
     await t.increaseTime(7);
     await mine(3);

@@ -1,5 +1,7 @@
 /** Settlement on a real anvil: deposits, epochs, cumulative claims, withdrawals, stakes, bonds, slashing. */
 import { getContract, keccak256, parseEventLogs, toHex, zeroAddress, zeroHash, type Address, type Hex } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { ANVIL_KEYS } from "../../src/chain/anvil.js";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { RegistryAbi, SettlementAbi, TestTokenAbi } from "../../src/chain/abi.js";
 import { loadArtifact } from "../../src/chain/deploy.js";
@@ -38,14 +40,14 @@ async function claim(tree: PayoutTree, epoch: bigint, who: TestWallet, sender: T
 }
 
 beforeAll(async () => {
-  c = await startTestChain();
+  // The court is a plain wallet here, so tests can call slash directly; deploy sets it.
+  c = await startTestChain({ court: async () => privateKeyToAccount(ANVIL_KEYS[6]!).address });
   [deployer, op, agentA, agentB, party, party2, court, anyone] = c.wallets as TestWallet[] as [TestWallet, TestWallet, TestWallet, TestWallet, TestWallet, TestWallet, TestWallet, TestWallet];
   await c.mine(registry(op).write.registerOperator(["http://op"]));
   for (const w of [op, agentA, agentB, party]) {
     await c.mine(token(w).write.mint([addr(w), 1_000_000n]));
     await c.mine(token(w).write.approve([c.deployment.settlement, 1_000_000n]));
   }
-  await c.mine(settle(deployer).write.setCourt([addr(court)]));
 });
 afterAll(async () => c?.stop());
 beforeEach(async () => { snap = await c.snapshot(); });
@@ -273,7 +275,7 @@ describe("bonds and slashing", () => {
     await expectRevert(settle(anyone).write.slash([addr(op), addr(anyone)]), "NotCourt", [addr(anyone)]);
     const treasury = c.deployment.params.treasury;
     const [t0, ch0] = [await bal(treasury), await bal(addr(party2))];
-    const sim = await settle(court).simulate.slash([addr(op), addr(party2)], { account: court.account });
+    const sim = await settle(court).simulate.slash([addr(op), addr(party2)], { account: addr(court) });
     expect(sim.result).toBe(1000n);
     const r = await c.mine(settle(court).write.slash([addr(op), addr(party2)]));
     expect(parseEventLogs({ abi: SettlementAbi, eventName: "Slashed", logs: r.logs })[0]!.args).toMatchObject({ slashed: 1000n, reward: 250n });
@@ -282,7 +284,7 @@ describe("bonds and slashing", () => {
     expect(await s.read.bondOf([addr(op)])).toBe(0n);
     await expectRevert(s.write.withdrawBond(), "NothingUnbonding");
     // An operator with nothing bonded is slashed for 0 without a revert.
-    expect((await settle(court).simulate.slash([addr(op), addr(party2)], { account: court.account })).result).toBe(0n);
+    expect((await settle(court).simulate.slash([addr(op), addr(party2)], { account: addr(court) })).result).toBe(0n);
   });
 
   it("the court is set once, by the deployer, never to zero", async () => {
