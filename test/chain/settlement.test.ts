@@ -273,7 +273,7 @@ describe("bonds and slashing", () => {
     await expectRevert(settle(anyone).write.slash([addr(op), addr(anyone)]), "NotCourt", [addr(anyone)]);
     const treasury = c.deployment.params.treasury;
     const [t0, ch0] = [await bal(treasury), await bal(addr(party2))];
-    const sim = await settle(court).simulate.slash([addr(op), addr(party2)], { account: court.account });
+    const sim = await settle(court).simulate.slash([addr(op), addr(party2)], { account: addr(court) });
     expect(sim.result).toBe(1000n);
     const r = await c.mine(settle(court).write.slash([addr(op), addr(party2)]));
     expect(parseEventLogs({ abi: SettlementAbi, eventName: "Slashed", logs: r.logs })[0]!.args).toMatchObject({ slashed: 1000n, reward: 250n });
@@ -282,7 +282,7 @@ describe("bonds and slashing", () => {
     expect(await s.read.bondOf([addr(op)])).toBe(0n);
     await expectRevert(s.write.withdrawBond(), "NothingUnbonding");
     // An operator with nothing bonded is slashed for 0 without a revert.
-    expect((await settle(court).simulate.slash([addr(op), addr(party2)], { account: court.account })).result).toBe(0n);
+    expect((await settle(court).simulate.slash([addr(op), addr(party2)], { account: addr(court) })).result).toBe(0n);
   });
 
   it("the court is set once, by the deployer, never to zero", async () => {
