@@ -1,17 +1,18 @@
 /**
  * Property: whatever sequence of deposits, withdrawal requests and withdrawals, epoch posts with
- * random payout trees, claims, stakes, bonds, slashes and clock moves happens, claims never pay an
- * operator's pool more than its agents deposited minus withdrew, and Settlement's token balance is
- * always deposits − withdrawals − paid + bonds − slashed + stakes.
+ * random payout trees, claims, agent and model stakes and unstakes, bonds and unbonds, slashes and
+ * clock moves happens, claims never pay an operator's pool more than its agents deposited minus
+ * withdrew, and Settlement's token balance is always deposits − withdrawals − paid + bonds − slashed + stakes.
  */
 import fc from "fast-check";
 import { getContract, parseEventLogs, zeroHash, type Hex } from "viem";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { RegistryAbi, SettlementAbi, TestTokenAbi } from "../../src/chain/abi.js";
 import { buildPayoutTree, type PayoutTree } from "../../src/chain/payout-tree.js";
-import { TEST_PARAMS, decodeRevert, startTestChain, type TestChain, type TestWallet } from "../helpers/chain.js";
+import { TEST_PARAMS, decodeRevert, nameId, startTestChain, testTerms, type TestChain, type TestWallet } from "../helpers/chain.js";
 
 let c: TestChain;
+const MODEL = nameId("m");
 let ops: TestWallet[], agents: TestWallet[], parties: TestWallet[], court: TestWallet;
 
 const settle = (w: TestWallet) => getContract({ address: c.deployment.settlement, abi: SettlementAbi, client: { public: c.publicClient, wallet: w } });
@@ -31,6 +32,8 @@ beforeAll(async () => {
     await c.mine(getContract({ address: c.deployment.registry, abi: RegistryAbi, client: { public: c.publicClient, wallet: o } }).write.registerOperator(["http://op"]));
   }
   await c.mine(settle(c.wallets[0]!).write.setCourt([court.account.address]));
+  await c.mine(getContract({ address: c.deployment.registry, abi: RegistryAbi, client: { public: c.publicClient, wallet: ops[0]! } })
+    .write.registerModel(["m", 0, zeroHash, testTerms(ops[0]!.account.address)]));
 });
 afterAll(async () => c?.stop());
 
@@ -52,8 +55,10 @@ const action = fc.oneof(
   },
   { weight: 5, arbitrary: fc.record({ t: fc.constant("claim" as const), p: fc.nat(1), o: fc.nat(1), back: fc.constantFrom(0, 0, 1, 2) }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("stake" as const), a: fc.nat(2), x: amount }) },
-  { weight: 1, arbitrary: fc.record({ t: fc.constant("unstake" as const), a: fc.nat(2), x: amount }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant("unstake" as const), a: fc.nat(2), x: amount, req: fc.boolean() }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("bond" as const), o: fc.nat(1), x: amount }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant("unbond" as const), o: fc.nat(1), x: amount, req: fc.boolean() }) },
+  { weight: 1, arbitrary: fc.record({ t: fc.constant("modelStake" as const), a: fc.nat(2), x: amount, op: fc.constantFrom("stake", "request", "complete") }) },
   { weight: 1, arbitrary: fc.record({ t: fc.constant("slash" as const), o: fc.nat(1) }) },
   { weight: 4, arbitrary: fc.record({ t: fc.constant("wait" as const), s: fc.constantFrom<number>(60, 120, 250) }) },
   {
@@ -64,7 +69,9 @@ const action = fc.oneof(
     }),
   },
 );
-type Action = typeof action extends fc.Arbitrary<infer T> ? T : never;
+const releaseCycle = fc.record({ t: fc.constant("release" as const), what: fc.constantFrom("agent", "model", "bond"), i: fc.nat(2), o: fc.nat(1), x: amount });
+type Action = (typeof action extends fc.Arbitrary<infer T> ? T : never) | (typeof releaseCycle extends fc.Arbitrary<infer T> ? T : never);
+const anyAction: fc.Arbitrary<Action> = fc.oneof({ weight: 12, arbitrary: action }, { weight: 1, arbitrary: releaseCycle });
 
 interface Model {
   deposits: bigint[];
@@ -82,7 +89,8 @@ it("claims never exceed deposits − withdrawals; the token balance always adds 
   let reverts = 0;
   let paidClaims = 0;
   let withdrawals = 0;
-  await fc.assert(fc.asyncProperty(fc.array(action, { minLength: 10, maxLength: 40 }), async (actions) => {
+  let releases = 0;
+  await fc.assert(fc.asyncProperty(fc.array(anyAction, { minLength: 10, maxLength: 40 }), async (actions) => {
     const snap = await c.snapshot();
     const m: Model = { deposits: [0n, 0n], withdrawals: [0n, 0n], paid: [0n, 0n], bonds: 0n, slashed: 0n, stakes: 0n, trees: new Map(), earned: [[0n, 0n], [0n, 0n]] };
     try {
@@ -160,14 +168,42 @@ it("claims never exceed deposits − withdrawals; the token balance always adds 
             break;
           case "unstake": {
             const w = agents[act.a]!;
-            await send(w, settle(w).write.requestAgentUnstake([act.x]));
+            // A request restarts the delay, so a step either asks or completes.
+            if (act.req) {
+              await send(w, settle(w).write.requestAgentUnstake([act.x]));
+              break;
+            }
             const logs = await send(w, settle(w).write.completeAgentUnstake());
-            if (logs) m.stakes -= parseEventLogs({ abi: SettlementAbi, eventName: "AgentUnstaked", logs })[0]!.args.amount;
+            if (logs && ++releases) m.stakes -= parseEventLogs({ abi: SettlementAbi, eventName: "AgentUnstaked", logs })[0]!.args.amount;
             break;
           }
           case "bond":
             if (await send(ops[act.o]!, settle(ops[act.o]!).write.bond([act.x]))) m.bonds += act.x;
             break;
+          case "unbond": {
+            const w = ops[act.o]!;
+            if (act.req) {
+              await send(w, settle(w).write.requestUnbond([act.x]));
+              break;
+            }
+            const logs = await send(w, settle(w).write.withdrawBond());
+            if (logs && ++releases) m.bonds -= parseEventLogs({ abi: SettlementAbi, eventName: "BondWithdrawn", logs })[0]!.args.amount;
+            break;
+          }
+          case "modelStake": {
+            const w = agents[act.a]!;
+            if (act.op === "stake") {
+              if (await send(w, settle(w).write.stake([MODEL, act.x]))) m.stakes += act.x;
+              break;
+            }
+            if (act.op === "request") {
+              await send(w, settle(w).write.requestUnstake([MODEL, act.x]));
+              break;
+            }
+            const logs = await send(w, settle(w).write.completeUnstake([MODEL]));
+            if (logs && ++releases) m.stakes -= parseEventLogs({ abi: SettlementAbi, eventName: "Unstaked", logs })[0]!.args.amount;
+            break;
+          }
           case "slash": {
             const logs = await send(court, settle(court).write.slash([ops[act.o]!.account.address, parties[0]!.account.address]));
             if (logs) m.slashed += parseEventLogs({ abi: SettlementAbi, eventName: "Slashed", logs })[0]!.args.slashed;
@@ -176,7 +212,28 @@ it("claims never exceed deposits − withdrawals; the token balance always adds 
           case "wait":
             await c.increaseTime(act.s);
             break;
-          case "cycle":
+          case "release": {
+          // Lock, ask, wait the whole delay, take it back: in every sequence's state.
+          const delay = Number(TEST_PARAMS.unbondingDelay > TEST_PARAMS.challengeWindow ? TEST_PARAMS.unbondingDelay : TEST_PARAMS.challengeWindow);
+          if (act.what === "agent") {
+            await step({ t: "stake", a: act.i, x: act.x });
+            await step({ t: "unstake", a: act.i, x: act.x, req: true });
+            await step({ t: "wait", s: delay });
+            await step({ t: "unstake", a: act.i, x: act.x, req: false });
+          } else if (act.what === "model") {
+            await step({ t: "modelStake", a: act.i, x: act.x, op: "stake" });
+            await step({ t: "modelStake", a: act.i, x: act.x, op: "request" });
+            await step({ t: "wait", s: delay });
+            await step({ t: "modelStake", a: act.i, x: act.x, op: "complete" });
+          } else {
+            await step({ t: "bond", o: act.o, x: act.x });
+            await step({ t: "unbond", o: act.o, x: act.x, req: true });
+            await step({ t: "wait", s: delay });
+            await step({ t: "unbond", o: act.o, x: act.x, req: false });
+          }
+          break;
+        }
+        case "cycle":
             // The whole withdrawal path in one step, so it runs in every sequence's state.
             await step({ t: "request", a: act.a, o: act.o, x: act.x });
             await step({ t: "wait", s: Number(TEST_PARAMS.withdrawDelay) });
@@ -202,8 +259,9 @@ it("claims never exceed deposits − withdrawals; the token balance always adds 
       await c.revert(snap);
     }
   }), { numRuns: 60 });
-  // The sequences did exercise the paths: refusals, paid claims, paid withdrawals.
+  // The sequences did exercise the paths: refusals, paid claims, withdrawals, released stakes/bonds.
   expect(reverts).toBeGreaterThan(0);
   expect(paidClaims).toBeGreaterThan(0);
   expect(withdrawals).toBeGreaterThan(0);
+  expect(releases).toBeGreaterThan(0);
 });
