@@ -1,0 +1,108 @@
+/**
+ * Gas of the Settlement operations on anvil (cancun, the artifacts' optimizer settings):
+ *   npx tsx bench/chain-gas.ts
+ * Each row is ≥ 5 transactions on distinct accounts or epochs; gasUsed from the receipts.
+ */
+import { getContract, keccak256, toHex, type Address, type Hex, type TransactionReceipt } from "viem";
+import { merkleRoot } from "../src/attribution/merkle.js";
+import { RegistryAbi, SettlementAbi, TestTokenAbi } from "../src/chain/abi.js";
+import { buildPayoutTree, type PayoutEntry } from "../src/chain/payout-tree.js";
+import { TEST_PARAMS, startTestChain, testTerms, nameId, type TestWallet } from "../test/helpers/chain.js";
+
+const RUNS = 5;
+const c = await startTestChain();
+const rows: { op: string; gas: bigint[] }[] = [];
+const record = (op: string, rs: TransactionReceipt[]) => rows.push({ op, gas: rs.map((r) => r.gasUsed) });
+const settle = (w: TestWallet) => getContract({ address: c.deployment.settlement, abi: SettlementAbi, client: { public: c.publicClient, wallet: w } });
+const randomAddress = (i: number): Address => `0x${keccak256(toHex(`party ${i}`)).slice(26)}` as Address;
+
+try {
+  const [, op, ...agents] = c.wallets as [TestWallet, TestWallet, ...TestWallet[]];
+  const opAddr = op.account.address;
+  await c.mine(getContract({ address: c.deployment.registry, abi: RegistryAbi, client: { public: c.publicClient, wallet: op } }).write.registerOperator(["http://op"]));
+  await c.mine(getContract({ address: c.deployment.registry, abi: RegistryAbi, client: { public: c.publicClient, wallet: op } }).write.registerModel(["m", 0, `0x${"00".repeat(32)}`, testTerms(opAddr)]));
+  for (const w of [op, ...agents]) {
+    const t = getContract({ address: c.deployment.token, abi: TestTokenAbi, client: { public: c.publicClient, wallet: w } });
+    await c.mine(t.write.mint([w.account.address, 10n ** 30n]));
+    await c.mine(t.write.approve([c.deployment.settlement, 10n ** 30n]));
+  }
+  const who = agents.slice(0, RUNS);
+
+  const first: TransactionReceipt[] = [];
+  const again: TransactionReceipt[] = [];
+  for (const a of who) first.push(await c.mine(settle(a).write.deposit([opAddr, 10n ** 24n])));
+  for (const a of who) again.push(await c.mine(settle(a).write.deposit([opAddr, 10n ** 20n])));
+  record("deposit (agent's first at the operator)", first);
+  record("deposit (again)", again);
+
+  const stakes: TransactionReceipt[] = [];
+  for (const a of who) stakes.push(await c.mine(settle(a).write.stakeAgent([1000n])));
+  record("stakeAgent (first)", stakes);
+  const modelStakes: TransactionReceipt[] = [];
+  for (const a of who) modelStakes.push(await c.mine(settle(a).write.stake([nameId("m"), 1000n])));
+  record("stake on a model (first)", modelStakes);
+  const bonds: TransactionReceipt[] = [];
+  for (let i = 0; i < RUNS; i++) bonds.push(await c.mine(settle(op).write.bond([1000n])));
+  record("bond", bonds);
+
+  // Epochs: the same 6 arguments whatever the epoch summarises; the trees are built off chain.
+  let epoch = 0n;
+  let lastReceipt = 0n;
+  const post = async (receipts: number, entries: PayoutEntry[]) => {
+    const leaves = Array.from({ length: receipts }, (_, i) => keccak256(toHex(`receipt ${lastReceipt + BigInt(i) + 1n}`)));
+    const tree = buildPayoutTree(entries);
+    epoch++;
+    const first = lastReceipt + 1n;
+    lastReceipt += BigInt(receipts);
+    const r = await c.mine(settle(op).write.postEpoch([epoch, merkleRoot(leaves), first, lastReceipt, leaves[leaves.length - 1]!, tree.root]));
+    return { r, tree, epoch };
+  };
+  const small: PayoutEntry[] = who.map((a, i) => ({ kind: 0, account: randomAddress(i), cumulative: 100n }));
+  for (const n of [1, 100, 10_000]) {
+    const rs: TransactionReceipt[] = [];
+    for (let i = 0; i < RUNS; i++) rs.push((await post(n, small)).r);
+    record(`postEpoch (${n} receipts)`, rs);
+  }
+
+  // Claims against a 10,000-entry payout tree (proofs of 14 hashes), to fresh accounts (their first token balance).
+  const big = (cum: bigint): PayoutEntry[] => [
+    ...Array.from({ length: 10_000 }, (_, i) => ({ kind: 0 as const, account: randomAddress(1000 + i), cumulative: cum + BigInt(i) })),
+    ...who.map((a) => ({ kind: 0 as const, account: a.account.address, cumulative: cum })),
+  ];
+  const e1 = await post(10, big(100n));
+  const e2 = await post(10, big(250n));
+  await c.increaseTime(TEST_PARAMS.challengeWindow);
+  const claims = async (e: { tree: ReturnType<typeof buildPayoutTree>; epoch: bigint }, accounts: Address[]) => {
+    const rs: TransactionReceipt[] = [];
+    for (const [i, account] of accounts.entries()) {
+      const { cumulative, proof } = e.tree.proofOf(0, account);
+      rs.push(await c.mine(settle(who[i % who.length]!).write.claim([opAddr, e.epoch, account, cumulative, proof])));
+    }
+    return rs;
+  };
+  const accounts = Array.from({ length: RUNS }, (_, i) => randomAddress(1000 + i * 997));
+  record("claim, first (10k-entry tree, fresh account)", await claims(e1, accounts));
+  record("claim, cumulative second (10k-entry tree)", await claims(e2, accounts));
+  record("claim, first (10k-entry tree, account holding tokens)", await claims(e1, who.map((a) => a.account.address)));
+  const smallEpoch = { tree: buildPayoutTree(small), epoch: 1n };
+  record("claim, first (5-entry tree, fresh account)", await claims(smallEpoch, small.map((e) => e.account)));
+
+  // Withdrawals: request, wait, a post with everyone's committed spend, withdraw.
+  for (const a of who) await c.mine(settle(a).write.requestWithdrawal([opAddr, 10n ** 20n]));
+  await c.increaseTime(TEST_PARAMS.withdrawDelay);
+  const committed = await post(10, [...small, ...who.map((a) => ({ kind: 1 as const, account: a.account.address, cumulative: 10n ** 18n }))]);
+  const ws: TransactionReceipt[] = [];
+  for (const a of who) {
+    const { cumulative, proof } = committed.tree.proofOf(1, a.account.address);
+    ws.push(await c.mine(settle(a).write.withdraw([opAddr, cumulative, proof as Hex[]])));
+  }
+  record("withdraw", ws);
+
+  const median = (xs: bigint[]) => [...xs].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))[Math.floor(xs.length / 2)]!;
+  const min = (xs: bigint[]) => xs.reduce((a, b) => (b < a ? b : a));
+  const max = (xs: bigint[]) => xs.reduce((a, b) => (b > a ? b : a));
+  console.log("| operation | runs | median gas | min | max |\n|---|---|---|---|---|");
+  for (const r of rows) console.log(`| ${r.op} | ${r.gas.length} | ${median(r.gas)} | ${min(r.gas)} | ${max(r.gas)} |`);
+} finally {
+  await c.stop();
+}
