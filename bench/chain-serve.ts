@@ -197,10 +197,16 @@ async function offChainSide(dir: string, modelPath: string, modelId: string, has
     "--node-key-file", writeSecret(join(dir, "off-node.key"), ANVIL_KEYS[NODE]!),
   ]);
   const op = { authorization: `Bearer ${token}` };
-  const model = await call(`${server.root}/v1/ledger/models/${encodeURIComponent(modelId)}`, "GET");
-  if (model.priceIn !== PRICE_IN.toString() || model.priceOut !== PRICE_OUT.toString()) throw new Error(`the off-chain node lists other prices: ${JSON.stringify(model)}`);
-  const { apiKey } = (await call(`${server.root}/v1/accounts/agents`, "POST", { id: "agent" }, op)) as { apiKey: string };
-  await call(`${server.root}/v1/accounts/agents/agent/deposit`, "POST", { amount: FUNDS.toString() }, op);
+  let apiKey: string;
+  try {
+    const model = await call(`${server.root}/v1/ledger/models/${encodeURIComponent(modelId)}`, "GET");
+    if (model.priceIn !== PRICE_IN.toString() || model.priceOut !== PRICE_OUT.toString()) throw new Error(`the off-chain node lists other prices: ${JSON.stringify(model)}`);
+    ({ apiKey } = (await call(`${server.root}/v1/accounts/agents`, "POST", { id: "agent" }, op)) as { apiKey: string });
+    await call(`${server.root}/v1/accounts/agents/agent/deposit`, "POST", { amount: FUNDS.toString() }, op);
+  } catch (e) {
+    await server.stop();
+    throw e;
+  }
   const headers = { "content-type": "application/json", authorization: `Bearer ${apiKey}` };
   return {
     name: "off chain", server,
