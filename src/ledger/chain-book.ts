@@ -229,8 +229,9 @@ export class ChainBook {
     for (const r of this.db.prepare("SELECT agent, fee FROM receipts").iterate() as IterableIterator<{ agent: string; fee: string }>) add(r.agent, big(r.fee));
     for (const e of this.db.prepare("SELECT account, amount FROM events WHERE kind = 'forfeit'").iterate() as IterableIterator<{ account: string; amount: string }>) add(e.account, big(e.amount));
     for (const a of this.db.prepare("SELECT id, reserved FROM agents").iterate() as IterableIterator<{ id: string; reserved: string }>) add(a.id, big(a.reserved));
+    // Every on-chain agent gets a committed leaf, 0 included: Settlement.withdraw needs one in the latest root.
     for (const [agent, amount] of committed) {
-      if (amount > 0n && isChainParty(agent)) entries.push({ kind: COMMITTED, account: getAddress(agent), cumulative: amount });
+      if (isChainParty(agent)) entries.push({ kind: COMMITTED, account: getAddress(agent), cumulative: amount });
     }
     return { entries, offChain };
   }

@@ -5,6 +5,8 @@
  * withdrew, and Settlement's token balance is always deposits − withdrawals − paid + bonds − slashed + stakes.
  */
 import fc from "fast-check";
+import { privateKeyToAccount } from "viem/accounts";
+import { ANVIL_KEYS } from "../../src/chain/anvil.js";
 import { getContract, parseEventLogs, zeroHash, type Hex } from "viem";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { RegistryAbi, SettlementAbi, TestTokenAbi } from "../../src/chain/abi.js";
@@ -18,7 +20,8 @@ let ops: TestWallet[], agents: TestWallet[], parties: TestWallet[], court: TestW
 const settle = (w: TestWallet) => getContract({ address: c.deployment.settlement, abi: SettlementAbi, client: { public: c.publicClient, wallet: w } });
 
 beforeAll(async () => {
-  c = await startTestChain();
+  // A plain wallet as the court, so the sequences can slash directly; deploy sets it.
+  c = await startTestChain({ court: async () => privateKeyToAccount(ANVIL_KEYS[7]!).address });
   ops = [c.wallets[1]!, c.wallets[2]!];
   agents = [c.wallets[3]!, c.wallets[4]!, c.wallets[5]!];
   parties = [c.wallets[6]!, c.wallets[8]!];
@@ -31,7 +34,6 @@ beforeAll(async () => {
   for (const o of ops) {
     await c.mine(getContract({ address: c.deployment.registry, abi: RegistryAbi, client: { public: c.publicClient, wallet: o } }).write.registerOperator(["http://op"]));
   }
-  await c.mine(settle(c.wallets[0]!).write.setCourt([court.account.address]));
   await c.mine(getContract({ address: c.deployment.registry, abi: RegistryAbi, client: { public: c.publicClient, wallet: ops[0]! } })
     .write.registerModel(["m", 0, zeroHash, testTerms(ops[0]!.account.address)]));
 });
