@@ -21,7 +21,7 @@ import { devChainDir } from "./serve-chain.js";
 export const CHAIN_USAGE = `  openlora chain deploy --rpc <url> --key-file <file> --out <contracts.json> [--token <erc20>] [--treasury <address>]
                        [--challenge-window-s N] [--withdraw-delay-s N] [--unbonding-delay-s N] [--slash-reward-bps N]
   openlora chain <action> (--rpc <url> --contracts <file> --key-file <file> | --dev [--dev-account N]) [--server <node url>]
-        mint --to <address> --amount N            (the test token only)
+        mint [--to <address>] --amount N           (the test token only; default to the key's address)
         deposit --amount N [--operator <address>]  (approves and deposits at the node: --operator, or --server's)
         stake-agent --amount N | stake --model <name> --amount N | unstake --model <name> --amount N
         request-withdrawal --amount N [--operator <address>] | withdraw   (with the committed spend the node posted)
@@ -87,7 +87,7 @@ export async function runChain(argv: string[]): Promise<number> {
 
   switch (action) {
     case "mint":
-      print({ tx: await send(deployment.token, TestTokenAbi, "mint", [address(required(values.to, "to"), "to"), amount()]) });
+      print({ tx: await send(deployment.token, TestTokenAbi, "mint", [values.to !== undefined ? address(values.to, "to") : me, amount()]) });
       return 0;
     case "deposit": {
       const op = await operator();
