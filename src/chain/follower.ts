@@ -137,6 +137,14 @@ export class ChainFollower {
         }
         case "DatanetCreated":
           return book.apply(ref, () => book.setName("datanet", a.id as Hex, a.name as string));
+        case "DatanetVersionPublished": {
+          const name = book.nameOf("datanet", a.id as Hex);
+          return name !== null && book.apply(ref, () => {
+            if (!book.publishedVersion(name, a.version as number, a.root as Hex, a.contributors as Address[], a.approvedTokens as bigint[])) {
+              this.opts.warn?.("a Datanet version published on chain is not this node's version of it (root or contributors differ)", { datanet: name, version: a.version });
+            }
+          });
+        }
         default:
           return false;
       }
@@ -167,6 +175,12 @@ export class ChainFollower {
     }
     const kind: ModelKind = reg.kind === 0 ? "base" : reg.kind === 1 ? "adapter" : "merged";
     const name = (h: Hex, what: "model" | "datanet") => book.nameOf(what, h) ?? h;
+    // Lineage pays Datanet contributors: only versions the chain published as this node holds them.
+    const foreign = t.lineage.filter((l) => !book.versionMatchesChain(name(l.datanet, "datanet"), l.version));
+    if (foreign.length > 0) {
+      this.opts.warn?.("a model's lineage names a Datanet version this node does not hold as the chain published it; the model is not listed", { model: reg.name, versions: foreign.map((l) => `${name(l.datanet, "datanet")}@${l.version}`) });
+      return;
+    }
     try {
       this.ledger.registerModel({
         id: reg.name,

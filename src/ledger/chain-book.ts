@@ -153,6 +153,36 @@ export class ChainBook {
     return id;
   }
 
+  // ---- Datanet versions published on chain
+
+  /**
+   * Records a version its owner published on chain, and whether it is exactly this node's version
+   * of that name (the same Merkle root of approved records and the same contributors' approved
+   * token counts). Returns the match.
+   */
+  publishedVersion(datanet: string, version: number, root: Hex, contributors: readonly Address[], approvedTokens: readonly bigint[]): boolean {
+    let matches = false;
+    const local = this.db.prepare("SELECT root FROM datanet_versions WHERE datanet_id = ? AND version = ?").get(datanet, version) as { root: Hex } | undefined;
+    if (local && local.root.toLowerCase() === root.toLowerCase()) {
+      const counts = new Map<string, bigint>();
+      const rows = this.db.prepare(
+        `SELECT r.contributor AS c, r.token_count AS n FROM datanet_version_records v JOIN datanet_records r ON r.id = v.record_id
+         WHERE v.datanet_id = ? AND v.version = ?`,
+      ).all(datanet, version) as { c: string; n: number }[];
+      for (const r of rows) counts.set(r.c, (counts.get(r.c) ?? 0n) + BigInt(r.n));
+      matches = counts.size === contributors.length && contributors.every((c, i) => counts.get(partyOf(c)) === approvedTokens[i]);
+    }
+    this.db.prepare("INSERT INTO chain_datanet_versions (datanet, version, root, matches) VALUES (?, ?, ?, ?) ON CONFLICT (datanet, version) DO UPDATE SET root = excluded.root, matches = excluded.matches")
+      .run(datanet, version, root.toLowerCase(), matches ? 1 : 0);
+    return matches;
+  }
+
+  /** Whether the chain published this version of the Datanet exactly as this node holds it. */
+  versionMatchesChain(datanet: string, version: number): boolean {
+    const r = this.db.prepare("SELECT matches FROM chain_datanet_versions WHERE datanet = ? AND version = ?").get(datanet, version) as { matches: number } | undefined;
+    return r?.matches === 1;
+  }
+
   // ---- access policies and licences
 
   setAccess(model: string, kind: AccessKind, minStake: bigint): void {

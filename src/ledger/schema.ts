@@ -256,6 +256,7 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE TABLE chain_access (model TEXT PRIMARY KEY, kind INTEGER NOT NULL, min_stake TEXT NOT NULL);
       CREATE TABLE chain_allowlist (model TEXT NOT NULL, agent TEXT NOT NULL, PRIMARY KEY (model, agent));
       CREATE TABLE chain_licences (model TEXT NOT NULL, holder TEXT NOT NULL, amount TEXT NOT NULL, PRIMARY KEY (model, holder));
+      CREATE TABLE chain_datanet_versions (datanet TEXT NOT NULL, version INTEGER NOT NULL, root TEXT NOT NULL, matches INTEGER NOT NULL, PRIMARY KEY (datanet, version));
       CREATE TABLE chain_epochs (
         epoch INTEGER PRIMARY KEY REFERENCES epochs(id),
         payout_root TEXT NOT NULL,

@@ -229,6 +229,30 @@ describe("a node on a chain", () => {
   });
 });
 
+describe("Datanet lineage from the chain", () => {
+  it("lists a model whose lineage is a version the chain published as this node holds it, and not one whose root differs", async () => {
+    const l = openLedger(join(dir, "lineage.sqlite"));
+    const n = await ChainNode.start({ url: t.anvil.url, deployment: t.deployment, nodeKey: NODE_KEY, confirmations: 0 }, l);
+    const contributor = t.addresses[5]!;
+    for (const name of ["tales", "forged"]) {
+      l.createDatanet(name, partyOf(owner));
+      const rec = l.contribute(name, { contributor: partyOf(contributor), content: `a record of ${name}`, tokenIds: [4, 5, 6] });
+      l.approveRecord(name, rec.id, partyOf(owner));
+      const v = l.publishVersion(name, partyOf(owner));
+      const reg = t.deployment.registry;
+      await t.send(t.wallets[OWNER]!, { address: reg, abi: RegistryAbi, functionName: "createDatanet", args: [name] });
+      const root = name === "tales" ? v.root : (`0x${"ee".repeat(32)}` as Hex);
+      await t.send(t.wallets[OWNER]!, { address: reg, abi: RegistryAbi, functionName: "publishVersion", args: [nameId(name), root, [contributor], [3n]] });
+      await t.send(t.wallets[OWNER]!, { address: reg, abi: RegistryAbi, functionName: "registerModel", args: [`${name}-lora`, 1, nameId("base"), testTerms(owner, { lineage: [{ datanet: nameId(name), version: v.version, weight: 1n }] })] });
+    }
+    await n.flush();
+    expect(l.getModel("tales-lora").lineage).toEqual([{ datanet: "tales", version: 1, weight: 1n }]);
+    expect(l.models.has("forged-lora")).toBe(false);
+    await n.stop();
+    l.close();
+  });
+});
+
 describe("reorgs and restarts", () => {
   const mine = (n: number) => t.publicClient.request({ method: "anvil_mine", params: [`0x${n.toString(16)}`] } as never);
 
