@@ -40,6 +40,8 @@ export interface ChainStatus {
   lastEpochPosted: number | null;
   pendingEpochs: number;
   lastError: string | null;
+  /** Rounds that failed since start (each retried with backoff). */
+  failedRounds: number;
 }
 
 const MIN_BACKOFF_MS = 500;
@@ -56,6 +58,7 @@ export class ChainNode {
   private nextTryAt = 0;
   private lastClose: number;
   private lastError: string | null = null;
+  private failedRounds = 0;
   private lastPosted: number | null = null;
 
   private constructor(private readonly opts: ChainNodeOptions, clients: ChainClients, private readonly ledger: Ledger) {
@@ -129,6 +132,7 @@ export class ChainNode {
       this.backoffMs = this.backoffMs === 0 ? MIN_BACKOFF_MS : Math.min(MAX_BACKOFF_MS, this.backoffMs * 2);
       this.nextTryAt = now + this.backoffMs;
       this.lastError = (e as Error).message.split("\n")[0] ?? String(e);
+      this.failedRounds++;
       this.opts.log?.warn({ err: this.lastError, retryInMs: this.backoffMs }, "chain round failed; serving goes on, retrying");
     }
   }
@@ -178,6 +182,7 @@ export class ChainNode {
       lastEpochPosted: this.lastPosted,
       pendingEpochs: this.ledger.chain.sealed({ status: "pending" }).length,
       lastError: this.lastError,
+      failedRounds: this.failedRounds,
     };
   }
 

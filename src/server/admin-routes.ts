@@ -86,6 +86,7 @@ export function registerAdminRoutes(app: FastifyInstance, ctx: ServerContext): v
       // The HTTP-side metrics are still worth serving when the engine cannot answer.
       request.log.warn({ err: e }, "engine stats unavailable for /metrics");
     }
+    if (ctx.slot.chain) ctx.metrics.refreshChain(ctx.slot.chain.status());
     return reply.type(ctx.metrics.contentType).send(await ctx.metrics.text());
   });
 }

@@ -36,6 +36,7 @@ export class ServerMetrics {
   private readonly engineRestarts: Counter;
   private lastRestarts = 0;
   private readonly gauges: Record<GaugeName, Gauge>;
+  private chain: { followed: Gauge; posted: Gauge; pending: Gauge; failures: Counter; lastFailures: number } | undefined;
   private readonly mirrored: Record<MirroredName, Mirrored>;
 
   constructor() {
@@ -79,6 +80,26 @@ export class ServerMetrics {
    * One stats() call per scrape, before rendering: stats() hands out newLoadLatenciesMs only
    * once, so per-metric collect() callbacks each calling it would lose latencies.
    */
+  /** A node on a chain (src/chain/node.ts): how far it followed, what it posted, how often a round failed. */
+  refreshChain(s: { followedBlock: string | null; lastEpochPosted: number | null; pendingEpochs: number; failedRounds: number }): void {
+    if (!this.chain) {
+      const registers = [this.registry];
+      this.chain = {
+        followed: new Gauge({ name: `${P}chain_followed_block`, help: "The last chain block whose logs the node applied.", registers }),
+        posted: new Gauge({ name: `${P}chain_last_epoch_posted`, help: "The node's last epoch on chain.", registers }),
+        pending: new Gauge({ name: `${P}chain_pending_epochs`, help: "Sealed epochs not yet posted.", registers }),
+        failures: new Counter({ name: `${P}chain_round_failures_total`, help: "Follow/close/post rounds that failed (retried with backoff).", registers }),
+        lastFailures: 0,
+      };
+    }
+    const c = this.chain;
+    c.followed.set(Number(s.followedBlock ?? 0));
+    c.posted.set(s.lastEpochPosted ?? 0);
+    c.pending.set(s.pendingEpochs);
+    if (s.failedRounds > c.lastFailures) c.failures.inc(s.failedRounds - c.lastFailures);
+    c.lastFailures = s.failedRounds;
+  }
+
   async refresh(engine: EngineHandle | undefined): Promise<void> {
     if (!engine) return;
     // Before stats(): a restarting engine cannot answer it, and the restart is worth showing.

@@ -19,7 +19,7 @@ import { writeGgufLora } from "../../src/synth/adapters.js";
 import { writeGgufModel } from "../../src/synth/synthesize.js";
 import { nameId, startTestChain, testTerms, TEST_PARAMS, type TestChain } from "../helpers/chain.js";
 import { runCli } from "../helpers/cli.js";
-import { startServer, type ServerProcess } from "../helpers/serve.js";
+import { metric, startServer, type ServerProcess } from "../helpers/serve.js";
 import { tempDir } from "../helpers/tmp.js";
 
 const dir = tempDir("openlora-chain-flow-");
@@ -128,6 +128,9 @@ describe("serving on a chain", () => {
     expect((await fetch(`http://127.0.0.1:${server.port}/v1/epochs/close`, { method: "POST", headers: { ...server.operator, "content-type": "application/json" }, body: "{}" })).status).toBe(200);
     for (let i = 0; i < 200 && (await get("/v1/chain")).lastEpochPosted !== 1; i++) await new Promise((r) => setTimeout(r, 50));
     expect((await get("/v1/chain")).lastEpochPosted).toBe(1);
+    const metrics = await (await fetch(`http://127.0.0.1:${server.port}/metrics`)).text();
+    expect(metric(metrics, "openlora_chain_last_epoch_posted")).toBe(1);
+    expect(metric(metrics, "openlora_chain_pending_epochs")).toBe(0);
     await t.increaseTime(TEST_PARAMS.challengeWindow + 1n);
 
     const balances = new Map(((await get("/v1/balances")).data as { party: string; amount: string }[]).map((b) => [b.party, BigInt(b.amount)]));
