@@ -6,15 +6,20 @@ import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {IRegistry} from "./interfaces/IRegistry.sol";
 import {ISettlement} from "./interfaces/ISettlement.sol";
 import {FeeSplit, Line} from "./FeeSplit.sol";
+import {Inputs, ModelUse} from "./FeeSplit.sol";
 import {Receipt, ReceiptLib, SplitParts} from "./ReceiptLib.sol";
+import {TermsCheck} from "./TermsCheck.sol";
 
 /// @notice Fraud proofs of single receipts. A receipt signed by a registered operator whose fee or split
 /// lines do not follow from its own inputs (FeeSplit, the on-chain port of splitFee) slashes the operator's
-/// bond through Settlement. Whether the inputs are the registry's terms and stakes is not judged here.
+/// bond through Settlement (proveBadSplit); so does a receipt whose inputs split a registered model by other
+/// terms than the registry's in force at the receipt's time (proveBadTerms, TermsCheck's rule). Stakes and
+/// Datanet contributors in the inputs are not judged here. One slash per receipt, whichever proof lands first.
 contract ReceiptCourt is EIP712 {
     enum Part { Lines, Inputs, Spans }
-    /// FeeMismatch: fee ≠ Σ F_m; LinesMismatch: the lines are not the split; InvalidInputs: splitFee refuses them.
-    enum Reason { FeeMismatch, LinesMismatch, InvalidInputs }
+    /// FeeMismatch: fee ≠ Σ F_m; LinesMismatch: the lines are not the split; InvalidInputs: splitFee refuses them;
+    /// TermsMismatch: a model of the inputs is not split by the registry's terms of the receipt's time.
+    enum Reason { FeeMismatch, LinesMismatch, InvalidInputs, TermsMismatch }
 
     IRegistry public immutable registry;
     ISettlement public immutable settlement;
@@ -28,6 +33,12 @@ contract ReceiptCourt is EIP712 {
     error NotOperator(address node);
     error PartMismatch(Part part);
     error ReceiptConsistent();
+    error ModelIndexOutOfRange(uint256 index, uint256 count);
+    /// The model had no terms at `time` (registered later, or not at all: a model the node listed itself).
+    error NoTermsAtTime(bytes32 model, uint64 time);
+    /// keccak256(abi.encode(terms)) is not the registry's `registryHash` of the receipt's time.
+    error NotRegistryTerms(bytes32 model, bytes32 registryHash);
+    error TermsConsistent();
 
     constructor(IRegistry registry_, ISettlement settlement_) EIP712("openlora", "2") {
         registry = registry_;
@@ -40,22 +51,62 @@ contract ReceiptCourt is EIP712 {
     }
 
     function proveBadSplit(Receipt calldata receipt, SplitParts calldata parts, bytes calldata signature) external returns (Reason reason) {
-        bytes32 digest = receiptDigest(receipt);
-        if (proven[digest]) revert AlreadyProven(digest);
-        (address signer, ECDSA.RecoverError err,) = ECDSA.tryRecover(digest, signature);
-        if (err != ECDSA.RecoverError.NoError) revert BadSignature();
-        if (signer != receipt.node) revert SignerNotNode(signer, receipt.node);
-        if (!registry.isOperator(signer)) revert NotOperator(signer);
-
+        (bytes32 digest, address signer) = signedBy(receipt, signature);
         SplitParts memory p = parts;
         if (ReceiptLib.linesHash(p.lines) != receipt.splitHash) revert PartMismatch(Part.Lines);
         if (ReceiptLib.inputsHash(p.inputs) != receipt.inputsHash) revert PartMismatch(Part.Inputs);
         if (ReceiptLib.spansHash(p.credits, p.spans) != receipt.spansHash) revert PartMismatch(Part.Spans);
 
         reason = judge(receipt, p);
+        slash(digest, signer, reason);
+    }
+
+    /// Proves that model `modelIndex` of the receipt's inputs was split by other terms than the registry's
+    /// in force at the receipt's time (receipt.time is Unix ms; the registry's history is in block seconds,
+    /// so time / 1000): `terms` must be the registry's (their keccak256(abi.encode) is termsAt's hash).
+    function proveBadTerms(
+        Receipt calldata receipt, Inputs calldata inputs, bytes calldata signature, uint256 modelIndex, IRegistry.Terms calldata terms
+    ) external returns (Reason) {
+        (bytes32 digest, address signer) = signedBy(receipt, signature);
+        Inputs memory inp = inputs;
+        if (ReceiptLib.inputsHash(inp) != receipt.inputsHash) revert PartMismatch(Part.Inputs);
+        if (modelIndex >= inp.models.length) revert ModelIndexOutOfRange(modelIndex, inp.models.length);
+        ModelUse memory m = inp.models[modelIndex];
+        bytes32 id = keccak256(bytes(m.model));
+        uint64 time = receipt.time / 1000;
+        bytes32 registryHash = termsAt(id, time);
+        if (keccak256(abi.encode(terms)) != registryHash) revert NotRegistryTerms(id, registryHash);
+        if (TermsCheck.matches(m, terms)) revert TermsConsistent();
+        slash(digest, signer, Reason.TermsMismatch);
+        return Reason.TermsMismatch;
+    }
+
+    /// The receipt's digest and signer: a registered operator, the receipt's node, not yet proven.
+    function signedBy(Receipt calldata receipt, bytes calldata signature) private view returns (bytes32 digest, address signer) {
+        digest = receiptDigest(receipt);
+        if (proven[digest]) revert AlreadyProven(digest);
+        ECDSA.RecoverError err;
+        (signer, err,) = ECDSA.tryRecover(digest, signature);
+        if (err != ECDSA.RecoverError.NoError) revert BadSignature();
+        if (signer != receipt.node) revert SignerNotNode(signer, receipt.node);
+        if (!registry.isOperator(signer)) revert NotOperator(signer);
+    }
+
+    function slash(bytes32 digest, address signer, Reason reason) private {
         proven[digest] = true;
         emit FraudProven(signer, digest, msg.sender, reason);
         settlement.slash(signer, msg.sender);
+    }
+
+    /// The registry's terms hash of `time`; an unknown model (termsAt reverts) or one not yet registered then
+    /// (version 0) has none.
+    function termsAt(bytes32 id, uint64 time) private view returns (bytes32) {
+        try registry.termsAt(id, time) returns (bytes32 h, uint32 version) {
+            if (version == 0) revert NoTermsAtTime(id, time);
+            return h;
+        } catch {
+            revert NoTermsAtTime(id, time);
+        }
     }
 
     function judge(Receipt calldata receipt, SplitParts memory p) private pure returns (Reason) {

@@ -156,6 +156,33 @@ export function receiptCourtArgs(r: Receipt) {
   ] as const;
 }
 
+/** A model's terms as the Registry stores them (IRegistry.Terms; termsAt answers keccak256(abi.encode(terms))). */
+export interface RegistryTerms {
+  contentHash: Hex;
+  priceIn: bigint;
+  priceOut: bigint;
+  developers: readonly { party: Address; share: bigint }[];
+  hasShares: boolean;
+  developerBps: number;
+  stakerBps: number;
+  dataBps: number;
+  lineage: readonly { datanet: Hex; version: number; weight: bigint }[];
+  parents: readonly { model: Hex; weight: bigint }[];
+}
+
+/**
+ * ReceiptCourt.proveBadTerms's arguments: the signed struct, the inputs part, the signature, which model of
+ * the inputs (its index, or its name) and the registry's terms of that model at the receipt's time.
+ */
+export function proveBadTermsArgs(r: Receipt, signature: Hex, model: number | string, terms: RegistryTerms) {
+  const [struct, parts] = receiptCourtArgs(r);
+  const index = typeof model === "number" ? model : r.inputs!.models.findIndex((m) => m.model === model);
+  if (!Number.isSafeInteger(index) || index < 0 || index >= r.inputs!.models.length) {
+    throw oerr("INVALID_ARGUMENT", `the receipt's inputs have no model ${String(model)}`);
+  }
+  return [struct, parts.inputs, signature, BigInt(index), terms] as const;
+}
+
 export function receiptTypedData(r: Receipt, opts: ReceiptDomainOptions = {}) {
   const types: typeof RECEIPT_TYPES | typeof RECEIPT_V2_TYPES = r.v === 2 ? RECEIPT_V2_TYPES : RECEIPT_TYPES;
   return { domain: receiptDomain(opts, receiptVersion(r)), types, primaryType: "Receipt" as const, message: receiptMessage(r) };
