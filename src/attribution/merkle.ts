@@ -19,8 +19,8 @@ export function hashPair(a: Hex, b: Hex): Hex {
   return keccak256(x < y ? concatHex([x, y]) : concatHex([y, x]));
 }
 
-/** All levels, leaves first, root level last. */
-function levels(leaves: readonly Hex[]): Hex[][] {
+/** All levels, leaves first, root level last (build once to take many proofs: merkleProofAt). */
+export function merkleLevels(leaves: readonly Hex[]): Hex[][] {
   for (const l of leaves) checkBytes32(l);
   const out: Hex[][] = [leaves.map((l) => l.toLowerCase() as Hex)];
   while (out[out.length - 1]!.length > 1) {
@@ -34,7 +34,7 @@ function levels(leaves: readonly Hex[]): Hex[][] {
 
 export function merkleRoot(leaves: readonly Hex[]): Hex {
   if (leaves.length === 0) return ZERO_HASH;
-  const ls = levels(leaves);
+  const ls = merkleLevels(leaves);
   return ls[ls.length - 1]![0]!;
 }
 
@@ -43,9 +43,14 @@ export function merkleProof(leaves: readonly Hex[], index: number): Hex[] {
   if (!Number.isInteger(index) || index < 0 || index >= leaves.length) {
     throw oerr("INVALID_ARGUMENT", `leaf index ${index} out of range (0..${leaves.length - 1})`);
   }
+  return merkleProofAt(merkleLevels(leaves), index);
+}
+
+/** The proof of leaf `index` from levels built by merkleLevels. */
+export function merkleProofAt(levels: readonly Hex[][], index: number): Hex[] {
   const proof: Hex[] = [];
   let i = index;
-  for (const level of levels(leaves)) {
+  for (const level of levels) {
     if (level.length === 1) break;
     const sibling = i ^ 1;
     if (sibling < level.length) proof.push(level[sibling]!);

@@ -11,7 +11,7 @@
  */
 import { encodeAbiParameters, getAddress, isAddress, keccak256, type Address, type Hex } from "viem";
 import { oerr } from "../errors.js";
-import { hashPair, merkleRoot } from "../attribution/merkle.js";
+import { merkleLevels, merkleProofAt, ZERO_HASH } from "../attribution/merkle.js";
 
 export type PayoutKind = 0 | 1;
 export const EARNINGS: PayoutKind = 0;
@@ -55,10 +55,11 @@ export function buildPayoutTree(input: readonly PayoutEntry[]): PayoutTree {
     if (p.kind === e.kind && p.account === e.account) throw oerr("INVALID_ARGUMENT", `payout entry (${e.kind}, ${e.account}) given twice`);
   }
   const leaves = entries.map((e) => payoutLeaf(e.kind, e.account, e.cumulative));
-  const levels = treeLevels(leaves);
-  const proofs = leaves.map((_, i) => proofFromLevels(levels, i));
+  // Levels built once, so n proofs cost O(n log n) rather than n tree builds.
+  const levels = merkleLevels(leaves);
+  const proofs = leaves.map((_, i) => merkleProofAt(levels, i));
   const index = new Map(entries.map((e, i) => [`${e.kind}:${e.account}`, i]));
-  const root = merkleRoot(leaves);
+  const root = levels[levels.length - 1]![0] ?? ZERO_HASH;
   return {
     root,
     entries,
@@ -70,31 +71,6 @@ export function buildPayoutTree(input: readonly PayoutEntry[]): PayoutTree {
       return { cumulative: entries[i]!.cumulative, proof: proofs[i]! };
     },
   };
-}
-
-// merkle.ts's layout, kept as levels so n proofs cost O(n log n) rather than n tree builds; the
-// tests check these proofs equal merkleProof's.
-function treeLevels(leaves: readonly Hex[]): Hex[][] {
-  const out: Hex[][] = [leaves.map((l) => l.toLowerCase() as Hex)];
-  while (out[out.length - 1]!.length > 1) {
-    const cur = out[out.length - 1]!;
-    const next: Hex[] = [];
-    for (let i = 0; i < cur.length; i += 2) next.push(i + 1 < cur.length ? hashPair(cur[i]!, cur[i + 1]!) : cur[i]!);
-    out.push(next);
-  }
-  return out;
-}
-
-function proofFromLevels(levels: readonly Hex[][], index: number): Hex[] {
-  const proof: Hex[] = [];
-  let i = index;
-  for (const level of levels) {
-    if (level.length === 1) break;
-    const sibling = i ^ 1;
-    if (sibling < level.length) proof.push(level[sibling]!);
-    i >>= 1;
-  }
-  return proof;
 }
 
 function checkedAddress(a: string): Address {

@@ -12,6 +12,7 @@ import { deepStrictEqual } from "node:assert/strict";
 import * as abis from "../../src/chain/abi.js";
 import { ANVIL_KEYS, startAnvil, type LocalChain } from "../../src/chain/anvil.js";
 import { deployOpenLora, type DeployOptions, type Deployment } from "../../src/chain/deploy.js";
+import type { RegistryTerms } from "../../src/attribution/receipts.js";
 
 export type TestWallet = WalletClient<Transport, Chain, Account>;
 
@@ -145,18 +146,8 @@ export function errorNames(abi: Abi): string[] {
   return abi.filter((i) => i.type === "error").map((i) => (i as { name: string }).name).sort();
 }
 
-export interface TermsInput {
-  contentHash: Hex;
-  priceIn: bigint;
-  priceOut: bigint;
-  developers: readonly { party: Address; share: bigint }[];
-  hasShares: boolean;
-  developerBps: number;
-  stakerBps: number;
-  dataBps: number;
-  lineage: readonly { datanet: Hex; version: number; weight: bigint }[];
-  parents: readonly { model: Hex; weight: bigint }[];
-}
+/** The Registry's Terms struct (one definition: src/attribution/receipts.ts). */
+export type TermsInput = RegistryTerms;
 
 /** Valid terms with one developer; override any field. */
 export function testTerms(developer: Address, over: Partial<TermsInput> = {}): TermsInput {
