@@ -13,18 +13,23 @@ import {TermsCheck} from "./TermsCheck.sol";
 /// @notice Fraud proofs of single receipts. A receipt signed by a registered operator whose fee or split
 /// lines do not follow from its own inputs (FeeSplit, the on-chain port of splitFee) slashes the operator's
 /// bond through Settlement (proveBadSplit); so does a receipt whose inputs split a registered model by other
-/// terms than the registry's in force at the receipt's time (proveBadTerms, TermsCheck's rule). Stakes and
-/// Datanet contributors in the inputs are not judged here. One slash per receipt, whichever proof lands first.
+/// terms than the registry's in force at the receipt's time (proveBadTerms, TermsCheck's rule); so do two
+/// receipt chains signed by one operator (proveEquivocation) and a posted epoch that does not end with the
+/// receipt the operator signed as its last (proveNotPosted). Stakes and Datanet contributors in the inputs are
+/// not judged here. One slash per receipt, whichever proof lands first.
 contract ReceiptCourt is EIP712 {
     enum Part { Lines, Inputs, Spans }
     /// FeeMismatch: fee ≠ Σ F_m; LinesMismatch: the lines are not the split; InvalidInputs: splitFee refuses them;
-    /// TermsMismatch: a model of the inputs is not split by the registry's terms of the receipt's time.
-    enum Reason { FeeMismatch, LinesMismatch, InvalidInputs, TermsMismatch }
+    /// TermsMismatch: a model of the inputs is not split by the registry's terms of the receipt's time;
+    /// Equivocation: the operator signed two receipt chains (two receipts with one id, or a successor that does
+    /// not link to its predecessor); NotPosted: a posted epoch's last receipt is not the receipt it signed with that id.
+    enum Reason { FeeMismatch, LinesMismatch, InvalidInputs, TermsMismatch, Equivocation, NotPosted }
 
     IRegistry public immutable registry;
     ISettlement public immutable settlement;
     mapping(bytes32 => bool) public proven;
 
+    /// `receiptDigest`: the receipt proven wrong; for Equivocation, keccak256 of the pair's digests in ascending order.
     event FraudProven(address indexed node, bytes32 indexed receiptDigest, address indexed challenger, Reason reason);
 
     error AlreadyProven(bytes32 receiptDigest);
@@ -39,6 +44,10 @@ contract ReceiptCourt is EIP712 {
     /// keccak256(abi.encode(terms)) is not the registry's `registryHash` of the receipt's time.
     error NotRegistryTerms(bytes32 model, bytes32 registryHash);
     error TermsConsistent();
+    /// The two receipts are one chain: different ids that are not consecutive, or a successor that links.
+    error NoEquivocation();
+    /// The receipt is not the last of that epoch, or it is exactly the one posted.
+    error ReceiptPosted(uint64 lastReceipt, bytes32 lastReceiptHash);
 
     constructor(IRegistry registry_, ISettlement settlement_) EIP712("openlora", "2") {
         registry = registry_;
@@ -81,10 +90,42 @@ contract ReceiptCourt is EIP712 {
         return Reason.TermsMismatch;
     }
 
+    /// Proves the operator signed two receipt chains: `a` and `b` carry one id with different digests, or `b`
+    /// is `a`'s successor (id + 1) whose prevHash is not `a`'s digest. Receipts are public (GET /v1/receipts/:id),
+    /// so a receipt left out of the chain a node posts is proven this way against the one it put in its place.
+    /// One slash per pair (either receipt may be honest: the pair is the proof, and it is keyed by both digests).
+    function proveEquivocation(Receipt calldata a, bytes calldata sigA, Receipt calldata b, bytes calldata sigB) external returns (Reason) {
+        bytes32 da = receiptDigest(a);
+        bytes32 db = receiptDigest(b);
+        address signer = operatorOf(a, da, sigA);
+        if (operatorOf(b, db, sigB) != signer) revert SignerNotNode(b.node, signer);
+        bool fork = (a.id == b.id && da != db) || (b.id == a.id + 1 && b.prevHash != da);
+        if (!fork) revert NoEquivocation();
+        bytes32 key = da < db ? keccak256(abi.encode(da, db)) : keccak256(abi.encode(db, da));
+        if (proven[key]) revert AlreadyProven(key);
+        slash(key, signer, Reason.Equivocation);
+        return Reason.Equivocation;
+    }
+
+    /// Proves that the operator's posted `epoch` does not end with the receipt it signed as that epoch's last:
+    /// its lastReceiptHash (the head of the chain the epoch's root is built from) is another receipt's.
+    function proveNotPosted(Receipt calldata receipt, bytes calldata signature, uint64 epoch) external returns (Reason) {
+        (bytes32 digest, address signer) = signedBy(receipt, signature);
+        ISettlement.Epoch memory e = settlement.epochOf(signer, epoch);
+        if (receipt.id != e.lastReceipt || digest == e.lastReceiptHash) revert ReceiptPosted(e.lastReceipt, e.lastReceiptHash);
+        slash(digest, signer, Reason.NotPosted);
+        return Reason.NotPosted;
+    }
+
     /// The receipt's digest and signer: a registered operator, the receipt's node, not yet proven.
     function signedBy(Receipt calldata receipt, bytes calldata signature) private view returns (bytes32 digest, address signer) {
         digest = receiptDigest(receipt);
         if (proven[digest]) revert AlreadyProven(digest);
+        signer = operatorOf(receipt, digest, signature);
+    }
+
+    /// The signer of `digest`: a registered operator, the receipt's node.
+    function operatorOf(Receipt calldata receipt, bytes32 digest, bytes calldata signature) private view returns (address signer) {
         ECDSA.RecoverError err;
         (signer, err,) = ECDSA.tryRecover(digest, signature);
         if (err != ECDSA.RecoverError.NoError) revert BadSignature();

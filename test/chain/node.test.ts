@@ -214,6 +214,47 @@ describe("a node on a chain", () => {
     expect((await balanceOf(challenger.account.address)) - before).toBe((10_000n * BigInt(TEST_PARAMS.slashRewardBps)) / 10_000n);
   });
 
+  it("proves equivocation (two receipts with one id, a successor that does not link) and an epoch that does not end with the receipt signed as its last", async () => {
+    const s = t.deployment.settlement;
+    const court = t.deployment.court!;
+    const w = t.wallets[1]!;
+    const challenger = t.wallets[6]!;
+    const bonded = async () => {
+      await t.send(w, { address: token(), abi: TestTokenAbi, functionName: "mint", args: [node, 1_000n] });
+      await t.send(w, { address: token(), abi: TestTokenAbi, functionName: "approve", args: [s, 1_000n] });
+      await t.send(w, { address: s, abi: SettlementAbi, functionName: "bond", args: [1_000n] });
+    };
+    const bond = () => t.publicClient.readContract({ address: s, abi: SettlementAbi, functionName: "bondOf", args: [node] });
+    const struct = (r: Receipt) => receiptCourtArgs(r)[0];
+    const signed = (r: Receipt) => nodeSigner(NODE_KEY).sign(receiptDigest(r, ledger.domainOptions));
+    const prove = (fn: string, args: unknown[]) => t.send(challenger, { address: court, abi: ReceiptCourtAbi, functionName: fn, args });
+    const [one, two] = [ledger.getReceipt(1), ledger.getReceipt(2)];
+    await bonded();
+    // The honest chain: consecutive receipts that link, one receipt per id.
+    await expectRevert(prove("proveEquivocation", [struct(one.receipt), one.signature, struct(two.receipt), two.signature]), "NoEquivocation");
+    await expectRevert(prove("proveEquivocation", [struct(one.receipt), one.signature, struct(one.receipt), one.signature]), "NoEquivocation");
+    // A second receipt 2 (another output) signed by the node: a fork of its chain.
+    const other: Receipt = { ...two.receipt, outputHash: `0x${"42".repeat(32)}` };
+    await prove("proveEquivocation", [struct(two.receipt), two.signature, struct(other), signed(other)]);
+    expect(await bond()).toBe(0n);
+    await expectRevert(prove("proveEquivocation", [struct(other), signed(other), struct(two.receipt), two.signature]), "AlreadyProven");
+    // A successor of receipt 1 that does not link to it.
+    await bonded();
+    const unlinked: Receipt = { ...two.receipt, prevHash: `0x${"0".repeat(64)}`, outputHash: `0x${"43".repeat(32)}` };
+    await prove("proveEquivocation", [struct(one.receipt), one.signature, struct(unlinked), signed(unlinked)]);
+    expect(await bond()).toBe(0n);
+    // Epoch 1 ends with the receipt the ledger signed with its last id; another receipt with that id is not posted.
+    await bonded();
+    const e1 = await t.publicClient.readContract({ address: s, abi: SettlementAbi, functionName: "epochOf", args: [node, 1n] });
+    const last = ledger.getReceipt(Number(e1.lastReceipt));
+    await expectRevert(prove("proveNotPosted", [struct(last.receipt), last.signature, 1n]), "ReceiptPosted");
+    await expectRevert(prove("proveNotPosted", [struct(one.receipt), one.signature, 1n]), "ReceiptPosted");
+    const swapped: Receipt = { ...last.receipt, outputHash: `0x${"44".repeat(32)}` };
+    await prove("proveNotPosted", [struct(swapped), signed(swapped), 1n]);
+    expect(await bond()).toBe(0n);
+    await expectRevert(prove("proveNotPosted", [struct(swapped), signed(swapped), 1n]), "AlreadyProven");
+  });
+
   async function settleOneExpectRefused(l: Ledger): Promise<void> {
     expect(() => l.reserve(partyOf(agent), 1000n)).toThrow(expect.objectContaining({ code: "INSUFFICIENT_BALANCE" }));
   }
