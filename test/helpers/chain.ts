@@ -43,7 +43,8 @@ export async function startTestChain(opts: Partial<DeployOptions> = {}): Promise
   const anvil = await startAnvil();
   const chain = { ...foundry, rpcUrls: { default: { http: [anvil.url] } } } as Chain;
   const transport = http(anvil.url);
-  const publicClient = createPublicClient({ chain, transport, pollingInterval: 20 }) as PublicClient;
+  // cacheTime 0: a test reads the head right after its own transaction (viem caches it for a polling interval).
+  const publicClient = createPublicClient({ chain, transport, pollingInterval: 20, cacheTime: 0 }) as PublicClient;
   const wallets = ANVIL_KEYS.map((k) => createWalletClient({ account: privateKeyToAccount(k), chain, transport, pollingInterval: 20 }));
   const addresses = wallets.map((w) => w.account.address);
   try {

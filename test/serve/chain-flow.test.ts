@@ -136,7 +136,7 @@ describe("serving on a chain", () => {
     const balances = new Map(((await get("/v1/balances")).data as { party: string; amount: string }[]).map((b) => [b.party, BigInt(b.amount)]));
     for (const who of [OWNER, STAKER, CONTRIBUTOR]) {
       const want = balances.get(lower(who)) ?? 0n;
-      expect(want).toBeGreaterThan(0n);
+      expect(want, `${who}: ${JSON.stringify([...balances].map(([k, v]) => [k, v.toString()]))}\n${server.stderr().split("\n").filter((l) => /warn|"level":40/.test(l)).join("\n")}`).toBeGreaterThan(0n);
       const before = await tokenBalance(a(who));
       const r = await runCli(["chain", "claim", "--rpc", t.anvil.url, "--contracts", contractsFile, "--server", `http://127.0.0.1:${server.port}`, "--account", a(who)], { OPENLORA_CHAIN_KEY: ANVIL_KEYS[OTHER]! });
       expect(r.code, r.stderr).toBe(0);
