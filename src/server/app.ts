@@ -28,7 +28,17 @@ export { ROUTE_NOT_FOUND } from "./http-errors.js";
 
 export async function buildServer(slot: EngineSlot, opts: ServerOptions = {}): Promise<FastifyInstance> {
   // forceCloseConnections: idle keep-alive sockets would otherwise hold close() (and a drain) for seconds.
-  const app = Fastify({ logger: withRedaction(opts.logger ?? false), bodyLimit: opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES, forceCloseConnections: true });
+  const app = Fastify({
+    logger: withRedaction(opts.logger ?? false), bodyLimit: opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES, forceCloseConnections: true,
+    // Fastify's own answers to a URL it cannot route (a path segment over maxParamLength, a bad
+    // percent-encoding) quote the whole URL: answer them in our shape, without echoing it.
+    frameworkErrors: (error, _request, reply) => {
+      const tooLong = error.code === "FST_ERR_MAX_PARAM_LENGTH";
+      return sendHttpError(reply, tooLong
+        ? { status: 413, code: "REQUEST_TOO_LARGE", message: "A path segment of the URL is longer than the server accepts.", param: null }
+        : { status: 400, code: "INVALID_ARGUMENT", message: "The URL is not valid (e.g. a malformed percent-encoding).", param: null });
+    },
+  });
   const ctx: ServerContext = { slot, ...resolveLimits(opts), metrics: new ServerMetrics(), log: app.log };
   const signed = signedContext(slot, opts);
   installAccess(app, opts.operatorToken ?? `${OPERATOR_TOKEN_PREFIX}${randomBytes(32).toString("base64url")}`,

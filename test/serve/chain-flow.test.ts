@@ -169,6 +169,20 @@ describe("serving on a chain", () => {
     expect(anonymous.status).toBe(403);
   });
 
+  it("answers claim proofs to anyone, and a hostile account value with a typed error", async () => {
+    const res = async (account: string) => {
+      const r = await fetch(`http://127.0.0.1:${server.port}/v1/chain/claims/${account}`);
+      return { status: r.status, body: (await r.json()) as { error?: { code: string; message: string } } };
+    };
+    const bad = await res("not-an-address");
+    expect([bad.status, bad.body.error?.code]).toEqual([400, "INVALID_ARGUMENT"]);
+    const long = await fetch(`http://127.0.0.1:${server.port}/v1/chain/claims/${"0x".padEnd(4000, "f")}`);
+    expect(long.status).toBe(413);
+    expect(await long.text()).not.toContain("ffffffffffffffffffff");
+    const nobody = await res("0x000000000000000000000000000000000000dEaD");
+    expect([nobody.status, nobody.body.error?.code]).toEqual([404, "CLAIM_NOT_FOUND"]);
+  });
+
   it("refuses what only the chain may record: a deposit on the node's word, a model listed by the node", async () => {
     const dep = await fetch(`http://127.0.0.1:${server.port}/v1/accounts/agents/${lower(AGENT)}/deposit`, { method: "POST", headers: { ...server.operator, "content-type": "application/json" }, body: JSON.stringify({ amount: "5" }) });
     expect(dep.status).toBe(409);

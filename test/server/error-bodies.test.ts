@@ -59,6 +59,20 @@ describe("error bodies", () => {
     expect(JSON.stringify(r.body).includes("root:x")).toBe(false);
   });
 
+  it("answer a URL fastify cannot route (a huge path segment, a bad percent-encoding) in our shape, without echoing it", async () => {
+    s = await startTestServer();
+    const long = await fetch(`${s.baseURL}/chain/claims/0x${"f".repeat(4000)}`);
+    expect(long.status).toBe(413);
+    const lb = (await long.json()) as { error: { code: string; message: string } };
+    expect(lb.error.code).toBe("REQUEST_TOO_LARGE");
+    expect(JSON.stringify(lb)).not.toContain("ffffffffff");
+    const bad = await fetch(`${s.baseURL}/models/%zz-secret`);
+    expect(bad.status).toBe(400);
+    const bb = (await bad.json()) as { error: { code: string } };
+    expect(bb.error.code).toBe("INVALID_ARGUMENT");
+    expect(JSON.stringify(bb)).not.toContain("secret");
+  });
+
   it("answer an unknown field of the ledger API without repeating a huge field name", async () => {
     s = await startTestServer(new FakeEngine(), { operatorToken: "olo_error-bodies-test-token-000000000000000000" });
     const res = await fetch(`${s.baseURL}/datanets`, {
