@@ -1,11 +1,19 @@
 /**
- * Gas of the Settlement operations on anvil (cancun, the artifacts' optimizer settings):
+ * Gas of the Settlement operations on anvil (cancun, the artifacts' optimizer settings), and of the
+ * two ReceiptCourt proofs that slash through the real Settlement (proveEquivocation, proveNotPosted):
  *   npx tsx bench/chain-gas.ts
  * Each row is ≥ 5 transactions on distinct accounts or epochs; gasUsed from the receipts.
  */
-import { getContract, keccak256, toHex, type Address, type Hex, type TransactionReceipt } from "viem";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { receiptCourtArgs, receiptDigest, type Receipt } from "../src/attribution/receipts.js";
+import { nodeSigner } from "../src/attribution/signing.js";
+import { courtLedger, NODE_KEY, settleRequest } from "../test/chain/court-fixture.js";
+import { privateKeyToAccount } from "viem/accounts";
+import { getAddress, getContract, keccak256, toHex, type Address, type Hex, type TransactionReceipt } from "viem";
 import { merkleRoot } from "../src/attribution/merkle.js";
-import { RegistryAbi, SettlementAbi, TestTokenAbi } from "../src/chain/abi.js";
+import { ReceiptCourtAbi, RegistryAbi, SettlementAbi, TestTokenAbi } from "../src/chain/abi.js";
 import { buildPayoutTree, type PayoutEntry } from "../src/chain/payout-tree.js";
 import { TEST_PARAMS, startTestChain, testTerms, nameId, type TestWallet } from "../test/helpers/chain.js";
 
@@ -97,6 +105,34 @@ try {
     ws.push(await c.mine(settle(a).write.withdraw([opAddr, cumulative, proof as Hex[]])));
   }
   record("withdraw", ws);
+
+  // Fraud proofs through the real court and Settlement (each slashes the whole bond: re-bonded before each).
+  // Receipts of courtLedger (1 base + 2 adapters, 16 lines) signed by the operator's key (ANVIL_KEYS[1] = NODE_KEY).
+  if (getAddress(op.account.address) !== getAddress(privateKeyToAccount(NODE_KEY).address)) throw new Error("the operator is not the court fixture's node key");
+  const dir = mkdtempSync(join(tmpdir(), "openlora-chain-gas-"));
+  const ledger = courtLedger(join(dir, "l.sqlite"), c.deployment.chainId, c.deployment.court!);
+  const court = (w: TestWallet) => getContract({ address: c.deployment.court!, abi: ReceiptCourtAbi, client: { public: c.publicClient, wallet: w } });
+  const resign = (r: Receipt): Hex => nodeSigner(NODE_KEY).sign(receiptDigest(r, ledger.domainOptions));
+  try {
+    const equivocations: TransactionReceipt[] = [];
+    const notPosted: TransactionReceipt[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      await c.mine(settle(op).write.bond([1000n]));
+      const s = await settleRequest(ledger, i);
+      const twin: Receipt = { ...s.receipt, fee: s.receipt.fee + 1n };
+      equivocations.push(await c.mine(court(who[i]!).write.proveEquivocation([receiptCourtArgs(s.receipt)[0], s.signature, receiptCourtArgs(twin)[0], resign(twin)])));
+      await c.mine(settle(op).write.bond([1000n]));
+      // An epoch whose last receipt hash is not the receipt the operator signed with that id.
+      const posted = await post(1, small);
+      const last: Receipt = { ...s.receipt, id: Number(lastReceipt) };
+      notPosted.push(await c.mine(court(who[i]!).write.proveNotPosted([receiptCourtArgs(last)[0], resign(last), posted.epoch])));
+    }
+    record("ReceiptCourt.proveEquivocation (slash via Settlement)", equivocations);
+    record("ReceiptCourt.proveNotPosted (slash via Settlement)", notPosted);
+  } finally {
+    ledger.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 
   const median = (xs: bigint[]) => [...xs].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))[Math.floor(xs.length / 2)]!;
   const min = (xs: bigint[]) => xs.reduce((a, b) => (b < a ? b : a));

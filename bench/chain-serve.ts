@@ -229,7 +229,8 @@ async function onChainSide(dir: string, modelPath: string, modelId: string, hash
     const wallets = ANVIL_KEYS.map((k) => createWalletClient({ account: privateKeyToAccount(k), chain, transport, pollingInterval: 20 }));
     const addr = (i: number): Address => wallets[i]!.account.address;
     const d = await deployOpenLora(wallets[DEPLOYER]! as never, publicClient as never, {
-      challengeWindow: 100n, withdrawDelay: 50n, unbondingDelay: 200n, slashRewardBps: 2500, treasury: addr(9),
+      // Terms in force 10 s after their block: the node admits while its view is under 5 s old (polls: 200 ms).
+      challengeWindow: 100n, withdrawDelay: 50n, unbondingDelay: 200n, slashRewardBps: 2500, termsDelay: 10n, treasury: addr(9),
     });
     const send = async (i: number, address: Address, abi: Abi, functionName: string, args: readonly unknown[]) => {
       const h = await wallets[i]!.writeContract({ address, abi, functionName, args } as never);
@@ -262,8 +263,13 @@ async function onChainSide(dir: string, modelPath: string, modelId: string, hash
       }
       const account = (await call(`${server.root}/v1/accounts/agents/${addr(AGENT).toLowerCase()}`, "GET")) as { balance: string };
       if (BigInt(account.balance) !== FUNDS) throw new Error(`the agent's balance on the node is ${account.balance}, expected ${FUNDS}`);
-      const model = await call(`${server.root}/v1/ledger/models/${encodeURIComponent(modelId)}`, "GET");
-      if (model.priceIn !== PRICE_IN.toString() || model.priceOut !== PRICE_OUT.toString()) throw new Error(`the node mirrors other prices: ${JSON.stringify(model)}`);
+      // The owner's terms come into force at their time; until then the node lists the model free.
+      for (let i = 0; ; i++) {
+        const model = await call(`${server.root}/v1/ledger/models/${encodeURIComponent(modelId)}`, "GET");
+        if (model.priceIn === PRICE_IN.toString() && model.priceOut === PRICE_OUT.toString()) break;
+        if (i > 300) throw new Error(`the node mirrors other prices: ${JSON.stringify(model)}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
     } catch (e) {
       await server.stop();
       throw e;

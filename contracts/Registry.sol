@@ -6,7 +6,9 @@ import {IRegistry} from "./interfaces/IRegistry.sol";
 import {ISettlement} from "./interfaces/ISettlement.sol";
 
 /// @notice IRegistry. After deploy the deployer calls `wire(settlement, licence)` once: canAccess reads the
-/// Licence balances and the Settlement agent stakes through those addresses.
+/// Licence balances and the Settlement agent stakes through those addresses. Terms take effect `termsDelay`
+/// seconds after the block that sets them, so a node that follows the chain with some lag learns of a change
+/// before it applies and never signs a receipt under terms that are no longer in force.
 contract Registry is IRegistry {
     struct Model {
         address owner;
@@ -33,6 +35,7 @@ contract Registry is IRegistry {
     event Wired(address settlement, address licence);
 
     address public immutable deployer;
+    uint64 public immutable override termsDelay;
     address public settlement;
     address public licence;
 
@@ -44,8 +47,9 @@ contract Registry is IRegistry {
     mapping(bytes32 => Datanet) private _datanets;
     mapping(bytes32 => mapping(uint32 => bytes32)) private _versionHash;
 
-    constructor() {
+    constructor(uint64 termsDelay_) {
         deployer = msg.sender;
+        termsDelay = termsDelay_;
     }
 
     function wire(address settlement_, address licence_) external {
@@ -203,8 +207,9 @@ contract Registry is IRegistry {
     function _setTerms(bytes32 id, Terms calldata t) private {
         _validate(_models[id], t);
         TermsVersion[] storage h = _terms[id];
-        h.push(TermsVersion({hash: keccak256(abi.encode(t)), from: uint64(block.timestamp)}));
-        emit TermsSet(id, uint32(h.length), uint64(block.timestamp), t);
+        uint64 from = uint64(block.timestamp) + termsDelay;
+        h.push(TermsVersion({hash: keccak256(abi.encode(t)), from: from}));
+        emit TermsSet(id, uint32(h.length), from, t);
     }
 
     function _validate(Model storage m, Terms calldata t) private view {

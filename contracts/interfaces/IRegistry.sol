@@ -30,7 +30,8 @@ interface IRegistry {
 
     event OperatorRegistered(address indexed operator, string url);
     event ModelRegistered(bytes32 indexed id, string name, Kind kind, bytes32 baseModel, address owner);
-    /// Emitted at registration (version 1) and at every change; `from` is the block time it applies from.
+    /// Emitted at registration (version 1) and at every change; `from` (block seconds) is when it applies:
+    /// the block's time + termsDelay.
     event TermsSet(bytes32 indexed id, uint32 version, uint64 from, Terms terms);
     event AccessSet(bytes32 indexed id, AccessKind kind, uint256 minStake);
     event AllowlistSet(bytes32 indexed id, address indexed agent, bool allowed);
@@ -56,6 +57,8 @@ interface IRegistry {
     function setAccess(bytes32 id, AccessKind kind, uint256 minStake) external;
     function setAllowed(bytes32 id, address agent, bool allowed) external;
 
+    /// Seconds from the block that sets terms (or registers a model) until they are in force; fixed at deploy.
+    function termsDelay() external view returns (uint64);
     function modelOwner(bytes32 id) external view returns (address);
     /// keccak256(abi.encode(terms)) of the terms in force at `time` (block seconds), and their version.
     function termsAt(bytes32 id, uint64 time) external view returns (bytes32 termsHash, uint32 version);

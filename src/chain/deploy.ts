@@ -2,7 +2,7 @@
  * Deploys and wires the openlora contracts, and reads/writes/checks the deployment file that
  * `--contracts FILE` names.
  *
- * Order: TestToken (only when no token is given), Registry, Licence(registry, token),
+ * Order: TestToken (only when no token is given), Registry(termsDelay), Licence(registry, token),
  * Settlement(token, registry, treasury, windows…), Registry.wire(settlement, licence), then the
  * ReceiptCourt(registry, settlement) — or, when `opts.court` is given, whatever court it deploys
  * from the addresses so far — and Settlement.setCourt. Both wiring calls can be made once only.
@@ -27,6 +27,13 @@ export interface DeployOptions {
   unbondingDelay?: bigint;
   /** Challenger's part of a slashed bond, basis points. Default 5000. */
   slashRewardBps?: number;
+  /**
+   * Seconds from the block that sets a model's terms until they are in force. Default 3600. A node
+   * learns of a change that long before it applies, and stops serving when its view of the chain is
+   * older than half of it (CHAIN_VIEW_STALE): 0 leaves a node that follows with lag exposed to
+   * signing receipts under superseded terms, which proveBadTerms slashes (tests only).
+   */
+  termsDelay?: bigint;
   /** Deploys another court than ReceiptCourt(registry, settlement) and returns its address (tests). */
   court?: (addrs: CoreAddresses) => Promise<Address>;
 }
@@ -45,6 +52,7 @@ export interface DeploymentParams {
   withdrawDelay: string;
   unbondingDelay: string;
   slashRewardBps: number;
+  termsDelay: string;
 }
 
 export interface Deployment extends CoreAddresses {
@@ -55,7 +63,7 @@ export interface Deployment extends CoreAddresses {
   params: DeploymentParams;
 }
 
-export const DEFAULT_PARAMS = { challengeWindow: 3600n, withdrawDelay: 3600n, unbondingDelay: 86_400n, slashRewardBps: 5000 } as const;
+export const DEFAULT_PARAMS = { challengeWindow: 3600n, withdrawDelay: 3600n, unbondingDelay: 86_400n, slashRewardBps: 5000, termsDelay: 3600n } as const;
 
 type ContractName = "TestToken" | "Registry" | "Licence" | "Settlement" | "ReceiptCourt";
 const ABIS: Record<ContractName, Abi> = { TestToken: TestTokenAbi, Registry: RegistryAbi, Licence: LicenceAbi, Settlement: SettlementAbi, ReceiptCourt: ReceiptCourtAbi };
@@ -92,6 +100,7 @@ export async function deployOpenLora(wallet: WalletClient, publicClient: PublicC
   const challengeWindow = checkSeconds("challengeWindow", opts.challengeWindow ?? DEFAULT_PARAMS.challengeWindow);
   const withdrawDelay = checkSeconds("withdrawDelay", opts.withdrawDelay ?? DEFAULT_PARAMS.withdrawDelay);
   const unbondingDelay = checkSeconds("unbondingDelay", opts.unbondingDelay ?? DEFAULT_PARAMS.unbondingDelay);
+  const termsDelay = checkSeconds("termsDelay", opts.termsDelay ?? DEFAULT_PARAMS.termsDelay);
   const slashRewardBps = opts.slashRewardBps ?? DEFAULT_PARAMS.slashRewardBps;
   if (!Number.isInteger(slashRewardBps) || slashRewardBps < 0 || slashRewardBps > 10_000) {
     throw oerr("INVALID_ARGUMENT", "slashRewardBps must be an integer in 0..10000");
@@ -117,7 +126,7 @@ export async function deployOpenLora(wallet: WalletClient, publicClient: PublicC
   };
 
   const token = opts.token ? getAddress(opts.token) : await deploy("TestToken", []);
-  const registry = await deploy("Registry", []);
+  const registry = await deploy("Registry", [termsDelay]);
   const licence = await deploy("Licence", [registry, token]);
   const settlement = await deploy("Settlement", [token, registry, getAddress(opts.treasury), challengeWindow, withdrawDelay, unbondingDelay, slashRewardBps]);
   await call(registry, RegistryAbi, "wire", [settlement, licence]);
@@ -133,6 +142,7 @@ export async function deployOpenLora(wallet: WalletClient, publicClient: PublicC
       withdrawDelay: withdrawDelay.toString(),
       unbondingDelay: unbondingDelay.toString(),
       slashRewardBps,
+      termsDelay: termsDelay.toString(),
     },
   };
 }
@@ -198,6 +208,7 @@ export function parseDeployment(v: unknown): Deployment {
       withdrawDelay: decimal(p.withdrawDelay, "params.withdrawDelay", U64_MAX),
       unbondingDelay: decimal(p.unbondingDelay, "params.unbondingDelay", U64_MAX),
       slashRewardBps: bps,
+      termsDelay: decimal(p.termsDelay, "params.termsDelay", U64_MAX),
     },
   };
 }
@@ -261,6 +272,8 @@ export async function checkDeployment(publicClient: PublicClient, d: Deployment)
     const g = await got;
     if (g !== want) missing(what, g, `expected ${want}`);
   }
+  const termsDelay = await rpc(() => publicClient.readContract({ address: d.registry, abi: RegistryAbi, functionName: "termsDelay" }) as Promise<bigint>);
+  if (termsDelay.toString() !== d.params.termsDelay) missing("Registry.termsDelay", d.registry, `${termsDelay}, the file says ${d.params.termsDelay}`);
 }
 
 /**

@@ -5,6 +5,11 @@
  * moves after a range is applied — so a restart resumes where it stopped and re-reading a range
  * changes nothing. A cursor whose block hash changed means a reorg deeper than the confirmation
  * depth: following stops with CHAIN_REORG_TOO_DEEP rather than serve from a book the chain forgot.
+ *
+ * Terms are queued at their log and listed at their time (chain-book.ts). A complete round sets
+ * the view: no log not yet read can be in a block older than the first unread one (its timestamp;
+ * with no confirmations, the head's or the round's start, whichever is later: block times track
+ * wall clocks), so no terms change the node does not know is in force before that + the delay.
  */
 import { decodeEventLog, getAddress, parseAbi, toHex, type Address, type Hex, type Log } from "viem";
 import { oerr } from "../errors.js";
@@ -25,6 +30,8 @@ const MAX_RANGE = 2_000n;
 
 export interface FollowerOptions {
   confirmations: number;
+  /** The Registry's termsDelay, seconds. */
+  termsDelay: bigint;
   /** Warnings about logs the node could not mirror (a model whose lineage it lacks, …). */
   warn?: (msg: string, details?: Record<string, unknown>) => void;
 }
@@ -53,7 +60,9 @@ export class ChainFollower {
   /** Reads and applies every confirmed log not yet applied; returns how many were applied. */
   async sync(): Promise<number> {
     const pub = this.clients.public;
-    const head = await pub.getBlockNumber();
+    const startMs = this.ledger.clock();
+    const headBlock = await pub.getBlock();
+    const head = headBlock.number;
     const target = head - BigInt(this.opts.confirmations);
     const book = this.ledger.chain;
     let cursor = book.cursor();
@@ -74,6 +83,12 @@ export class ChainFollower {
       book.setCursor(to, block.hash);
       cursor = { block: to, hash: block.hash };
       from = to + 1n;
+    }
+    const firstUnread = target < head ? Number((await pub.getBlock({ blockNumber: target + 1n })).timestamp) * 1000 : Math.max(Number(headBlock.timestamp) * 1000, startMs);
+    const delayMs = Number(this.opts.termsDelay) * 1000;
+    book.setView(firstUnread + delayMs, delayMs);
+    for (const t of this.ledger.applyChainTerms()) {
+      if (t.problem !== null) this.opts.warn?.("terms in force on chain could not be listed; the model is not served until terms it can list", { model: t.model, version: t.version, problem: t.problem });
     }
     return applied;
   }
@@ -126,7 +141,7 @@ export class ChainFollower {
             book.setName("model", a.id as Hex, a.name as string, info);
           });
         case "TermsSet":
-          return book.apply(ref, () => this.applyTerms(a.id as Hex, a.version as number, a.terms as TermsArg, log));
+          return book.apply(ref, () => this.applyTerms(a.id as Hex, a.version as number, a.from as bigint, a.terms as TermsArg, log));
         case "AccessSet": {
           const model = book.nameOf("model", a.id as Hex);
           return model !== null && book.apply(ref, () => book.setAccess(model, ACCESS_KINDS[a.kind as number] ?? "public", a.minStake as bigint));
@@ -163,10 +178,10 @@ export class ChainFollower {
   }
 
   /**
-   * Every version of a model's terms lists it in the ledger (replacing the node's own free listing
-   * of what it serves, or the previous version): the chain's registry is the authority.
+   * Every version of a model's terms lists it in the ledger from its time (replacing the node's own
+   * free listing of what it serves, or the previous version): the chain's registry is the authority.
    */
-  private applyTerms(id: Hex, version: number, t: TermsArg, log: Log): void {
+  private applyTerms(id: Hex, version: number, from: bigint, t: TermsArg, log: Log): void {
     const book = this.ledger.chain;
     const reg = book.infoOf(id) as Registration | null;
     if (!reg) {
@@ -177,16 +192,33 @@ export class ChainFollower {
     const name = (h: Hex, what: "model" | "datanet") => book.nameOf(what, h) ?? h;
     // Lineage pays Datanet contributors: only versions the chain published as this node holds them.
     const foreign = t.lineage.filter((l) => !book.versionMatchesChain(name(l.datanet, "datanet"), l.version));
+    const fromMs = Number(from) * 1000;
+    const base = kind === "base" ? undefined : name(reg.baseModel, "model");
+    if (!this.ledger.models.has(reg.name)) {
+      // Until its terms are in force the model is the node's own, listed free (as the node lists what
+      // it serves): stakes on it are mirrored from now on, and no receipt before `from` is provable.
+      try {
+        this.ledger.registerModel({
+          id: reg.name, kind: kind === "base" ? "base" : "adapter", owner: this.ledger.operatorParty, priceIn: 0n, priceOut: 0n,
+          contentHash: t.contentHash, developers: [{ party: this.ledger.operatorParty, share: 1n }], ...(base === undefined ? {} : { baseModel: base }),
+        });
+      } catch (e) {
+        this.opts.warn?.("a model registered on chain could not be listed in the ledger", { model: reg.name, error: (e as Error).message });
+      }
+    }
     if (foreign.length > 0) {
-      this.opts.warn?.("a model's lineage names a Datanet version this node does not hold as the chain published it; the model is not listed", { model: reg.name, versions: foreign.map((l) => `${name(l.datanet, "datanet")}@${l.version}`) });
+      const versions = foreign.map((l) => `${name(l.datanet, "datanet")}@${l.version}`);
+      this.opts.warn?.("a model's lineage names a Datanet version this node does not hold as the chain published it; the model is not served under these terms", { model: reg.name, versions });
+      book.queueTerms({ model: reg.name, version, fromMs, input: null, problem: `its lineage names ${versions.join(", ")}, which this node does not hold as the chain published` });
       return;
     }
-    try {
-      this.ledger.registerModel({
+    book.queueTerms({
+      model: reg.name, version, fromMs, problem: null,
+      input: {
         id: reg.name,
         kind: kind === "base" ? "base" : "adapter",
         owner: partyOf(reg.owner),
-        ...(kind === "base" ? {} : { baseModel: name(reg.baseModel, "model") }),
+        ...(base === undefined ? {} : { baseModel: base }),
         priceIn: t.priceIn,
         priceOut: t.priceOut,
         contentHash: t.contentHash,
@@ -194,10 +226,8 @@ export class ChainFollower {
         ...(t.parents.length === 0 ? { lineage: t.lineage.map((l) => ({ datanet: name(l.datanet, "datanet"), version: l.version, weight: l.weight })) } : {}),
         ...(t.parents.length > 0 ? { parents: t.parents.map((p) => ({ model: name(p.model, "model"), weight: p.weight })) } : {}),
         ...(t.hasShares ? { shares: { developerBps: t.developerBps, stakerBps: t.stakerBps, dataBps: t.dataBps } } : {}),
-      }, { replace: true });
-    } catch (e) {
-      this.opts.warn?.("a model registered on chain could not be listed in the ledger", { model: reg.name, error: (e as Error).message });
-    }
+      },
+    });
   }
 }
 

@@ -42,6 +42,12 @@ export interface ChainStatus {
   lastError: string | null;
   /** Rounds that failed since start (each retried with backoff). */
   failedRounds: number;
+  /** The Registry's delay (s) from a terms change to its effect. */
+  termsDelay: string;
+  /** Until when (ISO) the node admits requests on its current view of the chain; null without a terms delay. */
+  admitsUntil: string | null;
+  /** Terms versions seen on chain and not yet in force. */
+  pendingTerms: number;
 }
 
 const MIN_BACKOFF_MS = 500;
@@ -61,10 +67,10 @@ export class ChainNode {
   private failedRounds = 0;
   private lastPosted: number | null = null;
 
-  private constructor(private readonly opts: ChainNodeOptions, clients: ChainClients, private readonly ledger: Ledger) {
+  private constructor(private readonly opts: ChainNodeOptions, clients: ChainClients, private readonly ledger: Ledger, private readonly termsDelay: bigint) {
     this.clients = clients;
     const warn = (msg: string, details?: Record<string, unknown>) => opts.log?.warn(details ?? {}, msg);
-    this.follower = new ChainFollower(clients, opts.deployment, ledger, { confirmations: opts.confirmations ?? 0, warn });
+    this.follower = new ChainFollower(clients, opts.deployment, ledger, { confirmations: opts.confirmations ?? 0, termsDelay, warn });
     this.poster = new EpochPoster(clients, opts.deployment, ledger);
     this.lastClose = (opts.now ?? Date.now)();
   }
@@ -81,7 +87,13 @@ export class ChainNode {
       const code = await clients.public.getCode({ address });
       if (!code || code === "0x") throw oerr("CHAIN_CONTRACT_MISSING", `no contract at the ${name} address ${address} on chain ${opts.deployment.chainId}`, { name, address });
     }
-    const node = new ChainNode(opts, clients, ledger);
+    let termsDelay: bigint;
+    try {
+      termsDelay = await clients.public.readContract({ address: opts.deployment.registry, abi: IRegistryAbi, functionName: "termsDelay" });
+    } catch (e) {
+      throw oerr("CHAIN_CONTRACT_MISSING", `the registry at ${opts.deployment.registry} does not answer termsDelay (an older openlora's? deploy again): ${(e as Error).message.split("\n")[0]}`, { address: opts.deployment.registry });
+    }
+    const node = new ChainNode(opts, clients, ledger, termsDelay);
     await node.ensureOperator();
     await node.follower.sync();
     node.lastPosted = await node.poster.lastPosted();
@@ -174,6 +186,7 @@ export class ChainNode {
 
   status(): ChainStatus {
     const c = this.ledger.chain.cursor();
+    const view = this.ledger.chain.viewState();
     return {
       chainId: this.opts.deployment.chainId,
       operator: getAddress(this.ledger.nodeAddress),
@@ -183,6 +196,9 @@ export class ChainNode {
       pendingEpochs: this.ledger.chain.sealed({ status: "pending" }).length,
       lastError: this.lastError,
       failedRounds: this.failedRounds,
+      termsDelay: this.termsDelay.toString(),
+      admitsUntil: view && view.delayMs > 0 ? new Date(view.safeUntilMs - view.delayMs / 2).toISOString() : null,
+      pendingTerms: this.ledger.chain.pendingTerms().length,
     };
   }
 

@@ -7,19 +7,20 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { getAddress, isAddress, keccak256, toBytes, type Abi, type Address, type Hex } from "viem";
+import { getAddress, isAddress, keccak256, parseEventLogs, toBytes, type Abi, type Address, type Hex } from "viem";
 import { contentHash } from "../attribution/content-hash.js";
 import { signingFetch } from "../auth/client.js";
 import { LicenceAbi, RegistryAbi, SettlementAbi, TestTokenAbi } from "../chain/abi.js";
 import { ANVIL_KEYS } from "../chain/anvil.js";
 import { connectChain, type ChainClients } from "../chain/client.js";
 import { deployOpenLora, readDeployment, writeDeployment, type Deployment } from "../chain/deploy.js";
-import { oerr } from "../errors.js";
+import { ERROR_TABLE, oerr, type ErrorCode } from "../errors.js";
 import { readSecretFile } from "./credentials.js";
 import { devChainDir } from "./serve-chain.js";
 
 export const CHAIN_USAGE = `  openlora chain deploy --rpc <url> --key-file <file> --out <contracts.json> [--token <erc20>] [--treasury <address>]
                        [--challenge-window-s N] [--withdraw-delay-s N] [--unbonding-delay-s N] [--slash-reward-bps N]
+                       [--terms-delay-s N]   (terms take effect N s after their block; default 3600)
   openlora chain <action> (--rpc <url> --contracts <file> --key-file <file> | --dev [--dev-account N]) [--server <node url>]
         mint [--to <address>] --amount N           (the test token only; default to the key's address)
         deposit --amount N [--operator <address>]  (approves and deposits at the node: --operator, or --server's)
@@ -27,6 +28,7 @@ export const CHAIN_USAGE = `  openlora chain deploy --rpc <url> --key-file <file
         request-withdrawal --amount N [--operator <address>] | withdraw   (with the committed spend the node posted)
         register-model --name <name> --kind base|adapter [--base <name>] --price-in N --price-out N
                        (--files <model file or adapter folder> | --content-hash 0x…) [--developer <address>=<share>]...
+                       [--wait]   (the terms are in force from 'inForceFrom'; --wait returns then)
         access --model <name> --policy public|allowlist|licence|min-stake [--min-stake N]
         allow --model <name> --agent <address> [--remove] | licence-mint --model <name> --to <address> --amount N
         claim [--account <address>]                 (the proof comes from --server; the tokens go to the account)
@@ -46,6 +48,7 @@ export async function runChain(argv: string[]): Promise<number> {
       rpc: { type: "string" }, contracts: { type: "string" }, "key-file": { type: "string" }, dev: { type: "boolean" }, "dev-account": { type: "string" },
       server: { type: "string" }, out: { type: "string" }, token: { type: "string" }, treasury: { type: "string" },
       "challenge-window-s": { type: "string" }, "withdraw-delay-s": { type: "string" }, "unbonding-delay-s": { type: "string" }, "slash-reward-bps": { type: "string" },
+      "terms-delay-s": { type: "string" }, wait: { type: "boolean" },
       to: { type: "string" }, amount: { type: "string" }, operator: { type: "string" }, model: { type: "string" }, name: { type: "string" }, kind: { type: "string" },
       base: { type: "string" }, "price-in": { type: "string" }, "price-out": { type: "string" }, files: { type: "string" }, "content-hash": { type: "string" },
       developer: { type: "string", multiple: true }, policy: { type: "string" }, "min-stake": { type: "string" }, agent: { type: "string" },
@@ -69,6 +72,7 @@ export async function runChain(argv: string[]): Promise<number> {
       treasury: values.treasury !== undefined ? address(values.treasury, "treasury") : c.account.address,
       ...(values.token !== undefined ? { token: address(values.token, "token") } : {}),
       ...opt("challengeWindow", secs("challenge-window-s")), ...opt("withdrawDelay", secs("withdraw-delay-s")), ...opt("unbondingDelay", secs("unbonding-delay-s")),
+      ...opt("termsDelay", secs("terms-delay-s")),
       ...(values["slash-reward-bps"] !== undefined ? { slashRewardBps: intOf(values["slash-reward-bps"], "slash-reward-bps", 10_000) } : {}),
     });
     writeDeployment(values.out, d);
@@ -124,7 +128,12 @@ export async function runChain(argv: string[]): Promise<number> {
       });
       const terms = { contentHash: hash, priceIn: amountOf(required(values["price-in"], "price-in")), priceOut: amountOf(required(values["price-out"], "price-out")), developers, hasShares: false, developerBps: 0, stakerBps: 0, dataBps: 0, lineage: [], parents: [] };
       const base = kind === "base" ? `0x${"0".repeat(64)}` : nameHash(required(values.base, "base"));
-      print({ id: nameHash(required(values.name, "name")), contentHash: hash, tx: await send(deployment.registry, RegistryAbi, "registerModel", [values.name, kind === "base" ? 0 : 1, base, terms]) });
+      const tx = await send(deployment.registry, RegistryAbi, "registerModel", [values.name, kind === "base" ? 0 : 1, base, terms]);
+      const [set] = parseEventLogs({ abi: RegistryAbi, eventName: "TermsSet", logs: (await c.public.getTransactionReceipt({ hash: tx })).logs });
+      const fromMs = Number(set!.args.from) * 1000;
+      print({ id: nameHash(required(values.name, "name")), contentHash: hash, tx, inForceFrom: new Date(fromMs).toISOString() });
+      // A second more for the node's clock and this machine's to agree.
+      if (values.wait) await new Promise((r) => setTimeout(r, Math.max(0, fromMs + 1000 - Date.now())));
       return 0;
     }
     case "access": {
@@ -156,7 +165,11 @@ export async function runChain(argv: string[]): Promise<number> {
         body: JSON.stringify({ model: required(values.model, "model"), prompt: required(values.prompt, "prompt"), max_tokens: intOf(values["max-tokens"] ?? "16", "max-tokens") }),
       });
       const body = (await r.json()) as { choices?: { text: string }[]; usage?: unknown; error?: { code: string; message: string } };
-      if (!r.ok) throw oerr(r.status === 403 ? "ACCESS_DENIED" : "CHAIN_TX_FAILED", `${body.error?.code ?? r.status}: ${body.error?.message ?? ""}`);
+      if (!r.ok) {
+        // The server's own code when it is one of ours (ACCESS_DENIED, CHAIN_VIEW_STALE, INSUFFICIENT_BALANCE, …).
+        const code = body.error?.code !== undefined && Object.hasOwn(ERROR_TABLE, body.error.code) ? (body.error.code as ErrorCode) : "INTERNAL";
+        throw oerr(code, `the node answered ${r.status}: ${body.error?.message ?? ""}`);
+      }
       print({ agent: me.toLowerCase(), text: body.choices?.[0]?.text, usage: body.usage, receipt: r.headers.get("openlora-receipt") });
       return 0;
     }

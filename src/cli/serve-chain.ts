@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { parseEther, type Hex } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { ANVIL_KEYS, startAnvil, type LocalChain } from "../chain/anvil.js";
+import { RegistryAbi } from "../chain/abi.js";
 import { connectChain } from "../chain/client.js";
 import { deployOpenLora, readDeployment, writeDeployment, type Deployment } from "../chain/deploy.js";
 import { oerr } from "../errors.js";
@@ -59,14 +60,16 @@ export async function prepareChain(f: ChainFlags, nodeKey: Hex, log: (m: string)
     const contractsFile = join(dir, "contracts.json");
     const deployer = await connectChain(local.url, ANVIL_KEYS[0]!);
     let deployment: Deployment | undefined;
-    if (existsSync(contractsFile)) {
-      const d = readDeployment(contractsFile);
+    // A file or contracts of an older openlora (a Registry without termsDelay) are deployed afresh.
+    const d = existsSync(contractsFile) ? (() => { try { return readDeployment(contractsFile); } catch { return undefined; } })() : undefined;
+    if (d && d.chainId === local.chainId) {
       const code = await deployer.public.getCode({ address: d.settlement });
-      if (d.chainId === local.chainId && code && code !== "0x") deployment = d;
+      const current = await deployer.public.readContract({ address: d.registry, abi: RegistryAbi, functionName: "termsDelay" }).then(() => true, () => false);
+      if (code && code !== "0x" && current) deployment = d;
     }
     if (!deployment) {
-      // Short windows, so the whole flow (post, window, claim) runs in a minute on one machine.
-      deployment = await deployOpenLora(deployer.wallet, deployer.public, { treasury: privateKeyToAccount(ANVIL_KEYS[9]!).address, challengeWindow: 20n, withdrawDelay: 20n, unbondingDelay: 60n });
+      // Short windows, so the whole flow (terms in force, post, window, claim) runs in a minute on one machine.
+      deployment = await deployOpenLora(deployer.wallet, deployer.public, { treasury: privateKeyToAccount(ANVIL_KEYS[9]!).address, challengeWindow: 20n, withdrawDelay: 20n, unbondingDelay: 60n, termsDelay: 5n });
       writeDeployment(contractsFile, deployment);
       log(`dev chain: deployed the contracts (${contractsFile})`);
     }

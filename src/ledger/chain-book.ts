@@ -14,6 +14,14 @@
  *                         reserving against money on its way out (the chain pays it after a post)
  *   AgentStakeChanged / StakeChanged(total) → deposit + stake (or unstake + withdraw) of the change:
  *                         the stake is funded on chain, so the pair leaves the balance unchanged
+ *   TermsSet           → queued until its `from` (the Registry's terms delay after its block), then
+ *                         listed by Ledger.applyChainTerms: a receipt is split by the terms the
+ *                         Registry holds in force at the receipt's time, never earlier or later ones
+ *
+ * The view: after each complete follow round the node knows every log up to a block, hence every
+ * terms change in force before `safeUntilMs` (the first unseen block's time + the terms delay).
+ * It admits requests while at least half the delay is left and signs receipts until then
+ * (checkFresh): an RPC outage stops serving only when it could make the node sign wrong terms.
  */
 import type { Address, Hex } from "viem";
 import { getAddress } from "viem";
@@ -22,6 +30,7 @@ import { ZERO_HASH } from "../attribution/merkle.js";
 import { oerr } from "../errors.js";
 import type { Accounts } from "./accounts.js";
 import { big, money, type Db } from "./db.js";
+import type { RegisterModelInput } from "./models.js";
 
 /** IRegistry.AccessKind, in its enum order. */
 export const ACCESS_KINDS = ["public", "allowlist", "licence", "min_stake"] as const;
@@ -57,6 +66,24 @@ export interface ClaimProof {
 
 const ADDRESS = /^0x[0-9a-f]{40}$/;
 
+interface PendingRow { model: string; version: number; from_ms: number; input: string | null; problem: string | null }
+
+function pendingOf(r: PendingRow): PendingTerms {
+  let input: RegisterModelInput | null = null;
+  if (r.input) {
+    const j = JSON.parse(r.input) as RegisterModelInput & { priceIn: string; priceOut: string };
+    input = {
+      ...j,
+      priceIn: BigInt(j.priceIn),
+      priceOut: BigInt(j.priceOut),
+      developers: j.developers.map((d) => ({ party: d.party, share: BigInt(d.share) })),
+      ...(j.lineage ? { lineage: j.lineage.map((l) => ({ ...l, weight: BigInt(l.weight) })) } : {}),
+      ...(j.parents ? { parents: j.parents.map((p) => ({ ...p, weight: BigInt(p.weight) })) } : {}),
+    };
+  }
+  return { model: r.model, version: r.version, fromMs: r.from_ms, input, problem: r.problem };
+}
+
 /** The ledger's name of an on-chain party: its lowercase hex address. */
 export function partyOf(address: string): string {
   return getAddress(address).toLowerCase();
@@ -66,8 +93,72 @@ export function isChainParty(id: string): boolean {
   return ADDRESS.test(id);
 }
 
+export interface PendingTerms {
+  model: string;
+  version: number;
+  fromMs: number;
+  /** The listing these terms make; null when the node cannot list them (`problem` says why). */
+  input: RegisterModelInput | null;
+  problem: string | null;
+}
+
 export class ChainBook {
+  private view: { safeUntilMs: number; delayMs: number } | null = null;
+
   constructor(private readonly db: Db, private readonly accounts: Accounts, private readonly now: () => number) {}
+
+  // ---- the view's freshness (in memory: a restart follows the chain before it serves)
+
+  /** After a complete follow round: every terms change in force before `safeUntilMs` is known. */
+  setView(safeUntilMs: number, delayMs: number): void {
+    this.view = { safeUntilMs, delayMs };
+  }
+
+  viewState(): { safeUntilMs: number; delayMs: number } | null {
+    return this.view ? { ...this.view } : null;
+  }
+
+  /**
+   * CHAIN_VIEW_STALE when the view might miss terms in force at `nowMs` (a receipt), or will within
+   * half the terms delay (an admission: its receipt comes later). No check with a delay of 0.
+   */
+  checkFresh(at: "admission" | "receipt", nowMs = this.now()): void {
+    const v = this.view;
+    if (!v || v.delayMs === 0) return;
+    const limit = at === "admission" ? v.safeUntilMs - v.delayMs / 2 : v.safeUntilMs;
+    if (nowMs > limit) {
+      throw oerr("CHAIN_VIEW_STALE", `the node has not followed the chain for ${Math.round((nowMs - (v.safeUntilMs - v.delayMs)) / 1000)} s (terms delay ${v.delayMs / 1000} s): it admits requests again once following catches up`, { safeUntil: new Date(v.safeUntilMs).toISOString() });
+    }
+  }
+
+  // ---- terms waiting for their time
+
+  queueTerms(p: PendingTerms): void {
+    this.db.prepare("INSERT INTO chain_pending_terms (model, version, from_ms, input, problem) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+      .run(p.model, p.version, p.fromMs, p.input ? JSON.stringify(p.input, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v)) : null, p.problem);
+  }
+
+  /** Versions whose time has come, oldest first. */
+  dueTerms(nowMs: number): PendingTerms[] {
+    return (this.db.prepare("SELECT model, version, from_ms, input, problem FROM chain_pending_terms WHERE from_ms <= ? ORDER BY from_ms, version").all(nowMs) as PendingRow[]).map(pendingOf);
+  }
+
+  pendingTerms(model?: string): PendingTerms[] {
+    return (this.db.prepare("SELECT model, version, from_ms, input, problem FROM chain_pending_terms WHERE ? IS NULL OR model = ? ORDER BY from_ms, version").all(model ?? null, model ?? null) as PendingRow[]).map(pendingOf);
+  }
+
+  /** A due version was listed (reason null) or could not be (the model is unservable until a later one is). */
+  termsApplied(model: string, version: number, reason: string | null): void {
+    this.db.prepare("DELETE FROM chain_pending_terms WHERE model = ? AND version = ?").run(model, version);
+    if (reason === null) this.db.prepare("DELETE FROM chain_unservable WHERE model = ?").run(model);
+    else this.db.prepare("INSERT INTO chain_unservable (model, reason) VALUES (?, ?) ON CONFLICT (model) DO UPDATE SET reason = excluded.reason").run(model, reason.slice(0, 400));
+  }
+
+  /** CHAIN_TERMS_UNSUPPORTED when the terms in force for `model` are ones the node could not list. */
+  checkServable(model: string): void {
+    const r = this.db.prepare("SELECT reason FROM chain_unservable WHERE model = ?").get(model) as { reason: string } | undefined;
+    if (r) throw oerr("CHAIN_TERMS_UNSUPPORTED", `${model} is not served: its terms in force on chain cannot be listed by this node (${r.reason})`, { model });
+  }
 
   cursor(): { block: bigint; hash: Hex } | null {
     const r = this.db.prepare("SELECT block, hash FROM chain_cursor WHERE id = 1").get() as { block: number; hash: Hex } | undefined;
@@ -219,6 +310,7 @@ export class ChainBook {
    * caller): ACCESS_DENIED unless it admits them. The same rule as IRegistry.canAccess, on the mirror.
    */
   checkAccess(model: string, agent: string | undefined): void {
+    this.checkServable(model);
     const p = this.accessOf(model);
     if (p.kind === "public") return;
     const deny = (why: string): never => { throw oerr("ACCESS_DENIED", `${model} admits ${why}`, { model, policy: p.kind }); };

@@ -146,6 +146,11 @@ export class Ledger {
     this.db.close();
   }
 
+  /** The ledger's clock (Unix ms): receipt and event times. */
+  clock(): number {
+    return this.now();
+  }
+
   // ---- registry, Datanets, accounts (thin delegations; see models.ts, datanets.ts, accounts.ts)
 
   registerModel(input: RegisterModelInput, opts: { replace?: boolean } = {}): ModelInfo { return this.models.register(input, opts); }
@@ -192,10 +197,40 @@ export class Ledger {
 
   // ---- request flow
 
-  /** The worst case a request can cost: reserve this at admission. */
+  /**
+   * The worst case a request can cost: reserve this at admission. On a chain a model's prices are
+   * the highest of its listing and of the terms waiting for their time (the receipt may come after).
+   */
   worstCaseFee(q: { baseModel: string; adapters?: string[]; tokensIn: number; maxTokens: number }): bigint {
-    const models = [q.baseModel, ...(q.adapters ?? [])].map((id) => this.models.get(id));
+    const models = [q.baseModel, ...(q.adapters ?? [])].map((id) => {
+      const waiting = this.onChain ? this.chain.pendingTerms(id).flatMap((p) => (p.input ? [p.input] : [])) : [];
+      const all: { priceIn: bigint; priceOut: bigint }[] = waiting.length > 0 && !this.models.has(id) ? waiting : [this.models.get(id), ...waiting];
+      const max = (f: (m: { priceIn: bigint; priceOut: bigint }) => bigint) => all.map(f).reduce((a, b) => (b > a ? b : a));
+      return { priceIn: max((m) => m.priceIn), priceOut: max((m) => m.priceOut) };
+    });
     return worstCaseFee(q.tokensIn, q.maxTokens, models);
+  }
+
+  /**
+   * On a chain: lists every version of terms whose time has come (chain-book.ts), oldest first;
+   * a version the node cannot list leaves its model unservable until a later one it can. Returns
+   * what it applied, with the reason of each that could not be listed.
+   */
+  applyChainTerms(nowMs = this.now()): { model: string; version: number; problem: string | null }[] {
+    const due = this.chain.dueTerms(nowMs);
+    if (due.length === 0) return [];
+    return this.db.transaction(() => due.map((p) => {
+      let problem = p.problem;
+      if (p.input) {
+        try {
+          this.models.register(p.input, { replace: true });
+        } catch (e) {
+          problem = (e as Error).message;
+        }
+      }
+      this.chain.termsApplied(p.model, p.version, problem ?? (p.input ? null : "no listing"));
+      return { model: p.model, version: p.version, problem };
+    })).immediate();
   }
 
   /**
@@ -249,7 +284,14 @@ export class Ledger {
    * (no output was sent) or forfeit it (output was sent).
    */
   async settle(reservationId: number, input: SettleInput): Promise<StoredReceipt> {
+    // One time for the terms and the receipt: a receipt is judged by the terms in force at its time.
+    const time = this.now();
     const adapters = input.adapters ?? [];
+    if (this.onChain) {
+      this.chain.checkFresh("receipt", time);
+      this.applyChainTerms(time);
+      for (const id of [input.baseModel, ...adapters.map((a) => a.id)]) this.chain.checkServable(id);
+    }
     if (new Set(adapters.map((a) => a.id)).size !== adapters.length) throw oerr("INVALID_ARGUMENT", "a request names an adapter twice");
     const base = this.models.use(input.baseModel);
     if (base.info.kind !== "base") throw oerr("INVALID_ARGUMENT", `${input.baseModel} is not a base model`);
@@ -284,7 +326,7 @@ export class Ledger {
       const head = this.head();
       const receipt = buildReceipt({
         id: head.id + 1,
-        time: this.now(),
+        time,
         node: this.nodeAddress,
         agent: res.agent,
         promptTokens: input.promptTokens,

@@ -269,6 +269,24 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 6,
+    name: "chain terms in force after a delay",
+    // A model's terms from a TermsSet log wait here until their time (the Registry's `from`, in ms),
+    // then are listed (or, when the node cannot list them, the model is marked unservable).
+    sql: `
+      CREATE TABLE chain_pending_terms (
+        model TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        from_ms INTEGER NOT NULL,
+        input TEXT,
+        problem TEXT,
+        PRIMARY KEY (model, version)
+      );
+      CREATE INDEX chain_pending_terms_from ON chain_pending_terms (from_ms);
+      CREATE TABLE chain_unservable (model TEXT PRIMARY KEY, reason TEXT NOT NULL);
+    `,
+  },
 ];
 
 /** Applies the migrations this file lacks. Refuses a file that knows migrations we don't. */

@@ -103,6 +103,8 @@ export class AttributionService implements AttributionContext {
   admit(principal: Principal, adapters: AdapterRef[], prompt: string | readonly number[], maxTokens: number): Admission {
     const tokensIn = typeof prompt === "string" ? Buffer.byteLength(prompt, "utf8") + 8 : prompt.length;
     if (this.ledger.onChain) {
+      this.ledger.chain.checkFresh("admission");
+      this.ledger.applyChainTerms();
       const caller = principal.kind === "account" ? principal.id : undefined;
       for (const id of [this.baseModel.id, ...adapters.map((a) => a.id)]) this.ledger.chain.checkAccess(id, caller);
     }
@@ -166,7 +168,8 @@ export class AttributionService implements AttributionContext {
   }
 
   private worstCase(adapters: readonly AdapterRef[], tokensIn: number, maxTokens: number): bigint {
-    const listed = adapters.map((a) => a.id).filter((id) => this.isListed(id));
+    // Terms waiting on chain for their time count too: the receipt may come after it.
+    const listed = adapters.map((a) => a.id).filter((id) => this.isListed(id) || (this.ledger.onChain && this.ledger.chain.pendingTerms(id).some((p) => p.input !== null)));
     return this.ledger.worstCaseFee({ baseModel: this.baseModel.id, adapters: listed, tokensIn, maxTokens });
   }
 

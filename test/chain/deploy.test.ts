@@ -3,7 +3,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createPublicClient, getAddress, getContract, http, zeroAddress, type Address, type PublicClient } from "viem";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SettlementAbi, TestTokenAbi } from "../../src/chain/abi.js";
+import { RegistryAbi, SettlementAbi, TestTokenAbi } from "../../src/chain/abi.js";
 import { freePort } from "../../src/chain/anvil.js";
 import {
   checkDeployment, deployOpenLora, loadArtifact, parseDeployment, readDeployment, sameCode, writeDeployment, type CoreAddresses, type Deployment,
@@ -34,7 +34,7 @@ describe("deployOpenLora", () => {
     const token = c.deployment.token;
     let seen: CoreAddresses | undefined;
     const d = await deployOpenLora(w, c.publicClient, {
-      token, treasury: c.addresses[2]!, challengeWindow: 11n, withdrawDelay: 12n, unbondingDelay: 13n, slashRewardBps: 14,
+      token, treasury: c.addresses[2]!, challengeWindow: 11n, withdrawDelay: 12n, unbondingDelay: 13n, slashRewardBps: 14, termsDelay: 15n,
       court: async (addrs) => {
         seen = addrs;
         // A stand-in court: any contract; ReceiptCourt plugs in here.
@@ -48,7 +48,8 @@ describe("deployOpenLora", () => {
     expect(await s.read.court()).toBe(d.court);
     expect([await s.read.challengeWindow(), await s.read.withdrawDelay(), await s.read.unbondingDelay(), await s.read.slashRewardBps(), await s.read.treasury()])
       .toEqual([11n, 12n, 13n, 14, c.addresses[2]]);
-    expect(d.params).toEqual({ treasury: c.addresses[2], challengeWindow: "11", withdrawDelay: "12", unbondingDelay: "13", slashRewardBps: 14 });
+    expect(await c.publicClient.readContract({ address: d.registry, abi: RegistryAbi, functionName: "termsDelay" })).toBe(15n);
+    expect(d.params).toEqual({ treasury: c.addresses[2], challengeWindow: "11", withdrawDelay: "12", unbondingDelay: "13", slashRewardBps: 14, termsDelay: "15" });
     const block = await c.publicClient.getTransactionReceipt({ hash: (await c.publicClient.getBlock({ blockNumber: BigInt(d.deployBlock), includeTransactions: true })).transactions[0]!.hash });
     expect(getAddress(block.contractAddress!)).toBe(d.registry);
     await checkDeployment(c.publicClient, d);
@@ -75,7 +76,7 @@ describe("the deployment file", () => {
     const good = JSON.parse(JSON.stringify(c.deployment)) as Record<string, unknown>;
     const broken: [string, unknown][] = [
       ["chainId", "31337"], ["registry", "0x12"], ["court", 5], ["deployBlock", 7], ["deployBlock", "-1"],
-      ["params", null], ["params", { ...(good.params as object), challengeWindow: "1e3" }], ["params", { ...(good.params as object), slashRewardBps: 1.5 }],
+      ["params", null], ["params", { ...(good.params as object), challengeWindow: "1e3" }], ["params", { ...(good.params as object), slashRewardBps: 1.5 }], ["params", { ...(good.params as object), termsDelay: undefined }],
     ];
     for (const [k, v] of broken) expect(await code(() => parseDeployment({ ...good, [k]: v })), k).toBe("INVALID_ARGUMENT");
     expect(await code(() => parseDeployment([]))).toBe("INVALID_ARGUMENT");
@@ -92,6 +93,7 @@ describe("checkDeployment", () => {
     expect(await code(checkDeployment(c.publicClient, { ...d, settlement: d.token }))).toBe("CHAIN_CONTRACT_MISSING");
     expect(await code(checkDeployment(c.publicClient, { ...d, court: c.addresses[5]! }))).toBe("CHAIN_CONTRACT_MISSING");
     expect(await code(checkDeployment(c.publicClient, { ...d, court: d.token }))).toBe("CHAIN_CONTRACT_MISSING"); // Settlement.court() is 0
+    expect(await code(checkDeployment(c.publicClient, { ...d, params: { ...d.params, termsDelay: "7" } }))).toBe("CHAIN_CONTRACT_MISSING");
     const other: Deployment = await deployOpenLora(c.wallets[0]!, c.publicClient, { token: d.token, treasury: c.addresses[9]! });
     expect(await code(checkDeployment(c.publicClient, { ...d, settlement: other.settlement }))).toBe("CHAIN_CONTRACT_MISSING");
     const dead = createPublicClient({ transport: http(`http://127.0.0.1:${await freePort()}`, { retryCount: 0 }) }) as PublicClient;

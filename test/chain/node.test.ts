@@ -4,7 +4,6 @@
  * party claims exactly its ledger lines; a restart applies nothing twice and posts nothing twice;
  * an RPC outage during a post loses no epoch; a withdrawal that would leave spend unfunded is refused.
  */
-import { createServer, request as httpRequest, type Server } from "node:http";
 import { join } from "node:path";
 import { getAddress, type Address, type Hex } from "viem";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -17,7 +16,7 @@ import { partyOf } from "../../src/ledger/chain-book.js";
 import { Ledger } from "../../src/ledger/index.js";
 import { receiptCourtArgs, receiptDigest, type Receipt } from "../../src/attribution/receipts.js";
 import { nodeSigner } from "../../src/attribution/signing.js";
-import { expectRevert, nameId, startTestChain, testTerms, TEST_PARAMS, type TestChain } from "../helpers/chain.js";
+import { expectRevert, nameId, rpcProxy, startTestChain, testTerms, TEST_PARAMS, type RpcProxy, type TestChain } from "../helpers/chain.js";
 import { tempDir } from "../helpers/tmp.js";
 
 const POLICY: FeePolicy = { protocolBps: 500, operatorBps: 2500, developerBps: 5000, stakerBps: 2000, dataBps: 3000, lambdaBps: 4000 };
@@ -28,13 +27,10 @@ let t: TestChain;
 let node: Address, owner: Address, agent: Address, staker: Address, treasury: Address;
 const [, , OWNER, AGENT, STAKER] = [0, 1, 2, 3, 4];
 
-/** A JSON-RPC proxy that can be switched off: an RPC outage without losing anvil's state. */
-let proxy: Server;
-let proxyUrl = "";
-let rpcDown: false | "all" | "sends" = false;
+let proxy: RpcProxy;
 
 function openLedger(path: string): Ledger {
-  return new Ledger({ path, nodeKey: NODE_KEY, policy: POLICY, treasury: partyOf(treasury), operator: partyOf(node), chainId: t.deployment.chainId, verifyingContract: t.deployment.court!, onChain: true });
+  return new Ledger({ path, nodeKey: NODE_KEY, policy: POLICY, treasury: partyOf(treasury), operator: partyOf(node), chainId: t.deployment.chainId, verifyingContract: t.deployment.court!, onChain: true, now: () => t.clock() });
 }
 
 async function settleOne(l: Ledger, out = [5, 6, 7, 8]): Promise<void> {
@@ -55,20 +51,7 @@ async function claim(l: Ledger, who: Address): Promise<bigint> {
 beforeAll(async () => {
   t = await startTestChain();
   [node, owner, agent, staker, treasury] = [t.addresses[1]!, t.addresses[OWNER]!, t.addresses[AGENT]!, t.addresses[STAKER]!, t.addresses[9]!];
-  proxy = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      const body = Buffer.concat(chunks);
-      if (rpcDown === "all" || (rpcDown === "sends" && body.includes("eth_sendRawTransaction"))) { req.socket.destroy(); return; }
-      const up = httpRequest(t.anvil.url, { method: req.method, headers: req.headers }, (r) => { res.writeHead(r.statusCode ?? 502, r.headers); r.pipe(res); });
-      up.on("error", () => res.destroy());
-      up.end(body);
-    });
-  });
-  await new Promise<void>((r) => proxy.listen(0, "127.0.0.1", r));
-  const a = proxy.address();
-  proxyUrl = `http://127.0.0.1:${typeof a === "object" && a ? a.port : 0}`;
+  proxy = await rpcProxy(t.anvil.url);
 
   const s = t.deployment.settlement;
   await t.send(t.wallets[OWNER]!, { address: t.deployment.registry, abi: RegistryAbi, functionName: "registerModel", args: ["base", 0, `0x${"0".repeat(64)}`, testTerms(owner, { priceIn: 3n, priceOut: 7n })] });
@@ -80,7 +63,7 @@ beforeAll(async () => {
 }, 120_000);
 
 afterAll(async () => {
-  await new Promise<void>((r) => proxy?.close(() => r()));
+  await proxy?.close();
   await t?.stop();
 });
 
@@ -91,7 +74,7 @@ describe("a node on a chain", () => {
 
   it("registers as an operator, mirrors the model and the stake, and follows a deposit made afterwards", async () => {
     ledger = openLedger(path);
-    chainNode = await ChainNode.start({ url: proxyUrl, deployment: t.deployment, nodeKey: NODE_KEY, confirmations: 0 }, ledger);
+    chainNode = await ChainNode.start({ url: proxy.url, deployment: t.deployment, nodeKey: NODE_KEY, confirmations: 0 }, ledger);
     expect(await t.publicClient.readContract({ address: t.deployment.registry, abi: RegistryAbi, functionName: "isOperator", args: [node] })).toBe(true);
     await t.send(t.wallets[AGENT]!, { address: t.deployment.settlement, abi: SettlementAbi, functionName: "deposit", args: [node, 50_000n] });
     await chainNode.flush();
@@ -124,7 +107,7 @@ describe("a node on a chain", () => {
     await chainNode.stop();
     ledger.close();
     ledger = openLedger(path);
-    chainNode = await ChainNode.start({ url: proxyUrl, deployment: t.deployment, nodeKey: NODE_KEY, confirmations: 0 }, ledger);
+    chainNode = await ChainNode.start({ url: proxy.url, deployment: t.deployment, nodeKey: NODE_KEY, confirmations: 0 }, ledger);
     expect(ledger.getAgent(partyOf(agent))).toEqual(before);
     expect(ledger.events.head().id).toBe(events);
     await chainNode.flush();
@@ -133,15 +116,15 @@ describe("a node on a chain", () => {
 
   it("an RPC outage during a post loses no epoch and posts it once when the chain is back", async () => {
     await settleOne(ledger);
-    rpcDown = "sends";
+    proxy.down = "sends";
     ledger.closeEpoch();
     await expect(chainNode.flush()).rejects.toThrow();
     expect(ledger.chain.sealed()[1]!.attempts).toBe(1);
-    rpcDown = "all";
+    proxy.down = "all";
     await expect(chainNode.flush()).rejects.toThrow();
     await settleOne(ledger); // serving goes on meanwhile
     expect(ledger.chain.sealed({ status: "pending" }).map((e) => e.epoch)).toEqual([2]);
-    rpcDown = false;
+    proxy.down = false;
     await chainNode.flush();
     await chainNode.flush();
     expect(ledger.chain.sealed().map((e) => e.status)).toEqual(["posted", "posted"]);
@@ -162,7 +145,7 @@ describe("a node on a chain", () => {
     await chainNode.stop();
     ledger.close();
     ledger = openLedger(path);
-    chainNode = await ChainNode.start({ url: proxyUrl, deployment: t.deployment, nodeKey: NODE_KEY, confirmations: 0 }, ledger);
+    chainNode = await ChainNode.start({ url: proxy.url, deployment: t.deployment, nodeKey: NODE_KEY, confirmations: 0 }, ledger);
     await chainNode.closeAndPost();
     const posted = await t.publicClient.readContract({ address: t.deployment.settlement, abi: SettlementAbi, functionName: "epochOf", args: [node, 4n] });
     expect(posted.lastReceipt).toBe(BigInt(last));
@@ -271,7 +254,7 @@ describe("a node on a chain", () => {
 });
 
 describe("Datanet lineage from the chain", () => {
-  it("lists a model whose lineage is a version the chain published as this node holds it, and not one whose root differs", async () => {
+  it("lists a model whose lineage is a version the chain published as this node holds it, and does not serve one whose root differs", async () => {
     const l = openLedger(join(dir, "lineage.sqlite"));
     const n = await ChainNode.start({ url: t.anvil.url, deployment: t.deployment, nodeKey: NODE_KEY, confirmations: 0 }, l);
     const contributor = t.addresses[5]!;
@@ -288,7 +271,9 @@ describe("Datanet lineage from the chain", () => {
     }
     await n.flush();
     expect(l.getModel("tales-lora").lineage).toEqual([{ datanet: "tales", version: 1, weight: 1n }]);
-    expect(l.models.has("forged-lora")).toBe(false);
+    // Listed free until its terms' time, then not served: those terms pay a version this node does not hold.
+    expect(l.getModel("forged-lora").priceIn).toBe(0n);
+    expect(() => l.chain.checkAccess("forged-lora", undefined)).toThrow(expect.objectContaining({ code: "CHAIN_TERMS_UNSUPPORTED" }));
     await n.stop();
     l.close();
   });

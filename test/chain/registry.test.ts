@@ -2,6 +2,7 @@
 import { encodeAbiParameters, getContract, keccak256, parseEventLogs, zeroHash, type Address, type Hex } from "viem";
 import { afterAll, beforeAll, beforeEach, afterEach, describe, expect, it } from "vitest";
 import { LicenceAbi, RegistryAbi, SettlementAbi, TestTokenAbi } from "../../src/chain/abi.js";
+import { loadArtifact } from "../../src/chain/deploy.js";
 import {
   errorNames, expectRevert, nameId, seenErrors, startTestChain, termsHash, testTerms, type TestChain, type TestWallet,
 } from "../helpers/chain.js";
@@ -68,6 +69,27 @@ describe("models and terms", () => {
     expect(logs[0]!.args).toMatchObject({ id, version: 2, from: at2 });
     expect(logs[0]!.args.terms.priceIn).toBe(7n);
     await expectRevert(registry(other).write.setTerms([id, t2]), "NotOwner", [id, other.account.address]);
+  });
+
+  it("terms take effect termsDelay seconds after their block, registration included", async () => {
+    const hash = await owner.deployContract({ abi: RegistryAbi, bytecode: loadArtifact("Registry").bytecode, args: [600n] });
+    const address = (await c.publicClient.waitForTransactionReceipt({ hash })).contractAddress!;
+    const r = getContract({ address, abi: RegistryAbi, client: { public: c.publicClient, wallet: owner } });
+    expect(await r.read.termsDelay()).toBe(600n);
+    const t1 = testTerms(owner.account.address, { priceIn: 5n });
+    const r1 = await c.mine(r.write.registerModel([BASE, Kind.Base, zeroHash, t1]));
+    const at1 = (await c.publicClient.getBlock({ blockNumber: r1.blockNumber })).timestamp;
+    expect(parseEventLogs({ abi: RegistryAbi, eventName: "TermsSet", logs: r1.logs })[0]!.args).toMatchObject({ version: 1, from: at1 + 600n });
+    await c.increaseTime(10);
+    const t2 = testTerms(owner.account.address, { priceIn: 6n });
+    const r2 = await c.mine(r.write.setTerms([baseId, t2]));
+    const at2 = (await c.publicClient.getBlock({ blockNumber: r2.blockNumber })).timestamp;
+    expect(parseEventLogs({ abi: RegistryAbi, eventName: "TermsSet", logs: r2.logs })[0]!.args).toMatchObject({ version: 2, from: at2 + 600n });
+    expect(await r.read.termsAt([baseId, at1 + 599n])).toEqual([zeroHash, 0]);
+    expect(await r.read.termsAt([baseId, at1 + 600n])).toEqual([termsHash(t1), 1]);
+    expect(await r.read.termsAt([baseId, at2 + 599n])).toEqual([termsHash(t1), 1]);
+    expect(await r.read.termsAt([baseId, at2 + 600n])).toEqual([termsHash(t2), 2]);
+    expect(await registry(owner).read.termsDelay()).toBe(0n);
   });
 
   it("refuses invalid terms with a reason", async () => {

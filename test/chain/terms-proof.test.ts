@@ -123,9 +123,9 @@ describe("ReceiptCourt.proveBadTerms", () => {
   it("after the terms change, an older receipt is judged by the old terms and a newer one by the new", async () => {
     await t.increaseTime(60);
     await t.send(t.wallets[OWNER]!, { address: t.deployment.registry, abi: RegistryAbi, functionName: "setTerms", args: [nameId("base"), newTerms] });
+    await tick();
     await chainNode.flush();
     expect(ledger.getModel("base").priceIn).toBe(4n);
-    await tick();
     after = await settle(ledger);
     expect(after.receipt.inputs!.models[0]!.priceIn).toBe(4n);
     await expectRevert(proveTerms(before.receipt, before.signature, 0, oldTerms), "TermsConsistent");

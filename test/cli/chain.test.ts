@@ -33,6 +33,21 @@ describe("openlora chain", () => {
     await expect(checkDeployment(c.public, d)).resolves.not.toThrow();
   });
 
+  it("deploys with a terms delay; register-model says when the terms are in force and --wait returns after that", async () => {
+    const out = join(dir, "delayed.json");
+    const r = await runCli(["chain", "deploy", "--rpc", anvil.url, "--key-file", keyFile, "--out", out, "--terms-delay-s", "2"]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readDeployment(out).params.termsDelay).toBe("2");
+    const reg = await runCli(["chain", "register-model", "--rpc", anvil.url, "--contracts", out, "--key-file", keyFile, "--name", "m", "--kind", "base",
+      "--price-in", "1", "--price-out", "2", "--content-hash", `0x${"ab".repeat(32)}`, "--wait"]);
+    expect(reg.code, reg.stderr).toBe(0);
+    const printed = JSON.parse(reg.stdout) as { inForceFrom: string; tx: string };
+    const c = await connectChain(anvil.url, ANVIL_KEYS[0]!);
+    const block = await c.public.getBlock({ blockNumber: (await c.public.getTransactionReceipt({ hash: printed.tx as `0x${string}` })).blockNumber });
+    expect(Date.parse(printed.inForceFrom)).toBe((Number(block.timestamp) + 2) * 1000);
+    expect(Date.now()).toBeGreaterThanOrEqual(Date.parse(printed.inForceFrom));
+  });
+
   it("refuses a readable key file, a malformed amount and a missing chain with codes", async () => {
     const open = join(dir, "open.key");
     writeFileSync(open, `${ANVIL_KEYS[1]}\n`, { mode: 0o644 });

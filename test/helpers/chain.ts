@@ -9,6 +9,7 @@ import {
 import { privateKeyToAccount } from "viem/accounts";
 import { foundry } from "viem/chains";
 import { deepStrictEqual } from "node:assert/strict";
+import { createServer, request as httpRequest } from "node:http";
 import * as abis from "../../src/chain/abi.js";
 import { ANVIL_KEYS, startAnvil, type LocalChain } from "../../src/chain/anvil.js";
 import { deployOpenLora, type DeployOptions, type Deployment } from "../../src/chain/deploy.js";
@@ -29,6 +30,11 @@ export interface TestChain {
   increaseTime(seconds: bigint | number): Promise<void>;
   /** The latest block's timestamp. */
   now(): Promise<bigint>;
+  /**
+   * The wall clock moved by every increaseTime so far (ms): the clock of a ledger that follows this
+   * chain, so terms set after a time warp come into force for it as they would without one.
+   */
+  clock(): number;
   /** Sends a contract call from `wallet` and waits for it; throws (like a write) when it reverts. */
   /** Waits for a sent transaction (e.g. `contract.write.f(...)`) and asserts it succeeded. */
   mine(hash: Hex | Promise<Hex>): Promise<TransactionReceipt>;
@@ -36,8 +42,11 @@ export interface TestChain {
   stop(): Promise<void>;
 }
 
-/** Test defaults: short windows (seconds), the treasury is ANVIL_KEYS[9]'s address. */
-export const TEST_PARAMS = { challengeWindow: 100n, withdrawDelay: 50n, unbondingDelay: 200n, slashRewardBps: 2500 } as const;
+/**
+ * Test defaults: short windows (seconds), the treasury is ANVIL_KEYS[9]'s address, terms in force
+ * at once (termsDelay 0: the tests of the delay deploy with one).
+ */
+export const TEST_PARAMS = { challengeWindow: 100n, withdrawDelay: 50n, unbondingDelay: 200n, slashRewardBps: 2500, termsDelay: 0n } as const;
 
 export async function startTestChain(opts: Partial<DeployOptions> = {}): Promise<TestChain> {
   const anvil = await startAnvil();
@@ -47,6 +56,7 @@ export async function startTestChain(opts: Partial<DeployOptions> = {}): Promise
   const publicClient = createPublicClient({ chain, transport, pollingInterval: 20, cacheTime: 0 }) as PublicClient;
   const wallets = ANVIL_KEYS.map((k) => createWalletClient({ account: privateKeyToAccount(k), chain, transport, pollingInterval: 20 }));
   const addresses = wallets.map((w) => w.account.address);
+  let warpMs = 0;
   try {
     const deployment = await deployOpenLora(wallets[0]!, publicClient, { ...TEST_PARAMS, treasury: addresses[9]!, ...opts });
     const request = (method: string, params: unknown[]) => publicClient.request({ method, params } as never) as Promise<unknown>;
@@ -56,8 +66,10 @@ export async function startTestChain(opts: Partial<DeployOptions> = {}): Promise
       revert: async (id) => {
         if ((await request("evm_revert", [id])) !== true) throw new Error(`evm_revert ${id} failed`);
       },
+      clock: () => Date.now() + warpMs,
       increaseTime: async (s) => {
         await request("evm_increaseTime", [Number(s)]);
+        warpMs += Number(s) * 1000;
         await request("evm_mine", []);
       },
       now: async () => (await publicClient.getBlock()).timestamp,
@@ -79,6 +91,34 @@ export async function startTestChain(opts: Partial<DeployOptions> = {}): Promise
     await anvil.stop();
     throw e;
   }
+}
+
+/** A JSON-RPC proxy to `target` that can be switched off: an RPC outage without losing the chain's state. */
+export interface RpcProxy {
+  url: string;
+  /** "all": every request fails (the socket is cut); "sends": only transactions. */
+  down: false | "all" | "sends";
+  close(): Promise<void>;
+}
+
+export async function rpcProxy(target: string): Promise<RpcProxy> {
+  const p: RpcProxy = { url: "", down: false, close: async () => {} };
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks);
+      if (p.down === "all" || (p.down === "sends" && body.includes("eth_sendRawTransaction"))) { req.socket.destroy(); return; }
+      const up = httpRequest(target, { method: req.method, headers: req.headers }, (r) => { res.writeHead(r.statusCode ?? 502, r.headers); r.pipe(res); });
+      up.on("error", () => res.destroy());
+      up.end(body);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const a = server.address();
+  p.url = `http://127.0.0.1:${typeof a === "object" && a ? a.port : 0}`;
+  p.close = () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); });
+  return p;
 }
 
 /** Every custom error of the generated ABIs (so a revert bubbling up from another contract decodes too). */
