@@ -249,7 +249,8 @@ function amountOf(v: string | undefined): bigint {
 }
 
 function intOf(v: string, name: string, max = Number.MAX_SAFE_INTEGER): number {
-  const n = Number(v);
+  // Decimal digits only: Number() would also take "1e3", "0x10", " 5" and "" (0).
+  const n = /^[0-9]+$/.test(v) ? Number(v) : NaN;
   if (!Number.isSafeInteger(n) || n < 0 || n > max) throw oerr("INVALID_ARGUMENT", `--${name} must be an integer in [0, ${max}], got "${v}"`);
   return n;
 }

@@ -59,6 +59,8 @@ describe("deployOpenLora", () => {
     expect(await code(deployOpenLora(c.wallets[1]!, c.publicClient, { treasury: c.addresses[2]!, slashRewardBps: 10_001 }))).toBe("INVALID_ARGUMENT");
     expect(await code(deployOpenLora(c.wallets[1]!, c.publicClient, { treasury: "0x1" as Address }))).toBe("INVALID_ARGUMENT");
     expect(await code(deployOpenLora(c.wallets[1]!, c.publicClient, { treasury: c.addresses[2]!, challengeWindow: -1n }))).toBe("INVALID_ARGUMENT");
+    expect(await code(deployOpenLora(c.wallets[1]!, c.publicClient, { treasury: c.addresses[2]!, termsDelay: -1n }))).toBe("INVALID_ARGUMENT");
+    expect(await code(deployOpenLora(c.wallets[1]!, c.publicClient, { treasury: c.addresses[2]!, termsDelay: 1n << 64n }))).toBe("INVALID_ARGUMENT");
   });
 });
 

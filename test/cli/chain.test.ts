@@ -57,6 +57,11 @@ describe("openlora chain", () => {
     expect(readable.stderr).toMatch(/error \[INVALID_ARGUMENT\].*(readable|mode)/i);
     const bad = await runCli(["chain", "mint", "--rpc", anvil.url, "--contracts", contracts, "--key-file", keyFile, "--to", "0x0000000000000000000000000000000000000001", "--amount", "1.5"]);
     expect(bad.stderr).toContain("INVALID_ARGUMENT");
+    for (const v of ["-5", "1e3", "18446744073709551616"]) {
+      const delay = await runCli(["chain", "deploy", "--rpc", anvil.url, "--key-file", keyFile, "--out", join(dir, "never.json"), "--terms-delay-s", v]);
+      expect(delay.code, v).not.toBe(0);
+      expect(delay.stderr).toContain("INVALID_ARGUMENT");
+    }
     const none = await runCli(["chain", "balance", "--key-file", keyFile]);
     expect(none.stderr).toContain("INVALID_ARGUMENT");
   });
