@@ -15,13 +15,16 @@
  * stopped (SIGSTOP), so neither side's idle background work (the chain side polls anvil every
  * 200 ms) is charged to the other. Signatures are made before a round's clock starts (a real client
  * signs on its own machine; here it would share the server's two cores); their cost is reported.
+ * Each round also reports the CPU time (from /proc) of the server's threads and of anvil, and each
+ * side's CPU over 3 idle seconds (background work: following, posting). BENCH_NODE_ARGS passes Node
+ * options to both servers (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof").
  *
  *   npx tsc -p tsconfig.build.json && npx tsx bench/chain-serve.ts [--rounds 5] [--batch 16] [--tokens 32] [--threads 2]
  *                                                                 [--prompt-tokens 16] [--preset smollm2-135m] [--type q8_0]
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { parseArgs } from "node:util";
@@ -86,7 +89,7 @@ interface Server {
 }
 
 async function startServer(args: string[]): Promise<Server> {
-  const child = spawn(process.execPath, [bin, "serve", "--port", "0", "--threads", String(threads), "--max-running", String(Math.max(64, B)), ...args], { stdio: ["ignore", "ignore", "pipe"] });
+  const child = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS?.split(" ").filter(Boolean) ?? []), bin, "serve", "--port", "0", "--threads", String(threads), "--max-running", String(Math.max(64, B)), ...args], { stdio: ["ignore", "ignore", "pipe"] });
   let err = "";
   child.stderr!.setEncoding("utf8");
   const port = await new Promise<number>((resolve, reject) => {
@@ -121,6 +124,27 @@ async function call(url: string, method: string, body?: unknown, headers: Record
   return json;
 }
 
+/** CPU time (ms, user + system, from /proc) of a process's threads by name; `main` is the thread whose id is the pid. */
+function cpuByThread(pid: number | undefined): Map<string, number> {
+  const out = new Map<string, number>();
+  if (pid === undefined) return out;
+  let tids: string[];
+  try { tids = readdirSync(`/proc/${pid}/task`); } catch { return out; }
+  for (const tid of tids) {
+    let stat: string;
+    try { stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, "utf8"); } catch { continue; }
+    const close = stat.lastIndexOf(")");
+    const name = Number(tid) === pid ? "main" : stat.slice(stat.indexOf("(") + 1, close);
+    const f = stat.slice(close + 2).split(" "); // f[0] is field 3 (state): utime is field 14, stime 15
+    out.set(name, (out.get(name) ?? 0) + (Number(f[11]) + Number(f[12])) * 10);
+  }
+  return out;
+}
+
+function cpuDelta(a: Map<string, number>, b: Map<string, number>): Map<string, number> {
+  return new Map([...b].map(([k, v]) => [k, v - (a.get(k) ?? 0)]));
+}
+
 /** A request ready to send: URL and init (headers already signed or keyed). */
 interface Prepared { url: string; init: RequestInit }
 
@@ -132,6 +156,7 @@ function completionBody(modelId: string, prompt: number[], maxTokens: number): s
 interface Side {
   name: string;
   server: Server;
+  anvil?: LocalChain;
   prepare(bodies: string[]): Promise<Prepared[]>;
 }
 
@@ -159,18 +184,24 @@ async function streamOne(p: Prepared, t0: number): Promise<[number, number]> {
   return [first, tokens];
 }
 
-interface RoundResult { tokS: number; ttftP50: number; signMs: number }
+interface RoundResult { tokS: number; ttftP50: number; signMs: number; cpu: Map<string, number>; chainCpuMs: number; secs: number }
 
 async function runRound(side: Side, modelId: string, ps: number[][], maxTokens: number): Promise<RoundResult> {
   const s0 = performance.now();
   const reqs = await side.prepare(ps.map((p) => completionBody(modelId, p, maxTokens)));
   const signMs = performance.now() - s0;
+  const pid = side.server.child.pid;
+  const chainPid = side.anvil?.process.pid;
+  const c0 = cpuByThread(pid);
+  const a0 = cpuByThread(chainPid);
   const t0 = performance.now();
   const results = await Promise.all(reqs.map((r) => streamOne(r, t0)));
   const secs = (performance.now() - t0) / 1000;
+  const cpu = cpuDelta(c0, cpuByThread(pid));
+  const chainCpuMs = [...cpuDelta(a0, cpuByThread(chainPid)).values()].reduce((x, y) => x + y, 0);
   const tokens = results.reduce((a, x) => a + x[1], 0);
   if (tokens !== ps.length * maxTokens) throw new Error(`${side.name}: ${tokens} tokens, expected ${ps.length * maxTokens}`);
-  return { tokS: tokens / secs, ttftP50: median(results.map((x) => x[0])), signMs };
+  return { tokS: tokens / secs, ttftP50: median(results.map((x) => x[0])), signMs, cpu, chainCpuMs, secs };
 }
 
 function writeSecret(file: string, value: string): string {
@@ -317,6 +348,15 @@ async function main(): Promise<void> {
       s.server.resume();
       await runRound(s, modelId, ps.slice(0, 4), 4); // warm-up
     }
+    // Background work alone (following, posting, timers): each side's CPU over 3 idle seconds.
+    const idle = new Map<Side, number>();
+    for (const s of sides) {
+      for (const o of sides) if (o !== s) o.server.pause();
+      s.server.resume();
+      const c0 = cpuByThread(s.server.child.pid);
+      await new Promise((r) => setTimeout(r, 3_000));
+      idle.set(s, [...cpuDelta(c0, cpuByThread(s.server.child.pid)).values()].reduce((x, y) => x + y, 0) / 3);
+    }
     const before = await on.status();
     const rows = new Map<Side, RoundResult[]>(sides.map((s) => [s, []]));
     const ratio: number[] = [];
@@ -348,6 +388,14 @@ async function main(): Promise<void> {
     console.log(`| output tok/s, batch ${B} × ${N} | ${summary(offR.map((x) => x.tokS))} | ${summary(onR.map((x) => x.tokS))} | ${summary(ratio, 3)} |`);
     console.log(`| p50 time to first token in the batch (ms) | ${summary(offR.map((x) => x.ttftP50), 0)} | ${summary(onR.map((x) => x.ttftP50), 0)} | ${summary(ttftDelta, 0)} ms (on − off) |`);
     console.log(`| client: making the batch's requests (ms, before the clock) | ${summary(offR.map((x) => x.signMs), 2)} | ${summary(onR.map((x) => x.signMs), 0)} (${B} EIP-712 signatures) | |`);
+    const names = [...new Set([...offR, ...onR].flatMap((x) => [...x.cpu.keys()]))].sort((a, b) => (a === "main" ? -1 : b === "main" ? 1 : a.localeCompare(b)));
+    for (const name of names) {
+      const per = (rs: RoundResult[]) => summary(rs.map((x) => x.cpu.get(name) ?? 0), 0);
+      console.log(`| server CPU ms per round, thread ${name} | ${per(offR)} | ${per(onR)} | |`);
+    }
+    console.log(`| server CPU ms per idle second (background work) | ${idle.get(off)!.toFixed(0)} | ${idle.get(on)!.toFixed(0)} | |`);
+    console.log(`| anvil CPU ms per round (a remote chain in production) | | ${summary(onR.map((x) => x.chainCpuMs), 0)} | |`);
+    console.log(`| round wall ms | ${summary(offR.map((x) => x.secs * 1000), 0)} | ${summary(onR.map((x) => x.secs * 1000), 0)} | |`);
     console.log(`| epochs posted on chain during the rounds (lastEpochPosted) | | ${posted} (${String(before.lastEpochPosted)} → ${String(during.lastEpochPosted)}) | |`);
   } finally {
     await on?.server.stop().catch(() => {});

@@ -4,9 +4,9 @@
  * synchronous, so the ledger signs an entry inside the same SQLite transaction that stores it (no
  * window in which another writer can take its place in the chain).
  */
-import { secp256k1 } from "@noble/curves/secp256k1";
-import { hexToBytes, recoverAddress, isAddressEqual, serializeSignature, type Address, type Hex } from "viem";
+import { bytesToHex, hexToBytes, recoverAddress, isAddressEqual, type Address, type Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { secp256k1 } from "../crypto/secp256k1.js";
 import { oerr } from "../errors.js";
 
 export interface NodeSigner {
@@ -22,8 +22,8 @@ export function nodeSigner(privateKey: Hex): NodeSigner {
   return {
     address,
     sign(digest: Hex): Hex {
-      const { r, s, recovery } = secp256k1.sign(hexToBytes(digest), key, { lowS: true });
-      return serializeSignature({ r: `0x${r.toString(16).padStart(64, "0")}`, s: `0x${s.toString(16).padStart(64, "0")}`, yParity: recovery });
+      const { signature, recovery } = secp256k1.sign(hexToBytes(digest), key);
+      return `${bytesToHex(signature)}${recovery ? "1c" : "1b"}`;
     },
   };
 }

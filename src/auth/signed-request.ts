@@ -16,9 +16,9 @@
  * The struct carries the agent's address too, so a session key registered by several agents
  * signs for exactly one of them per request (the header alone would be swappable).
  */
-import { secp256k1 } from "@noble/curves/secp256k1";
 import { hashTypedData, hexToBytes, keccak256, toBytes, type Address, type Hex, type LocalAccount } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { isHighS, secp256k1 } from "../crypto/secp256k1.js";
 import { OpenLoraError } from "../errors.js";
 
 /** How long a request signature may live: its expiry at most this far ahead of the server's clock. */
@@ -167,15 +167,11 @@ export function recoverSigner(digest: Hex, signature: Hex): Address {
   const bytes = hexToBytes(parseSignature(signature, "signature"));
   const v = bytes[64]!;
   if (v !== 27 && v !== 28) throw invalid("The signature's v must be 27 or 28.");
-  try {
-    const sig = secp256k1.Signature.fromCompact(bytes.slice(0, 64)).addRecoveryBit(v - 27);
-    if (sig.hasHighS()) throw invalid("The signature's s must be in the lower half of the curve order.");
-    const pub = sig.recoverPublicKey(hexToBytes(digest)).toRawBytes(false);
-    return `0x${keccak256(pub.slice(1)).slice(-40)}` as Address;
-  } catch (e) {
-    if (e instanceof OpenLoraError) throw e;
-    throw invalid("The signature does not recover to any key.");
-  }
+  const rs = bytes.subarray(0, 64);
+  if (isHighS(rs)) throw invalid("The signature's s must be in the lower half of the curve order.");
+  const pub = secp256k1.recover(hexToBytes(digest), rs, (v - 27) as 0 | 1);
+  if (!pub) throw invalid("The signature does not recover to any key.");
+  return `0x${keccak256(pub.subarray(1)).slice(-40)}` as Address;
 }
 
 export interface RequestFacts {

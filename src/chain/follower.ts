@@ -47,6 +47,12 @@ interface TermsArg {
 
 export class ChainFollower {
   private readonly node: Address;
+  /**
+   * The head's hash at the end of the last complete sync, and the first unread block's time then
+   * (null with 0 confirmations): while the head is the same block, so is the chain below it, and a
+   * round needs no other call (an idle poll is one eth_getBlockByNumber).
+   */
+  private lastRound?: { head: Hex; firstUnreadTs: number | null };
 
   constructor(
     private readonly clients: ChainClients,
@@ -65,26 +71,33 @@ export class ChainFollower {
     const head = headBlock.number;
     const target = head - BigInt(this.opts.confirmations);
     const book = this.ledger.chain;
-    let cursor = book.cursor();
-    if (cursor) {
-      const b = await pub.getBlock({ blockNumber: cursor.block });
-      if (b.hash !== cursor.hash) {
-        throw oerr("CHAIN_REORG_TOO_DEEP", `block ${cursor.block} changed (${cursor.hash} → ${b.hash}): a reorg deeper than ${this.opts.confirmations} confirmations`, { block: cursor.block.toString() });
-      }
-    }
-    let from = cursor ? cursor.block + 1n : BigInt(this.deployment.deployBlock);
     let applied = 0;
-    while (from <= target) {
-      const to = from + MAX_RANGE - 1n < target ? from + MAX_RANGE - 1n : target;
-      const logs = await pub.getLogs({ address: [this.deployment.settlement, this.deployment.registry, this.deployment.licence], fromBlock: from, toBlock: to });
-      logs.sort((a, b) => (a.blockNumber === b.blockNumber ? (a.logIndex ?? 0) - (b.logIndex ?? 0) : a.blockNumber! < b.blockNumber! ? -1 : 1));
-      for (const log of logs) if (this.applyLog(log)) applied++;
-      const block = await pub.getBlock({ blockNumber: to });
-      book.setCursor(to, block.hash);
-      cursor = { block: to, hash: block.hash };
-      from = to + 1n;
+    let firstUnreadTs: number | null;
+    if (this.lastRound?.head === headBlock.hash) {
+      firstUnreadTs = this.lastRound.firstUnreadTs;
+    } else {
+      let cursor = book.cursor();
+      if (cursor) {
+        const b = await pub.getBlock({ blockNumber: cursor.block });
+        if (b.hash !== cursor.hash) {
+          throw oerr("CHAIN_REORG_TOO_DEEP", `block ${cursor.block} changed (${cursor.hash} → ${b.hash}): a reorg deeper than ${this.opts.confirmations} confirmations`, { block: cursor.block.toString() });
+        }
+      }
+      let from = cursor ? cursor.block + 1n : BigInt(this.deployment.deployBlock);
+      while (from <= target) {
+        const to = from + MAX_RANGE - 1n < target ? from + MAX_RANGE - 1n : target;
+        const logs = await pub.getLogs({ address: [this.deployment.settlement, this.deployment.registry, this.deployment.licence], fromBlock: from, toBlock: to });
+        logs.sort((a, b) => (a.blockNumber === b.blockNumber ? (a.logIndex ?? 0) - (b.logIndex ?? 0) : a.blockNumber! < b.blockNumber! ? -1 : 1));
+        for (const log of logs) if (this.applyLog(log)) applied++;
+        const block = await pub.getBlock({ blockNumber: to });
+        book.setCursor(to, block.hash);
+        cursor = { block: to, hash: block.hash };
+        from = to + 1n;
+      }
+      firstUnreadTs = target < head ? Number((await pub.getBlock({ blockNumber: target + 1n })).timestamp) * 1000 : null;
+      this.lastRound = { head: headBlock.hash, firstUnreadTs };
     }
-    const firstUnread = target < head ? Number((await pub.getBlock({ blockNumber: target + 1n })).timestamp) * 1000 : Math.max(Number(headBlock.timestamp) * 1000, startMs);
+    const firstUnread = firstUnreadTs ?? Math.max(Number(headBlock.timestamp) * 1000, startMs);
     const delayMs = Number(this.opts.termsDelay) * 1000;
     book.setView(firstUnread + delayMs, delayMs);
     for (const t of this.ledger.applyChainTerms()) {

@@ -301,6 +301,34 @@ describe("reorgs and restarts", () => {
     l.close();
   });
 
+  it("an idle round asks for the head block only; a new block makes it check the cursor and read the logs", async () => {
+    const l = openLedger(join(dir, "idle-round.sqlite"));
+    const n = await ChainNode.start({ url: proxy.url, deployment: t.deployment, nodeKey: NODE_KEY, confirmations: 1 }, l);
+    await mine(2);
+    await n.flush();
+    // flush() also reads lastEpoch (an eth_call) for its caller; the follower's part is the rest.
+    const following = () => proxy.methods.filter((m) => m !== "eth_call");
+    proxy.methods.length = 0;
+    await n.flush();
+    await n.flush();
+    expect(following()).toEqual(["eth_getBlockByNumber", "eth_getBlockByNumber"]);
+    const balance = l.getAgent(partyOf(agent)).balance;
+    await t.send(t.wallets[AGENT]!, { address: t.deployment.settlement, abi: SettlementAbi, functionName: "deposit", args: [node, 55n] });
+    await mine(1);
+    proxy.methods.length = 0;
+    await n.flush();
+    expect(following()).toContain("eth_getLogs");
+    expect(l.getAgent(partyOf(agent)).balance).toBe(balance + 55n);
+    // The first unread block's time is remembered with the head: the view ends where it did.
+    const view = l.chain.viewState()!.safeUntilMs;
+    proxy.methods.length = 0;
+    await n.flush();
+    expect(following()).toEqual(["eth_getBlockByNumber"]);
+    expect(l.chain.viewState()!.safeUntilMs).toBe(view);
+    await n.stop();
+    l.close();
+  });
+
   it("a reorg deeper than the confirmation depth stops following with CHAIN_REORG_TOO_DEEP", async () => {
     const l = openLedger(join(dir, "reorg-deep.sqlite"));
     const n = await ChainNode.start({ url: t.anvil.url, deployment: t.deployment, nodeKey: NODE_KEY, confirmations: 0 }, l);

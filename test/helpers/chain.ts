@@ -98,16 +98,22 @@ export interface RpcProxy {
   url: string;
   /** "all": every request fails (the socket is cut); "sends": only transactions. */
   down: false | "all" | "sends";
+  /** The JSON-RPC methods asked through the proxy, in order (clear it to count from a point). */
+  methods: string[];
   close(): Promise<void>;
 }
 
 export async function rpcProxy(target: string): Promise<RpcProxy> {
-  const p: RpcProxy = { url: "", down: false, close: async () => {} };
+  const p: RpcProxy = { url: "", down: false, methods: [], close: async () => {} };
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
     req.on("end", () => {
       const body = Buffer.concat(chunks);
+      try {
+        const msg = JSON.parse(body.toString("utf8")) as { method?: string } | { method?: string }[];
+        for (const m of Array.isArray(msg) ? msg : [msg]) p.methods.push(String(m.method));
+      } catch { /* not JSON: passed on as it is */ }
       if (p.down === "all" || (p.down === "sends" && body.includes("eth_sendRawTransaction"))) { req.socket.destroy(); return; }
       const up = httpRequest(target, { method: req.method, headers: req.headers }, (r) => { res.writeHead(r.statusCode ?? 502, r.headers); r.pipe(res); });
       up.on("error", () => res.destroy());
