@@ -8,6 +8,7 @@ import {ISettlement} from "./interfaces/ISettlement.sol";
 import {FeeSplit, Line} from "./FeeSplit.sol";
 import {Inputs, ModelUse} from "./FeeSplit.sol";
 import {Receipt, ReceiptLib, SplitParts} from "./ReceiptLib.sol";
+import {StakeCheck} from "./StakeCheck.sol";
 import {TermsCheck} from "./TermsCheck.sol";
 
 /// @notice Fraud proofs of single receipts. A receipt signed by a registered operator whose fee or split
@@ -15,15 +16,17 @@ import {TermsCheck} from "./TermsCheck.sol";
 /// bond through Settlement (proveBadSplit); so does a receipt whose inputs split a registered model by other
 /// terms than the registry's in force at the receipt's time (proveBadTerms, TermsCheck's rule); so do two
 /// receipt chains signed by one operator (proveEquivocation) and a posted epoch that does not end with the
-/// receipt the operator signed as its last (proveNotPosted). Stakes and Datanet contributors in the inputs are
-/// not judged here. One slash per receipt, whichever proof lands first.
+/// receipt the operator signed as its last (proveNotPosted); so does a receipt whose stakers of a model are not
+/// Settlement's at the receipt's time (proveBadStakers, StakeCheck's rule). Datanet contributors in the inputs
+/// are not judged here. One slash per receipt, whichever proof lands first.
 contract ReceiptCourt is EIP712 {
     enum Part { Lines, Inputs, Spans }
     /// FeeMismatch: fee ≠ Σ F_m; LinesMismatch: the lines are not the split; InvalidInputs: splitFee refuses them;
     /// TermsMismatch: a model of the inputs is not split by the registry's terms of the receipt's time;
     /// Equivocation: the operator signed two receipt chains (two receipts with one id, or a successor that does
-    /// not link to its predecessor); NotPosted: a posted epoch's last receipt is not the receipt it signed with that id.
-    enum Reason { FeeMismatch, LinesMismatch, InvalidInputs, TermsMismatch, Equivocation, NotPosted }
+    /// not link to its predecessor); NotPosted: a posted epoch's last receipt is not the receipt it signed with that id;
+    /// StakersMismatch: a model's stakers in the inputs are not Settlement's at the receipt's time.
+    enum Reason { FeeMismatch, LinesMismatch, InvalidInputs, TermsMismatch, Equivocation, NotPosted, StakersMismatch }
 
     IRegistry public immutable registry;
     ISettlement public immutable settlement;
@@ -44,6 +47,7 @@ contract ReceiptCourt is EIP712 {
     /// keccak256(abi.encode(terms)) is not the registry's `registryHash` of the receipt's time.
     error NotRegistryTerms(bytes32 model, bytes32 registryHash);
     error TermsConsistent();
+    error StakersConsistent();
     /// The two receipts are one chain: different ids that are not consecutive, or a successor that links.
     error NoEquivocation();
     /// The receipt is not the last of that epoch, or it is exactly the one posted.
@@ -88,6 +92,20 @@ contract ReceiptCourt is EIP712 {
         if (TermsCheck.matches(m, terms)) revert TermsConsistent();
         slash(digest, signer, Reason.TermsMismatch);
         return Reason.TermsMismatch;
+    }
+
+    /// Proves that model `modelIndex` of the receipt's inputs lists other stakers than Settlement's in force at the
+    /// receipt's time (time / 1000, block seconds): a staker that is not one, a wrong stake, a staker left out, or
+    /// not in ascending address order. A model never registered has no stakers on chain.
+    function proveBadStakers(Receipt calldata receipt, Inputs calldata inputs, bytes calldata signature, uint256 modelIndex) external returns (Reason) {
+        (bytes32 digest, address signer) = signedBy(receipt, signature);
+        Inputs memory inp = inputs;
+        if (ReceiptLib.inputsHash(inp) != receipt.inputsHash) revert PartMismatch(Part.Inputs);
+        if (modelIndex >= inp.models.length) revert ModelIndexOutOfRange(modelIndex, inp.models.length);
+        ModelUse memory m = inp.models[modelIndex];
+        if (StakeCheck.matches(m.stakers, settlement, keccak256(bytes(m.model)), receipt.time / 1000)) revert StakersConsistent();
+        slash(digest, signer, Reason.StakersMismatch);
+        return Reason.StakersMismatch;
     }
 
     /// Proves the operator signed two receipt chains: `a` and `b` carry one id with different digests, or `b`

@@ -5,6 +5,7 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
+import {Checkpoints} from "@openzeppelin/contracts/utils/structs/Checkpoints.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
 import {IRegistry} from "./interfaces/IRegistry.sol";
 import {ISettlement} from "./interfaces/ISettlement.sol";
@@ -16,6 +17,7 @@ import {ISettlement} from "./interfaces/ISettlement.sol";
 contract Settlement is ISettlement, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
     using SafeCast for uint256;
+    using Checkpoints for Checkpoints.Trace208;
 
     error NotDeployer(address caller);
     error CourtAlreadySet(address court);
@@ -77,6 +79,7 @@ contract Settlement is ISettlement, ReentrancyGuardTransient {
     uint64 public immutable override withdrawDelay;
     uint64 public immutable override unbondingDelay;
     uint16 public immutable slashRewardBps;
+    uint64 public immutable override termsDelay;
     address public override court;
 
     mapping(address => mapping(address => uint256)) public override deposited;
@@ -89,8 +92,10 @@ contract Settlement is ISettlement, ReentrancyGuardTransient {
 
     mapping(address => uint256) public override agentStake;
     mapping(address => Unbonding) private _agentUnbonding;
-    mapping(bytes32 => mapping(address => uint256)) public override stakeOf;
-    mapping(bytes32 => uint256) public modelStake;
+    /// Stakes on models as histories keyed by the time they count from (block time + termsDelay), so a
+    /// receipt's stakers are provable at its time (ReceiptCourt.proveBadStakers).
+    mapping(bytes32 => mapping(address => Checkpoints.Trace208)) private _stakes;
+    mapping(bytes32 => Checkpoints.Trace208) private _modelStakes;
     mapping(bytes32 => mapping(address => Unbonding)) private _modelUnbonding;
     mapping(address => BondState) private _bonds;
 
@@ -113,6 +118,7 @@ contract Settlement is ISettlement, ReentrancyGuardTransient {
         withdrawDelay = withdrawDelay_;
         unbondingDelay = unbondingDelay_;
         slashRewardBps = slashRewardBps_;
+        termsDelay = IRegistry(registry_).termsDelay();
     }
 
     function setCourt(address court_) external {
@@ -214,23 +220,42 @@ contract Settlement is ISettlement, ReentrancyGuardTransient {
         if (amount == 0) revert ZeroAmount();
         IRegistry(registry).modelOwner(model); // reverts UnknownModel
         IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
-        uint256 total = stakeOf[model][msg.sender] + amount;
-        stakeOf[model][msg.sender] = total;
-        modelStake[model] += amount;
-        emit StakeChanged(model, msg.sender, total);
+        _setStake(model, msg.sender, stakeOf(model, msg.sender) + amount, modelStake(model) + amount);
     }
 
     function requestUnstake(bytes32 model, uint256 amount) external {
         if (amount == 0) revert ZeroAmount();
-        uint256 have = stakeOf[model][msg.sender];
+        uint256 have = stakeOf(model, msg.sender);
         if (amount > have) revert InsufficientStake(have, amount);
-        stakeOf[model][msg.sender] = have - amount;
-        modelStake[model] -= amount;
+        _setStake(model, msg.sender, have - amount, modelStake(model) - amount);
         Unbonding storage u = _modelUnbonding[model][msg.sender];
         u.amount += amount.toUint128();
         u.readyAt = uint64(block.timestamp) + unbondingDelay;
-        emit StakeChanged(model, msg.sender, have - amount);
         emit UnstakeRequested(model, msg.sender, amount, u.readyAt);
+    }
+
+    function stakeOf(bytes32 model, address staker) public view override returns (uint256) {
+        return _stakes[model][staker].latest();
+    }
+
+    /// The latest total counting stake on the model (possibly not in force yet).
+    function modelStake(bytes32 model) public view returns (uint256) {
+        return _modelStakes[model].latest();
+    }
+
+    function stakeAt(bytes32 model, address staker, uint64 time) external view override returns (uint256) {
+        return _stakes[model][staker].upperLookupRecent(SafeCast.toUint48(time));
+    }
+
+    function modelStakeAt(bytes32 model, uint64 time) external view override returns (uint256) {
+        return _modelStakes[model].upperLookupRecent(SafeCast.toUint48(time));
+    }
+
+    function _setStake(bytes32 model, address staker, uint256 total, uint256 modelTotal) private {
+        uint64 from = uint64(block.timestamp) + termsDelay;
+        _stakes[model][staker].push(SafeCast.toUint48(from), total.toUint208());
+        _modelStakes[model].push(SafeCast.toUint48(from), modelTotal.toUint208());
+        emit StakeChanged(model, staker, total, from);
     }
 
     function completeUnstake(bytes32 model) external nonReentrant {

@@ -21,8 +21,9 @@ interface ISettlement {
     event AgentStakeChanged(address indexed agent, uint256 total);
     event AgentUnstakeRequested(address indexed agent, uint256 amount, uint64 readyAt);
     event AgentUnstaked(address indexed agent, uint256 amount);
-    /// `total` is the staker's counting stake on the model after the change (an unstake request stops it counting).
-    event StakeChanged(bytes32 indexed model, address indexed staker, uint256 total);
+    /// `total` is the staker's counting stake on the model after the change (an unstake request stops it counting);
+    /// receipts split it from `from` (block time + the registry's termsDelay, like terms), `stakeAt` before.
+    event StakeChanged(bytes32 indexed model, address indexed staker, uint256 total, uint64 from);
     event UnstakeRequested(bytes32 indexed model, address indexed staker, uint256 amount, uint64 readyAt);
     event Unstaked(bytes32 indexed model, address indexed staker, uint256 amount);
     event Bonded(address indexed operator, uint256 total);
@@ -72,7 +73,14 @@ interface ISettlement {
     function stake(bytes32 model, uint256 amount) external;
     function requestUnstake(bytes32 model, uint256 amount) external;
     function completeUnstake(bytes32 model) external;
+    /// The latest counting stake (possibly not in force yet: see stakeAt).
     function stakeOf(bytes32 model, address staker) external view returns (uint256);
+    /// The counting stake a receipt of `time` (block seconds) splits by: the last change whose `from` ≤ time.
+    function stakeAt(bytes32 model, address staker, uint64 time) external view returns (uint256);
+    /// Σ stakeAt over every staker of the model.
+    function modelStakeAt(bytes32 model, uint64 time) external view returns (uint256);
+    /// The registry's termsDelay, read at construction.
+    function termsDelay() external view returns (uint64);
 
     function bond(uint256 amount) external;
     function bondOf(address operator) external view returns (uint256);

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-/// Stands in for Settlement in the court's tests: bonds set by anyone, slash only by the court, every call recorded.
+/// Stands in for Settlement in the court's tests: bonds and stakes set by anyone (stakes in force at every time),
+/// slash only by the court, every call recorded.
 contract MockSettlement {
     struct Slash { address operator; address challenger; uint256 amount; }
 
@@ -9,7 +10,23 @@ contract MockSettlement {
     mapping(address => uint256) public bondOf;
     Slash[] public slashes;
 
+    mapping(bytes32 => mapping(address => uint256)) private _stakes;
+    mapping(bytes32 => uint256) private _modelStakes;
+
     error NotCourt(address caller);
+
+    function setStake(bytes32 model, address staker, uint256 stake, uint256 modelTotal) external {
+        _stakes[model][staker] = stake;
+        _modelStakes[model] = modelTotal;
+    }
+
+    function stakeAt(bytes32 model, address staker, uint64) external view returns (uint256) {
+        return _stakes[model][staker];
+    }
+
+    function modelStakeAt(bytes32 model, uint64) external view returns (uint256) {
+        return _modelStakes[model];
+    }
 
     function setCourt(address court_) external {
         court = court_;

@@ -170,17 +170,29 @@ export interface RegistryTerms {
   parents: readonly { model: Hex; weight: bigint }[];
 }
 
+/** The index of `model` (an index or a name) in a version 2 receipt's inputs; INVALID_ARGUMENT when it has none. */
+function inputsModelIndex(r: Receipt, model: number | string): number {
+  const models = r.inputs?.models ?? [];
+  const index = typeof model === "number" ? model : models.findIndex((m) => m.model === model);
+  if (!Number.isSafeInteger(index) || index < 0 || index >= models.length) {
+    throw oerr("INVALID_ARGUMENT", `the receipt's inputs have no model ${String(model)}`);
+  }
+  return index;
+}
+
 /**
  * ReceiptCourt.proveBadTerms's arguments: the signed struct, the inputs part, the signature, which model of
  * the inputs (its index, or its name) and the registry's terms of that model at the receipt's time.
  */
 export function proveBadTermsArgs(r: Receipt, signature: Hex, model: number | string, terms: RegistryTerms) {
   const [struct, parts] = receiptCourtArgs(r);
-  const index = typeof model === "number" ? model : r.inputs!.models.findIndex((m) => m.model === model);
-  if (!Number.isSafeInteger(index) || index < 0 || index >= r.inputs!.models.length) {
-    throw oerr("INVALID_ARGUMENT", `the receipt's inputs have no model ${String(model)}`);
-  }
-  return [struct, parts.inputs, signature, BigInt(index), terms] as const;
+  return [struct, parts.inputs, signature, BigInt(inputsModelIndex(r, model)), terms] as const;
+}
+
+/** ReceiptCourt.proveBadStakers's arguments: the signed struct, the inputs part, the signature, which model. */
+export function proveBadStakersArgs(r: Receipt, signature: Hex, model: number | string) {
+  const [struct, parts] = receiptCourtArgs(r);
+  return [struct, parts.inputs, signature, BigInt(inputsModelIndex(r, model))] as const;
 }
 
 export function receiptTypedData(r: Receipt, opts: ReceiptDomainOptions = {}) {

@@ -100,7 +100,7 @@ export class ChainFollower {
     const firstUnread = firstUnreadTs ?? Math.max(Number(headBlock.timestamp) * 1000, startMs);
     const delayMs = Number(this.opts.termsDelay) * 1000;
     book.setView(firstUnread + delayMs, delayMs);
-    for (const t of this.ledger.applyChainTerms()) {
+    for (const t of this.ledger.applyChainChanges()) {
       if (t.problem !== null) this.opts.warn?.("terms in force on chain could not be listed; the model is not served until terms it can list", { model: t.model, version: t.version, problem: t.problem });
     }
     return applied;
@@ -129,7 +129,7 @@ export class ChainFollower {
               this.opts.warn?.("a stake on a model this node does not list is not mirrored", { model: a.model, staker: a.staker });
               return;
             }
-            book.modelStake(a.staker as Address, model, a.total as bigint, memo);
+            book.queueStake(a.staker as Address, model, a.total as bigint, Number(a.from as bigint) * 1000, memo);
           });
         }
         case "EpochPosted":

@@ -48,6 +48,8 @@ export interface ChainStatus {
   admitsUntil: string | null;
   /** Terms versions seen on chain and not yet in force. */
   pendingTerms: number;
+  /** Stake changes seen on chain whose `from` has not come yet. */
+  pendingStakes: number;
 }
 
 const MIN_BACKOFF_MS = 500;
@@ -199,6 +201,7 @@ export class ChainNode {
       termsDelay: this.termsDelay.toString(),
       admitsUntil: view && view.delayMs > 0 ? new Date(view.safeUntilMs - view.delayMs / 2).toISOString() : null,
       pendingTerms: this.ledger.chain.pendingTerms().length,
+      pendingStakes: this.ledger.chain.pendingStakes(),
     };
   }
 

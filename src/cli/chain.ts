@@ -24,7 +24,8 @@ export const CHAIN_USAGE = `  openlora chain deploy --rpc <url> --key-file <file
   openlora chain <action> (--rpc <url> --contracts <file> --key-file <file> | --dev [--dev-account N]) [--server <node url>]
         mint [--to <address>] --amount N           (the test token only; default to the key's address)
         deposit --amount N [--operator <address>]  (approves and deposits at the node: --operator, or --server's)
-        stake-agent --amount N | stake --model <name> --amount N | unstake --model <name> --amount N
+        stake-agent --amount N | stake --model <name> --amount N [--wait] | unstake --model <name> --amount N [--wait]
+                       (a model's stake counts for receipts from 'inForceFrom', the terms delay after its block)
         request-withdrawal --amount N [--operator <address>] | withdraw   (with the committed spend the node posted)
         register-model --name <name> --kind base|adapter [--base <name>] --price-in N --price-out N
                        (--files <model file or adapter folder> | --content-hash 0x…) [--developer <address>=<share>]...
@@ -100,14 +101,19 @@ export async function runChain(argv: string[]): Promise<number> {
       return 0;
     }
     case "stake-agent":
-    case "stake": {
       await send(deployment.token, TestTokenAbi, "approve", [deployment.settlement, amount()]);
-      print({ tx: action === "stake" ? await send(deployment.settlement, SettlementAbi, "stake", [model(), amount()]) : await send(deployment.settlement, SettlementAbi, "stakeAgent", [amount()]) });
+      print({ tx: await send(deployment.settlement, SettlementAbi, "stakeAgent", [amount()]) });
+      return 0;
+    case "stake":
+    case "unstake": {
+      if (action === "stake") await send(deployment.token, TestTokenAbi, "approve", [deployment.settlement, amount()]);
+      const tx = await send(deployment.settlement, SettlementAbi, action === "stake" ? "stake" : "requestUnstake", [model(), amount()]);
+      const [changed] = parseEventLogs({ abi: SettlementAbi, eventName: "StakeChanged", logs: (await c.public.getTransactionReceipt({ hash: tx })).logs });
+      const fromMs = Number(changed!.args.from) * 1000;
+      print({ tx, total: changed!.args.total.toString(), inForceFrom: new Date(fromMs).toISOString() });
+      await waitIf(values.wait, fromMs);
       return 0;
     }
-    case "unstake":
-      print({ tx: await send(deployment.settlement, SettlementAbi, "requestUnstake", [model(), amount()]) });
-      return 0;
     case "request-withdrawal":
       print({ tx: await send(deployment.settlement, SettlementAbi, "requestWithdrawal", [await operator(), amount()]) });
       return 0;
@@ -132,8 +138,7 @@ export async function runChain(argv: string[]): Promise<number> {
       const [set] = parseEventLogs({ abi: RegistryAbi, eventName: "TermsSet", logs: (await c.public.getTransactionReceipt({ hash: tx })).logs });
       const fromMs = Number(set!.args.from) * 1000;
       print({ id: nameHash(required(values.name, "name")), contentHash: hash, tx, inForceFrom: new Date(fromMs).toISOString() });
-      // A second more for the node's clock and this machine's to agree.
-      if (values.wait) await new Promise((r) => setTimeout(r, Math.max(0, fromMs + 1000 - Date.now())));
+      await waitIf(values.wait, fromMs);
       return 0;
     }
     case "access": {
@@ -267,4 +272,9 @@ function hexKey(v: string): Hex {
 
 function opt<K extends string, V>(k: K, v: V | undefined): { [P in K]?: V } {
   return (v === undefined ? {} : { [k]: v }) as { [P in K]?: V };
+}
+
+/** --wait: returns once `fromMs` has passed, and a second more for the node's clock and this machine's to agree. */
+async function waitIf(wait: boolean | undefined, fromMs: number): Promise<void> {
+  if (wait) await new Promise((r) => setTimeout(r, Math.max(0, fromMs + 1000 - Date.now())));
 }

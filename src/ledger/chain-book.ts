@@ -12,14 +12,16 @@
  *   Deposited          → deposit (the account is created at its first deposit)
  *   WithdrawalRequested → withdraw of what is still available of it, at once: the node stops
  *                         reserving against money on its way out (the chain pays it after a post)
- *   AgentStakeChanged / StakeChanged(total) → deposit + stake (or unstake + withdraw) of the change:
- *                         the stake is funded on chain, so the pair leaves the balance unchanged
+ *   AgentStakeChanged(total) → deposit + stake (or unstake + withdraw) of the change: the stake is
+ *                         funded on chain, so the pair leaves the balance unchanged
+ *   StakeChanged(total, from) → the same on the model, queued until `from` (block time + the terms
+ *                         delay): a receipt splits the stakes Settlement.stakeAt has at its time
  *   TermsSet           → queued until its `from` (the Registry's terms delay after its block), then
- *                         listed by Ledger.applyChainTerms: a receipt is split by the terms the
+ *                         listed by Ledger.applyChainChanges: a receipt is split by the terms the
  *                         Registry holds in force at the receipt's time, never earlier or later ones
  *
  * The view: after each complete follow round the node knows every log up to a block, hence every
- * terms change in force before `safeUntilMs` (the first unseen block's time + the terms delay).
+ * terms or stake change in force before `safeUntilMs` (the first unseen block's time + the terms delay).
  * It admits requests while at least half the delay is left and signs receipts until then
  * (checkFresh): an RPC outage stops serving only when it could make the node sign wrong terms.
  */
@@ -102,6 +104,8 @@ export interface PendingTerms {
   problem: string | null;
 }
 
+export interface PendingStake { seq: number; staker: Address; model: string; total: string; memo: string }
+
 export class ChainBook {
   private view: { safeUntilMs: number; delayMs: number } | null = null;
 
@@ -152,6 +156,30 @@ export class ChainBook {
     this.db.prepare("DELETE FROM chain_pending_terms WHERE model = ? AND version = ?").run(model, version);
     if (reason === null) this.db.prepare("DELETE FROM chain_unservable WHERE model = ?").run(model);
     else this.db.prepare("INSERT INTO chain_unservable (model, reason) VALUES (?, ?) ON CONFLICT (model) DO UPDATE SET reason = excluded.reason").run(model, reason.slice(0, 400));
+  }
+
+  // ---- stake changes waiting for their time
+
+  /** A StakeChanged log's new total for (staker, model), counting from `fromMs`. */
+  queueStake(staker: Address, model: string, total: bigint, fromMs: number, memo: string): void {
+    this.db.prepare("INSERT INTO chain_pending_stakes (staker, model, total, from_ms, memo) VALUES (?, ?, ?, ?, ?)").run(partyOf(staker), model, total.toString(), fromMs, memo);
+  }
+
+  /** Queued stake changes whose time has come, in log order. */
+  dueStakes(nowMs: number): PendingStake[] {
+    return this.db.prepare("SELECT seq, staker, model, total, memo FROM chain_pending_stakes WHERE from_ms <= ? ORDER BY from_ms, seq").all(nowMs) as PendingStake[];
+  }
+
+  /** Mirrors due stake changes (from dueStakes, in its order) and drops them from the queue; call inside a transaction. */
+  applyStakes(due: readonly PendingStake[]): void {
+    for (const d of due) {
+      this.modelStake(d.staker, d.model, BigInt(d.total), d.memo);
+      this.db.prepare("DELETE FROM chain_pending_stakes WHERE seq = ?").run(d.seq);
+    }
+  }
+
+  pendingStakes(): number {
+    return (this.db.prepare("SELECT COUNT(*) AS n FROM chain_pending_stakes").get() as { n: number }).n;
   }
 
   /** CHAIN_TERMS_UNSUPPORTED when the terms in force for `model` are ones the node could not list. */

@@ -212,25 +212,31 @@ export class Ledger {
   }
 
   /**
-   * On a chain: lists every version of terms whose time has come (chain-book.ts), oldest first;
-   * a version the node cannot list leaves its model unservable until a later one it can. Returns
-   * what it applied, with the reason of each that could not be listed.
+   * On a chain: lists every version of terms whose time has come (chain-book.ts), oldest first —
+   * a version the node cannot list leaves its model unservable until a later one it can — then
+   * mirrors the stake changes whose time has come. Returns the terms it applied, with the reason
+   * of each that could not be listed.
    */
-  applyChainTerms(nowMs = this.now()): { model: string; version: number; problem: string | null }[] {
+  applyChainChanges(nowMs = this.now()): { model: string; version: number; problem: string | null }[] {
     const due = this.chain.dueTerms(nowMs);
-    if (due.length === 0) return [];
-    return this.db.transaction(() => due.map((p) => {
-      let problem = p.problem;
-      if (p.input) {
-        try {
-          this.models.register(p.input, { replace: true });
-        } catch (e) {
-          problem = (e as Error).message;
+    const stakes = this.chain.dueStakes(nowMs);
+    if (due.length === 0 && stakes.length === 0) return [];
+    return this.db.transaction(() => {
+      const applied = due.map((p) => {
+        let problem = p.problem;
+        if (p.input) {
+          try {
+            this.models.register(p.input, { replace: true });
+          } catch (e) {
+            problem = (e as Error).message;
+          }
         }
-      }
-      this.chain.termsApplied(p.model, p.version, problem ?? (p.input ? null : "no listing"));
-      return { model: p.model, version: p.version, problem };
-    })).immediate();
+        this.chain.termsApplied(p.model, p.version, problem ?? (p.input ? null : "no listing"));
+        return { model: p.model, version: p.version, problem };
+      });
+      this.chain.applyStakes(stakes);
+      return applied;
+    }).immediate();
   }
 
   /**
@@ -289,7 +295,7 @@ export class Ledger {
     const adapters = input.adapters ?? [];
     if (this.onChain) {
       this.chain.checkFresh("receipt", time);
-      this.applyChainTerms(time);
+      this.applyChainChanges(time);
       for (const id of [input.baseModel, ...adapters.map((a) => a.id)]) this.chain.checkServable(id);
     }
     if (new Set(adapters.map((a) => a.id)).size !== adapters.length) throw oerr("INVALID_ARGUMENT", "a request names an adapter twice");

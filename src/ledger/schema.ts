@@ -287,6 +287,23 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE TABLE chain_unservable (model TEXT PRIMARY KEY, reason TEXT NOT NULL);
     `,
   },
+  {
+    version: 7,
+    name: "chain stakes in force after a delay",
+    // A StakeChanged log's new total waits here until its `from` (ms), like terms: receipts split the
+    // stakes Settlement.stakeAt answers for their time. Applied in log order (seq) within a time.
+    sql: `
+      CREATE TABLE chain_pending_stakes (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        staker TEXT NOT NULL,
+        model TEXT NOT NULL,
+        total TEXT NOT NULL,
+        from_ms INTEGER NOT NULL,
+        memo TEXT NOT NULL
+      );
+      CREATE INDEX chain_pending_stakes_from ON chain_pending_stakes (from_ms, seq);
+    `,
+  },
 ];
 
 /** Applies the migrations this file lacks. Refuses a file that knows migrations we don't. */

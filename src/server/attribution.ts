@@ -104,7 +104,7 @@ export class AttributionService implements AttributionContext {
     const tokensIn = typeof prompt === "string" ? Buffer.byteLength(prompt, "utf8") + 8 : prompt.length;
     if (this.ledger.onChain) {
       this.ledger.chain.checkFresh("admission");
-      this.ledger.applyChainTerms();
+      this.ledger.applyChainChanges();
       const caller = principal.kind === "account" ? principal.id : undefined;
       for (const id of [this.baseModel.id, ...adapters.map((a) => a.id)]) this.ledger.chain.checkAccess(id, caller);
     }

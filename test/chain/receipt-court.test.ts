@@ -2,11 +2,11 @@
  * ReceiptCourt against receipts a real ledger signed: the honest one stands, a lying one slashes its node.
  */
 import { join } from "node:path";
-import { BaseError, ContractFunctionRevertedError, parseEventLogs, type Hex } from "viem";
+import { BaseError, ContractFunctionRevertedError, keccak256, parseEventLogs, stringToHex, type Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nodeSigner } from "../../src/attribution/signing.js";
-import { receiptCourtArgs, receiptDigest, receiptSplitProblem, type Receipt } from "../../src/attribution/receipts.js";
+import { proveBadStakersArgs, receiptCourtArgs, receiptDigest, receiptSplitProblem, type Receipt } from "../../src/attribution/receipts.js";
 import { MockSettlementAbi, ReceiptCourtAbi } from "../../src/chain/abi.js";
 import { ANVIL_KEYS, startAnvil, type LocalChain } from "../../src/chain/anvil.js";
 import type { Ledger } from "../../src/ledger/index.js";
@@ -117,5 +117,86 @@ describe("ReceiptCourt", () => {
     const inputs = { ...s.receipt.inputs!, models: s.receipt.inputs!.models.map((m, i) => (i === 0 ? { ...m, priceOut: 1n << 255n } : m)) };
     const huge: Receipt = { ...s.receipt, inputs };
     expect(await prove(huge, sign(huge))).toBe("SplitOverflow");
+  });
+});
+
+describe("ReceiptCourt.proveBadStakers (stakes from MockSettlement, in force at every time)", () => {
+  const REASONS = ["FeeMismatch", "LinesMismatch", "InvalidInputs", "TermsMismatch", "Equivocation", "NotPosted", "StakersMismatch"];
+  const A = `0x${"0".repeat(38)}0a` as const;
+  const B = `0x${"0".repeat(38)}0b` as const;
+  const C = `0x${"0".repeat(38)}0c` as const;
+  const LORA = keccak256(stringToHex("legal-lora"));
+  let honest: Awaited<ReturnType<typeof settleRequest>>;
+
+  async function proveStakers(r: Receipt, signature: Hex, model: number | string = "legal-lora"): Promise<string> {
+    const w = c.wallet(CHALLENGER);
+    try {
+      const { request } = await c.client.simulateContract({ account: w.account, address: c.court, abi: ReceiptCourtAbi, functionName: "proveBadStakers", args: proveBadStakersArgs(r, signature, model) });
+      const rc = await c.client.waitForTransactionReceipt({ hash: await w.writeContract(request) });
+      const [ev] = parseEventLogs({ abi: ReceiptCourtAbi, logs: rc.logs, eventName: "FraudProven" });
+      expect(ev!.args).toMatchObject({ node: c.node, challenger, receiptDigest: receiptDigest(r, domain()) });
+      return `proven:${REASONS[ev!.args.reason]}`;
+    } catch (e) {
+      const revert = e instanceof BaseError ? e.walk((x) => x instanceof ContractFunctionRevertedError) : null;
+      if (revert instanceof ContractFunctionRevertedError && revert.data?.errorName) return [revert.data.errorName, ...(revert.data.args ?? []).map(String)].join(":");
+      throw e;
+    }
+  }
+
+  /** The honest receipt with legal-lora's stakers replaced, signed by the node: what a lying node could sign. */
+  function withStakers(stakers: { party: string; stake: bigint }[]): [Receipt, Hex] {
+    const inputs = { ...honest.receipt.inputs!, models: honest.receipt.inputs!.models.map((m) => (m.model === "legal-lora" ? { ...m, stakers } : m)) };
+    const r: Receipt = { ...honest.receipt, inputs };
+    return [r, sign(r)];
+  }
+
+  beforeAll(async () => {
+    honest = await settleRequest(ledger, 20);
+    const w = c.wallet(ANVIL_KEYS[0]!);
+    for (const [who, stake] of [[A, 30n], [B, 10n]] as const) {
+      await c.client.waitForTransactionReceipt({ hash: await w.writeContract({ address: c.settlement, abi: MockSettlementAbi, functionName: "setStake", args: [LORA, who, stake, 40n] }) });
+    }
+  });
+
+  it("upholds stakers that are exactly Settlement's at the receipt's time, in ascending address order", async () => {
+    const [r, sig] = withStakers([{ party: A, stake: 30n }, { party: B, stake: 10n }]);
+    expect(await proveStakers(r, sig)).toBe("StakersConsistent");
+    // A model nobody stakes on, listed without stakers.
+    expect(await proveStakers(r, sig, "llama")).toBe("StakersConsistent");
+  });
+
+  it("slashes a wrong stake, a staker left out or added, the wrong order, a duplicate, a zero stake, a party that is no address", async () => {
+    const before = await slashes();
+    const lies: { party: string; stake: bigint }[][] = [
+      [{ party: A, stake: 31n }, { party: B, stake: 10n }],
+      [{ party: A, stake: 30n }],
+      [{ party: A, stake: 30n }, { party: B, stake: 10n }, { party: C, stake: 5n }],
+      [{ party: B, stake: 10n }, { party: A, stake: 30n }],
+      [{ party: A, stake: 30n }, { party: A, stake: 30n }, { party: B, stake: 10n }],
+      [{ party: A, stake: 30n }, { party: B, stake: 10n }, { party: C, stake: 0n }],
+      [{ party: A.toUpperCase().replace("0X", "0x"), stake: 30n }, { party: B, stake: 10n }],
+      [{ party: `${A}00`, stake: 30n }, { party: B, stake: 10n }],
+      [],
+    ];
+    for (const stakers of lies) {
+      const [r, sig] = withStakers(stakers);
+      expect(await proveStakers(r, sig), JSON.stringify(stakers, (_k, v: unknown) => (typeof v === "bigint" ? String(v) : v))).toBe("proven:StakersMismatch");
+    }
+    // The fixture ledger's own stakers ("sam", "tess") are off-chain accounts: no node on a chain signs them.
+    expect(await proveStakers(honest.receipt, honest.signature)).toBe("proven:StakersMismatch");
+    expect(await slashes()).toBe(before + lies.length + 1);
+    const [r, sig] = withStakers(lies[0]!);
+    expect(await proveStakers(r, sig)).toBe(`AlreadyProven:${receiptDigest(r, domain())}`);
+  });
+
+  it("checks the inputs part, the model index and the signature", async () => {
+    const [r, sig] = withStakers([{ party: A, stake: 29n }, { party: B, stake: 10n }]);
+    const [struct, inputs, , index] = proveBadStakersArgs(r, sig, "legal-lora");
+    const w = c.wallet(CHALLENGER);
+    const call = (args: readonly unknown[]) => c.client.simulateContract({ account: w.account, address: c.court, abi: ReceiptCourtAbi, functionName: "proveBadStakers", args: args as never });
+    await expect(call([struct, { ...inputs, treasury: "mallory" }, sig, index])).rejects.toThrow(/PartMismatch/);
+    await expect(call([struct, inputs, sig, BigInt(inputs.models.length)])).rejects.toThrow(/ModelIndexOutOfRange/);
+    await expect(call([struct, inputs, "0xdeadbeef", index])).rejects.toThrow(/BadSignature/);
+    expect(() => proveBadStakersArgs(r, sig, "nope")).toThrow(/no model nope/);
   });
 });

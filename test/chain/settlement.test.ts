@@ -310,7 +310,9 @@ describe("construction", () => {
 });
 
 it("every custom error of Settlement was triggered above", () => {
-  const ours = (n: string) => !/^(ERC20|SafeERC20|ReentrancyGuard|SafeCast)/.test(n);
+  // CheckpointUnorderedInsertion (OZ Checkpoints) cannot happen: a stake's key is block time + a
+  // constant delay, which never decreases.
+  const ours = (n: string) => !/^(ERC20|SafeERC20|ReentrancyGuard|SafeCast|CheckpointUnorderedInsertion$)/.test(n);
   // UnknownModel is Registry's, bubbling up through stake().
   const want = errorNames(SettlementAbi).filter(ours);
   expect(want.filter((n) => !seenErrors.has(n))).toEqual([]);

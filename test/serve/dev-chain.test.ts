@@ -69,7 +69,8 @@ describe("the README's dev-chain steps", () => {
     await chain("mint", "--dev-account", "3", "--amount", "1000000");
     await chain("deposit", "--dev-account", "3", "--amount", "100000");
     await chain("mint", "--dev-account", "4", "--amount", "1000");
-    await chain("stake", "--dev-account", "4", "--model", M, "--amount", "500");
+    const staked = await chain("stake", "--dev-account", "4", "--model", M, "--amount", "500", "--wait");
+    expect(Date.now()).toBeGreaterThanOrEqual(Date.parse(staked.inForceFrom as string));
     const done = await chain("complete", "--dev-account", "3", "--model", M, "--prompt", "Once upon a time", "--max-tokens", "8");
     expect(String(done.text).length).toBeGreaterThan(0);
     const receipt = (await (await fetch(`${serverUrl}/v1/receipts/${String(done.receipt)}`)).json()) as { receipt: { fee: string; lines: { party: string; role: string; amount: string }[] } };
