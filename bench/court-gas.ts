@@ -2,16 +2,22 @@
  * Gas of ReceiptCourt.proveBadSplit (a successful fraud proof, mock Registry/Settlement) for a receipt
  * with 1 base + 2 adapters, 2 Datanets, 3 contributors, stakers: one proof per dishonest receipt; then
  * of proveBadTerms on the same receipts with the adapter's inputs re-signed to differ from its terms
- * only in the last lineage weight (every comparison made: the most expensive verdict).
+ * only in the last lineage weight (every comparison made); of proveBadStakers with a staker left out (every
+ * stake read, the sum differs); of proveBadContributors with the last approved token count wrong: each
+ * the most expensive verdict of its kind.
  *   npx tsx bench/court-gas.ts [proofs, default 7]
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { encodeFunctionData } from "viem";
-import { proveBadTermsArgs, receiptCourtArgs, receiptDigest, type Receipt, type RegistryTerms } from "../src/attribution/receipts.js";
+import { encodeAbiParameters, encodeFunctionData, keccak256, stringToHex, type Address, type Hex } from "viem";
+import {
+  proveBadContributorsArgs, proveBadStakersArgs, proveBadTermsArgs, receiptCourtArgs, receiptDigest,
+  type PublishedVersion, type Receipt, type RegistryTerms,
+} from "../src/attribution/receipts.js";
+import type { ModelUse } from "../src/attribution/types.js";
 import { nodeSigner } from "../src/attribution/signing.js";
-import { MockRegistryAbi, ReceiptCourtAbi } from "../src/chain/abi.js";
+import { MockRegistryAbi, MockSettlementAbi, ReceiptCourtAbi } from "../src/chain/abi.js";
 import { ANVIL_KEYS, startAnvil } from "../src/chain/anvil.js";
 import { courtLedger, deployCourt, NODE_KEY, settleRequest } from "../test/chain/court-fixture.js";
 import { nameId, termsHash } from "../test/helpers/chain.js";
@@ -53,21 +59,42 @@ try {
   };
   const deployer = c.wallet(ANVIL_KEYS[0]!);
   await c.client.waitForTransactionReceipt({ hash: await deployer.writeContract({ address: c.registry, abi: MockRegistryAbi, functionName: "setTermsHash", args: [nameId("legal-lora"), termsHash(terms)] }) });
-  const tgas: bigint[] = [];
-  for (let i = 0; i < n; i++) {
-    const s = await settleRequest(ledger, n + i);
-    const models = s.receipt.inputs!.models.map((m) => (m.model === "legal-lora" ? { ...m, developers: [{ party: bob!, share: 1n }, { party: alice!, share: 2n }] } : m));
-    const lie: Receipt = { ...s.receipt, inputs: { ...s.receipt.inputs!, models } };
-    const sig = nodeSigner(NODE_KEY).sign(receiptDigest(lie, { chainId: chain.chainId, verifyingContract: c.court }));
-    const args = proveBadTermsArgs(lie, sig, "legal-lora", terms);
-    const hash = await w.writeContract({ address: c.court, abi: ReceiptCourtAbi, functionName: "proveBadTerms", args });
-    const rc = await c.client.waitForTransactionReceipt({ hash });
-    if (rc.status !== "success") throw new Error(`terms proof ${i} reverted`);
-    tgas.push(rc.gasUsed);
-    calldata = (encodeFunctionData({ abi: ReceiptCourtAbi, functionName: "proveBadTerms", args }).length - 2) / 2;
+  const sign = (r: Receipt) => nodeSigner(NODE_KEY).sign(receiptDigest(r, { chainId: chain.chainId, verifyingContract: c.court }));
+  /** `n` proofs by `functionName`, each of a fresh receipt changed by `lie`; prints their gas. */
+  async function proofs(functionName: "proveBadTerms" | "proveBadStakers" | "proveBadContributors", lie: (m: ModelUse) => ModelUse, args: (r: Receipt, sig: Hex) => readonly unknown[]) {
+    const used: bigint[] = [];
+    for (let i = 0; i < n; i++) {
+      const s = await settleRequest(ledger, 1000 + proofsMade++);
+      const r: Receipt = { ...s.receipt, inputs: { ...s.receipt.inputs!, models: s.receipt.inputs!.models.map((m) => (m.model === "legal-lora" ? lie(m) : m)) } };
+      const a = args(r, sign(r));
+      const hash = await w.writeContract({ address: c.court, abi: ReceiptCourtAbi, functionName, args: a as never });
+      const rc = await c.client.waitForTransactionReceipt({ hash });
+      if (rc.status !== "success") throw new Error(`${functionName} ${i} reverted`);
+      used.push(rc.gasUsed);
+      calldata = (encodeFunctionData({ abi: ReceiptCourtAbi, functionName, args: a as never }).length - 2) / 2;
+    }
+    console.log(`${functionName} calldata ${calldata} B`);
+    table(functionName, used);
   }
-  console.log(`proveBadTerms calldata ${calldata} B`);
-  table("proveBadTerms", tgas);
+  let proofsMade = 0;
+  await proofs("proveBadTerms", (m) => ({ ...m, developers: [{ party: bob!, share: 1n }, { party: alice!, share: 2n }] }), (r, sig) => proveBadTermsArgs(r, sig, "legal-lora", terms));
+
+  // proveBadStakers: A and B listed as Settlement has them, C (staked too) left out: every stake read, the sum differs.
+  const [A, B, C] = ["0a", "0b", "0c"].map((x) => `0x${"0".repeat(38)}${x}` as Address);
+  for (const [who, stake, total] of [[A, 30n, 30n], [B, 10n, 40n], [C, 1n, 41n]] as const) {
+    await c.client.waitForTransactionReceipt({ hash: await deployer.writeContract({ address: c.settlement, abi: MockSettlementAbi, functionName: "setStake", args: [nameId("legal-lora"), who!, stake, total] }) });
+  }
+  await proofs("proveBadStakers", (m) => ({ ...m, stakers: [{ party: A!, stake: 30n }, { party: B!, stake: 10n }] }), (r, sig) => proveBadStakersArgs(r, sig, "legal-lora"));
+
+  // proveBadContributors: legal@1 published with A 6 and B 4; the receipt lists A 6 and B 3 (the last comparison differs).
+  const version: PublishedVersion = { root: keccak256(stringToHex("legal v1")), contributors: [A!, B!], approvedTokens: [6n, 4n] };
+  const versionHash = keccak256(encodeAbiParameters([{ type: "bytes32" }, { type: "address[]" }, { type: "uint256[]" }], [version.root, version.contributors, version.approvedTokens]));
+  await c.client.waitForTransactionReceipt({ hash: await deployer.writeContract({ address: c.registry, abi: MockRegistryAbi, functionName: "setDatanetVersionHash", args: [nameId("legal"), 1, versionHash] }) });
+  await proofs(
+    "proveBadContributors",
+    (m) => ({ ...m, lineage: m.lineage.map((e) => (e.datanet === "legal@1" ? { ...e, contributors: [{ party: A!, approvedTokens: 6 }, { party: B!, approvedTokens: 3 }] } : e)) }),
+    (r, sig) => proveBadContributorsArgs(r, sig, "legal-lora", "legal@1", version),
+  );
   ledger.close();
 } finally {
   await chain.stop();

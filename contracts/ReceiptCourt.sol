@@ -6,7 +6,8 @@ import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {IRegistry} from "./interfaces/IRegistry.sol";
 import {ISettlement} from "./interfaces/ISettlement.sol";
 import {FeeSplit, Line} from "./FeeSplit.sol";
-import {Inputs, ModelUse} from "./FeeSplit.sol";
+import {Inputs, Lineage, ModelUse} from "./FeeSplit.sol";
+import {ContributorCheck} from "./ContributorCheck.sol";
 import {Receipt, ReceiptLib, SplitParts} from "./ReceiptLib.sol";
 import {StakeCheck} from "./StakeCheck.sol";
 import {TermsCheck} from "./TermsCheck.sol";
@@ -17,16 +18,22 @@ import {TermsCheck} from "./TermsCheck.sol";
 /// terms than the registry's in force at the receipt's time (proveBadTerms, TermsCheck's rule); so do two
 /// receipt chains signed by one operator (proveEquivocation) and a posted epoch that does not end with the
 /// receipt the operator signed as its last (proveNotPosted); so does a receipt whose stakers of a model are not
-/// Settlement's at the receipt's time (proveBadStakers, StakeCheck's rule). Datanet contributors in the inputs
-/// are not judged here. One slash per receipt, whichever proof lands first.
+/// Settlement's at the receipt's time (proveBadStakers, StakeCheck's rule); so does a receipt whose contributors of
+/// a lineage entry are not the named Datanet version's as published (proveBadContributors, ContributorCheck's
+/// rule). One slash per receipt, whichever proof lands first.
 contract ReceiptCourt is EIP712 {
     enum Part { Lines, Inputs, Spans }
     /// FeeMismatch: fee ≠ Σ F_m; LinesMismatch: the lines are not the split; InvalidInputs: splitFee refuses them;
     /// TermsMismatch: a model of the inputs is not split by the registry's terms of the receipt's time;
     /// Equivocation: the operator signed two receipt chains (two receipts with one id, or a successor that does
     /// not link to its predecessor); NotPosted: a posted epoch's last receipt is not the receipt it signed with that id;
-    /// StakersMismatch: a model's stakers in the inputs are not Settlement's at the receipt's time.
-    enum Reason { FeeMismatch, LinesMismatch, InvalidInputs, TermsMismatch, Equivocation, NotPosted, StakersMismatch }
+    /// StakersMismatch: a model's stakers in the inputs are not Settlement's at the receipt's time;
+    /// ContributorsMismatch: a lineage entry's contributors are not its Datanet version's as published.
+    enum Reason { FeeMismatch, LinesMismatch, InvalidInputs, TermsMismatch, Equivocation, NotPosted, StakersMismatch, ContributorsMismatch }
+
+    /// A Datanet version as Registry.publishVersion took it: keccak256(abi.encode(root, contributors,
+    /// approvedTokens)) is the registry's datanetVersionHash (the DatanetVersionPublished event carries all three).
+    struct PublishedVersion { bytes32 root; address[] contributors; uint256[] approvedTokens; }
 
     IRegistry public immutable registry;
     ISettlement public immutable settlement;
@@ -48,6 +55,11 @@ contract ReceiptCourt is EIP712 {
     error NotRegistryTerms(bytes32 model, bytes32 registryHash);
     error TermsConsistent();
     error StakersConsistent();
+    error LineageIndexOutOfRange(uint256 index, uint256 count);
+    /// The entry's key names no published Datanet version (unparsable, or not published), or the version supplied
+    /// is not the published one.
+    error NotPublishedVersion(string datanet);
+    error ContributorsConsistent();
     /// The two receipts are one chain: different ids that are not consecutive, or a successor that links.
     error NoEquivocation();
     /// The receipt is not the last of that epoch, or it is exactly the one posted.
@@ -80,11 +92,7 @@ contract ReceiptCourt is EIP712 {
     function proveBadTerms(
         Receipt calldata receipt, Inputs calldata inputs, bytes calldata signature, uint256 modelIndex, IRegistry.Terms calldata terms
     ) external returns (Reason) {
-        (bytes32 digest, address signer) = signedBy(receipt, signature);
-        Inputs memory inp = inputs;
-        if (ReceiptLib.inputsHash(inp) != receipt.inputsHash) revert PartMismatch(Part.Inputs);
-        if (modelIndex >= inp.models.length) revert ModelIndexOutOfRange(modelIndex, inp.models.length);
-        ModelUse memory m = inp.models[modelIndex];
+        (bytes32 digest, address signer, ModelUse memory m) = signedModel(receipt, inputs, signature, modelIndex);
         bytes32 id = keccak256(bytes(m.model));
         uint64 time = receipt.time / 1000;
         bytes32 registryHash = termsAt(id, time);
@@ -98,14 +106,28 @@ contract ReceiptCourt is EIP712 {
     /// receipt's time (time / 1000, block seconds): a staker that is not one, a wrong stake, a staker left out, or
     /// not in ascending address order. A model never registered has no stakers on chain.
     function proveBadStakers(Receipt calldata receipt, Inputs calldata inputs, bytes calldata signature, uint256 modelIndex) external returns (Reason) {
-        (bytes32 digest, address signer) = signedBy(receipt, signature);
-        Inputs memory inp = inputs;
-        if (ReceiptLib.inputsHash(inp) != receipt.inputsHash) revert PartMismatch(Part.Inputs);
-        if (modelIndex >= inp.models.length) revert ModelIndexOutOfRange(modelIndex, inp.models.length);
-        ModelUse memory m = inp.models[modelIndex];
+        (bytes32 digest, address signer, ModelUse memory m) = signedModel(receipt, inputs, signature, modelIndex);
         if (StakeCheck.matches(m.stakers, settlement, keccak256(bytes(m.model)), receipt.time / 1000)) revert StakersConsistent();
         slash(digest, signer, Reason.StakersMismatch);
         return Reason.StakersMismatch;
+    }
+
+    /// Proves that lineage entry `lineageIndex` of model `modelIndex` of the receipt's inputs lists other contributors
+    /// or approved tokens than the Datanet version its key names (name, at sign, version: Datanet keccak256(bytes(name)),
+    /// TermsCheck.parseKey), as published: `version` must be the published one. A version never published on chain (a Datanet the node
+    /// keeps itself) is not provable here. Versions never change, so the receipt's time plays no part.
+    function proveBadContributors(
+        Receipt calldata receipt, Inputs calldata inputs, bytes calldata signature, uint256 modelIndex, uint256 lineageIndex,
+        PublishedVersion calldata version
+    ) external returns (Reason) {
+        (bytes32 digest, address signer, ModelUse memory m) = signedModel(receipt, inputs, signature, modelIndex);
+        if (lineageIndex >= m.lineage.length) revert LineageIndexOutOfRange(lineageIndex, m.lineage.length);
+        Lineage memory e = m.lineage[lineageIndex];
+        bytes32 published = keccak256(abi.encode(version.root, version.contributors, version.approvedTokens));
+        if (publishedHash(e.datanet) != published) revert NotPublishedVersion(e.datanet);
+        if (ContributorCheck.matches(e.contributors, version.contributors, version.approvedTokens)) revert ContributorsConsistent();
+        slash(digest, signer, Reason.ContributorsMismatch);
+        return Reason.ContributorsMismatch;
     }
 
     /// Proves the operator signed two receipt chains: `a` and `b` carry one id with different digests, or `b`
@@ -140,6 +162,28 @@ contract ReceiptCourt is EIP712 {
         digest = receiptDigest(receipt);
         if (proven[digest]) revert AlreadyProven(digest);
         signer = operatorOf(receipt, digest, signature);
+    }
+
+    /// signedBy, and model `modelIndex` of `inputs`, which must be the receipt's.
+    function signedModel(Receipt calldata receipt, Inputs calldata inputs, bytes calldata signature, uint256 modelIndex)
+        private view returns (bytes32 digest, address signer, ModelUse memory m)
+    {
+        (digest, signer) = signedBy(receipt, signature);
+        Inputs memory inp = inputs;
+        if (ReceiptLib.inputsHash(inp) != receipt.inputsHash) revert PartMismatch(Part.Inputs);
+        if (modelIndex >= inp.models.length) revert ModelIndexOutOfRange(modelIndex, inp.models.length);
+        m = inp.models[modelIndex];
+    }
+
+    /// The registry's datanetVersionHash of a lineage key's Datanet version; 0 when the key names none.
+    function publishedHash(string memory key) private view returns (bytes32) {
+        (bytes32 id, uint256 v) = TermsCheck.parseKey(key);
+        if (v > type(uint32).max) return bytes32(0);
+        try registry.datanetVersionHash(id, uint32(v)) returns (bytes32 h) {
+            return h;
+        } catch {
+            return bytes32(0);
+        }
     }
 
     /// The signer of `digest`: a registered operator, the receipt's node.

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
-/// Stands in for Registry in the court's tests and bench: isOperator and one terms hash per model, set by anyone.
+/// Stands in for Registry in the court's tests and bench: isOperator, one terms hash per model and Datanet version hashes, set by anyone.
 contract MockRegistry {
     mapping(address => bool) public isOperator;
 
@@ -15,6 +15,20 @@ contract MockRegistry {
     function termsAt(bytes32 id, uint64) external view returns (bytes32, uint32) {
         bytes32 h = termsHash[id];
         return (h, h == bytes32(0) ? 0 : 1);
+    }
+
+    mapping(bytes32 => mapping(uint32 => bytes32)) private _versionHash;
+
+    /// A published Datanet version's hash (Registry's keccak256(abi.encode(root, contributors, approvedTokens))).
+    function setDatanetVersionHash(bytes32 id, uint32 version, bytes32 hash) external {
+        _versionHash[id][version] = hash;
+    }
+
+    /// Reverts for a version never set, as Registry does.
+    function datanetVersionHash(bytes32 id, uint32 version) external view returns (bytes32) {
+        bytes32 h = _versionHash[id][version];
+        require(h != bytes32(0), "unknown version");
+        return h;
     }
 
     function setOperator(address operator, bool yes) external {

@@ -195,6 +195,28 @@ export function proveBadStakersArgs(r: Receipt, signature: Hex, model: number | 
   return [struct, parts.inputs, signature, BigInt(inputsModelIndex(r, model))] as const;
 }
 
+/** A Datanet version as Registry.publishVersion took it (the DatanetVersionPublished event's root, contributors, approvedTokens). */
+export interface PublishedVersion {
+  root: Hex;
+  contributors: readonly Address[];
+  approvedTokens: readonly bigint[];
+}
+
+/**
+ * ReceiptCourt.proveBadContributors's arguments: the signed struct, the inputs part, the signature, which model,
+ * which of its lineage entries (its index, or its key "name@version") and that Datanet version as published.
+ */
+export function proveBadContributorsArgs(r: Receipt, signature: Hex, model: number | string, entry: number | string, version: PublishedVersion) {
+  const [struct, parts] = receiptCourtArgs(r);
+  const m = inputsModelIndex(r, model);
+  const lineage = r.inputs!.models[m]!.lineage;
+  const index = typeof entry === "number" ? entry : lineage.findIndex((e) => e.datanet === entry);
+  if (!Number.isSafeInteger(index) || index < 0 || index >= lineage.length) {
+    throw oerr("INVALID_ARGUMENT", `model ${r.inputs!.models[m]!.model} of the receipt's inputs has no lineage entry ${String(entry)}`);
+  }
+  return [struct, parts.inputs, signature, BigInt(m), BigInt(index), version] as const;
+}
+
 export function receiptTypedData(r: Receipt, opts: ReceiptDomainOptions = {}) {
   const types: typeof RECEIPT_TYPES | typeof RECEIPT_V2_TYPES = r.v === 2 ? RECEIPT_V2_TYPES : RECEIPT_TYPES;
   return { domain: receiptDomain(opts, receiptVersion(r)), types, primaryType: "Receipt" as const, message: receiptMessage(r) };

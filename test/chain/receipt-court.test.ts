@@ -2,12 +2,12 @@
  * ReceiptCourt against receipts a real ledger signed: the honest one stands, a lying one slashes its node.
  */
 import { join } from "node:path";
-import { BaseError, ContractFunctionRevertedError, keccak256, parseEventLogs, stringToHex, type Hex } from "viem";
+import { BaseError, ContractFunctionRevertedError, encodeAbiParameters, keccak256, parseEventLogs, stringToHex, type Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nodeSigner } from "../../src/attribution/signing.js";
-import { proveBadStakersArgs, receiptCourtArgs, receiptDigest, receiptSplitProblem, type Receipt } from "../../src/attribution/receipts.js";
-import { MockSettlementAbi, ReceiptCourtAbi } from "../../src/chain/abi.js";
+import { proveBadContributorsArgs, proveBadStakersArgs, receiptCourtArgs, receiptDigest, receiptSplitProblem, type PublishedVersion, type Receipt } from "../../src/attribution/receipts.js";
+import { MockRegistryAbi, MockSettlementAbi, ReceiptCourtAbi } from "../../src/chain/abi.js";
 import { ANVIL_KEYS, startAnvil, type LocalChain } from "../../src/chain/anvil.js";
 import type { Ledger } from "../../src/ledger/index.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -42,12 +42,30 @@ async function prove(r: Receipt, signature: Hex, args = receiptCourtArgs(r)): Pr
     const rc = await c.client.waitForTransactionReceipt({ hash: await w.writeContract(request) });
     const [ev] = parseEventLogs({ abi: ReceiptCourtAbi, logs: rc.logs, eventName: "FraudProven" });
     expect(ev!.args).toMatchObject({ node: c.node, challenger, receiptDigest: receiptDigest(r, domain()) });
-    return `proven:${["FeeMismatch", "LinesMismatch", "InvalidInputs"][ev!.args.reason]}`;
+    return `proven:${REASONS[ev!.args.reason]}`;
   } catch (e) {
     const revert = e instanceof BaseError ? e.walk((x) => x instanceof ContractFunctionRevertedError) : null;
     if (revert instanceof ContractFunctionRevertedError && revert.data?.errorName) {
       return [revert.data.errorName, ...(revert.data.args ?? []).map(String)].join(":");
     }
+    throw e;
+  }
+}
+
+const REASONS = ["FeeMismatch", "LinesMismatch", "InvalidInputs", "TermsMismatch", "Equivocation", "NotPosted", "StakersMismatch", "ContributorsMismatch"];
+
+/** A proof by `functionName`: "proven:<reason>" when it is mined (its FraudProven checked), else the custom error it reverts with. */
+async function proveBy(functionName: "proveBadStakers" | "proveBadContributors", args: readonly unknown[], r: Receipt): Promise<string> {
+  const w = c.wallet(CHALLENGER);
+  try {
+    const { request } = await c.client.simulateContract({ account: w.account, address: c.court, abi: ReceiptCourtAbi, functionName, args: args as never });
+    const rc = await c.client.waitForTransactionReceipt({ hash: await w.writeContract(request) });
+    const [ev] = parseEventLogs({ abi: ReceiptCourtAbi, logs: rc.logs, eventName: "FraudProven" });
+    expect(ev!.args).toMatchObject({ node: c.node, challenger, receiptDigest: receiptDigest(r, domain()) });
+    return `proven:${REASONS[ev!.args.reason]}`;
+  } catch (e) {
+    const revert = e instanceof BaseError ? e.walk((x) => x instanceof ContractFunctionRevertedError) : null;
+    if (revert instanceof ContractFunctionRevertedError && revert.data?.errorName) return [revert.data.errorName, ...(revert.data.args ?? []).map(String)].join(":");
     throw e;
   }
 }
@@ -121,27 +139,14 @@ describe("ReceiptCourt", () => {
 });
 
 describe("ReceiptCourt.proveBadStakers (stakes from MockSettlement, in force at every time)", () => {
-  const REASONS = ["FeeMismatch", "LinesMismatch", "InvalidInputs", "TermsMismatch", "Equivocation", "NotPosted", "StakersMismatch"];
   const A = `0x${"0".repeat(38)}0a` as const;
   const B = `0x${"0".repeat(38)}0b` as const;
   const C = `0x${"0".repeat(38)}0c` as const;
   const LORA = keccak256(stringToHex("legal-lora"));
   let honest: Awaited<ReturnType<typeof settleRequest>>;
 
-  async function proveStakers(r: Receipt, signature: Hex, model: number | string = "legal-lora"): Promise<string> {
-    const w = c.wallet(CHALLENGER);
-    try {
-      const { request } = await c.client.simulateContract({ account: w.account, address: c.court, abi: ReceiptCourtAbi, functionName: "proveBadStakers", args: proveBadStakersArgs(r, signature, model) });
-      const rc = await c.client.waitForTransactionReceipt({ hash: await w.writeContract(request) });
-      const [ev] = parseEventLogs({ abi: ReceiptCourtAbi, logs: rc.logs, eventName: "FraudProven" });
-      expect(ev!.args).toMatchObject({ node: c.node, challenger, receiptDigest: receiptDigest(r, domain()) });
-      return `proven:${REASONS[ev!.args.reason]}`;
-    } catch (e) {
-      const revert = e instanceof BaseError ? e.walk((x) => x instanceof ContractFunctionRevertedError) : null;
-      if (revert instanceof ContractFunctionRevertedError && revert.data?.errorName) return [revert.data.errorName, ...(revert.data.args ?? []).map(String)].join(":");
-      throw e;
-    }
-  }
+  const proveStakers = (r: Receipt, signature: Hex, model: number | string = "legal-lora") =>
+    proveBy("proveBadStakers", proveBadStakersArgs(r, signature, model), r);
 
   /** The honest receipt with legal-lora's stakers replaced, signed by the node: what a lying node could sign. */
   function withStakers(stakers: { party: string; stake: bigint }[]): [Receipt, Hex] {
@@ -198,5 +203,98 @@ describe("ReceiptCourt.proveBadStakers (stakes from MockSettlement, in force at 
     await expect(call([struct, inputs, sig, BigInt(inputs.models.length)])).rejects.toThrow(/ModelIndexOutOfRange/);
     await expect(call([struct, inputs, "0xdeadbeef", index])).rejects.toThrow(/BadSignature/);
     expect(() => proveBadStakersArgs(r, sig, "nope")).toThrow(/no model nope/);
+  });
+});
+
+describe("ReceiptCourt.proveBadContributors (Datanet versions from MockRegistry)", () => {
+  const A = `0x${"0".repeat(38)}0a` as const;
+  const B = `0x${"0".repeat(38)}0b` as const;
+  const C = `0x${"0".repeat(38)}0c` as const;
+  const ROOT = keccak256(stringToHex("legal v1 records"));
+  const published: PublishedVersion = { root: ROOT, contributors: [A, B], approvedTokens: [6n, 3n] };
+  const versionHash = (v: PublishedVersion) =>
+    keccak256(encodeAbiParameters([{ type: "bytes32" }, { type: "address[]" }, { type: "uint256[]" }], [v.root, v.contributors, v.approvedTokens]));
+  let honest: Awaited<ReturnType<typeof settleRequest>>;
+
+  const prove = (r: Receipt, sig: Hex, entry: number | string = "legal@1", v: PublishedVersion = published, model: number | string = "legal-lora") =>
+    proveBy("proveBadContributors", proveBadContributorsArgs(r, sig, model, entry, v), r);
+
+  /** The honest receipt with legal-lora's "legal@1" contributors replaced, signed by the node. */
+  function withContributors(contributors: { party: string; approvedTokens: number }[], key = "legal@1"): [Receipt, Hex] {
+    const inputs = {
+      ...honest.receipt.inputs!,
+      models: honest.receipt.inputs!.models.map((m) => (m.model === "legal-lora" ? { ...m, lineage: m.lineage.map((e) => (e.datanet === key ? { ...e, contributors } : e)) } : m)),
+    };
+    const r: Receipt = { ...honest.receipt, inputs };
+    return [r, sign(r)];
+  }
+
+  beforeAll(async () => {
+    honest = await settleRequest(ledger, 30);
+    const w = c.wallet(ANVIL_KEYS[0]!);
+    await c.client.waitForTransactionReceipt({
+      hash: await w.writeContract({ address: c.registry, abi: MockRegistryAbi, functionName: "setDatanetVersionHash", args: [keccak256(stringToHex("legal")), 1, versionHash(published)] }),
+    });
+  });
+
+  it("upholds contributors that are exactly the published version's, in its order", async () => {
+    expect(honest.receipt.inputs!.models.find((m) => m.model === "legal-lora")!.lineage.map((e) => e.datanet)).toEqual(["cases@1", "legal@1"]);
+    const [r, sig] = withContributors([{ party: A, approvedTokens: 6 }, { party: B, approvedTokens: 3 }]);
+    expect(await prove(r, sig)).toBe("ContributorsConsistent");
+    expect(await prove(r, sig, 1)).toBe("ContributorsConsistent");
+  });
+
+  it("slashes wrong approved tokens, a contributor left out or added, the wrong order, a duplicate, a party that is no address", async () => {
+    const before = await slashes();
+    const lies: { party: string; approvedTokens: number }[][] = [
+      [{ party: A, approvedTokens: 7 }, { party: B, approvedTokens: 3 }],
+      [{ party: A, approvedTokens: 6 }, { party: B, approvedTokens: 0 }],
+      [{ party: A, approvedTokens: 6 }],
+      [{ party: A, approvedTokens: 6 }, { party: B, approvedTokens: 3 }, { party: C, approvedTokens: 1 }],
+      [{ party: B, approvedTokens: 3 }, { party: A, approvedTokens: 6 }],
+      [{ party: A, approvedTokens: 6 }, { party: A, approvedTokens: 3 }],
+      [{ party: A, approvedTokens: 6 }, { party: C, approvedTokens: 3 }],
+      [{ party: A.toUpperCase().replace("0X", "0x"), approvedTokens: 6 }, { party: B, approvedTokens: 3 }],
+      [{ party: `${A}00`, approvedTokens: 6 }, { party: B, approvedTokens: 3 }],
+      [],
+    ];
+    for (const cs of lies) {
+      const [r, sig] = withContributors(cs);
+      expect(await prove(r, sig), JSON.stringify(cs)).toBe("proven:ContributorsMismatch");
+    }
+    // The fixture ledger's own contributors ("carol", "dave") are off-chain names: no node on a chain lists them.
+    expect(await prove(honest.receipt, honest.signature)).toBe("proven:ContributorsMismatch");
+    expect(await slashes()).toBe(before + lies.length + 1);
+    const [r, sig] = withContributors(lies[0]!);
+    expect(await prove(r, sig)).toBe(`AlreadyProven:${receiptDigest(r, domain())}`);
+  });
+
+  it("needs the published version: another root, contributors or tokens, an unpublished version, an unparsable key", async () => {
+    const [r, sig] = withContributors([{ party: A, approvedTokens: 5 }, { party: B, approvedTokens: 3 }]);
+    for (const v of [{ ...published, root: keccak256("0x01") }, { ...published, contributors: [A, C] }, { ...published, approvedTokens: [5n, 3n] }]) {
+      expect(await prove(r, sig, "legal@1", v)).toBe("NotPublishedVersion:legal@1");
+    }
+    // cases@1 was never published in MockRegistry: a Datanet the node keeps itself is not provable here.
+    expect(await prove(r, sig, "cases@1")).toBe("NotPublishedVersion:cases@1");
+    for (const key of ["legal@2", "legal@01", "legal", "legal@x", "legal@99999999999"]) {
+      const [r2, sig2] = withContributors([{ party: A, approvedTokens: 6 }], "legal@1");
+      const renamed: Receipt = { ...r2, inputs: { ...r2.inputs!, models: r2.inputs!.models.map((m) => ({ ...m, lineage: m.lineage.map((e) => (e.datanet === "legal@1" ? { ...e, datanet: key } : e)) })) } };
+      expect(await prove(renamed, sign(renamed), key)).toBe(`NotPublishedVersion:${key}`);
+    }
+  });
+
+  it("checks the inputs part, the model and lineage indexes and the signature", async () => {
+    const [r, sig] = withContributors([{ party: A, approvedTokens: 4 }, { party: B, approvedTokens: 3 }]);
+    const [struct, inputs, , m, e, v] = proveBadContributorsArgs(r, sig, "legal-lora", "legal@1", published);
+    const w = c.wallet(CHALLENGER);
+    const call = (args: readonly unknown[]) => c.client.simulateContract({ account: w.account, address: c.court, abi: ReceiptCourtAbi, functionName: "proveBadContributors", args: args as never });
+    await expect(call([struct, { ...inputs, operator: "mallory" }, sig, m, e, v])).rejects.toThrow(/PartMismatch/);
+    await expect(call([struct, inputs, sig, BigInt(inputs.models.length), e, v])).rejects.toThrow(/ModelIndexOutOfRange/);
+    await expect(call([struct, inputs, sig, m, 2n, v])).rejects.toThrow(/LineageIndexOutOfRange/);
+    await expect(call([struct, inputs, "0xdeadbeef", m, e, v])).rejects.toThrow(/BadSignature/);
+    const other = nodeSigner(CHALLENGER).sign(receiptDigest(r, domain()));
+    await expect(call([struct, inputs, other, m, e, v])).rejects.toThrow(/SignerNotNode/);
+    expect(() => proveBadContributorsArgs(r, sig, "legal-lora", "nope@1", published)).toThrow(/no lineage entry nope@1/);
+    expect(() => proveBadContributorsArgs(r, sig, "llama", 0, published)).toThrow(/no lineage entry 0/);
   });
 });

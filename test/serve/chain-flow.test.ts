@@ -2,7 +2,8 @@
  * The whole flow on a chain, over HTTP with the official openai client: models, a Datanet and
  * access policies listed on chain by their owners; an agent deposits on chain and pays for
  * completions with signed requests; the node posts its epoch; the developer, the staker and the
- * data contributor whose record the answer quoted claim on chain exactly their ledger lines. Each
+ * data contributor whose record the answer quoted claim on chain exactly their ledger lines, and the
+ * court upholds every part of the node's receipt. Each
  * access policy admits and refuses before any compute; bad chain settings fail at start with codes.
  */
 import { writeFileSync } from "node:fs";
@@ -12,12 +13,13 @@ import { type Address, type Hex } from "viem";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { contentHash } from "../../src/attribution/content-hash.js";
 import { signingFetch } from "../../src/auth/client.js";
-import { LicenceAbi, RegistryAbi, SettlementAbi, TestTokenAbi } from "../../src/chain/abi.js";
+import { proveBadContributorsArgs, proveBadStakersArgs, proveBadTermsArgs, receiptCourtArgs, receiptFromJSON } from "../../src/attribution/receipts.js";
+import { LicenceAbi, ReceiptCourtAbi, RegistryAbi, SettlementAbi, TestTokenAbi } from "../../src/chain/abi.js";
 import { ANVIL_KEYS, freePort } from "../../src/chain/anvil.js";
 import { writeDeployment } from "../../src/chain/deploy.js";
 import { writeGgufLora } from "../../src/synth/adapters.js";
 import { writeGgufModel } from "../../src/synth/synthesize.js";
-import { nameId, startTestChain, testTerms, TEST_PARAMS, type TestChain } from "../helpers/chain.js";
+import { expectRevert, nameId, startTestChain, testTerms, TEST_PARAMS, type TestChain } from "../helpers/chain.js";
 import { runCli } from "../helpers/cli.js";
 import { metric, startServer, type ServerProcess } from "../helpers/serve.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -118,12 +120,27 @@ describe("serving on a chain", () => {
     const pub = (await (await signedPost(OWNER, "/v1/datanets/stories/publish", {})).json()) as { version: number; root: Hex };
     await send(OWNER, t.deployment.registry, RegistryAbi, "createDatanet", ["stories"]);
     await send(OWNER, t.deployment.registry, RegistryAbi, "publishVersion", [nameId("stories"), pub.root, [a(CONTRIBUTOR)], [BigInt(record.tokenCount)]]);
-    await send(OWNER, t.deployment.registry, RegistryAbi, "registerModel", ["quoted", 1, nameId(MODEL), testTerms(a(OWNER), {
+    const quotedTerms = testTerms(a(OWNER), {
       contentHash: await contentHash(join(adapters, "quoted.gguf")), priceIn: 2n, priceOut: 5n, lineage: [{ datanet: nameId("stories"), version: pub.version, weight: 1n }],
-    })]);
+    });
+    await send(OWNER, t.deployment.registry, RegistryAbi, "registerModel", ["quoted", 1, nameId(MODEL), quotedTerms]);
     await synced();
-    const paid = await client(AGENT).completions.create({ model: "quoted", prompt: "Tell me", max_tokens: 12, temperature: 0, seed: 5 });
+    const { data: paid, response } = await client(AGENT).completions.create({ model: "quoted", prompt: "Tell me", max_tokens: 12, temperature: 0, seed: 5 }).withResponse();
     expect(paid.choices[0]!.text).toBe(quote);
+
+    // The court on the real deployment upholds every part of the honest node's receipt: its split, the
+    // registry's terms, Settlement's stakers and the contributors of the Datanet version as published.
+    const got = (await get(`/v1/receipts/${response.headers.get("openlora-receipt")}`)) as { json: string; signature: Hex };
+    const receipt = receiptFromJSON(got.json);
+    expect(receipt.lines.some((l) => l.role === "data" && l.party === lower(CONTRIBUTOR))).toBe(true);
+    expect(receipt.inputs!.models.find((m) => m.model === MODEL)!.stakers).toEqual([{ party: lower(STAKER), stake: 1000n }]);
+    const court = (functionName: string, args: readonly unknown[]) => send(OTHER, t.deployment.court!, ReceiptCourtAbi, functionName, [...args]);
+    const [struct, parts] = receiptCourtArgs(receipt);
+    await expectRevert(court("proveBadSplit", [struct, parts, got.signature]), "ReceiptConsistent");
+    await expectRevert(court("proveBadTerms", proveBadTermsArgs(receipt, got.signature, "quoted", quotedTerms)), "TermsConsistent");
+    await expectRevert(court("proveBadStakers", proveBadStakersArgs(receipt, got.signature, MODEL)), "StakersConsistent");
+    const version = { root: pub.root, contributors: [a(CONTRIBUTOR)], approvedTokens: [BigInt(record.tokenCount)] };
+    await expectRevert(court("proveBadContributors", proveBadContributorsArgs(receipt, got.signature, "quoted", `stories@${pub.version}`, version)), "ContributorsConsistent");
 
     expect((await fetch(`http://127.0.0.1:${server.port}/v1/epochs/close`, { method: "POST", headers: { ...server.operator, "content-type": "application/json" }, body: "{}" })).status).toBe(200);
     for (let i = 0; i < 200 && (await get("/v1/chain")).lastEpochPosted !== 1; i++) await new Promise((r) => setTimeout(r, 50));
