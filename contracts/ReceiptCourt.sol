@@ -2,11 +2,12 @@
 pragma solidity ^0.8.24;
 
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {Strings} from "@openzeppelin/contracts/utils/Strings.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {IRegistry} from "./interfaces/IRegistry.sol";
 import {ISettlement} from "./interfaces/ISettlement.sol";
 import {FeeSplit, Line} from "./FeeSplit.sol";
-import {Inputs, Lineage, ModelUse} from "./FeeSplit.sol";
+import {Inputs, Lineage, ModelUse, Policy} from "./FeeSplit.sol";
 import {ContributorCheck} from "./ContributorCheck.sol";
 import {Receipt, ReceiptLib, SplitParts} from "./ReceiptLib.sol";
 import {StakeCheck} from "./StakeCheck.sol";
@@ -20,7 +21,8 @@ import {TermsCheck} from "./TermsCheck.sol";
 /// receipt the operator signed as its last (proveNotPosted); so does a receipt whose stakers of a model are not
 /// Settlement's at the receipt's time (proveBadStakers, StakeCheck's rule); so does a receipt whose contributors of
 /// a lineage entry are not the named Datanet version's as published (proveBadContributors, ContributorCheck's
-/// rule). One slash per receipt, whichever proof lands first.
+/// rule); so does a receipt whose policy, treasury or operator is not the operator's declared policy of its time,
+/// Settlement's treasury and the node itself (proveBadPolicy). One slash per receipt, whichever proof lands first.
 contract ReceiptCourt is EIP712 {
     enum Part { Lines, Inputs, Spans }
     /// FeeMismatch: fee ≠ Σ F_m; LinesMismatch: the lines are not the split; InvalidInputs: splitFee refuses them;
@@ -28,8 +30,10 @@ contract ReceiptCourt is EIP712 {
     /// Equivocation: the operator signed two receipt chains (two receipts with one id, or a successor that does
     /// not link to its predecessor); NotPosted: a posted epoch's last receipt is not the receipt it signed with that id;
     /// StakersMismatch: a model's stakers in the inputs are not Settlement's at the receipt's time;
-    /// ContributorsMismatch: a lineage entry's contributors are not its Datanet version's as published.
-    enum Reason { FeeMismatch, LinesMismatch, InvalidInputs, TermsMismatch, Equivocation, NotPosted, StakersMismatch, ContributorsMismatch }
+    /// ContributorsMismatch: a lineage entry's contributors are not its Datanet version's as published;
+    /// PolicyMismatch: the inputs' policy, treasury or operator are not the registry's policy of the node at the
+    /// receipt's time, Settlement's treasury and the node.
+    enum Reason { FeeMismatch, LinesMismatch, InvalidInputs, TermsMismatch, Equivocation, NotPosted, StakersMismatch, ContributorsMismatch, PolicyMismatch }
 
     /// A Datanet version as Registry.publishVersion took it: keccak256(abi.encode(root, contributors,
     /// approvedTokens)) is the registry's datanetVersionHash (the DatanetVersionPublished event carries all three).
@@ -60,6 +64,9 @@ contract ReceiptCourt is EIP712 {
     /// is not the published one.
     error NotPublishedVersion(string datanet);
     error ContributorsConsistent();
+    /// The node had declared no policy at `time`.
+    error NoPolicyAtTime(address node, uint64 time);
+    error PolicyConsistent();
     /// The two receipts are one chain: different ids that are not consecutive, or a successor that links.
     error NoEquivocation();
     /// The receipt is not the last of that epoch, or it is exactly the one posted.
@@ -128,6 +135,26 @@ contract ReceiptCourt is EIP712 {
         if (ContributorCheck.matches(e.contributors, version.contributors, version.approvedTokens)) revert ContributorsConsistent();
         slash(digest, signer, Reason.ContributorsMismatch);
         return Reason.ContributorsMismatch;
+    }
+
+    /// Proves that the receipt's inputs split by another policy than the one its node declared in force at the
+    /// receipt's time (registry.policyAt), or name another treasury than Settlement's or another operator than the
+    /// node (parties as the node names chain parties: 0x + 40 lowercase hex digits).
+    function proveBadPolicy(Receipt calldata receipt, Inputs calldata inputs, bytes calldata signature) external returns (Reason) {
+        (bytes32 digest, address signer) = signedBy(receipt, signature);
+        Inputs memory inp = inputs;
+        if (ReceiptLib.inputsHash(inp) != receipt.inputsHash) revert PartMismatch(Part.Inputs);
+        uint64 time = receipt.time / 1000;
+        (IRegistry.FeePolicy memory d, uint32 version) = registry.policyAt(receipt.node, time);
+        if (version == 0) revert NoPolicyAtTime(receipt.node, time);
+        Policy memory p = inp.policy;
+        bool same = p.protocolBps == d.protocolBps && p.operatorBps == d.operatorBps && p.developerBps == d.developerBps
+            && p.stakerBps == d.stakerBps && p.dataBps == d.dataBps && p.lambdaBps == d.lambdaBps
+            && keccak256(bytes(inp.operator)) == keccak256(bytes(Strings.toHexString(receipt.node)))
+            && keccak256(bytes(inp.treasury)) == keccak256(bytes(Strings.toHexString(settlement.treasury())));
+        if (same) revert PolicyConsistent();
+        slash(digest, signer, Reason.PolicyMismatch);
+        return Reason.PolicyMismatch;
     }
 
     /// Proves the operator signed two receipt chains: `a` and `b` carry one id with different digests, or `b`

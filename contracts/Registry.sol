@@ -23,6 +23,11 @@ contract Registry is IRegistry {
         uint64 from;
     }
 
+    struct PolicyVersion {
+        FeePolicy policy;
+        uint64 from;
+    }
+
     struct Datanet {
         address owner;
         uint32 versions;
@@ -41,6 +46,7 @@ contract Registry is IRegistry {
 
     mapping(address => string) private _operatorUrl;
     mapping(address => bool) public override isOperator;
+    mapping(address => PolicyVersion[]) private _policies;
     mapping(bytes32 => Model) private _models;
     mapping(bytes32 => TermsVersion[]) private _terms;
     mapping(bytes32 => mapping(address => bool)) public allowed;
@@ -67,6 +73,33 @@ contract Registry is IRegistry {
         isOperator[msg.sender] = true;
         _operatorUrl[msg.sender] = url;
         emit OperatorRegistered(msg.sender, url);
+    }
+
+    /// Version 1 applies at once (no receipt before it is judged by a policy: the node sets it before it
+    /// serves); a change applies termsDelay later, like terms, so a node that follows with some lag never signs
+    /// under a policy no longer in force, and its agents see a change coming.
+    function setOperatorPolicy(FeePolicy calldata p) external {
+        if (!isOperator[msg.sender]) revert UnknownOperator(msg.sender);
+        if (p.protocolBps > 10_000 || p.operatorBps > 10_000 || uint256(p.protocolBps) + p.operatorBps > 10_000) revert InvalidPolicy("protocolBps + operatorBps above 10000");
+        if (uint256(p.developerBps) + p.stakerBps + p.dataBps != 10_000) revert InvalidPolicy("developerBps + stakerBps + dataBps is not 10000");
+        if (p.lambdaBps > 10_000) revert InvalidPolicy("lambdaBps above 10000");
+        PolicyVersion[] storage h = _policies[msg.sender];
+        uint64 from = h.length == 0 ? uint64(block.timestamp) : uint64(block.timestamp) + termsDelay;
+        h.push(PolicyVersion(p, from));
+        emit OperatorPolicySet(msg.sender, uint32(h.length), from, p);
+    }
+
+    function policyAt(address operator, uint64 time) external view returns (FeePolicy memory policy, uint32 version) {
+        PolicyVersion[] storage h = _policies[operator];
+        uint256 lo = 0;
+        uint256 hi = h.length;
+        while (lo < hi) {
+            uint256 mid = (lo + hi) / 2;
+            if (h[mid].from <= time) lo = mid + 1;
+            else hi = mid;
+        }
+        if (lo == 0) return (policy, 0);
+        return (h[lo - 1].policy, uint32(lo));
     }
 
     function operatorUrl(address operator) external view returns (string memory) {

@@ -28,7 +28,13 @@ interface IRegistry {
         Parent[] parents;
     }
 
+    /// An operator's fee policy, as a receipt's inputs carry it (FeeSplit's Policy): protocolBps + operatorBps <= 10000,
+    /// developerBps + stakerBps + dataBps = 10000 (the defaults for models without shares), lambdaBps <= 10000.
+    struct FeePolicy { uint16 protocolBps; uint16 operatorBps; uint16 developerBps; uint16 stakerBps; uint16 dataBps; uint16 lambdaBps; }
+
     event OperatorRegistered(address indexed operator, string url);
+    /// Version 1 applies from its block's time; every later version from its block's time + termsDelay.
+    event OperatorPolicySet(address indexed operator, uint32 version, uint64 from, FeePolicy policy);
     event ModelRegistered(bytes32 indexed id, string name, Kind kind, bytes32 baseModel, address owner);
     /// Emitted at registration (version 1) and at every change; `from` (block seconds) is when it applies:
     /// the block's time + termsDelay.
@@ -46,10 +52,15 @@ interface IRegistry {
     error UnknownOperator(address operator);
     error InvalidTerms(string reason);
     error InvalidName();
+    error InvalidPolicy(string reason);
 
     /// The caller becomes an operator: its address signs receipts and posts epochs.
     function registerOperator(string calldata url) external;
     function isOperator(address operator) external view returns (bool);
+    /// The caller (an operator) declares the fee policy its receipts split by (InvalidPolicy otherwise).
+    function setOperatorPolicy(FeePolicy calldata policy) external;
+    /// The operator's policy in force at `time` (block seconds) and its version; version 0 (all zero) before the first.
+    function policyAt(address operator, uint64 time) external view returns (FeePolicy memory policy, uint32 version);
 
     /// Registers a model (kind Base: baseModel must be 0; Adapter/Merged: baseModel a registered Base).
     function registerModel(string calldata name, Kind kind, bytes32 baseModel, Terms calldata terms) external returns (bytes32 id);

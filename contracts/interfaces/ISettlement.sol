@@ -82,6 +82,9 @@ interface ISettlement {
     /// The registry's termsDelay, read at construction.
     function termsDelay() external view returns (uint64);
 
+    /// Where slashed bonds (less the challenger's reward) go; a receipt's inputs name it as the protocol's party.
+    function treasury() external view returns (address);
+
     function bond(uint256 amount) external;
     function bondOf(address operator) external view returns (uint256);
     /// Only the ReceiptCourt: takes the operator's whole bond, pays `rewardBps` of it to the challenger, the rest

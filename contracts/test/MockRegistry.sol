@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 pragma solidity ^0.8.24;
 
+import {IRegistry} from "../interfaces/IRegistry.sol";
+
 /// Stands in for Registry in the court's tests and bench: isOperator, one terms hash per model and Datanet version hashes, set by anyone.
 contract MockRegistry {
     mapping(address => bool) public isOperator;
@@ -15,6 +17,18 @@ contract MockRegistry {
     function termsAt(bytes32 id, uint64) external view returns (bytes32, uint32) {
         bytes32 h = termsHash[id];
         return (h, h == bytes32(0) ? 0 : 1);
+    }
+
+    mapping(address => IRegistry.FeePolicy) private _policy;
+
+    /// One policy per operator, in force at every time; an operator never set has none (version 0).
+    function setPolicy(address operator, IRegistry.FeePolicy calldata p) external {
+        _policy[operator] = p;
+    }
+
+    function policyAt(address operator, uint64) external view returns (IRegistry.FeePolicy memory, uint32) {
+        IRegistry.FeePolicy memory p = _policy[operator];
+        return (p, p.developerBps + p.stakerBps + p.dataBps == 0 ? 0 : 1);
     }
 
     mapping(bytes32 => mapping(uint32 => bytes32)) private _versionHash;

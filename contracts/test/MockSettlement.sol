@@ -28,6 +28,12 @@ contract MockSettlement {
         return _modelStakes[model];
     }
 
+    address public treasury;
+
+    function setTreasury(address treasury_) external {
+        treasury = treasury_;
+    }
+
     function setCourt(address court_) external {
         court = court_;
     }

@@ -17,6 +17,7 @@ import { ACCESS_KINDS, partyOf, type LogRef } from "../ledger/chain-book.js";
 import type { Ledger } from "../ledger/ledger.js";
 import type { ModelKind } from "../ledger/models.js";
 import { IRegistryAbi, ISettlementAbi } from "./abi.js";
+import type { FeePolicy } from "../attribution/types.js";
 import type { ChainClients } from "./client.js";
 import type { Deployment } from "./deploy.js";
 
@@ -163,6 +164,8 @@ export class ChainFollower {
           const model = book.nameOf("model", a.id as Hex);
           return model !== null && book.apply(ref, () => book.setAllowed(model, a.agent as Address, a.allowed as boolean));
         }
+        case "OperatorPolicySet":
+          return getAddress(a.operator as Address) === this.node && book.apply(ref, () => book.recordPolicy(a.version as number, Number(a.from as bigint) * 1000, a.policy as FeePolicy));
         case "DatanetCreated":
           return book.apply(ref, () => book.setName("datanet", a.id as Hex, a.name as string));
         case "DatanetVersionPublished": {

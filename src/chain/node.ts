@@ -7,6 +7,7 @@
  */
 import { getAddress, type Address } from "viem";
 import { oerr } from "../errors.js";
+import type { FeePolicy } from "../attribution/types.js";
 import type { Ledger } from "../ledger/ledger.js";
 import { IRegistryAbi } from "./abi.js";
 import { connectChain, type ChainClients } from "./client.js";
@@ -50,6 +51,9 @@ export interface ChainStatus {
   pendingTerms: number;
   /** Stake changes seen on chain whose `from` has not come yet. */
   pendingStakes: number;
+  /** The fee policy the node declared on chain and its receipts split by now (version, from as ISO), and the declared ones still to come. */
+  feePolicy: { version: number; from: string; policy: FeePolicy } | null;
+  pendingFeePolicies: { version: number; from: string; policy: FeePolicy }[];
 }
 
 const MIN_BACKOFF_MS = 500;
@@ -97,6 +101,7 @@ export class ChainNode {
     }
     const node = new ChainNode(opts, clients, ledger, termsDelay);
     await node.ensureOperator();
+    await node.ensurePolicy();
     await node.follower.sync();
     node.lastPosted = await node.poster.lastPosted();
     return node;
@@ -116,6 +121,28 @@ export class ChainNode {
     const r = await pub.waitForTransactionReceipt({ hash });
     if (r.status !== "success") throw oerr("CHAIN_TX_FAILED", `registerOperator was reverted (tx ${hash})`);
     this.opts.log?.info({ operator: this.clients.account.address, tx: hash }, "registered the node as an operator on chain");
+  }
+
+  /**
+   * A node that never declared a fee policy declares the ledger's (in force at once: version 1), so every
+   * receipt it signs from now on splits by a policy anyone can check on chain. Later changes are the
+   * operator's (`openlora chain policy`), in force after the terms delay; the follower records each.
+   */
+  private async ensurePolicy(): Promise<void> {
+    const { public: pub, wallet } = this.clients;
+    const registry = this.opts.deployment.registry;
+    let version: number;
+    try {
+      [, version] = await pub.readContract({ address: registry, abi: IRegistryAbi, functionName: "policyAt", args: [this.clients.account.address, 2n ** 64n - 1n] });
+    } catch (e) {
+      throw oerr("CHAIN_CONTRACT_MISSING", `the registry at ${registry} does not answer policyAt (an older openlora's? deploy again): ${(e as Error).message.split("\n")[0]}`, { address: registry });
+    }
+    if (version > 0) return;
+    const policy = this.ledger.configuredPolicy;
+    const hash = await wallet.writeContract({ address: registry, abi: IRegistryAbi, functionName: "setOperatorPolicy", args: [policy] });
+    const r = await pub.waitForTransactionReceipt({ hash });
+    if (r.status !== "success") throw oerr("CHAIN_TX_FAILED", `setOperatorPolicy was reverted (tx ${hash})`);
+    this.opts.log?.info({ operator: this.clients.account.address, policy, tx: hash }, "declared the node's fee policy on chain");
   }
 
   /** Starts the follow / close / post loop. */
@@ -187,6 +214,8 @@ export class ChainNode {
   }
 
   status(): ChainStatus {
+    const now = this.ledger.clock();
+    const iso = (p: { version: number; fromMs: number; policy: FeePolicy } | null) => (p ? { version: p.version, from: new Date(p.fromMs).toISOString(), policy: p.policy } : null);
     const c = this.ledger.chain.cursor();
     const view = this.ledger.chain.viewState();
     return {
@@ -202,6 +231,8 @@ export class ChainNode {
       admitsUntil: view && view.delayMs > 0 ? new Date(view.safeUntilMs - view.delayMs / 2).toISOString() : null,
       pendingTerms: this.ledger.chain.pendingTerms().length,
       pendingStakes: this.ledger.chain.pendingStakes(),
+      feePolicy: iso(this.ledger.chain.policyAt(now)),
+      pendingFeePolicies: this.ledger.chain.pendingPolicies(now).map((p) => iso(p)!),
     };
   }
 

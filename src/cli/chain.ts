@@ -31,6 +31,8 @@ export const CHAIN_USAGE = `  openlora chain deploy --rpc <url> --key-file <file
                        (--files <model file or adapter folder> | --content-hash 0x…) [--developer <address>=<share>]...
                        [--wait]   (the terms are in force from 'inForceFrom'; --wait returns then)
         access --model <name> --policy public|allowlist|licence|min-stake [--min-stake N]
+        fee-policy --protocol-bps N --operator-bps N --developer-bps N --staker-bps N --data-bps N --lambda-bps N [--wait]
+                       (with the node's key: the policy its receipts split by, from 'inForceFrom'; the first at once)
         allow --model <name> --agent <address> [--remove] | licence-mint --model <name> --to <address> --amount N
         claim [--account <address>]                 (the proof comes from --server; the tokens go to the account)
         complete --model <name> --prompt <text> [--max-tokens N]   (a completion paid by the key's account, signed)
@@ -53,7 +55,9 @@ export async function runChain(argv: string[]): Promise<number> {
       to: { type: "string" }, amount: { type: "string" }, operator: { type: "string" }, model: { type: "string" }, name: { type: "string" }, kind: { type: "string" },
       base: { type: "string" }, "price-in": { type: "string" }, "price-out": { type: "string" }, files: { type: "string" }, "content-hash": { type: "string" },
       developer: { type: "string", multiple: true }, policy: { type: "string" }, "min-stake": { type: "string" }, agent: { type: "string" },
-      remove: { type: "boolean" }, account: { type: "string" }, prompt: { type: "string" }, "max-tokens": { type: "string" },
+      remove: { type: "boolean" }, account: { type: "string" },
+      "protocol-bps": { type: "string" }, "operator-bps": { type: "string" }, "developer-bps": { type: "string" }, "staker-bps": { type: "string" },
+      "data-bps": { type: "string" }, "lambda-bps": { type: "string" }, prompt: { type: "string" }, "max-tokens": { type: "string" },
     },
   });
   const print = (o: unknown) => process.stdout.write(`${JSON.stringify(o, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v), 2)}\n`);
@@ -111,6 +115,19 @@ export async function runChain(argv: string[]): Promise<number> {
       const [changed] = parseEventLogs({ abi: SettlementAbi, eventName: "StakeChanged", logs: (await c.public.getTransactionReceipt({ hash: tx })).logs });
       const fromMs = Number(changed!.args.from) * 1000;
       print({ tx, total: changed!.args.total.toString(), inForceFrom: new Date(fromMs).toISOString() });
+      await waitIf(values.wait, fromMs);
+      return 0;
+    }
+    case "fee-policy": {
+      const bps = (k: "protocol-bps" | "operator-bps" | "developer-bps" | "staker-bps" | "data-bps" | "lambda-bps") => intOf(required(values[k], k), k, 10_000);
+      const policy = {
+        protocolBps: bps("protocol-bps"), operatorBps: bps("operator-bps"), developerBps: bps("developer-bps"),
+        stakerBps: bps("staker-bps"), dataBps: bps("data-bps"), lambdaBps: bps("lambda-bps"),
+      };
+      const tx = await send(deployment.registry, RegistryAbi, "setOperatorPolicy", [policy]);
+      const [set] = parseEventLogs({ abi: RegistryAbi, eventName: "OperatorPolicySet", logs: (await c.public.getTransactionReceipt({ hash: tx })).logs });
+      const fromMs = Number(set!.args.from) * 1000;
+      print({ tx, version: set!.args.version, policy, inForceFrom: new Date(fromMs).toISOString() });
       await waitIf(values.wait, fromMs);
       return 0;
     }

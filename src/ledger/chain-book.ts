@@ -33,6 +33,7 @@ import { oerr } from "../errors.js";
 import type { Accounts } from "./accounts.js";
 import { big, money, type Db } from "./db.js";
 import type { RegisterModelInput } from "./models.js";
+import type { FeePolicy } from "../attribution/types.js";
 
 /** IRegistry.AccessKind, in its enum order. */
 export const ACCESS_KINDS = ["public", "allowlist", "licence", "min_stake"] as const;
@@ -108,6 +109,7 @@ export interface PendingStake { seq: number; staker: Address; model: string; tot
 
 export class ChainBook {
   private view: { safeUntilMs: number; delayMs: number } | null = null;
+  private policies: { version: number; fromMs: number; policy: FeePolicy }[] | null = null;
 
   constructor(private readonly db: Db, private readonly accounts: Accounts, private readonly now: () => number) {}
 
@@ -156,6 +158,30 @@ export class ChainBook {
     this.db.prepare("DELETE FROM chain_pending_terms WHERE model = ? AND version = ?").run(model, version);
     if (reason === null) this.db.prepare("DELETE FROM chain_unservable WHERE model = ?").run(model);
     else this.db.prepare("INSERT INTO chain_unservable (model, reason) VALUES (?, ?) ON CONFLICT (model) DO UPDATE SET reason = excluded.reason").run(model, reason.slice(0, 400));
+  }
+
+  // ---- the node's own fee policy, as declared on chain
+
+  /** An OperatorPolicySet of this node (idempotent per version). */
+  recordPolicy(version: number, fromMs: number, policy: FeePolicy): void {
+    const p: FeePolicy = { protocolBps: policy.protocolBps, operatorBps: policy.operatorBps, developerBps: policy.developerBps, stakerBps: policy.stakerBps, dataBps: policy.dataBps, lambdaBps: policy.lambdaBps };
+    this.db.prepare("INSERT INTO chain_policies (version, from_ms, policy) VALUES (?, ?, ?) ON CONFLICT DO NOTHING").run(version, fromMs, JSON.stringify(p));
+    this.policies = null;
+  }
+
+  /** The declared policy in force at `ms` (the last version with from <= ms), null before the first. */
+  policyAt(ms: number): { version: number; fromMs: number; policy: FeePolicy } | null {
+    this.policies ??= (this.db.prepare("SELECT version, from_ms, policy FROM chain_policies ORDER BY version").all() as { version: number; from_ms: number; policy: string }[])
+      .map((r) => ({ version: r.version, fromMs: r.from_ms, policy: JSON.parse(r.policy) as FeePolicy }));
+    let found: { version: number; fromMs: number; policy: FeePolicy } | null = null;
+    for (const p of this.policies) if (p.fromMs <= ms) found = p;
+    return found;
+  }
+
+  /** Declared versions not yet in force at `ms`. */
+  pendingPolicies(ms: number): { version: number; fromMs: number; policy: FeePolicy }[] {
+    this.policyAt(ms);
+    return this.policies!.filter((p) => p.fromMs > ms);
   }
 
   // ---- stake changes waiting for their time

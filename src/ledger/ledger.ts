@@ -217,6 +217,19 @@ export class Ledger {
    * mirrors the stake changes whose time has come. Returns the terms it applied, with the reason
    * of each that could not be listed.
    */
+  /**
+   * The fee policy a receipt of time `ms` splits by: on a chain, the node's policy declared there and in
+   * force then (ReceiptCourt.proveBadPolicy); before its first declaration, and off chain, the configured one.
+   */
+  policyAt(ms: number): FeePolicy {
+    return (this.onChain ? this.chain.policyAt(ms)?.policy : undefined) ?? this.policy;
+  }
+
+  /** The policy this ledger was opened with (a chain node declares it when it has declared none). */
+  get configuredPolicy(): FeePolicy {
+    return { ...this.policy };
+  }
+
   applyChainChanges(nowMs = this.now()): { model: string; version: number; problem: string | null }[] {
     const due = this.chain.dueTerms(nowMs);
     const stakes = this.chain.dueStakes(nowMs);
@@ -319,7 +332,7 @@ export class Ledger {
       tokensOut: input.outputTokens.length,
       models: [base, ...used],
       spans: credits,
-      policy: this.policy,
+      policy: this.policyAt(time),
       treasury: this.treasury,
       operator: this.operator,
     };

@@ -304,6 +304,19 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX chain_pending_stakes_from ON chain_pending_stakes (from_ms, seq);
     `,
   },
+  {
+    version: 8,
+    name: "the node's fee policy as declared on chain",
+    // Every OperatorPolicySet of this node (Registry.setOperatorPolicy): a receipt splits by the version in
+    // force at its time (from_ms <= time), as ReceiptCourt.proveBadPolicy judges it. policy: canonical JSON.
+    sql: `
+      CREATE TABLE chain_policies (
+        version INTEGER PRIMARY KEY,
+        from_ms INTEGER NOT NULL,
+        policy TEXT NOT NULL
+      );
+    `,
+  },
 ];
 
 /** Applies the migrations this file lacks. Refuses a file that knows migrations we don't. */

@@ -6,12 +6,12 @@ import { BaseError, ContractFunctionRevertedError, encodeAbiParameters, keccak25
 import { privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nodeSigner } from "../../src/attribution/signing.js";
-import { proveBadContributorsArgs, proveBadStakersArgs, receiptCourtArgs, receiptDigest, receiptSplitProblem, type PublishedVersion, type Receipt } from "../../src/attribution/receipts.js";
+import { proveBadContributorsArgs, proveBadPolicyArgs, proveBadStakersArgs, receiptCourtArgs, receiptDigest, receiptSplitProblem, type PublishedVersion, type Receipt } from "../../src/attribution/receipts.js";
 import { MockRegistryAbi, MockSettlementAbi, ReceiptCourtAbi } from "../../src/chain/abi.js";
 import { ANVIL_KEYS, startAnvil, type LocalChain } from "../../src/chain/anvil.js";
 import type { Ledger } from "../../src/ledger/index.js";
 import { tempDir } from "../helpers/tmp.js";
-import { courtLedger, deployCourt, NODE_KEY, settleRequest } from "./court-fixture.js";
+import { courtLedger, deployCourt, NODE_KEY, POLICY, settleRequest } from "./court-fixture.js";
 
 const dir = tempDir("openlora-court-");
 const CHALLENGER = ANVIL_KEYS[2]!;
@@ -52,10 +52,10 @@ async function prove(r: Receipt, signature: Hex, args = receiptCourtArgs(r)): Pr
   }
 }
 
-const REASONS = ["FeeMismatch", "LinesMismatch", "InvalidInputs", "TermsMismatch", "Equivocation", "NotPosted", "StakersMismatch", "ContributorsMismatch"];
+const REASONS = ["FeeMismatch", "LinesMismatch", "InvalidInputs", "TermsMismatch", "Equivocation", "NotPosted", "StakersMismatch", "ContributorsMismatch", "PolicyMismatch"];
 
 /** A proof by `functionName`: "proven:<reason>" when it is mined (its FraudProven checked), else the custom error it reverts with. */
-async function proveBy(functionName: "proveBadStakers" | "proveBadContributors", args: readonly unknown[], r: Receipt): Promise<string> {
+async function proveBy(functionName: "proveBadStakers" | "proveBadContributors" | "proveBadPolicy", args: readonly unknown[], r: Receipt): Promise<string> {
   const w = c.wallet(CHALLENGER);
   try {
     const { request } = await c.client.simulateContract({ account: w.account, address: c.court, abi: ReceiptCourtAbi, functionName, args: args as never });
@@ -296,5 +296,69 @@ describe("ReceiptCourt.proveBadContributors (Datanet versions from MockRegistry)
     await expect(call([struct, inputs, other, m, e, v])).rejects.toThrow(/SignerNotNode/);
     expect(() => proveBadContributorsArgs(r, sig, "legal-lora", "nope@1", published)).toThrow(/no lineage entry nope@1/);
     expect(() => proveBadContributorsArgs(r, sig, "llama", 0, published)).toThrow(/no lineage entry 0/);
+  });
+});
+
+describe("ReceiptCourt.proveBadPolicy (the node's policy from MockRegistry, the treasury from MockSettlement)", () => {
+  const TREASURY = `0x${"7e".repeat(20)}` as const;
+  const ZERO = { protocolBps: 0, operatorBps: 0, developerBps: 0, stakerBps: 0, dataBps: 0, lambdaBps: 0 };
+  let honest: Awaited<ReturnType<typeof settleRequest>>;
+  const send = async (address: Hex, abi: typeof MockRegistryAbi | typeof MockSettlementAbi, functionName: string, args: readonly unknown[]) => {
+    const w = c.wallet(ANVIL_KEYS[0]!);
+    await c.client.waitForTransactionReceipt({ hash: await w.writeContract({ address, abi, functionName, args } as never) });
+  };
+  const prove = (r: Receipt, sig: Hex) => proveBy("proveBadPolicy", proveBadPolicyArgs(r, sig), r);
+
+  /** The honest receipt with its inputs' policy, treasury and operator replaced, signed by the node. */
+  function withPolicy(over: { policy?: Partial<typeof POLICY>; treasury?: string; operator?: string }): [Receipt, Hex] {
+    const i = honest.receipt.inputs!;
+    const inputs = { ...i, policy: { ...POLICY, ...over.policy }, treasury: over.treasury ?? TREASURY, operator: over.operator ?? c.node.toLowerCase() };
+    const r: Receipt = { ...honest.receipt, inputs };
+    return [r, sign(r)];
+  }
+
+  beforeAll(async () => {
+    honest = await settleRequest(ledger, 40);
+    await send(c.settlement, MockSettlementAbi, "setTreasury", [TREASURY]);
+    await send(c.registry, MockRegistryAbi, "setPolicy", [c.node, POLICY]);
+  });
+
+  it("upholds the policy the node declared, Settlement's treasury and the node as operator", async () => {
+    const [r, sig] = withPolicy({});
+    expect(await prove(r, sig)).toBe("PolicyConsistent");
+  });
+
+  it("slashes any other bps, treasury or operator", async () => {
+    const before = await slashes();
+    expect(c.node).not.toBe(c.node.toLowerCase()); // the checksummed spelling differs from the party's
+    const lies = [
+      ...(["protocolBps", "operatorBps", "developerBps", "stakerBps", "dataBps", "lambdaBps"] as const).map((k) => ({ policy: { [k]: POLICY[k] + 1 } })),
+      { policy: { protocolBps: 0, operatorBps: POLICY.operatorBps + POLICY.protocolBps } },
+      { treasury: `0x${"7f".repeat(20)}` },
+      { treasury: TREASURY.toUpperCase().replace("0X", "0x") },
+      { treasury: "treasury" },
+      { operator: `0x${"0".repeat(40)}` },
+      { operator: c.node },
+    ];
+    for (const over of lies) {
+      const [r, sig] = withPolicy(over);
+      expect(await prove(r, sig), JSON.stringify(over)).toBe("proven:PolicyMismatch");
+    }
+    // The fixture ledger names its treasury and operator off chain ("treasury", "op"): no node on a chain does.
+    expect(await prove(honest.receipt, honest.signature)).toBe("proven:PolicyMismatch");
+    expect(await slashes()).toBe(before + lies.length + 1);
+  });
+
+  it("needs a declared policy at the receipt's time, the inputs part and the node's signature", async () => {
+    const [r, sig] = withPolicy({ policy: { lambdaBps: 1 } });
+    await send(c.registry, MockRegistryAbi, "setPolicy", [c.node, ZERO]);
+    expect(await prove(r, sig)).toBe(`NoPolicyAtTime:${c.node}:${Math.floor(r.time / 1000)}`);
+    await send(c.registry, MockRegistryAbi, "setPolicy", [c.node, POLICY]);
+    const [struct, inputs] = proveBadPolicyArgs(r, sig);
+    const w = c.wallet(CHALLENGER);
+    const call = (args: readonly unknown[]) => c.client.simulateContract({ account: w.account, address: c.court, abi: ReceiptCourtAbi, functionName: "proveBadPolicy", args: args as never });
+    await expect(call([struct, { ...inputs, treasury: "mallory" }, sig])).rejects.toThrow(/PartMismatch/);
+    await expect(call([struct, inputs, "0xdeadbeef"])).rejects.toThrow(/BadSignature/);
+    expect(await prove(r, sig)).toBe("proven:PolicyMismatch");
   });
 });

@@ -43,6 +43,51 @@ describe("operators", () => {
   });
 });
 
+describe("operators' fee policies", () => {
+  const P = { protocolBps: 200, operatorBps: 2000, developerBps: 5000, stakerBps: 2000, dataBps: 3000, lambdaBps: 5000 };
+  const ZERO = { protocolBps: 0, operatorBps: 0, developerBps: 0, stakerBps: 0, dataBps: 0, lambdaBps: 0 };
+
+  it("version 1 applies at once, a change termsDelay seconds after its block; policyAt answers by block time", async () => {
+    const hash = await owner.deployContract({ abi: RegistryAbi, bytecode: loadArtifact("Registry").bytecode, args: [600n] });
+    const address = (await c.publicClient.waitForTransactionReceipt({ hash })).contractAddress!;
+    const op = c.wallets[4]!;
+    const r = getContract({ address, abi: RegistryAbi, client: { public: c.publicClient, wallet: op } });
+    await c.mine(r.write.registerOperator(["http://op"]));
+    const me = op.account.address;
+    expect(await r.read.policyAt([me, 2n ** 64n - 1n])).toEqual([ZERO, 0]);
+    const r1 = await c.mine(r.write.setOperatorPolicy([P]));
+    const at1 = (await c.publicClient.getBlock({ blockNumber: r1.blockNumber })).timestamp;
+    expect(parseEventLogs({ abi: RegistryAbi, eventName: "OperatorPolicySet", logs: r1.logs })[0]!.args).toEqual({ operator: me, version: 1, from: at1, policy: P });
+    await c.increaseTime(10);
+    const P2 = { ...P, operatorBps: 2500, developerBps: 4000, stakerBps: 3000 };
+    const r2 = await c.mine(r.write.setOperatorPolicy([P2]));
+    const at2 = (await c.publicClient.getBlock({ blockNumber: r2.blockNumber })).timestamp;
+    expect(parseEventLogs({ abi: RegistryAbi, eventName: "OperatorPolicySet", logs: r2.logs })[0]!.args).toMatchObject({ version: 2, from: at2 + 600n, policy: P2 });
+    expect(await r.read.policyAt([me, at1 - 1n])).toEqual([ZERO, 0]);
+    expect(await r.read.policyAt([me, at1])).toEqual([P, 1]);
+    expect(await r.read.policyAt([me, at2 + 599n])).toEqual([P, 1]);
+    expect(await r.read.policyAt([me, at2 + 600n])).toEqual([P2, 2]);
+    // Another operator's policy is its own.
+    expect(await r.read.policyAt([owner.account.address, at2 + 600n])).toEqual([ZERO, 0]);
+  });
+
+  it("refuses a caller that is no operator and policies splitFee would refuse, with a reason", async () => {
+    const op = c.wallets[4]!;
+    await expectRevert(registry(op).write.setOperatorPolicy([P]), "UnknownOperator", [op.account.address]);
+    await c.mine(registry(op).write.registerOperator(["http://op"]));
+    const bad: [Partial<typeof P>, string][] = [
+      [{ protocolBps: 10_001, operatorBps: 0 }, "protocolBps + operatorBps above 10000"],
+      [{ protocolBps: 0, operatorBps: 10_001 }, "protocolBps + operatorBps above 10000"],
+      [{ protocolBps: 5000, operatorBps: 5001 }, "protocolBps + operatorBps above 10000"],
+      [{ developerBps: 5000, stakerBps: 2000, dataBps: 2999 }, "developerBps + stakerBps + dataBps is not 10000"],
+      [{ developerBps: 0, stakerBps: 0, dataBps: 0 }, "developerBps + stakerBps + dataBps is not 10000"],
+      [{ lambdaBps: 10_001 }, "lambdaBps above 10000"],
+    ];
+    for (const [over, reason] of bad) await expectRevert(registry(op).write.setOperatorPolicy([{ ...P, ...over }]), "InvalidPolicy", [reason]);
+    await c.mine(registry(op).write.setOperatorPolicy([{ ...P, protocolBps: 0, operatorBps: 10_000, lambdaBps: 10_000 }]));
+  });
+});
+
 describe("models and terms", () => {
   it("ids are keccak256 of the name and the creator owns the entry", async () => {
     expect(await registry(other).read.modelOwner([baseId])).toBe(owner.account.address);

@@ -1,15 +1,18 @@
 /**
- * Stakes in force after the terms delay, on the real deployment (Registry, Settlement, ReceiptCourt):
+ * Stakes and the node's fee policy in force after the terms delay, on the real deployment (Registry,
+ * Settlement, ReceiptCourt):
  * Settlement keeps each model's stakes as histories keyed by when they count (block time + delay);
  * a node following the chain queues each StakeChanged until then (across a restart), so every
  * receipt it signs lists exactly the stakers Settlement.stakeAt has at the receipt's time, which
  * proveBadStakers upholds before and after a change; a receipt whose stakers are not those slashes
- * the node's bond. The ledger's clock is set by hand; the chain's is moved by evm_increaseTime.
+ * the node's bond. The node declares its configured fee policy at its first start (in force at once) and
+ * follows a change the operator declares later (in force after the delay): proveBadPolicy upholds the
+ * receipts on either side of it. The ledger's clock is set by hand; the chain's is moved by evm_increaseTime.
  */
 import { join } from "node:path";
 import { parseEventLogs, type Address, type Hex } from "viem";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { proveBadStakersArgs, receiptDigest, type Receipt } from "../../src/attribution/receipts.js";
+import { proveBadPolicyArgs, proveBadStakersArgs, receiptDigest, type Receipt } from "../../src/attribution/receipts.js";
 import { nodeSigner } from "../../src/attribution/signing.js";
 import type { FeePolicy } from "../../src/attribution/types.js";
 import { ReceiptCourtAbi, RegistryAbi, SettlementAbi, TestTokenAbi } from "../../src/chain/abi.js";
@@ -146,6 +149,49 @@ describe("stakers in force after the terms delay", () => {
     const rc = await prove(lie, sig);
     const [ev] = parseEventLogs({ abi: ReceiptCourtAbi, eventName: "FraudProven", logs: rc.logs });
     expect(ev!.args.reason).toBe(6); // StakersMismatch
+    expect(await read("bondOf", [node])).toBe(0n);
+  });
+});
+
+describe("the node's fee policy, declared on chain", () => {
+  const policyAt = (ms: number) =>
+    t.publicClient.readContract({ address: t.deployment.registry, abi: RegistryAbi, functionName: "policyAt", args: [node, BigInt(Math.floor(ms / 1000))] });
+  const provePolicy = (r: Receipt, sig: Hex) => t.send(t.wallets[CHALLENGER]!, { address: t.deployment.court!, abi: ReceiptCourtAbi, functionName: "proveBadPolicy", args: proveBadPolicyArgs(r, sig) });
+
+  it("the node declared its configured policy once, at its first start (not again at the restart); its receipts split by it", async () => {
+    const logs = await t.publicClient.getContractEvents({ address: t.deployment.registry, abi: RegistryAbi, eventName: "OperatorPolicySet", fromBlock: 0n });
+    expect(logs.map((l) => [l.args.operator, l.args.version, l.args.policy])).toEqual([[node, 1, POLICY]]);
+    expect(chainNode.status().feePolicy).toMatchObject({ version: 1, policy: POLICY });
+    const r = await settle(clock + 1);
+    expect(r.receipt.inputs!.policy).toEqual(POLICY);
+    expect([r.receipt.inputs!.treasury, r.receipt.inputs!.operator]).toEqual([partyOf(t.addresses[9]!), partyOf(node)]);
+    await expectRevert(provePolicy(r.receipt, r.signature), "PolicyConsistent");
+  });
+
+  it("a change counts from its block's time + the delay: receipts before it split by the old policy, after it by the new, both upheld", async () => {
+    const P2 = { ...POLICY, operatorBps: 3000, developerBps: 4000, stakerBps: 3000, lambdaBps: 2500 };
+    const rc = await t.send(t.wallets[1]!, { address: t.deployment.registry, abi: RegistryAbi, functionName: "setOperatorPolicy", args: [P2] });
+    const [ev] = parseEventLogs({ abi: RegistryAbi, eventName: "OperatorPolicySet", logs: rc.logs });
+    const ts = (await t.publicClient.getBlock({ blockNumber: rc.blockNumber })).timestamp;
+    expect(ev!.args).toMatchObject({ version: 2, from: ts + DELAY });
+    const from = Number(ev!.args.from) * 1000;
+    await chainNode.flush();
+    expect(chainNode.status().pendingFeePolicies).toEqual([{ version: 2, from: new Date(from).toISOString(), policy: P2 }]);
+    const before = await settle(from - 1);
+    await chainPast(from);
+    const after = await settle(from);
+    expect(chainNode.status().feePolicy).toMatchObject({ version: 2, policy: P2 });
+    expect(before.receipt.inputs!.policy).toEqual(POLICY);
+    expect(after.receipt.inputs!.policy).toEqual(P2);
+    expect((await policyAt(from - 1000))[1]).toBe(1);
+    expect((await policyAt(from))[1]).toBe(2);
+    await expectRevert(provePolicy(before.receipt, before.signature), "PolicyConsistent");
+    await expectRevert(provePolicy(after.receipt, after.signature), "PolicyConsistent");
+    // The later receipt under the old policy, re-signed: what a node that ignores the change signs.
+    await settlement(1, "bond", [1_000n]);
+    const lie: Receipt = { ...after.receipt, inputs: { ...after.receipt.inputs!, policy: POLICY } };
+    const proof = await provePolicy(lie, nodeSigner(NODE_KEY).sign(receiptDigest(lie, ledger.domainOptions)));
+    expect(parseEventLogs({ abi: ReceiptCourtAbi, eventName: "FraudProven", logs: proof.logs })[0]!.args.reason).toBe(8); // PolicyMismatch
     expect(await read("bondOf", [node])).toBe(0n);
   });
 });

@@ -4,9 +4,11 @@
  */
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { Hex } from "viem";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ANVIL_KEYS, startAnvil, type LocalChain } from "../../src/chain/anvil.js";
 import { connectChain } from "../../src/chain/client.js";
+import { RegistryAbi } from "../../src/chain/abi.js";
 import { checkDeployment, readDeployment } from "../../src/chain/deploy.js";
 import { runCli } from "../helpers/cli.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -46,6 +48,40 @@ describe("openlora chain", () => {
     const block = await c.public.getBlock({ blockNumber: (await c.public.getTransactionReceipt({ hash: printed.tx as `0x${string}` })).blockNumber });
     expect(Date.parse(printed.inForceFrom)).toBe((Number(block.timestamp) + 2) * 1000);
     expect(Date.now()).toBeGreaterThanOrEqual(Date.parse(printed.inForceFrom));
+  });
+
+  it("fee-policy: the operator's first policy is in force at once, a change after the terms delay (--wait returns then)", async () => {
+    const out = join(dir, "delayed.json");
+    const opKey = join(dir, "operator.key");
+    writeFileSync(opKey, `${ANVIL_KEYS[3]}\n`, { mode: 0o600 });
+    const bps = (protocol: number, operator: number, developer = 5000, staker = 2000, data = 3000, lambda = 5000) =>
+      ["--protocol-bps", String(protocol), "--operator-bps", String(operator), "--developer-bps", String(developer), "--staker-bps", String(staker), "--data-bps", String(data), "--lambda-bps", String(lambda)];
+    const policy = (...a: string[]) => runCli(["chain", "fee-policy", "--rpc", anvil.url, "--contracts", out, "--key-file", opKey, ...a]);
+    const stranger = await policy(...bps(200, 2000));
+    expect(stranger.code).not.toBe(0);
+    expect(stranger.stderr).toMatch(/CHAIN_TX_FAILED.*UnknownOperator/);
+    const c = await connectChain(anvil.url, ANVIL_KEYS[3]!);
+    const d = readDeployment(out);
+    await c.public.waitForTransactionReceipt({ hash: await c.wallet.writeContract({ address: d.registry, abi: RegistryAbi, functionName: "registerOperator", args: ["http://op"] }) });
+    const first = await policy(...bps(200, 2000));
+    expect(first.code, first.stderr).toBe(0);
+    const p1 = JSON.parse(first.stdout) as { version: number; inForceFrom: string; tx: Hex; policy: Record<string, number> };
+    expect(p1.version).toBe(1);
+    expect(p1.policy).toEqual({ protocolBps: 200, operatorBps: 2000, developerBps: 5000, stakerBps: 2000, dataBps: 3000, lambdaBps: 5000 });
+    const at = async (tx: Hex) => Number((await c.public.getBlock({ blockNumber: (await c.public.getTransactionReceipt({ hash: tx })).blockNumber })).timestamp) * 1000;
+    expect(Date.parse(p1.inForceFrom)).toBe(await at(p1.tx));
+    const second = await policy(...bps(100, 2500), "--wait");
+    expect(second.code, second.stderr).toBe(0);
+    const p2 = JSON.parse(second.stdout) as { version: number; inForceFrom: string; tx: Hex };
+    expect(p2.version).toBe(2);
+    expect(Date.parse(p2.inForceFrom)).toBe((await at(p2.tx)) + 2000);
+    expect(Date.now()).toBeGreaterThanOrEqual(Date.parse(p2.inForceFrom));
+    const [now] = await c.public.readContract({ address: d.registry, abi: RegistryAbi, functionName: "policyAt", args: [c.account.address, BigInt(Math.floor(Date.parse(p2.inForceFrom) / 1000))] });
+    expect(now.operatorBps).toBe(2500);
+    // Refused before sending: a bps above 10000, a missing part; refused on chain with its reason: shares not summing to 10000.
+    expect((await policy(...bps(200, 10_001))).stderr).toContain("INVALID_ARGUMENT");
+    expect((await policy(...bps(200, 2000).slice(0, -2))).stderr).toMatch(/INVALID_ARGUMENT.*lambda-bps/);
+    expect((await policy(...bps(200, 2000, 5000, 2000, 2999))).stderr).toMatch(/CHAIN_TX_FAILED.*InvalidPolicy/);
   });
 
   it("refuses a readable key file, a malformed amount and a missing chain with codes", async () => {

@@ -13,7 +13,7 @@ import { type Address, type Hex } from "viem";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { contentHash } from "../../src/attribution/content-hash.js";
 import { signingFetch } from "../../src/auth/client.js";
-import { proveBadContributorsArgs, proveBadStakersArgs, proveBadTermsArgs, receiptCourtArgs, receiptFromJSON } from "../../src/attribution/receipts.js";
+import { proveBadContributorsArgs, proveBadPolicyArgs, proveBadStakersArgs, proveBadTermsArgs, receiptCourtArgs, receiptFromJSON } from "../../src/attribution/receipts.js";
 import { LicenceAbi, ReceiptCourtAbi, RegistryAbi, SettlementAbi, TestTokenAbi } from "../../src/chain/abi.js";
 import { ANVIL_KEYS, freePort } from "../../src/chain/anvil.js";
 import { writeDeployment } from "../../src/chain/deploy.js";
@@ -129,7 +129,8 @@ describe("serving on a chain", () => {
     expect(paid.choices[0]!.text).toBe(quote);
 
     // The court on the real deployment upholds every part of the honest node's receipt: its split, the
-    // registry's terms, Settlement's stakers and the contributors of the Datanet version as published.
+    // registry's terms, Settlement's stakers, the contributors of the Datanet version as published, and
+    // the fee policy the node declared on chain when it started (with Settlement's treasury and itself as operator).
     const got = (await get(`/v1/receipts/${response.headers.get("openlora-receipt")}`)) as { json: string; signature: Hex };
     const receipt = receiptFromJSON(got.json);
     expect(receipt.lines.some((l) => l.role === "data" && l.party === lower(CONTRIBUTOR))).toBe(true);
@@ -139,6 +140,7 @@ describe("serving on a chain", () => {
     await expectRevert(court("proveBadSplit", [struct, parts, got.signature]), "ReceiptConsistent");
     await expectRevert(court("proveBadTerms", proveBadTermsArgs(receipt, got.signature, "quoted", quotedTerms)), "TermsConsistent");
     await expectRevert(court("proveBadStakers", proveBadStakersArgs(receipt, got.signature, MODEL)), "StakersConsistent");
+    await expectRevert(court("proveBadPolicy", proveBadPolicyArgs(receipt, got.signature)), "PolicyConsistent");
     const version = { root: pub.root, contributors: [a(CONTRIBUTOR)], approvedTokens: [BigInt(record.tokenCount)] };
     await expectRevert(court("proveBadContributors", proveBadContributorsArgs(receipt, got.signature, "quoted", `stories@${pub.version}`, version)), "ContributorsConsistent");
 
