@@ -3,8 +3,9 @@
  * with 1 base + 2 adapters, 2 Datanets, 3 contributors, stakers: one proof per dishonest receipt; then
  * of proveBadTerms on the same receipts with the adapter's inputs re-signed to differ from its terms
  * only in the last lineage weight (every comparison made); of proveBadStakers with a staker left out (every
- * stake read, the sum differs); of proveBadContributors with the last approved token count wrong: each
- * the most expensive verdict of its kind.
+ * stake read, the sum differs); of proveBadContributors with the last approved token count wrong; of
+ * proveBadPolicy with the policy and operator right and the treasury (compared last) wrong: each the most
+ * expensive verdict of its kind.
  *   npx tsx bench/court-gas.ts [proofs, default 7]
  */
 import { mkdtempSync, rmSync } from "node:fs";
@@ -12,14 +13,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { encodeAbiParameters, encodeFunctionData, keccak256, stringToHex, type Address, type Hex } from "viem";
 import {
-  proveBadContributorsArgs, proveBadStakersArgs, proveBadTermsArgs, receiptCourtArgs, receiptDigest,
+  proveBadContributorsArgs, proveBadPolicyArgs, proveBadStakersArgs, proveBadTermsArgs, receiptCourtArgs, receiptDigest,
   type PublishedVersion, type Receipt, type RegistryTerms,
 } from "../src/attribution/receipts.js";
 import type { ModelUse } from "../src/attribution/types.js";
 import { nodeSigner } from "../src/attribution/signing.js";
 import { MockRegistryAbi, MockSettlementAbi, ReceiptCourtAbi } from "../src/chain/abi.js";
 import { ANVIL_KEYS, startAnvil } from "../src/chain/anvil.js";
-import { courtLedger, deployCourt, NODE_KEY, settleRequest } from "../test/chain/court-fixture.js";
+import { courtLedger, deployCourt, NODE_KEY, POLICY, settleRequest } from "../test/chain/court-fixture.js";
 import { nameId, termsHash } from "../test/helpers/chain.js";
 
 const n = Number(process.argv[2] ?? 7);
@@ -95,6 +96,23 @@ try {
     (m) => ({ ...m, lineage: m.lineage.map((e) => (e.datanet === "legal@1" ? { ...e, contributors: [{ party: A!, approvedTokens: 6 }, { party: B!, approvedTokens: 3 }] } : e)) }),
     (r, sig) => proveBadContributorsArgs(r, sig, "legal-lora", "legal@1", version),
   );
+
+  // proveBadPolicy: the node declared POLICY on the mock; the receipt has it and names the node, but another treasury.
+  const treasury = `0x${"7e".repeat(20)}` as Address;
+  await c.client.waitForTransactionReceipt({ hash: await deployer.writeContract({ address: c.settlement, abi: MockSettlementAbi, functionName: "setTreasury", args: [treasury] }) });
+  await c.client.waitForTransactionReceipt({ hash: await deployer.writeContract({ address: c.registry, abi: MockRegistryAbi, functionName: "setPolicy", args: [c.node, POLICY] }) });
+  const policyGas: bigint[] = [];
+  for (let i = 0; i < n; i++) {
+    const s = await settleRequest(ledger, 2000 + i);
+    const r: Receipt = { ...s.receipt, inputs: { ...s.receipt.inputs!, policy: POLICY, treasury: `${treasury.slice(0, -2)}7f`, operator: c.node.toLowerCase() } };
+    const a = proveBadPolicyArgs(r, sign(r));
+    const rc = await c.client.waitForTransactionReceipt({ hash: await w.writeContract({ address: c.court, abi: ReceiptCourtAbi, functionName: "proveBadPolicy", args: a }) });
+    if (rc.status !== "success") throw new Error(`proveBadPolicy ${i} reverted`);
+    policyGas.push(rc.gasUsed);
+    calldata = (encodeFunctionData({ abi: ReceiptCourtAbi, functionName: "proveBadPolicy", args: a }).length - 2) / 2;
+  }
+  console.log(`proveBadPolicy calldata ${calldata} B`);
+  table("proveBadPolicy", policyGas);
   ledger.close();
 } finally {
   await chain.stop();
