@@ -126,19 +126,25 @@ export class ChainNode {
   /**
    * A node that never declared a fee policy declares the ledger's (in force at once: version 1), so every
    * receipt it signs from now on splits by a policy anyone can check on chain. Later changes are the
-   * operator's (`openlora chain policy`), in force after the terms delay; the follower records each.
+   * operator's (`openlora chain fee-policy`), in force after the terms delay; the follower records each.
    */
   private async ensurePolicy(): Promise<void> {
     const { public: pub, wallet } = this.clients;
     const registry = this.opts.deployment.registry;
+    let latest: FeePolicy;
     let version: number;
     try {
-      [, version] = await pub.readContract({ address: registry, abi: IRegistryAbi, functionName: "policyAt", args: [this.clients.account.address, 2n ** 64n - 1n] });
+      [latest, version] = await pub.readContract({ address: registry, abi: IRegistryAbi, functionName: "policyAt", args: [this.clients.account.address, 2n ** 64n - 1n] });
     } catch (e) {
       throw oerr("CHAIN_CONTRACT_MISSING", `the registry at ${registry} does not answer policyAt (an older openlora's? deploy again): ${(e as Error).message.split("\n")[0]}`, { address: registry });
     }
-    if (version > 0) return;
     const policy = this.ledger.configuredPolicy;
+    if (version > 0) {
+      if ((Object.keys(policy) as (keyof FeePolicy)[]).some((k) => latest[k] !== policy[k])) {
+        this.opts.log?.warn({ declared: latest, version, configured: policy }, "the node's fee policy on chain is not the configured one: receipts split by the chain's; change it with `openlora chain fee-policy`");
+      }
+      return;
+    }
     const hash = await wallet.writeContract({ address: registry, abi: IRegistryAbi, functionName: "setOperatorPolicy", args: [policy] });
     const r = await pub.waitForTransactionReceipt({ hash });
     if (r.status !== "success") throw oerr("CHAIN_TX_FAILED", `setOperatorPolicy was reverted (tx ${hash})`);

@@ -6,7 +6,9 @@ import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Address } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { validatePolicy } from "../attribution/fees.js";
 import type { FeePolicy } from "../attribution/types.js";
+import { oerr } from "../errors.js";
 import type { EngineHandle } from "../engine/protocol.js";
 import { Ledger } from "../ledger/ledger.js";
 import { AttributionService } from "../server/attribution.js";
@@ -24,6 +26,27 @@ export interface AttributionFlags {
   nodeKeyFile: string | undefined;
   treasury: string;
   minAgentStake: bigint;
+  /** --fee-policy; DEFAULT_POLICY when absent. On a chain, what the node declares if it has declared none. */
+  policy?: FeePolicy;
+}
+
+const POLICY_KEYS = { protocol: "protocolBps", operator: "operatorBps", developer: "developerBps", staker: "stakerBps", data: "dataBps", lambda: "lambdaBps" } as const;
+
+/** "protocol=200,operator=2000,developer=5000,staker=2000,data=3000,lambda=5000": every part, in bps. */
+export function parseFeePolicy(text: string): FeePolicy {
+  const out: Partial<Record<keyof FeePolicy, number>> = {};
+  for (const part of text.split(",")) {
+    const m = /^\s*([a-z]+)\s*=\s*(\d{1,5})\s*$/.exec(part);
+    const key = m ? POLICY_KEYS[m[1] as keyof typeof POLICY_KEYS] : undefined;
+    if (!m || !key) throw oerr("INVALID_ARGUMENT", `--fee-policy: "${part}" is not <part>=<bps> with part one of ${Object.keys(POLICY_KEYS).join(", ")}`);
+    if (out[key] !== undefined) throw oerr("INVALID_ARGUMENT", `--fee-policy: ${m[1]} is given twice`);
+    out[key] = Number(m[2]);
+  }
+  const missing = Object.entries(POLICY_KEYS).filter(([, k]) => out[k] === undefined).map(([n]) => n);
+  if (missing.length > 0) throw oerr("INVALID_ARGUMENT", `--fee-policy: missing ${missing.join(", ")}`);
+  const policy = out as FeePolicy;
+  validatePolicy(policy);
+  return policy;
 }
 
 /** Off-chain and each chain deployment get their own ledger file (a ledger's receipts name their chain). */
@@ -47,7 +70,7 @@ export async function openAttribution(engine: EngineHandle, f: AttributionFlags,
   const onChain = f.chain
     ? { onChain: true, operator: privateKeyToAccount(key).address.toLowerCase(), treasury: f.chain.treasury.toLowerCase(), chainId: f.chain.chainId, ...(f.chain.verifyingContract ? { verifyingContract: f.chain.verifyingContract } : {}) }
     : { treasury: f.treasury };
-  const ledger = new Ledger({ path, nodeKey: key, policy: DEFAULT_POLICY, minAgentStake: f.minAgentStake, ...onChain });
+  const ledger = new Ledger({ path, nodeKey: key, policy: f.policy ?? DEFAULT_POLICY, minAgentStake: f.minAgentStake, ...onChain });
   const service = new AttributionService(ledger, engine, { id: engine.info.modelId, contentHash: engine.info.modelContentHash }, ledger.operatorParty);
   const { released, versions } = await service.start();
   log(`ledger ${path} (node ${ledger.nodeAddress}); ${versions} Datanet versions indexed${released ? `; ${released} reservations of interrupted requests released` : ""}`);

@@ -14,7 +14,7 @@ import { cacheDir, ensureDefaultModel, ensureDemoAdapters } from "../synth/defau
 import { choiceArg, intArg, progressLine } from "./args.js";
 import { operatorToken, readSecretFile } from "./credentials.js";
 import { ChainNode } from "../chain/node.js";
-import { openAttribution, resolveNodeKey, type AttributionFlags } from "./serve-attribution.js";
+import { openAttribution, parseFeePolicy, resolveNodeKey, type AttributionFlags } from "./serve-attribution.js";
 import { devNodeKeyFile, prepareChain, type PreparedChain } from "./serve-chain.js";
 
 export const SERVE_USAGE = `  openlora serve [--model <gguf file | HF folder>] [--adapters <dir>] [--port 8000] [--host 127.0.0.1]
@@ -22,7 +22,7 @@ export const SERVE_USAGE = `  openlora serve [--model <gguf file | HF folder>] [
                  [--max-running 64] [--token-budget 512] [--prefill-chunk 256] [--max-queue 1024]
                  [--max-lora-rank 256] [--quantize q8_0|q4_0] [--no-mixed-adapters] [--drain-timeout-s 30] [--quiet]
                  [--ledger <sqlite file>] [--node-key-file <file>] [--operator-token-file <file>] [--treasury <party>]
-                 [--min-agent-stake N] [--no-attribution]
+                 [--min-agent-stake N] [--fee-policy protocol=N,operator=N,developer=N,staker=N,data=N,lambda=N] [--no-attribution]
                  [--chain <rpc url> --contracts <file> | --dev-chain [--dev-chain-port 8545]] [--epoch-interval-s 60] [--epoch-receipts N] [--confirmations N]
         OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models, /v1/load_lora_adapter,
         /v1/unload_lora_adapter, /health, /metrics). Every adapter in --adapters is a model.
@@ -46,6 +46,7 @@ export async function runServe(argv: string[]): Promise<number> {
       quantize: { type: "string" }, "no-mixed-adapters": { type: "boolean" }, "drain-timeout-s": { type: "string" },
       quiet: { type: "boolean" }, ledger: { type: "string" }, "node-key": { type: "string" }, "node-key-file": { type: "string" },
       "operator-token-file": { type: "string" }, treasury: { type: "string" }, "min-agent-stake": { type: "string" }, "no-attribution": { type: "boolean" },
+      "fee-policy": { type: "string" },
       chain: { type: "string" }, contracts: { type: "string" }, "dev-chain": { type: "boolean" }, "dev-chain-port": { type: "string" },
       "epoch-interval-s": { type: "string" }, "epoch-receipts": { type: "string" }, confirmations: { type: "string" },
     },
@@ -58,6 +59,7 @@ export async function runServe(argv: string[]): Promise<number> {
   const port = intArg(values.port, "port", 0, 8000)!;
   if (port > 65535) throw oerr("INVALID_ARGUMENT", `--port must be <= 65535, got ${port}`);
   const host = values.host ?? "127.0.0.1";
+  const feePolicy = values["fee-policy"] !== undefined ? parseFeePolicy(values["fee-policy"]) : undefined;
   const threads = intArg(values.threads, "threads", 1, availableParallelism())!;
   const drainTimeoutMs = intArg(values["drain-timeout-s"], "drain-timeout-s", 0, 30)! * 1000;
 
@@ -149,7 +151,8 @@ export async function runServe(argv: string[]): Promise<number> {
     if (!values["no-attribution"]) {
       let nodeKeyFile = values["node-key-file"];
       if (chainFlags.devChain && nodeKeyFile === undefined && !process.env.OPENLORA_NODE_KEY) nodeKeyFile = devNodeKeyFile(log);
-      const flags: AttributionFlags = { ledgerPath: values.ledger, nodeKeyFile, treasury: values.treasury ?? "protocol-treasury", minAgentStake: BigInt(minStake) };
+      const flags: AttributionFlags = { ledgerPath: values.ledger, nodeKeyFile, treasury: values.treasury ?? "protocol-treasury", minAgentStake: BigInt(minStake),
+        ...(feePolicy ? { policy: feePolicy } : {}) };
       if (onChain) {
         chain = await prepareChain(chainFlags, resolveNodeKey(flags, engine.info.modelId, log), log);
         const d = chain!.deployment;

@@ -194,4 +194,19 @@ describe("the node's fee policy, declared on chain", () => {
     expect(parseEventLogs({ abi: ReceiptCourtAbi, eventName: "FraudProven", logs: proof.logs })[0]!.args.reason).toBe(8); // PolicyMismatch
     expect(await read("bondOf", [node])).toBe(0n);
   });
+
+  it("a restart whose configured policy is not the chain's warns, declares nothing and splits by the chain's", async () => {
+    await chainNode.stop();
+    ledger.close();
+    ledger = open();
+    const warnings: string[] = [];
+    const log = { info: () => {}, warn: (_d: unknown, msg: string) => { warnings.push(msg); } };
+    chainNode = await ChainNode.start({ url: t.anvil.url, deployment: t.deployment, nodeKey: NODE_KEY, confirmations: 0, log: log as never }, ledger);
+    expect(warnings.filter((w) => /fee policy on chain is not the configured one/.test(w))).toHaveLength(1);
+    const logs = await t.publicClient.getContractEvents({ address: t.deployment.registry, abi: RegistryAbi, eventName: "OperatorPolicySet", fromBlock: 0n });
+    expect(logs.map((l) => l.args.version)).toEqual([1, 2]);
+    const r = await settle(clock + 1);
+    expect(r.receipt.inputs!.policy.operatorBps).toBe(3000);
+    await expectRevert(t.send(t.wallets[CHALLENGER]!, { address: t.deployment.court!, abi: ReceiptCourtAbi, functionName: "proveBadPolicy", args: proveBadPolicyArgs(r.receipt, r.signature) }), "PolicyConsistent");
+  });
 });

@@ -88,7 +88,8 @@ beforeAll(async () => {
   }
   await send(STAKER, t.deployment.settlement, SettlementAbi, "stake", [nameId(MODEL), 1000n]);
 
-  server = await startServer(["--model", modelPath, "--adapters", adapters, "--threads", "2", "--chain", t.anvil.url, "--contracts", contractsFile, "--node-key-file", nodeKeyFile, "--epoch-interval-s", "3600", "--confirmations", "0"]);
+  server = await startServer(["--model", modelPath, "--adapters", adapters, "--threads", "2", "--chain", t.anvil.url, "--contracts", contractsFile, "--node-key-file", nodeKeyFile, "--epoch-interval-s", "3600", "--confirmations", "0",
+    "--fee-policy", "protocol=300,operator=1500,developer=6000,staker=1500,data=2500,lambda=4000"]);
   // The agent funds its account at this node (the node is a registered operator by now).
   await send(AGENT, t.deployment.settlement, SettlementAbi, "deposit", [a(NODE), 1_000_000n]);
   await send(OTHER, t.deployment.settlement, SettlementAbi, "deposit", [a(NODE), 1_000_000n]);
@@ -101,6 +102,13 @@ afterAll(async () => {
 });
 
 describe("serving on a chain", () => {
+  it("declared its --fee-policy on chain at its first start, and reports it", async () => {
+    const want = { protocolBps: 300, operatorBps: 1500, developerBps: 6000, stakerBps: 1500, dataBps: 2500, lambdaBps: 4000 };
+    const [onChain, version] = await t.publicClient.readContract({ address: t.deployment.registry, abi: RegistryAbi, functionName: "policyAt", args: [a(NODE), 2n ** 64n - 1n] });
+    expect([onChain, version]).toEqual([want, 1]);
+    expect((await get("/v1/chain")).feePolicy).toMatchObject({ version: 1, policy: want });
+  });
+
   it("mirrors the chain: the owner's prices, the deposit, the stake", async () => {
     const m = await get(`/v1/ledger/models/${MODEL}`);
     expect([m.priceIn, m.priceOut, m.owner]).toEqual(["1", "2", lower(OWNER)]);
@@ -134,6 +142,7 @@ describe("serving on a chain", () => {
     const got = (await get(`/v1/receipts/${response.headers.get("openlora-receipt")}`)) as { json: string; signature: Hex };
     const receipt = receiptFromJSON(got.json);
     expect(receipt.lines.some((l) => l.role === "data" && l.party === lower(CONTRIBUTOR))).toBe(true);
+    expect(receipt.inputs!.policy).toMatchObject({ protocolBps: 300, operatorBps: 1500, lambdaBps: 4000 });
     expect(receipt.inputs!.models.find((m) => m.model === MODEL)!.stakers).toEqual([{ party: lower(STAKER), stake: 1000n }]);
     const court = (functionName: string, args: readonly unknown[]) => send(OTHER, t.deployment.court!, ReceiptCourtAbi, functionName, [...args]);
     const [struct, parts] = receiptCourtArgs(receipt);
