@@ -209,9 +209,14 @@ export class ChainBook {
   }
 
   /** CHAIN_TERMS_UNSUPPORTED when the terms in force for `model` are ones the node could not list. */
+  /** Why the terms in force for `model` could not be listed; null when it is servable. */
+  unservable(model: string): string | null {
+    return (this.db.prepare("SELECT reason FROM chain_unservable WHERE model = ?").get(model) as { reason: string } | undefined)?.reason ?? null;
+  }
+
   checkServable(model: string): void {
-    const r = this.db.prepare("SELECT reason FROM chain_unservable WHERE model = ?").get(model) as { reason: string } | undefined;
-    if (r) throw oerr("CHAIN_TERMS_UNSUPPORTED", `${model} is not served: its terms in force on chain cannot be listed by this node (${r.reason})`, { model });
+    const reason = this.unservable(model);
+    if (reason !== null) throw oerr("CHAIN_TERMS_UNSUPPORTED", `${model} is not served: its terms in force on chain cannot be listed by this node (${reason})`, { model });
   }
 
   cursor(): { block: bigint; hash: Hex } | null {

@@ -231,13 +231,19 @@ export class Ledger {
   }
 
   applyChainChanges(nowMs = this.now()): { model: string; version: number; problem: string | null }[] {
-    const due = this.chain.dueTerms(nowMs);
+    // A merged model's lineage is computed from its parents' listings: those in force at its terms' time,
+    // so within one time the other models' versions are listed first (the sort is stable).
+    const merged = (p: { input: RegisterModelInput | null }) => ((p.input?.parents?.length ?? 0) > 0 ? 1 : 0);
+    const due = this.chain.dueTerms(nowMs).sort((a, b) => a.fromMs - b.fromMs || merged(a) - merged(b));
     const stakes = this.chain.dueStakes(nowMs);
     if (due.length === 0 && stakes.length === 0) return [];
     return this.db.transaction(() => {
       const applied = due.map((p) => {
         let problem = p.problem;
-        if (p.input) {
+        const unserved = (p.input?.parents ?? []).map((x) => x.model).filter((m) => this.chain.unservable(m) !== null);
+        if (p.input && unserved.length > 0) {
+          problem = `its parents ${unserved.join(", ")} are not served: their terms in force cannot be listed by this node`;
+        } else if (p.input) {
           try {
             this.models.register(p.input, { replace: true });
           } catch (e) {

@@ -254,7 +254,7 @@ describe("a node on a chain", () => {
 });
 
 describe("Datanet lineage from the chain", () => {
-  it("lists a model whose lineage is a version the chain published as this node holds it, and does not serve one whose root differs", async () => {
+  it("lists a model whose lineage is a version the chain published as this node holds it, not one whose root differs; a merge by its parents' listings", async () => {
     const l = openLedger(join(dir, "lineage.sqlite"));
     const n = await ChainNode.start({ url: t.anvil.url, deployment: t.deployment, nodeKey: NODE_KEY, confirmations: 0 }, l);
     const contributor = t.addresses[5]!;
@@ -274,6 +274,31 @@ describe("Datanet lineage from the chain", () => {
     // Listed free until its terms' time, then not served: those terms pay a version this node does not hold.
     expect(l.getModel("forged-lora").priceIn).toBe(0n);
     expect(() => l.chain.checkAccess("forged-lora", undefined)).toThrow(expect.objectContaining({ code: "CHAIN_TERMS_UNSUPPORTED" }));
+
+    // Merged models: the lineage of their parents' listings; a parent not served makes the merge unservable too.
+    const reg = t.deployment.registry;
+    const merge = (name: string, parents: [string, bigint][]) => t.send(t.wallets[OWNER]!, {
+      address: reg, abi: RegistryAbi, functionName: "registerModel", args: [name, 2, nameId("base"), testTerms(owner, { parents: parents.map(([m, w]) => ({ model: nameId(m), weight: w })) })],
+    });
+    await t.send(t.wallets[OWNER]!, { address: reg, abi: RegistryAbi, functionName: "registerModel", args: ["tales-lora-2", 1, nameId("base"), testTerms(owner, { lineage: [{ datanet: nameId("tales"), version: 1, weight: 5n }] })] });
+    await merge("tales-mix", [["tales-lora", 3n], ["tales-lora-2", 1n]]);
+    await merge("forged-mix", [["tales-lora", 1n], ["forged-lora", 1n]]);
+    await n.flush();
+    expect(l.getModel("tales-mix")).toMatchObject({ kind: "merged", lineage: [{ datanet: "tales", version: 1, weight: 1n }] });
+    expect(() => l.chain.checkAccess("tales-mix", undefined)).not.toThrow();
+    expect(l.chain.unservable("forged-mix")).toMatch(/its parents forged-lora are not served/);
+    expect(() => l.chain.checkAccess("forged-mix", undefined)).toThrow(expect.objectContaining({ code: "CHAIN_TERMS_UNSUPPORTED" }));
+
+    // Versions due at one time: a parent's new lineage is listed before the merge that names it, whatever their order.
+    l.createDatanet("fables", partyOf(owner));
+    l.approveRecord("fables", l.contribute("fables", { contributor: partyOf(contributor), content: "a fable", tokenIds: [7, 8] }).id, partyOf(owner));
+    l.publishVersion("fables", partyOf(owner));
+    const at = t.clock() + 1;
+    l.chain.queueTerms({ model: "fable-mix", version: 1, fromMs: at, problem: null, input: { id: "fable-mix", kind: "adapter", owner: partyOf(owner), baseModel: "base", priceIn: 1n, priceOut: 1n, contentHash: `0x${"00".repeat(32)}`, developers: [{ party: partyOf(owner), share: 1n }], parents: [{ model: "tales-lora-2", weight: 1n }] } });
+    l.chain.queueTerms({ model: "tales-lora-2", version: 2, fromMs: at, problem: null, input: { id: "tales-lora-2", kind: "adapter", owner: partyOf(owner), baseModel: "base", priceIn: 1n, priceOut: 1n, contentHash: `0x${"00".repeat(32)}`, developers: [{ party: partyOf(owner), share: 1n }], lineage: [{ datanet: "fables", version: 1, weight: 2n }] } });
+    expect(l.chain.dueTerms(at).map((p) => p.model)).toEqual(["fable-mix", "tales-lora-2"]);
+    l.applyChainChanges(at);
+    expect(l.getModel("fable-mix").lineage).toEqual([{ datanet: "fables", version: 1, weight: 1n }]);
     await n.stop();
     l.close();
   });
