@@ -18,7 +18,7 @@ import {
 } from "../src/attribution/receipts.js";
 import type { ModelUse } from "../src/attribution/types.js";
 import { nodeSigner } from "../src/attribution/signing.js";
-import { MockRegistryAbi, MockSettlementAbi, ReceiptCourtAbi } from "../src/chain/abi.js";
+import { MockRegistryAbi, MockSettlementAbi, ReceiptCourtAbi, RegistryCourtAbi } from "../src/chain/abi.js";
 import { ANVIL_KEYS, startAnvil } from "../src/chain/anvil.js";
 import { courtLedger, deployCourt, NODE_KEY, POLICY, settleRequest } from "../test/chain/court-fixture.js";
 import { nameId, termsHash } from "../test/helpers/chain.js";
@@ -106,10 +106,10 @@ try {
     const s = await settleRequest(ledger, 2000 + i);
     const r: Receipt = { ...s.receipt, inputs: { ...s.receipt.inputs!, policy: POLICY, treasury: `${treasury.slice(0, -2)}7f`, operator: c.node.toLowerCase() } };
     const a = proveBadPolicyArgs(r, sign(r));
-    const rc = await c.client.waitForTransactionReceipt({ hash: await w.writeContract({ address: c.court, abi: ReceiptCourtAbi, functionName: "proveBadPolicy", args: a }) });
+    const rc = await c.client.waitForTransactionReceipt({ hash: await w.writeContract({ address: c.registryCourt, abi: RegistryCourtAbi, functionName: "proveBadPolicy", args: a }) });
     if (rc.status !== "success") throw new Error(`proveBadPolicy ${i} reverted`);
     policyGas.push(rc.gasUsed);
-    calldata = (encodeFunctionData({ abi: ReceiptCourtAbi, functionName: "proveBadPolicy", args: a }).length - 2) / 2;
+    calldata = (encodeFunctionData({ abi: RegistryCourtAbi, functionName: "proveBadPolicy", args: a }).length - 2) / 2;
   }
   console.log(`proveBadPolicy calldata ${calldata} B`);
   table("proveBadPolicy", policyGas);

@@ -2,12 +2,11 @@
 pragma solidity ^0.8.24;
 
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
-import {Strings} from "@openzeppelin/contracts/utils/Strings.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {IRegistry} from "./interfaces/IRegistry.sol";
 import {ISettlement} from "./interfaces/ISettlement.sol";
 import {FeeSplit, Line} from "./FeeSplit.sol";
-import {Inputs, Lineage, ModelUse, Policy} from "./FeeSplit.sol";
+import {Inputs, Lineage, ModelUse} from "./FeeSplit.sol";
 import {ContributorCheck} from "./ContributorCheck.sol";
 import {Receipt, ReceiptLib, SplitParts} from "./ReceiptLib.sol";
 import {StakeCheck} from "./StakeCheck.sol";
@@ -21,8 +20,8 @@ import {TermsCheck} from "./TermsCheck.sol";
 /// receipt the operator signed as its last (proveNotPosted); so does a receipt whose stakers of a model are not
 /// Settlement's at the receipt's time (proveBadStakers, StakeCheck's rule); so does a receipt whose contributors of
 /// a lineage entry are not the named Datanet version's as published (proveBadContributors, ContributorCheck's
-/// rule); so does a receipt whose policy, treasury or operator is not the operator's declared policy of its time,
-/// Settlement's treasury and the node itself (proveBadPolicy). One slash per receipt, whichever proof lands first.
+/// rule). Its deputy (RegistryCourt, set once by the deployer) judges the rest against the registry and slashes
+/// through slashFor. One slash per receipt, whichever proof of either court lands first.
 contract ReceiptCourt is EIP712 {
     enum Part { Lines, Inputs, Spans }
     /// FeeMismatch: fee ≠ Σ F_m; LinesMismatch: the lines are not the split; InvalidInputs: splitFee refuses them;
@@ -31,9 +30,13 @@ contract ReceiptCourt is EIP712 {
     /// not link to its predecessor); NotPosted: a posted epoch's last receipt is not the receipt it signed with that id;
     /// StakersMismatch: a model's stakers in the inputs are not Settlement's at the receipt's time;
     /// ContributorsMismatch: a lineage entry's contributors are not its Datanet version's as published;
-    /// PolicyMismatch: the inputs' policy, treasury or operator are not the registry's policy of the node at the
-    /// receipt's time, Settlement's treasury and the node.
-    enum Reason { FeeMismatch, LinesMismatch, InvalidInputs, TermsMismatch, Equivocation, NotPosted, StakersMismatch, ContributorsMismatch, PolicyMismatch }
+    /// PolicyMismatch (RegistryCourt): the inputs' policy, treasury or operator are not the node's declared policy of
+    /// the receipt's time, Settlement's treasury and the node; MergedLineageMismatch (RegistryCourt): a merged
+    /// model's lineage weights are not those of its parents' terms at its own terms' time.
+    enum Reason {
+        FeeMismatch, LinesMismatch, InvalidInputs, TermsMismatch, Equivocation, NotPosted, StakersMismatch, ContributorsMismatch,
+        PolicyMismatch, MergedLineageMismatch
+    }
 
     /// A Datanet version as Registry.publishVersion took it: keccak256(abi.encode(root, contributors,
     /// approvedTokens)) is the registry's datanetVersionHash (the DatanetVersionPublished event carries all three).
@@ -41,6 +44,9 @@ contract ReceiptCourt is EIP712 {
 
     IRegistry public immutable registry;
     ISettlement public immutable settlement;
+    address public immutable deployer;
+    /// The second court whose verdicts slash through this one (slashFor); 0 until the deployer sets it.
+    address public deputy;
     mapping(bytes32 => bool) public proven;
 
     /// `receiptDigest`: the receipt proven wrong; for Equivocation, keccak256 of the pair's digests in ascending order.
@@ -64,9 +70,9 @@ contract ReceiptCourt is EIP712 {
     /// is not the published one.
     error NotPublishedVersion(string datanet);
     error ContributorsConsistent();
-    /// The node had declared no policy at `time`.
-    error NoPolicyAtTime(address node, uint64 time);
-    error PolicyConsistent();
+    error NotDeployer(address caller);
+    error DeputyAlreadySet(address deputy);
+    error NotDeputy(address caller);
     /// The two receipts are one chain: different ids that are not consecutive, or a successor that links.
     error NoEquivocation();
     /// The receipt is not the last of that epoch, or it is exactly the one posted.
@@ -75,6 +81,20 @@ contract ReceiptCourt is EIP712 {
     constructor(IRegistry registry_, ISettlement settlement_) EIP712("openlora", "2") {
         registry = registry_;
         settlement = settlement_;
+        deployer = msg.sender;
+    }
+
+    function setDeputy(address deputy_) external {
+        if (msg.sender != deployer) revert NotDeployer(msg.sender);
+        if (deputy != address(0)) revert DeputyAlreadySet(deputy);
+        deputy = deputy_;
+    }
+
+    /// The deputy's verdict on a receipt it checked was signed by `signer`: the same one-per-receipt slash.
+    function slashFor(bytes32 digest, address signer, Reason reason, address challenger) external {
+        if (msg.sender != deputy) revert NotDeputy(msg.sender);
+        if (proven[digest]) revert AlreadyProven(digest);
+        slash(digest, signer, reason, challenger);
     }
 
     /// The receipt's hash: what the node signed (TypeScript receiptDigest with this chain and contract).
@@ -90,7 +110,7 @@ contract ReceiptCourt is EIP712 {
         if (ReceiptLib.spansHash(p.credits, p.spans) != receipt.spansHash) revert PartMismatch(Part.Spans);
 
         reason = judge(receipt, p);
-        slash(digest, signer, reason);
+        slash(digest, signer, reason, msg.sender);
     }
 
     /// Proves that model `modelIndex` of the receipt's inputs was split by other terms than the registry's
@@ -105,7 +125,7 @@ contract ReceiptCourt is EIP712 {
         bytes32 registryHash = termsAt(id, time);
         if (keccak256(abi.encode(terms)) != registryHash) revert NotRegistryTerms(id, registryHash);
         if (TermsCheck.matches(m, terms)) revert TermsConsistent();
-        slash(digest, signer, Reason.TermsMismatch);
+        slash(digest, signer, Reason.TermsMismatch, msg.sender);
         return Reason.TermsMismatch;
     }
 
@@ -115,7 +135,7 @@ contract ReceiptCourt is EIP712 {
     function proveBadStakers(Receipt calldata receipt, Inputs calldata inputs, bytes calldata signature, uint256 modelIndex) external returns (Reason) {
         (bytes32 digest, address signer, ModelUse memory m) = signedModel(receipt, inputs, signature, modelIndex);
         if (StakeCheck.matches(m.stakers, settlement, keccak256(bytes(m.model)), receipt.time / 1000)) revert StakersConsistent();
-        slash(digest, signer, Reason.StakersMismatch);
+        slash(digest, signer, Reason.StakersMismatch, msg.sender);
         return Reason.StakersMismatch;
     }
 
@@ -133,28 +153,8 @@ contract ReceiptCourt is EIP712 {
         bytes32 published = keccak256(abi.encode(version.root, version.contributors, version.approvedTokens));
         if (publishedHash(e.datanet) != published) revert NotPublishedVersion(e.datanet);
         if (ContributorCheck.matches(e.contributors, version.contributors, version.approvedTokens)) revert ContributorsConsistent();
-        slash(digest, signer, Reason.ContributorsMismatch);
+        slash(digest, signer, Reason.ContributorsMismatch, msg.sender);
         return Reason.ContributorsMismatch;
-    }
-
-    /// Proves that the receipt's inputs split by another policy than the one its node declared in force at the
-    /// receipt's time (registry.policyAt), or name another treasury than Settlement's or another operator than the
-    /// node (parties as the node names chain parties: 0x + 40 lowercase hex digits).
-    function proveBadPolicy(Receipt calldata receipt, Inputs calldata inputs, bytes calldata signature) external returns (Reason) {
-        (bytes32 digest, address signer) = signedBy(receipt, signature);
-        Inputs memory inp = inputs;
-        if (ReceiptLib.inputsHash(inp) != receipt.inputsHash) revert PartMismatch(Part.Inputs);
-        uint64 time = receipt.time / 1000;
-        (IRegistry.FeePolicy memory d, uint32 version) = registry.policyAt(receipt.node, time);
-        if (version == 0) revert NoPolicyAtTime(receipt.node, time);
-        Policy memory p = inp.policy;
-        bool same = p.protocolBps == d.protocolBps && p.operatorBps == d.operatorBps && p.developerBps == d.developerBps
-            && p.stakerBps == d.stakerBps && p.dataBps == d.dataBps && p.lambdaBps == d.lambdaBps
-            && keccak256(bytes(inp.operator)) == keccak256(bytes(Strings.toHexString(receipt.node)))
-            && keccak256(bytes(inp.treasury)) == keccak256(bytes(Strings.toHexString(settlement.treasury())));
-        if (same) revert PolicyConsistent();
-        slash(digest, signer, Reason.PolicyMismatch);
-        return Reason.PolicyMismatch;
     }
 
     /// Proves the operator signed two receipt chains: `a` and `b` carry one id with different digests, or `b`
@@ -170,7 +170,7 @@ contract ReceiptCourt is EIP712 {
         if (!fork) revert NoEquivocation();
         bytes32 key = da < db ? keccak256(abi.encode(da, db)) : keccak256(abi.encode(db, da));
         if (proven[key]) revert AlreadyProven(key);
-        slash(key, signer, Reason.Equivocation);
+        slash(key, signer, Reason.Equivocation, msg.sender);
         return Reason.Equivocation;
     }
 
@@ -180,7 +180,7 @@ contract ReceiptCourt is EIP712 {
         (bytes32 digest, address signer) = signedBy(receipt, signature);
         ISettlement.Epoch memory e = settlement.epochOf(signer, epoch);
         if (receipt.id != e.lastReceipt || digest == e.lastReceiptHash) revert ReceiptPosted(e.lastReceipt, e.lastReceiptHash);
-        slash(digest, signer, Reason.NotPosted);
+        slash(digest, signer, Reason.NotPosted, msg.sender);
         return Reason.NotPosted;
     }
 
@@ -222,10 +222,10 @@ contract ReceiptCourt is EIP712 {
         if (!registry.isOperator(signer)) revert NotOperator(signer);
     }
 
-    function slash(bytes32 digest, address signer, Reason reason) private {
+    function slash(bytes32 digest, address signer, Reason reason, address challenger) private {
         proven[digest] = true;
-        emit FraudProven(signer, digest, msg.sender, reason);
-        settlement.slash(signer, msg.sender);
+        emit FraudProven(signer, digest, challenger, reason);
+        settlement.slash(signer, challenger);
     }
 
     /// The registry's terms hash of `time`; an unknown model (termsAt reverts) or one not yet registered then

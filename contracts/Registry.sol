@@ -165,6 +165,13 @@ contract Registry is IRegistry {
         return (h[lo - 1].hash, uint32(lo));
     }
 
+    function termsFrom(bytes32 id, uint32 version) external view returns (uint64) {
+        _model(id);
+        TermsVersion[] storage h = _terms[id];
+        if (version == 0 || version > h.length) revert UnknownTermsVersion(id, version);
+        return h[version - 1].from;
+    }
+
     function termsVersions(bytes32 id) external view returns (TermsVersion[] memory) {
         _model(id);
         return _terms[id];

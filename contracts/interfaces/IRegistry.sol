@@ -53,6 +53,7 @@ interface IRegistry {
     error InvalidTerms(string reason);
     error InvalidName();
     error InvalidPolicy(string reason);
+    error UnknownTermsVersion(bytes32 id, uint32 version);
 
     /// The caller becomes an operator: its address signs receipts and posts epochs.
     function registerOperator(string calldata url) external;
@@ -73,6 +74,8 @@ interface IRegistry {
     function modelOwner(bytes32 id) external view returns (address);
     /// keccak256(abi.encode(terms)) of the terms in force at `time` (block seconds), and their version.
     function termsAt(bytes32 id, uint64 time) external view returns (bytes32 termsHash, uint32 version);
+    /// When version `version` (1, 2, …) of the model's terms applies from (block seconds).
+    function termsFrom(bytes32 id, uint32 version) external view returns (uint64);
     /// True when the model's access policy admits `agent` now.
     function canAccess(bytes32 id, address agent) external view returns (bool);
 

@@ -201,6 +201,20 @@ export function proveBadPolicyArgs(r: Receipt, signature: Hex) {
   return [struct, parts.inputs, signature] as const;
 }
 
+const NO_TERMS: RegistryTerms = {
+  contentHash: ZERO_HASH, priceIn: 0n, priceOut: 0n, developers: [], hasShares: false, developerBps: 0, stakerBps: 0, dataBps: 0, lineage: [], parents: [],
+};
+
+/**
+ * RegistryCourt.proveBadMergedLineage's arguments: the signed struct, the inputs part, the signature, which
+ * model, its registry terms at the receipt's time (with parents) and, per parent in their order, the parent's
+ * terms at the time those apply from (null for a parent without terms then).
+ */
+export function proveBadMergedLineageArgs(r: Receipt, signature: Hex, model: number | string, merged: RegistryTerms, parents: readonly (RegistryTerms | null)[]) {
+  const [struct, parts] = receiptCourtArgs(r);
+  return [struct, parts.inputs, signature, BigInt(inputsModelIndex(r, model)), merged, parents.map((p) => p ?? NO_TERMS)] as const;
+}
+
 /** A Datanet version as Registry.publishVersion took it (the DatanetVersionPublished event's root, contributors, approvedTokens). */
 export interface PublishedVersion {
   root: Hex;

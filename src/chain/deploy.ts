@@ -4,15 +4,16 @@
  *
  * Order: TestToken (only when no token is given), Registry(termsDelay), Licence(registry, token),
  * Settlement(token, registry, treasury, windows…), Registry.wire(settlement, licence), then the
- * ReceiptCourt(registry, settlement) — or, when `opts.court` is given, whatever court it deploys
- * from the addresses so far — and Settlement.setCourt. Both wiring calls can be made once only.
+ * ReceiptCourt(registry, settlement) with its deputy RegistryCourt(court) (ReceiptCourt.setDeputy) — or,
+ * when `opts.court` is given, whatever court it deploys from the addresses so far — and
+ * Settlement.setCourt. Every wiring call can be made once only.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import {
   getAddress, isAddress, type Abi, type Address, type Hex, type PublicClient, type WalletClient,
 } from "viem";
 import { OpenLoraError, oerr } from "../errors.js";
-import { LicenceAbi, ReceiptCourtAbi, RegistryAbi, SettlementAbi, TestTokenAbi } from "./abi.js";
+import { LicenceAbi, ReceiptCourtAbi, RegistryAbi, RegistryCourtAbi, SettlementAbi, TestTokenAbi } from "./abi.js";
 
 export interface DeployOptions {
   /** The settlement ERC-20; a fresh TestToken when absent. */
@@ -65,8 +66,10 @@ export interface Deployment extends CoreAddresses {
 
 export const DEFAULT_PARAMS = { challengeWindow: 3600n, withdrawDelay: 3600n, unbondingDelay: 86_400n, slashRewardBps: 5000, termsDelay: 3600n } as const;
 
-type ContractName = "TestToken" | "Registry" | "Licence" | "Settlement" | "ReceiptCourt";
-const ABIS: Record<ContractName, Abi> = { TestToken: TestTokenAbi, Registry: RegistryAbi, Licence: LicenceAbi, Settlement: SettlementAbi, ReceiptCourt: ReceiptCourtAbi };
+type ContractName = "TestToken" | "Registry" | "Licence" | "Settlement" | "ReceiptCourt" | "RegistryCourt";
+const ABIS: Record<ContractName, Abi> = {
+  TestToken: TestTokenAbi, Registry: RegistryAbi, Licence: LicenceAbi, Settlement: SettlementAbi, ReceiptCourt: ReceiptCourtAbi, RegistryCourt: RegistryCourtAbi,
+};
 
 interface ArtifactFile {
   bytecode: Hex;
@@ -131,7 +134,9 @@ export async function deployOpenLora(wallet: WalletClient, publicClient: PublicC
   const settlement = await deploy("Settlement", [token, registry, getAddress(opts.treasury), challengeWindow, withdrawDelay, unbondingDelay, slashRewardBps]);
   await call(registry, RegistryAbi, "wire", [settlement, licence]);
   // The ReceiptCourt (fraud proofs of single receipts) is the only address that may slash.
+  // Its deputy, RegistryCourt (ReceiptCourt.deputy()), proves what ReceiptCourt has no room left for and slashes through it.
   const court = opts.court ? getAddress(await opts.court({ token, registry, licence, settlement })) : await deploy("ReceiptCourt", [registry, settlement]);
+  if (!opts.court) await call(court, ReceiptCourtAbi, "setDeputy", [await deploy("RegistryCourt", [court])]);
   await call(settlement, SettlementAbi, "setCourt", [court]);
   return {
     chainId, token, registry, licence, settlement, court,

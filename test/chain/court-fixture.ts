@@ -12,7 +12,7 @@ import {
 import { privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
 import { foundry } from "viem/chains";
 import type { FeePolicy } from "../../src/attribution/types.js";
-import { MockRegistryAbi, MockSettlementAbi, ReceiptCourtAbi } from "../../src/chain/abi.js";
+import { MockRegistryAbi, MockSettlementAbi, ReceiptCourtAbi, RegistryCourtAbi } from "../../src/chain/abi.js";
 import { ANVIL_KEYS, type LocalChain } from "../../src/chain/anvil.js";
 import { Ledger, type SettleInput } from "../../src/ledger/index.js";
 
@@ -28,6 +28,8 @@ export interface CourtEnv {
   registry: Address;
   settlement: Address;
   court: Address;
+  /** ReceiptCourt's deputy (RegistryCourt): proveBadPolicy, proveBadMergedLineage. */
+  registryCourt: Address;
   /** The node address: a registered operator with a bond of 1000. */
   node: Address;
 }
@@ -44,12 +46,14 @@ export async function deployCourt(chain: LocalChain): Promise<CourtEnv> {
   const registry = await deploy(MockRegistryAbi, "MockRegistry");
   const settlement = await deploy(MockSettlementAbi, "MockSettlement");
   const court = await deploy(ReceiptCourtAbi, "ReceiptCourt", [registry, settlement]);
+  const registryCourt = await deploy(RegistryCourtAbi, "RegistryCourt", [court]);
   const send = async (hash: Promise<Hex>) => client.waitForTransactionReceipt({ hash: await hash });
+  await send(deployer.writeContract({ address: court, abi: ReceiptCourtAbi, functionName: "setDeputy", args: [registryCourt] }));
   await send(deployer.writeContract({ address: settlement, abi: MockSettlementAbi, functionName: "setCourt", args: [court] }));
   const node = privateKeyToAccount(NODE_KEY).address;
   await send(deployer.writeContract({ address: registry, abi: MockRegistryAbi, functionName: "setOperator", args: [node, true] }));
   await send(deployer.writeContract({ address: settlement, abi: MockSettlementAbi, functionName: "setBond", args: [node, 1000n] }));
-  return { client, wallet, registry, settlement, court, node };
+  return { client, wallet, registry, settlement, court, registryCourt, node };
 }
 
 const h = (s: string): Hex => keccak256(stringToHex(s));

@@ -5,18 +5,18 @@
  * an RPC outage during a post loses no epoch; a withdrawal that would leave spend unfunded is refused.
  */
 import { join } from "node:path";
-import { getAddress, type Address, type Hex } from "viem";
+import { getAddress, parseEventLogs, type Address, type Hex } from "viem";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { FeePolicy } from "../../src/attribution/types.js";
-import { ReceiptCourtAbi, RegistryAbi, SettlementAbi, TestTokenAbi } from "../../src/chain/abi.js";
+import { ReceiptCourtAbi, RegistryAbi, RegistryCourtAbi, SettlementAbi, TestTokenAbi } from "../../src/chain/abi.js";
 import { ANVIL_KEYS } from "../../src/chain/anvil.js";
 import { ChainNode } from "../../src/chain/node.js";
 import { COMMITTED, EARNINGS } from "../../src/chain/payout-tree.js";
 import { partyOf } from "../../src/ledger/chain-book.js";
 import { Ledger } from "../../src/ledger/index.js";
-import { receiptCourtArgs, receiptDigest, type Receipt } from "../../src/attribution/receipts.js";
+import { proveBadMergedLineageArgs, receiptCourtArgs, receiptDigest, type Receipt } from "../../src/attribution/receipts.js";
 import { nodeSigner } from "../../src/attribution/signing.js";
-import { expectRevert, nameId, rpcProxy, startTestChain, testTerms, TEST_PARAMS, type RpcProxy, type TestChain } from "../helpers/chain.js";
+import { expectRevert, nameId, registryCourtOf, rpcProxy, startTestChain, testTerms, TEST_PARAMS, type RpcProxy, type TestChain } from "../helpers/chain.js";
 import { tempDir } from "../helpers/tmp.js";
 
 const POLICY: FeePolicy = { protocolBps: 500, operatorBps: 2500, developerBps: 5000, stakerBps: 2000, dataBps: 3000, lambdaBps: 4000 };
@@ -288,6 +288,22 @@ describe("Datanet lineage from the chain", () => {
     expect(() => l.chain.checkAccess("tales-mix", undefined)).not.toThrow();
     expect(l.chain.unservable("forged-mix")).toMatch(/its parents forged-lora are not served/);
     expect(() => l.chain.checkAccess("forged-mix", undefined)).toThrow(expect.objectContaining({ code: "CHAIN_TERMS_UNSUPPORTED" }));
+
+    // The court on the real deployment upholds a receipt of the merge and slashes one whose weights differ.
+    const deputy = await registryCourtOf(t);
+    await t.send(t.wallets[AGENT]!, { address: t.deployment.settlement, abi: SettlementAbi, functionName: "deposit", args: [node, 50_000n] });
+    await n.flush();
+    const r = l.reserve(partyOf(agent), 10_000n);
+    const mixed = await l.settle(r, { baseModel: "base", adapters: [{ id: "tales-mix", weightPpm: 1_000_000 }], promptTokens: [1, 2, 3], outputTokens: [4, 5], sampling: { seed: 1 }, finish: "length" });
+    const lineageTerms = (w: bigint) => testTerms(owner, { lineage: [{ datanet: nameId("tales"), version: 1, weight: w }] });
+    const mixTerms = testTerms(owner, { parents: [{ model: nameId("tales-lora"), weight: 3n }, { model: nameId("tales-lora-2"), weight: 1n }] });
+    const proveMix = (rc: Receipt, sig: Hex) => t.send(t.wallets[6]!, {
+      address: deputy, abi: RegistryCourtAbi, functionName: "proveBadMergedLineage", args: proveBadMergedLineageArgs(rc, sig, "tales-mix", mixTerms, [lineageTerms(1n), lineageTerms(5n)]),
+    });
+    await expectRevert(proveMix(mixed.receipt, mixed.signature), "MergedLineageConsistent");
+    const lie: Receipt = { ...mixed.receipt, inputs: { ...mixed.receipt.inputs!, models: mixed.receipt.inputs!.models.map((m) => (m.model === "tales-mix" ? { ...m, lineage: m.lineage.map((e) => ({ ...e, weight: 2n })) } : m)) } };
+    const proof = await proveMix(lie, nodeSigner(NODE_KEY).sign(receiptDigest(lie, l.domainOptions)));
+    expect(parseEventLogs({ abi: ReceiptCourtAbi, eventName: "FraudProven", logs: proof.logs })[0]!.args.reason).toBe(9); // MergedLineageMismatch
 
     // Versions due at one time: a parent's new lineage is listed before the merge that names it, whatever their order.
     l.createDatanet("fables", partyOf(owner));

@@ -6,10 +6,11 @@ import { BaseError, ContractFunctionRevertedError, encodeAbiParameters, keccak25
 import { privateKeyToAccount } from "viem/accounts";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nodeSigner } from "../../src/attribution/signing.js";
-import { proveBadContributorsArgs, proveBadPolicyArgs, proveBadStakersArgs, receiptCourtArgs, receiptDigest, receiptSplitProblem, type PublishedVersion, type Receipt } from "../../src/attribution/receipts.js";
-import { MockRegistryAbi, MockSettlementAbi, ReceiptCourtAbi } from "../../src/chain/abi.js";
+import { proveBadContributorsArgs, proveBadMergedLineageArgs, proveBadPolicyArgs, proveBadStakersArgs, receiptCourtArgs, receiptDigest, receiptSplitProblem, type PublishedVersion, type Receipt, type RegistryTerms } from "../../src/attribution/receipts.js";
+import { MockRegistryAbi, MockSettlementAbi, ReceiptCourtAbi, RegistryCourtAbi } from "../../src/chain/abi.js";
 import { ANVIL_KEYS, startAnvil, type LocalChain } from "../../src/chain/anvil.js";
 import type { Ledger } from "../../src/ledger/index.js";
+import { termsHash } from "../helpers/chain.js";
 import { tempDir } from "../helpers/tmp.js";
 import { courtLedger, deployCourt, NODE_KEY, POLICY, settleRequest } from "./court-fixture.js";
 
@@ -52,13 +53,16 @@ async function prove(r: Receipt, signature: Hex, args = receiptCourtArgs(r)): Pr
   }
 }
 
-const REASONS = ["FeeMismatch", "LinesMismatch", "InvalidInputs", "TermsMismatch", "Equivocation", "NotPosted", "StakersMismatch", "ContributorsMismatch", "PolicyMismatch"];
+const REASONS = ["FeeMismatch", "LinesMismatch", "InvalidInputs", "TermsMismatch", "Equivocation", "NotPosted", "StakersMismatch", "ContributorsMismatch", "PolicyMismatch", "MergedLineageMismatch"];
 
 /** A proof by `functionName`: "proven:<reason>" when it is mined (its FraudProven checked), else the custom error it reverts with. */
-async function proveBy(functionName: "proveBadStakers" | "proveBadContributors" | "proveBadPolicy", args: readonly unknown[], r: Receipt): Promise<string> {
+async function proveBy(functionName: "proveBadStakers" | "proveBadContributors" | "proveBadPolicy" | "proveBadMergedLineage", args: readonly unknown[], r: Receipt): Promise<string> {
   const w = c.wallet(CHALLENGER);
+  const deputy = functionName === "proveBadPolicy" || functionName === "proveBadMergedLineage";
   try {
-    const { request } = await c.client.simulateContract({ account: w.account, address: c.court, abi: ReceiptCourtAbi, functionName, args: args as never });
+    const { request } = await c.client.simulateContract({
+      account: w.account, address: deputy ? c.registryCourt : c.court, abi: [...ReceiptCourtAbi, ...RegistryCourtAbi], functionName, args: args as never,
+    } as never);
     const rc = await c.client.waitForTransactionReceipt({ hash: await w.writeContract(request) });
     const [ev] = parseEventLogs({ abi: ReceiptCourtAbi, logs: rc.logs, eventName: "FraudProven" });
     expect(ev!.args).toMatchObject({ node: c.node, challenger, receiptDigest: receiptDigest(r, domain()) });
@@ -69,6 +73,9 @@ async function proveBy(functionName: "proveBadStakers" | "proveBadContributors" 
     throw e;
   }
 }
+
+/** proveBadSplit (for describes that name their own `prove`). */
+const proveSplit = (r: Receipt, signature: Hex) => prove(r, signature);
 
 const slashes = async () => Number(await c.client.readContract({ address: c.settlement, abi: MockSettlementAbi, functionName: "slashCount" }));
 
@@ -356,9 +363,126 @@ describe("ReceiptCourt.proveBadPolicy (the node's policy from MockRegistry, the 
     await send(c.registry, MockRegistryAbi, "setPolicy", [c.node, POLICY]);
     const [struct, inputs] = proveBadPolicyArgs(r, sig);
     const w = c.wallet(CHALLENGER);
-    const call = (args: readonly unknown[]) => c.client.simulateContract({ account: w.account, address: c.court, abi: ReceiptCourtAbi, functionName: "proveBadPolicy", args: args as never });
+    const call = (args: readonly unknown[]) => c.client.simulateContract({ account: w.account, address: c.registryCourt, abi: RegistryCourtAbi, functionName: "proveBadPolicy", args: args as never });
     await expect(call([struct, { ...inputs, treasury: "mallory" }, sig])).rejects.toThrow(/PartMismatch/);
     await expect(call([struct, inputs, "0xdeadbeef"])).rejects.toThrow(/BadSignature/);
     expect(await prove(r, sig)).toBe("proven:PolicyMismatch");
+  });
+});
+
+describe("RegistryCourt.proveBadMergedLineage (terms from MockRegistry, in force at every time)", () => {
+  const id = (s: string) => keccak256(stringToHex(s));
+  const dev = `0x${"d1".repeat(20)}` as const;
+  const terms = (over: Partial<RegistryTerms>): RegistryTerms => ({
+    contentHash: `0x${"00".repeat(32)}`, priceIn: 1n, priceOut: 1n, developers: [{ party: dev, share: 1n }], hasShares: false, developerBps: 0, stakerBps: 0, dataBps: 0, lineage: [], parents: [], ...over,
+  });
+  const legal = terms({ lineage: [{ datanet: id("legal"), version: 1, weight: 7n }, { datanet: id("cases"), version: 1, weight: 3n }] });
+  const cases = terms({ lineage: [{ datanet: id("cases"), version: 1, weight: 1n }] });
+  const mix = terms({ parents: [{ model: id("legal-lora"), weight: 1n }, { model: id("case-lora"), weight: 1n }] });
+  const hash = termsHash;
+  const setTerms = async (model: string, t: RegistryTerms | null) => {
+    const w = c.wallet(ANVIL_KEYS[0]!);
+    await c.client.waitForTransactionReceipt({ hash: await w.writeContract({ address: c.registry, abi: MockRegistryAbi, functionName: "setTermsHash", args: [id(model), t ? hash(t) : `0x${"00".repeat(32)}`] }) });
+  };
+  let honest: Awaited<ReturnType<typeof settleRequest>>;
+  let n = 0;
+
+  /** A request on the merged adapter "mix" (parents legal-lora and case-lora, 1:1). */
+  async function settleMix(): Promise<Awaited<ReturnType<typeof settleRequest>>> {
+    const input = { baseModel: "llama", adapters: [{ id: "mix", weightPpm: 1_000_000 }], promptTokens: [1, 2, 3], outputTokens: [4, 5, 6, 7 + n++], sampling: { seed: 1 }, finish: "length" as const };
+    return ledger.settle(ledger.reserve("agent", ledger.worstCaseFee({ baseModel: "llama", adapters: ["mix"], tokensIn: 3, maxTokens: 4 })), input);
+  }
+  const prove = (r: Receipt, sig: Hex, merged = mix, parents: (RegistryTerms | null)[] = [legal, cases], model: number | string = "mix") =>
+    proveBy("proveBadMergedLineage", proveBadMergedLineageArgs(r, sig, model, merged, parents), r);
+  function withLineage(lineage: { datanet: string; weight: bigint }[]): [Receipt, Hex] {
+    const m0 = honest.receipt.inputs!.models.find((m) => m.model === "mix")!;
+    const byKey = new Map(m0.lineage.map((e) => [e.datanet, e]));
+    const models = honest.receipt.inputs!.models.map((m) => (m.model === "mix" ? { ...m, lineage: lineage.map((e) => ({ ...(byKey.get(e.datanet) ?? { contributors: [] }), ...e })) } : m));
+    const r: Receipt = { ...honest.receipt, inputs: { ...honest.receipt.inputs!, models } };
+    return [r, sign(r)];
+  }
+
+  beforeAll(async () => {
+    ledger.registerModel({
+      id: "mix", kind: "adapter", owner: "gina", baseModel: "llama", priceIn: 2n, priceOut: 3n, contentHash: id("mix"),
+      developers: [{ party: "gina", share: 1n }], parents: [{ model: "legal-lora", weight: 1n }, { model: "case-lora", weight: 1n }],
+    });
+    honest = await settleMix();
+    for (const [m, t] of [["mix", mix], ["legal-lora", legal], ["case-lora", cases]] as const) await setTerms(m, t);
+  });
+
+  it("upholds the weights the ledger computed: ½·(7/10, 3/10) + ½·(0, 1) = 7 : 13", async () => {
+    expect(honest.receipt.inputs!.models.find((m) => m.model === "mix")!.lineage.map((e) => [e.datanet, e.weight])).toEqual([["cases@1", 13n], ["legal@1", 7n]]);
+    expect(await prove(honest.receipt, honest.signature)).toBe("MergedLineageConsistent");
+    const [r, sig] = withLineage([{ datanet: "legal@1", weight: 7n }, { datanet: "cases@1", weight: 13n }]);
+    expect(await prove(r, sig)).toBe("MergedLineageConsistent");
+  });
+
+  it("slashes other weights: scaled, swapped, an entry left out or added", async () => {
+    const before = await slashes();
+    const lies = [
+      [{ datanet: "cases@1", weight: 26n }, { datanet: "legal@1", weight: 14n }],
+      [{ datanet: "cases@1", weight: 7n }, { datanet: "legal@1", weight: 13n }],
+      [{ datanet: "cases@1", weight: 13n }],
+      [{ datanet: "cases@1", weight: 13n }, { datanet: "legal@1", weight: 7n }, { datanet: "tales@1", weight: 1n }],
+      [{ datanet: "cases@1", weight: 13n }, { datanet: "legal@2", weight: 7n }],
+      [],
+    ];
+    for (const l of lies) {
+      const [r, sig] = withLineage(l);
+      expect(await prove(r, sig), JSON.stringify(l, (_k, v: unknown) => (typeof v === "bigint" ? String(v) : v))).toBe("proven:MergedLineageMismatch");
+    }
+    expect(await slashes()).toBe(before + lies.length);
+    const [r, sig] = withLineage(lies[0]!);
+    expect(await prove(r, sig)).toBe(`AlreadyProven:${receiptDigest(r, domain())}`);
+  });
+
+  it("a parent without terms at the merge's time adds nothing", async () => {
+    await setTerms("case-lora", null);
+    const [r, sig] = withLineage([{ datanet: "cases@1", weight: 3n }, { datanet: "legal@1", weight: 7n }]);
+    expect(await prove(r, sig, mix, [legal, null])).toBe("MergedLineageConsistent");
+    const [lie, lieSig] = withLineage([{ datanet: "cases@1", weight: 13n }, { datanet: "legal@1", weight: 6n }]);
+    expect(await prove(lie, lieSig, mix, [legal, null])).toBe("proven:MergedLineageMismatch");
+    await setTerms("case-lora", cases);
+  });
+
+  it("needs the registry's terms of the merge and of each parent, and plain adapters as parents", async () => {
+    const s = await settleMix();
+    const [r, sig] = [s.receipt, s.signature];
+    expect(await prove(r, sig, { ...mix, priceIn: 9n })).toBe(`NotRegistryTerms:${id("mix")}:${hash(mix)}`);
+    expect(await prove(r, sig, mix, [legal, { ...cases, priceIn: 9n }])).toBe(`NotRegistryTerms:${id("case-lora")}:${hash(cases)}`);
+    expect(await prove(r, sig, mix, [legal])).toBe("ParentsCount:1:2");
+    const plain = await settleRequest(ledger, 50);
+    expect(await prove(plain.receipt, plain.signature, legal, [], "legal-lora")).toBe(`NotMerged:${id("legal-lora")}`);
+    expect(await prove(r, sig, mix, [legal, cases], "llama")).toBe(`NoTermsAtTime:${id("llama")}:${Math.floor(r.time / 1000)}`);
+    const nested = terms({ parents: [{ model: id("legal-lora"), weight: 1n }] });
+    await setTerms("case-lora", nested);
+    expect(await prove(r, sig, mix, [legal, nested])).toBe(`NestedMerge:${id("case-lora")}`);
+    await setTerms("case-lora", cases);
+    const [struct, inputs, , m, t, ps] = proveBadMergedLineageArgs(r, sig, "mix", mix, [legal, cases]);
+    const w = c.wallet(CHALLENGER);
+    const call = (args: readonly unknown[]) => c.client.simulateContract({ account: w.account, address: c.registryCourt, abi: RegistryCourtAbi, functionName: "proveBadMergedLineage", args: args as never });
+    await expect(call([struct, { ...inputs, operator: "mallory" }, sig, m, t, ps])).rejects.toThrow(/PartMismatch/);
+    await expect(call([struct, inputs, sig, BigInt(inputs.models.length), t, ps])).rejects.toThrow(/ModelIndexOutOfRange/);
+    await expect(call([struct, inputs, "0xdeadbeef", m, t, ps])).rejects.toThrow(/BadSignature/);
+    await expect(call([struct, inputs, nodeSigner(CHALLENGER).sign(receiptDigest(r, domain())), m, t, ps])).rejects.toThrow(/SignerNotNode/);
+    const stranger: Receipt = { ...r, node: challenger };
+    expect(await prove(stranger, sign(stranger, CHALLENGER))).toBe(`NotOperator:${challenger}`);
+  });
+
+  it("one slash per receipt across both courts; only the deployer sets the deputy, once; only the deputy slashes through slashFor", async () => {
+    const s = await settleMix();
+    const lie: Receipt = { ...s.receipt, lines: s.receipt.lines.map((l, k) => (k === 0 ? { ...l, amount: l.amount + 1n } : l)) };
+    const sig = sign(lie);
+    expect(await prove(lie, sig)).toBe("MergedLineageConsistent");
+    expect(await proveSplit(lie, sig)).toMatch(/^proven:/);
+    expect(await prove(lie, sig)).toBe(`AlreadyProven:${receiptDigest(lie, domain())}`);
+    const w = c.wallet(CHALLENGER);
+    const court = (functionName: string, args: readonly unknown[]) => c.client.simulateContract({ account: w.account, address: c.court, abi: ReceiptCourtAbi, functionName, args } as never);
+    await expect(court("setDeputy", [challenger])).rejects.toThrow(/NotDeployer/);
+    const d = c.wallet(ANVIL_KEYS[0]!);
+    await expect(c.client.simulateContract({ account: d.account, address: c.court, abi: ReceiptCourtAbi, functionName: "setDeputy", args: [challenger] })).rejects.toThrow(/DeputyAlreadySet/);
+    await expect(court("slashFor", [keccak256("0x01"), c.node, 0, challenger])).rejects.toThrow(/NotDeputy/);
+    expect((await c.client.readContract({ address: c.court, abi: ReceiptCourtAbi, functionName: "deputy" })).toLowerCase()).toBe(c.registryCourt.toLowerCase());
   });
 });

@@ -134,6 +134,10 @@ describe("models and terms", () => {
     expect(await r.read.termsAt([baseId, at1 + 600n])).toEqual([termsHash(t1), 1]);
     expect(await r.read.termsAt([baseId, at2 + 599n])).toEqual([termsHash(t1), 1]);
     expect(await r.read.termsAt([baseId, at2 + 600n])).toEqual([termsHash(t2), 2]);
+    expect(await r.read.termsFrom([baseId, 1])).toBe(at1 + 600n);
+    expect(await r.read.termsFrom([baseId, 2])).toBe(at2 + 600n);
+    for (const v of [0, 3]) await expectRevert(r.read.termsFrom([baseId, v]), "UnknownTermsVersion", [baseId, v]);
+    await expectRevert(r.read.termsFrom([nameId("nope"), 1]), "UnknownModel", [nameId("nope")]);
     expect(await registry(owner).read.termsDelay()).toBe(0n);
   });
 

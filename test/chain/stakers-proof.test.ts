@@ -15,12 +15,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { proveBadPolicyArgs, proveBadStakersArgs, receiptDigest, type Receipt } from "../../src/attribution/receipts.js";
 import { nodeSigner } from "../../src/attribution/signing.js";
 import type { FeePolicy } from "../../src/attribution/types.js";
-import { ReceiptCourtAbi, RegistryAbi, SettlementAbi, TestTokenAbi } from "../../src/chain/abi.js";
+import { ReceiptCourtAbi, RegistryAbi, RegistryCourtAbi, SettlementAbi, TestTokenAbi } from "../../src/chain/abi.js";
 import { ANVIL_KEYS } from "../../src/chain/anvil.js";
 import { ChainNode } from "../../src/chain/node.js";
 import { partyOf } from "../../src/ledger/chain-book.js";
 import { Ledger } from "../../src/ledger/index.js";
-import { expectRevert, nameId, startTestChain, testTerms, type TestChain } from "../helpers/chain.js";
+import { expectRevert, nameId, registryCourtOf, startTestChain, testTerms, type TestChain } from "../helpers/chain.js";
 import { tempDir } from "../helpers/tmp.js";
 
 const POLICY: FeePolicy = { protocolBps: 500, operatorBps: 2500, developerBps: 5000, stakerBps: 2000, dataBps: 3000, lambdaBps: 4000 };
@@ -156,7 +156,7 @@ describe("stakers in force after the terms delay", () => {
 describe("the node's fee policy, declared on chain", () => {
   const policyAt = (ms: number) =>
     t.publicClient.readContract({ address: t.deployment.registry, abi: RegistryAbi, functionName: "policyAt", args: [node, BigInt(Math.floor(ms / 1000))] });
-  const provePolicy = (r: Receipt, sig: Hex) => t.send(t.wallets[CHALLENGER]!, { address: t.deployment.court!, abi: ReceiptCourtAbi, functionName: "proveBadPolicy", args: proveBadPolicyArgs(r, sig) });
+  const provePolicy = async (r: Receipt, sig: Hex) => t.send(t.wallets[CHALLENGER]!, { address: await registryCourtOf(t), abi: RegistryCourtAbi, functionName: "proveBadPolicy", args: proveBadPolicyArgs(r, sig) });
 
   it("the node declared its configured policy once, at its first start (not again at the restart); its receipts split by it", async () => {
     const logs = await t.publicClient.getContractEvents({ address: t.deployment.registry, abi: RegistryAbi, eventName: "OperatorPolicySet", fromBlock: 0n });
@@ -207,6 +207,6 @@ describe("the node's fee policy, declared on chain", () => {
     expect(logs.map((l) => l.args.version)).toEqual([1, 2]);
     const r = await settle(clock + 1);
     expect(r.receipt.inputs!.policy.operatorBps).toBe(3000);
-    await expectRevert(t.send(t.wallets[CHALLENGER]!, { address: t.deployment.court!, abi: ReceiptCourtAbi, functionName: "proveBadPolicy", args: proveBadPolicyArgs(r.receipt, r.signature) }), "PolicyConsistent");
+    await expectRevert(provePolicy(r.receipt, r.signature), "PolicyConsistent");
   });
 });

@@ -218,3 +218,8 @@ export function termsHash(t: TermsInput): Hex {
 export function nameId(name: string): Hex {
   return keccak256(toBytes(name));
 }
+
+/** The deployment's RegistryCourt: ReceiptCourt's deputy (proveBadPolicy, proveBadMergedLineage). */
+export async function registryCourtOf(t: TestChain): Promise<Address> {
+  return t.publicClient.readContract({ address: t.deployment.court!, abi: abis.ReceiptCourtAbi, functionName: "deputy" });
+}

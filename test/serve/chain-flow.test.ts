@@ -14,12 +14,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { contentHash } from "../../src/attribution/content-hash.js";
 import { signingFetch } from "../../src/auth/client.js";
 import { proveBadContributorsArgs, proveBadPolicyArgs, proveBadStakersArgs, proveBadTermsArgs, receiptCourtArgs, receiptFromJSON } from "../../src/attribution/receipts.js";
-import { LicenceAbi, ReceiptCourtAbi, RegistryAbi, SettlementAbi, TestTokenAbi } from "../../src/chain/abi.js";
+import { LicenceAbi, ReceiptCourtAbi, RegistryAbi, RegistryCourtAbi, SettlementAbi, TestTokenAbi } from "../../src/chain/abi.js";
 import { ANVIL_KEYS, freePort } from "../../src/chain/anvil.js";
 import { writeDeployment } from "../../src/chain/deploy.js";
 import { writeGgufLora } from "../../src/synth/adapters.js";
 import { writeGgufModel } from "../../src/synth/synthesize.js";
-import { expectRevert, nameId, startTestChain, testTerms, TEST_PARAMS, type TestChain } from "../helpers/chain.js";
+import { expectRevert, nameId, registryCourtOf, startTestChain, testTerms, TEST_PARAMS, type TestChain } from "../helpers/chain.js";
 import { runCli } from "../helpers/cli.js";
 import { metric, startServer, type ServerProcess } from "../helpers/serve.js";
 import { tempDir } from "../helpers/tmp.js";
@@ -149,7 +149,7 @@ describe("serving on a chain", () => {
     await expectRevert(court("proveBadSplit", [struct, parts, got.signature]), "ReceiptConsistent");
     await expectRevert(court("proveBadTerms", proveBadTermsArgs(receipt, got.signature, "quoted", quotedTerms)), "TermsConsistent");
     await expectRevert(court("proveBadStakers", proveBadStakersArgs(receipt, got.signature, MODEL)), "StakersConsistent");
-    await expectRevert(court("proveBadPolicy", proveBadPolicyArgs(receipt, got.signature)), "PolicyConsistent");
+    await expectRevert(send(OTHER, await registryCourtOf(t), RegistryCourtAbi, "proveBadPolicy", [...proveBadPolicyArgs(receipt, got.signature)]), "PolicyConsistent");
     const version = { root: pub.root, contributors: [a(CONTRIBUTOR)], approvedTokens: [BigInt(record.tokenCount)] };
     await expectRevert(court("proveBadContributors", proveBadContributorsArgs(receipt, got.signature, "quoted", `stories@${pub.version}`, version)), "ContributorsConsistent");
 
