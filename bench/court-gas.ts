@@ -4,8 +4,9 @@
  * of proveBadTerms on the same receipts with the adapter's inputs re-signed to differ from its terms
  * only in the last lineage weight (every comparison made); of proveBadStakers with a staker left out (every
  * stake read, the sum differs); of proveBadContributors with the last approved token count wrong; of
- * proveBadPolicy with the policy and operator right and the treasury (compared last) wrong: each the most
- * expensive verdict of its kind.
+ * proveBadPolicy with the policy and operator right and the treasury (compared last) wrong; of
+ * proveBadMergedLineage on a merge of the two adapters with one weight wrong: each the most expensive
+ * verdict of its kind (the last two through RegistryCourt, ReceiptCourt's deputy).
  *   npx tsx bench/court-gas.ts [proofs, default 7]
  */
 import { mkdtempSync, rmSync } from "node:fs";
@@ -13,7 +14,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { encodeAbiParameters, encodeFunctionData, keccak256, stringToHex, type Address, type Hex } from "viem";
 import {
-  proveBadContributorsArgs, proveBadPolicyArgs, proveBadStakersArgs, proveBadTermsArgs, receiptCourtArgs, receiptDigest,
+  proveBadContributorsArgs, proveBadMergedLineageArgs, proveBadPolicyArgs, proveBadStakersArgs, proveBadTermsArgs, receiptCourtArgs, receiptDigest,
   type PublishedVersion, type Receipt, type RegistryTerms,
 } from "../src/attribution/receipts.js";
 import type { ModelUse } from "../src/attribution/types.js";
@@ -113,6 +114,33 @@ try {
   }
   console.log(`proveBadPolicy calldata ${calldata} B`);
   table("proveBadPolicy", policyGas);
+
+  // proveBadMergedLineage: "mix" merges legal-lora and case-lora 1:1 (lineage cases 13 : legal 7); the receipt says 14 : 7.
+  ledger.registerModel({
+    id: "mix", kind: "adapter", owner: "gina", baseModel: "llama", priceIn: 2n, priceOut: 3n, contentHash: nameId("mix"),
+    developers: [{ party: "gina", share: 1n }], parents: [{ model: "legal-lora", weight: 1n }, { model: "case-lora", weight: 1n }],
+  });
+  const plainTerms = (lineage: RegistryTerms["lineage"]): RegistryTerms => ({ ...terms, lineage });
+  const legalTerms = plainTerms([{ datanet: nameId("legal"), version: 1, weight: 7n }, { datanet: nameId("cases"), version: 1, weight: 3n }]);
+  const caseTerms = plainTerms([{ datanet: nameId("cases"), version: 1, weight: 1n }]);
+  const mixTerms: RegistryTerms = { ...terms, lineage: [], parents: [{ model: nameId("legal-lora"), weight: 1n }, { model: nameId("case-lora"), weight: 1n }] };
+  for (const [m, t] of [["mix", mixTerms], ["legal-lora", legalTerms], ["case-lora", caseTerms]] as const) {
+    await c.client.waitForTransactionReceipt({ hash: await deployer.writeContract({ address: c.registry, abi: MockRegistryAbi, functionName: "setTermsHash", args: [nameId(m), termsHash(t)] }) });
+  }
+  const mergedGas: bigint[] = [];
+  for (let i = 0; i < n; i++) {
+    const worst = ledger.worstCaseFee({ baseModel: "llama", adapters: ["mix"], tokensIn: 3, maxTokens: 4 });
+    const s = await ledger.settle(ledger.reserve("agent", worst), { baseModel: "llama", adapters: [{ id: "mix", weightPpm: 1_000_000 }], promptTokens: [1, 2, 3], outputTokens: [4, 5, 6, 100 + i], sampling: { seed: 1 }, finish: "length" });
+    const models = s.receipt.inputs!.models.map((m) => (m.model === "mix" ? { ...m, lineage: m.lineage.map((e) => (e.datanet === "cases@1" ? { ...e, weight: 14n } : e)) } : m));
+    const r: Receipt = { ...s.receipt, inputs: { ...s.receipt.inputs!, models } };
+    const a = proveBadMergedLineageArgs(r, sign(r), "mix", mixTerms, [legalTerms, caseTerms]);
+    const rc = await c.client.waitForTransactionReceipt({ hash: await w.writeContract({ address: c.registryCourt, abi: RegistryCourtAbi, functionName: "proveBadMergedLineage", args: a }) });
+    if (rc.status !== "success") throw new Error(`proveBadMergedLineage ${i} reverted`);
+    mergedGas.push(rc.gasUsed);
+    calldata = (encodeFunctionData({ abi: RegistryCourtAbi, functionName: "proveBadMergedLineage", args: a }).length - 2) / 2;
+  }
+  console.log(`proveBadMergedLineage calldata ${calldata} B`);
+  table("proveBadMergedLineage", mergedGas);
   ledger.close();
 } finally {
   await chain.stop();
