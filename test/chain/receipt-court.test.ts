@@ -35,28 +35,15 @@ afterAll(async () => {
 const domain = () => ({ chainId: chain.chainId, verifyingContract: c.court });
 const sign = (r: Receipt, key: Hex = NODE_KEY) => nodeSigner(key).sign(receiptDigest(r, domain()));
 
-/** The custom error a proof reverts with, or "ok" and the FraudProven reason when it is mined. */
+/** proveBadSplit: "proven:<reason>" when it is mined, else the custom error it reverts with. */
 async function prove(r: Receipt, signature: Hex, args = receiptCourtArgs(r)): Promise<string> {
-  const w = c.wallet(CHALLENGER);
-  try {
-    const { request } = await c.client.simulateContract({ account: w.account, address: c.court, abi: ReceiptCourtAbi, functionName: "proveBadSplit", args: [args[0], args[1], signature] });
-    const rc = await c.client.waitForTransactionReceipt({ hash: await w.writeContract(request) });
-    const [ev] = parseEventLogs({ abi: ReceiptCourtAbi, logs: rc.logs, eventName: "FraudProven" });
-    expect(ev!.args).toMatchObject({ node: c.node, challenger, receiptDigest: receiptDigest(r, domain()) });
-    return `proven:${REASONS[ev!.args.reason]}`;
-  } catch (e) {
-    const revert = e instanceof BaseError ? e.walk((x) => x instanceof ContractFunctionRevertedError) : null;
-    if (revert instanceof ContractFunctionRevertedError && revert.data?.errorName) {
-      return [revert.data.errorName, ...(revert.data.args ?? []).map(String)].join(":");
-    }
-    throw e;
-  }
+  return proveBy("proveBadSplit", [args[0], args[1], signature], r);
 }
 
 const REASONS = ["FeeMismatch", "LinesMismatch", "InvalidInputs", "TermsMismatch", "Equivocation", "NotPosted", "StakersMismatch", "ContributorsMismatch", "PolicyMismatch", "MergedLineageMismatch"];
 
 /** A proof by `functionName`: "proven:<reason>" when it is mined (its FraudProven checked), else the custom error it reverts with. */
-async function proveBy(functionName: "proveBadStakers" | "proveBadContributors" | "proveBadPolicy" | "proveBadMergedLineage", args: readonly unknown[], r: Receipt): Promise<string> {
+async function proveBy(functionName: "proveBadSplit" | "proveBadStakers" | "proveBadContributors" | "proveBadPolicy" | "proveBadMergedLineage", args: readonly unknown[], r: Receipt): Promise<string> {
   const w = c.wallet(CHALLENGER);
   const deputy = functionName === "proveBadPolicy" || functionName === "proveBadMergedLineage";
   try {
