@@ -66,6 +66,8 @@ export interface StartAnvilOptions {
   blockTime?: number;
   /** Keep chain state in this file across restarts (anvil --state). */
   stateFile?: string;
+  /** Record every opcode step, so debug_traceTransaction answers them (anvil --steps-tracing; benches only). */
+  stepsTracing?: boolean;
 }
 
 /** Starts anvil and resolves once it answers JSON-RPC. */
@@ -74,6 +76,7 @@ export async function startAnvil(opts: StartAnvilOptions = {}): Promise<LocalCha
   const args = ["--host", "127.0.0.1", "--port", String(port), "--silent", "--chain-id", String(ANVIL_CHAIN_ID)];
   if (opts.blockTime) args.push("--block-time", String(opts.blockTime));
   if (opts.stateFile) args.push("--state", opts.stateFile);
+  if (opts.stepsTracing) args.push("--steps-tracing");
   const child = spawn(anvilBinary(), args, { stdio: ["ignore", "ignore", "pipe"] });
   let stderr = "";
   child.stderr?.on("data", (d: Buffer) => { stderr = (stderr + d.toString()).slice(-2000); });

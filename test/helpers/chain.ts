@@ -11,7 +11,7 @@ import { foundry } from "viem/chains";
 import { deepStrictEqual } from "node:assert/strict";
 import { createServer, request as httpRequest } from "node:http";
 import * as abis from "../../src/chain/abi.js";
-import { ANVIL_KEYS, startAnvil, type LocalChain } from "../../src/chain/anvil.js";
+import { ANVIL_KEYS, startAnvil, type LocalChain, type StartAnvilOptions } from "../../src/chain/anvil.js";
 import { deployOpenLora, type DeployOptions, type Deployment } from "../../src/chain/deploy.js";
 import type { RegistryTerms } from "../../src/attribution/receipts.js";
 
@@ -48,8 +48,8 @@ export interface TestChain {
  */
 export const TEST_PARAMS = { challengeWindow: 100n, withdrawDelay: 50n, unbondingDelay: 200n, slashRewardBps: 2500, termsDelay: 0n } as const;
 
-export async function startTestChain(opts: Partial<DeployOptions> = {}): Promise<TestChain> {
-  const anvil = await startAnvil();
+export async function startTestChain(opts: Partial<DeployOptions> = {}, anvilOpts: StartAnvilOptions = {}): Promise<TestChain> {
+  const anvil = await startAnvil(anvilOpts);
   const chain = { ...foundry, rpcUrls: { default: { http: [anvil.url] } } } as Chain;
   const transport = http(anvil.url);
   // cacheTime 0: a test reads the head right after its own transaction (viem caches it for a polling interval).
