@@ -282,6 +282,24 @@ export async function checkDeployment(publicClient: PublicClient, d: Deployment)
 }
 
 /**
+ * Whether `d` is a deployment of this build with its default courts: checkDeployment passes, and the
+ * court and its deputy hold this build's ReceiptCourt and RegistryCourt (the dev chain redeploys otherwise).
+ */
+export async function isCurrentDeployment(publicClient: PublicClient, d: Deployment): Promise<boolean> {
+  try {
+    await checkDeployment(publicClient, d);
+    if (!d.court) return false;
+    const court = await publicClient.getCode({ address: d.court });
+    if (!court || !sameCode(court, loadArtifact("ReceiptCourt").deployedBytecode)) return false;
+    const deputy = await publicClient.readContract({ address: d.court, abi: ReceiptCourtAbi, functionName: "deputy" });
+    const code = await publicClient.getCode({ address: deputy });
+    return !!code && sameCode(code, loadArtifact("RegistryCourt").deployedBytecode);
+  } catch {
+    return false;
+  }
+}
+
+/**
  * Equal up to immutables: solc leaves each immutable as 32 zero bytes in deployedBytecode, so a
  * byte may differ only where the artifact has a run of at least 32 zero bytes.
  */

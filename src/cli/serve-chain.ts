@@ -9,9 +9,8 @@ import { join } from "node:path";
 import { parseEther, type Hex } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { ANVIL_KEYS, startAnvil, type LocalChain } from "../chain/anvil.js";
-import { RegistryAbi } from "../chain/abi.js";
 import { connectChain } from "../chain/client.js";
-import { deployOpenLora, readDeployment, writeDeployment, type Deployment } from "../chain/deploy.js";
+import { deployOpenLora, isCurrentDeployment, readDeployment, writeDeployment, type Deployment } from "../chain/deploy.js";
 import { oerr } from "../errors.js";
 import { cacheDir } from "../synth/default-model.js";
 import { writeSecretFile } from "./credentials.js";
@@ -60,13 +59,9 @@ export async function prepareChain(f: ChainFlags, nodeKey: Hex, log: (m: string)
     const contractsFile = join(dir, "contracts.json");
     const deployer = await connectChain(local.url, ANVIL_KEYS[0]!);
     let deployment: Deployment | undefined;
-    // A file or contracts of an older openlora (a Registry without termsDelay) are deployed afresh.
+    // A file or contracts of an older openlora (code that is not this build's) are deployed afresh.
     const d = existsSync(contractsFile) ? (() => { try { return readDeployment(contractsFile); } catch { return undefined; } })() : undefined;
-    if (d && d.chainId === local.chainId) {
-      const code = await deployer.public.getCode({ address: d.settlement });
-      const current = await deployer.public.readContract({ address: d.registry, abi: RegistryAbi, functionName: "termsDelay" }).then(() => true, () => false);
-      if (code && code !== "0x" && current) deployment = d;
-    }
+    if (d && d.chainId === local.chainId && (await isCurrentDeployment(deployer.public, d))) deployment = d;
     if (!deployment) {
       // Short windows, so the whole flow (terms in force, post, window, claim) runs in a minute on one machine.
       deployment = await deployOpenLora(deployer.wallet, deployer.public, { treasury: privateKeyToAccount(ANVIL_KEYS[9]!).address, challengeWindow: 20n, withdrawDelay: 20n, unbondingDelay: 60n, termsDelay: 5n });

@@ -3,10 +3,10 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createPublicClient, getAddress, getContract, http, zeroAddress, type Address, type PublicClient } from "viem";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { RegistryAbi, SettlementAbi, TestTokenAbi } from "../../src/chain/abi.js";
+import { ReceiptCourtAbi, RegistryAbi, RegistryCourtAbi, SettlementAbi, TestTokenAbi } from "../../src/chain/abi.js";
 import { freePort } from "../../src/chain/anvil.js";
 import {
-  checkDeployment, deployOpenLora, loadArtifact, parseDeployment, readDeployment, sameCode, writeDeployment, type CoreAddresses, type Deployment,
+  checkDeployment, deployOpenLora, isCurrentDeployment, loadArtifact, parseDeployment, readDeployment, sameCode, writeDeployment, type CoreAddresses, type Deployment,
 } from "../../src/chain/deploy.js";
 import { isOpenLoraError, type ErrorCode } from "../../src/errors.js";
 import { expectRevert, startTestChain, type TestChain } from "../helpers/chain.js";
@@ -53,6 +53,20 @@ describe("deployOpenLora", () => {
     const block = await c.publicClient.getTransactionReceipt({ hash: (await c.publicClient.getBlock({ blockNumber: BigInt(d.deployBlock), includeTransactions: true })).transactions[0]!.hash });
     expect(getAddress(block.contractAddress!)).toBe(d.registry);
     await checkDeployment(c.publicClient, d);
+    // Not the default courts: a dev chain holding it would be deployed afresh.
+    expect(await isCurrentDeployment(c.publicClient, d)).toBe(false);
+  });
+
+  it("the default deployment has ReceiptCourt with RegistryCourt as its deputy, and is this build's", async () => {
+    const d = c.deployment;
+    const deputy = await c.publicClient.readContract({ address: d.court!, abi: ReceiptCourtAbi, functionName: "deputy" });
+    expect(sameCode((await c.publicClient.getCode({ address: deputy }))!, loadArtifact("RegistryCourt").deployedBytecode)).toBe(true);
+    expect(await c.publicClient.readContract({ address: deputy, abi: RegistryCourtAbi, functionName: "court" })).toBe(getAddress(d.court!));
+    expect(await isCurrentDeployment(c.publicClient, d)).toBe(true);
+    // Another build's contract at an address, or wiring that does not close: not current (no throw).
+    expect(await isCurrentDeployment(c.publicClient, { ...d, court: d.token })).toBe(false);
+    expect(await isCurrentDeployment(c.publicClient, { ...d, registry: d.licence })).toBe(false);
+    expect(await isCurrentDeployment(c.publicClient, { ...d, court: null })).toBe(false);
   });
 
   it("refuses bad options", async () => {
