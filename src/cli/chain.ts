@@ -9,9 +9,11 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { getAddress, isAddress, keccak256, parseEventLogs, toBytes, type Abi, type Address, type Hex } from "viem";
 import { contentHash } from "../attribution/content-hash.js";
+import { receiptFromJSON } from "../attribution/receipts.js";
 import { signingFetch } from "../auth/client.js";
 import { LicenceAbi, RegistryAbi, SettlementAbi, TestTokenAbi } from "../chain/abi.js";
 import { ANVIL_KEYS } from "../chain/anvil.js";
+import { checkReceipt } from "../chain/challenger.js";
 import { connectChain, type ChainClients } from "../chain/client.js";
 import { deployOpenLora, readDeployment, writeDeployment, type Deployment } from "../chain/deploy.js";
 import { ERROR_TABLE, oerr, type ErrorCode } from "../errors.js";
@@ -35,6 +37,8 @@ export const CHAIN_USAGE = `  openlora chain deploy --rpc <url> --key-file <file
                        (with the node's key: the policy its receipts split by, from 'inForceFrom'; the first at once)
         allow --model <name> --agent <address> [--remove] | licence-mint --model <name> --to <address> --amount N
         claim [--account <address>]                 (the proof comes from --server; the tokens go to the account)
+        check-receipt --receipt N [--send]          (every fraud proof of --server's receipt N, simulated with the chain's
+                       terms, stakes, Datanet versions and policy; exit 2 when one would slash; --send sends it)
         complete --model <name> --prompt <text> [--max-tokens N]   (a completion paid by the key's account, signed)
         balance [--account <address>]
         With --dev, the RPC URL and contracts are those of 'openlora serve --dev-chain'. --server defaults to
@@ -55,7 +59,7 @@ export async function runChain(argv: string[]): Promise<number> {
       to: { type: "string" }, amount: { type: "string" }, operator: { type: "string" }, model: { type: "string" }, name: { type: "string" }, kind: { type: "string" },
       base: { type: "string" }, "price-in": { type: "string" }, "price-out": { type: "string" }, files: { type: "string" }, "content-hash": { type: "string" },
       developer: { type: "string", multiple: true }, policy: { type: "string" }, "min-stake": { type: "string" }, agent: { type: "string" },
-      remove: { type: "boolean" }, account: { type: "string" },
+      remove: { type: "boolean" }, account: { type: "string" }, receipt: { type: "string" }, send: { type: "boolean" },
       "protocol-bps": { type: "string" }, "operator-bps": { type: "string" }, "developer-bps": { type: "string" }, "staker-bps": { type: "string" },
       "data-bps": { type: "string" }, "lambda-bps": { type: "string" }, prompt: { type: "string" }, "max-tokens": { type: "string" },
     },
@@ -130,6 +134,16 @@ export async function runChain(argv: string[]): Promise<number> {
       print({ tx, version: set!.args.version, policy, inForceFrom: new Date(fromMs).toISOString() });
       await waitIf(values.wait, fromMs);
       return 0;
+    }
+    case "check-receipt": {
+      const n = intOf(required(values.receipt, "receipt"), "receipt", Number.MAX_SAFE_INTEGER);
+      const got = (await getJson(`${server}/v1/receipts/${n}`)) as { json: string; signature: Hex };
+      const receipt = receiptFromJSON(got.json);
+      const checks = await checkReceipt(c.public, deployment, receipt, got.signature, me);
+      const lie = checks.find((x) => x.verdict === "slashes");
+      const sent = lie && values.send ? { proof: lie.proof, tx: await send(lie.call!.address, lie.call!.abi, lie.call!.functionName, lie.call!.args) } : undefined;
+      print({ receipt: receipt.id, node: receipt.node, checks: checks.map(({ proof, verdict, detail }) => ({ proof, verdict, detail })), ...(sent ? { sent } : {}) });
+      return lie ? 2 : 0;
     }
     case "request-withdrawal":
       print({ tx: await send(deployment.settlement, SettlementAbi, "requestWithdrawal", [await operator(), amount()]) });

@@ -2,21 +2,27 @@
  * The node on a chain, end to end below HTTP: a real ledger follows real contracts on anvil —
  * deposits, stakes, a model registered by its owner — settles requests, posts its epochs, and every
  * party claims exactly its ledger lines; a restart applies nothing twice and posts nothing twice;
- * an RPC outage during a post loses no epoch; a withdrawal that would leave spend unfunded is refused.
+ * an RPC outage during a post loses no epoch; a withdrawal that would leave spend unfunded is refused;
+ * a merged model is listed by its parents and its receipts are checked by `openlora chain check-receipt`.
  */
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { getAddress, parseEventLogs, type Address, type Hex } from "viem";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { FeePolicy } from "../../src/attribution/types.js";
 import { ReceiptCourtAbi, RegistryAbi, RegistryCourtAbi, SettlementAbi, TestTokenAbi } from "../../src/chain/abi.js";
 import { ANVIL_KEYS } from "../../src/chain/anvil.js";
+import { checkReceipt } from "../../src/chain/challenger.js";
+import { writeDeployment } from "../../src/chain/deploy.js";
 import { ChainNode } from "../../src/chain/node.js";
 import { COMMITTED, EARNINGS } from "../../src/chain/payout-tree.js";
 import { partyOf } from "../../src/ledger/chain-book.js";
 import { Ledger } from "../../src/ledger/index.js";
-import { proveBadMergedLineageArgs, receiptCourtArgs, receiptDigest, type Receipt } from "../../src/attribution/receipts.js";
+import { proveBadMergedLineageArgs, receiptCourtArgs, receiptDigest, receiptToJSON, type Receipt } from "../../src/attribution/receipts.js";
 import { nodeSigner } from "../../src/attribution/signing.js";
 import { expectRevert, nameId, registryCourtOf, rpcProxy, startTestChain, testTerms, TEST_PARAMS, type RpcProxy, type TestChain } from "../helpers/chain.js";
+import { runCli } from "../helpers/cli.js";
 import { tempDir } from "../helpers/tmp.js";
 
 const POLICY: FeePolicy = { protocolBps: 500, operatorBps: 2500, developerBps: 5000, stakerBps: 2000, dataBps: 3000, lambdaBps: 4000 };
@@ -302,8 +308,37 @@ describe("Datanet lineage from the chain", () => {
     });
     await expectRevert(proveMix(mixed.receipt, mixed.signature), "MergedLineageConsistent");
     const lie: Receipt = { ...mixed.receipt, inputs: { ...mixed.receipt.inputs!, models: mixed.receipt.inputs!.models.map((m) => (m.model === "tales-mix" ? { ...m, lineage: m.lineage.map((e) => ({ ...e, weight: 2n })) } : m)) } };
-    const proof = await proveMix(lie, nodeSigner(NODE_KEY).sign(receiptDigest(lie, l.domainOptions)));
-    expect(parseEventLogs({ abi: ReceiptCourtAbi, eventName: "FraudProven", logs: proof.logs })[0]!.args.reason).toBe(9); // MergedLineageMismatch
+    const lieSig = nodeSigner(NODE_KEY).sign(receiptDigest(lie, l.domainOptions));
+    // checkReceipt gathers every proof's arguments from the chain: the honest receipt stands on all, the lie falls on one.
+    const challenger = t.addresses[6]!;
+    const honestChecks = await checkReceipt(t.publicClient, t.deployment, mixed.receipt, mixed.signature, challenger);
+    expect(honestChecks.map((x) => [x.proof, x.verdict, x.detail])).toEqual([
+      ["proveBadSplit", "stands", "ReceiptConsistent"],
+      ["proveBadPolicy", "stands", "PolicyConsistent"],
+      ["proveBadTerms(base)", "stands", "TermsConsistent"],
+      ["proveBadStakers(base)", "stands", "StakersConsistent"],
+      ["proveBadTerms(tales-mix)", "stands", "TermsConsistent"],
+      ["proveBadStakers(tales-mix)", "stands", "StakersConsistent"],
+      ["proveBadContributors(tales-mix, tales@1)", "stands", "ContributorsConsistent"],
+      ["proveBadMergedLineage(tales-mix)", "stands", "MergedLineageConsistent"],
+    ]);
+    const lieChecks = await checkReceipt(t.publicClient, t.deployment, lie, lieSig, challenger);
+    expect(lieChecks.filter((x) => x.verdict === "slashes").map((x) => [x.proof, x.detail])).toEqual([["proveBadMergedLineage(tales-mix)", "MergedLineageMismatch"]]);
+    // `openlora chain check-receipt --send` with the lie served as a node serves receipts: exit 2, the slashing proof sent.
+    const source = createServer((_req, res) => { res.setHeader("content-type", "application/json"); res.end(JSON.stringify({ json: receiptToJSON(lie), signature: lieSig })); });
+    await new Promise<void>((r) => source.listen(0, "127.0.0.1", () => r()));
+    const contracts = join(dir, "contracts.json");
+    writeDeployment(contracts, t.deployment);
+    try {
+      const cli = await runCli(["chain", "check-receipt", "--rpc", t.anvil.url, "--contracts", contracts, "--server", `http://127.0.0.1:${(source.address() as AddressInfo).port}`, "--receipt", String(lie.id), "--send"], { OPENLORA_CHAIN_KEY: ANVIL_KEYS[6]! });
+      expect(cli.code, cli.stderr).toBe(2);
+      const sent = (JSON.parse(cli.stdout) as { sent: { proof: string; tx: Hex } }).sent;
+      expect(sent.proof).toBe("proveBadMergedLineage(tales-mix)");
+      const proof = await t.publicClient.getTransactionReceipt({ hash: sent.tx });
+      expect(parseEventLogs({ abi: ReceiptCourtAbi, eventName: "FraudProven", logs: proof.logs })[0]!.args).toMatchObject({ reason: 9, challenger }); // MergedLineageMismatch
+    } finally {
+      source.close();
+    }
 
     // Versions due at one time: a parent's new lineage is listed before the merge that names it, whatever their order.
     l.createDatanet("fables", partyOf(owner));

@@ -152,6 +152,15 @@ describe("serving on a chain", () => {
     await expectRevert(send(OTHER, await registryCourtOf(t), RegistryCourtAbi, "proveBadPolicy", [...proveBadPolicyArgs(receipt, got.signature)]), "PolicyConsistent");
     const version = { root: pub.root, contributors: [a(CONTRIBUTOR)], approvedTokens: [BigInt(record.tokenCount)] };
     await expectRevert(court("proveBadContributors", proveBadContributorsArgs(receipt, got.signature, "quoted", `stories@${pub.version}`, version)), "ContributorsConsistent");
+    // The same, as anyone runs it: every proof's arguments gathered from the chain, simulated, none slashes.
+    const check = await runCli(["chain", "check-receipt", "--rpc", t.anvil.url, "--contracts", contractsFile, "--server", `http://127.0.0.1:${server.port}`, "--receipt", String(receipt.id)], { OPENLORA_CHAIN_KEY: ANVIL_KEYS[OTHER]! });
+    expect(check.code, check.stderr).toBe(0);
+    const checks = (JSON.parse(check.stdout) as { checks: { proof: string; verdict: string; detail: string }[] }).checks;
+    expect(checks.filter((x) => x.verdict !== "stands")).toEqual([]);
+    expect(Object.fromEntries(checks.map((x) => [x.proof, x.detail]))).toMatchObject({
+      proveBadSplit: "ReceiptConsistent", proveBadPolicy: "PolicyConsistent", "proveBadTerms(quoted)": "TermsConsistent",
+      [`proveBadStakers(${MODEL})`]: "StakersConsistent", [`proveBadContributors(quoted, stories@${pub.version})`]: "ContributorsConsistent",
+    });
 
     expect((await fetch(`http://127.0.0.1:${server.port}/v1/epochs/close`, { method: "POST", headers: { ...server.operator, "content-type": "application/json" }, body: "{}" })).status).toBe(200);
     for (let i = 0; i < 200 && (await get("/v1/chain")).lastEpochPosted !== 1; i++) await new Promise((r) => setTimeout(r, 50));
