@@ -79,6 +79,10 @@ describe("the README's dev-chain steps", () => {
     expect(fee).toBeGreaterThan(0n);
     expect(lineOf("developer")).toBeGreaterThan(0n);
     expect(lineOf("staker")).toBeGreaterThan(0n);
+    // Anyone checks the receipt against the chain: every proof stands (exit 0).
+    const checked = await chain("check-receipt", "--dev-account", "5", "--receipt", String(done.receipt));
+    expect((checked.checks as { verdict: string }[]).length).toBeGreaterThanOrEqual(4);
+    expect((checked.checks as { verdict: string }[]).every((x) => x.verdict === "stands")).toBe(true);
 
     const epoch = await postedAndClaimable(0);
     const dev = await chain("claim", "--dev-account", "2");
