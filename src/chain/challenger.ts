@@ -4,14 +4,16 @@
  * with its arguments gathered from the chain itself (the registry's terms from TermsSet logs, Datanet
  * versions from DatanetVersionPublished logs), each simulated: a proof that would be mined is a lie
  * the challenger can slash (`openlora chain check-receipt --send`); one that reverts says why it
- * stands. Equivocation and a receipt left out of a posted epoch need a second receipt (#16).
+ * stands. With the receipt's successor (id + 1, from the same node) it also tries proveEquivocation,
+ * and when a posted epoch of the node ends at this receipt's id, proveNotPosted. A twin with the
+ * same id, served to someone else, is only found by whoever holds both (#16: validators).
  */
 import { BaseError, ContractFunctionRevertedError, keccak256, stringToHex, type Abi, type Address, type Hex, type PublicClient } from "viem";
 import {
   proveBadContributorsArgs, proveBadMergedLineageArgs, proveBadPolicyArgs, proveBadStakersArgs, proveBadTermsArgs, receiptCourtArgs,
   type PublishedVersion, type Receipt, type RegistryTerms,
 } from "../attribution/receipts.js";
-import { IRegistryAbi, ReceiptCourtAbi, RegistryCourtAbi } from "./abi.js";
+import { IRegistryAbi, ISettlementAbi, ReceiptCourtAbi, RegistryCourtAbi } from "./abi.js";
 import type { Deployment } from "./deploy.js";
 import { oerr } from "../errors.js";
 
@@ -34,7 +36,9 @@ export interface ProofCheck {
 const id = (name: string): Hex => keccak256(stringToHex(name));
 
 /** Runs every proof on `receipt` (signed with `signature`) as `account` would send it, none sent. */
-export async function checkReceipt(client: PublicClient, d: Deployment, receipt: Receipt, signature: Hex, account: Address): Promise<ProofCheck[]> {
+export async function checkReceipt(
+  client: PublicClient, d: Deployment, receipt: Receipt, signature: Hex, account: Address, next?: { receipt: Receipt; signature: Hex },
+): Promise<ProofCheck[]> {
   if (!d.court) throw oerr("INVALID_ARGUMENT", "the contracts file names no court");
   const court = d.court;
   const deputy = await client.readContract({ address: court, abi: ReceiptCourtAbi, functionName: "deputy" });
@@ -61,6 +65,11 @@ export async function checkReceipt(client: PublicClient, d: Deployment, receipt:
 
   const [struct, parts] = receiptCourtArgs(receipt);
   await run("proveBadSplit", court, ReceiptCourtAbi, "proveBadSplit", [struct, parts, signature]);
+  if (next) await run(`proveEquivocation(${receipt.id}, ${next.receipt.id})`, court, ReceiptCourtAbi, "proveEquivocation", [struct, signature, receiptCourtArgs(next.receipt)[0], next.signature]);
+  const posted = await client.getContractEvents({ address: d.settlement, abi: ISettlementAbi, eventName: "EpochPosted", args: { operator: receipt.node }, fromBlock });
+  for (const e of posted.filter((x) => x.args.lastReceipt === BigInt(receipt.id))) {
+    await run(`proveNotPosted(epoch ${e.args.epoch})`, court, ReceiptCourtAbi, "proveNotPosted", [struct, signature, e.args.epoch]);
+  }
   await run("proveBadPolicy", deputy, RegistryCourtAbi, "proveBadPolicy", proveBadPolicyArgs(receipt, signature));
   for (const m of receipt.inputs!.models) {
     const terms = await termsOf(id(m.model), time);

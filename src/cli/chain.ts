@@ -37,8 +37,8 @@ export const CHAIN_USAGE = `  openlora chain deploy --rpc <url> --key-file <file
                        (with the node's key: the policy its receipts split by, from 'inForceFrom'; the first at once)
         allow --model <name> --agent <address> [--remove] | licence-mint --model <name> --to <address> --amount N
         claim [--account <address>]                 (the proof comes from --server; the tokens go to the account)
-        check-receipt --receipt N [--send]          (every fraud proof of --server's receipt N, simulated with the chain's
-                       terms, stakes, Datanet versions and policy; exit 2 when one would slash; --send sends it)
+        check-receipt --receipt N [--send]          (every fraud proof of --server's receipt N (and N + 1), simulated with the
+                       chain's terms, stakes, Datanet versions, policy and epochs; exit 2 when one would slash; --send sends it)
         complete --model <name> --prompt <text> [--max-tokens N]   (a completion paid by the key's account, signed)
         balance [--account <address>]
         With --dev, the RPC URL and contracts are those of 'openlora serve --dev-chain'. --server defaults to
@@ -139,7 +139,9 @@ export async function runChain(argv: string[]): Promise<number> {
       const n = intOf(required(values.receipt, "receipt"), "receipt", Number.MAX_SAFE_INTEGER);
       const got = (await getJson(`${server}/v1/receipts/${n}`)) as { json: string; signature: Hex };
       const receipt = receiptFromJSON(got.json);
-      const checks = await checkReceipt(c.public, deployment, receipt, got.signature, me);
+      const after = (await getJson(`${server}/v1/receipts/${n + 1}`, true)) as { json: string; signature: Hex } | null;
+      const next = after ? { receipt: receiptFromJSON(after.json), signature: after.signature } : undefined;
+      const checks = await checkReceipt(c.public, deployment, receipt, got.signature, me, next);
       const lie = checks.find((x) => x.verdict === "slashes");
       const sent = lie && values.send ? { proof: lie.proof, tx: await send(lie.call!.address, lie.call!.abi, lie.call!.functionName, lie.call!.args) } : undefined;
       print({ receipt: receipt.id, node: receipt.node, checks: checks.map(({ proof, verdict, detail }) => ({ proof, verdict, detail })), ...(sent ? { sent } : {}) });

@@ -179,6 +179,17 @@ describe("serving on a chain", () => {
       expect(r.code, r.stderr).toBe(0);
       expect((await tokenBalance(a(who))) - before).toBe(want);
     }
+
+    // Once posted, the paid receipt against its successor and the posted epoch: the chain of receipts
+    // links, and epoch 1 ends with the receipt the node signed as its last. (Not receipt 1: its model was
+    // registered in the same second, and with the tests' terms delay of 0 the node cannot have known.)
+    const checkAll = async (id: number) => {
+      const r = await runCli(["chain", "check-receipt", "--rpc", t.anvil.url, "--contracts", contractsFile, "--server", `http://127.0.0.1:${server.port}`, "--receipt", String(id)], { OPENLORA_CHAIN_KEY: ANVIL_KEYS[OTHER]! });
+      expect(r.code, `${r.stderr}\n${r.stdout}`).toBe(0);
+      return Object.fromEntries((JSON.parse(r.stdout) as { checks: { proof: string; detail: string }[] }).checks.map((x) => [x.proof, x.detail]));
+    };
+    await client(AGENT).completions.create({ model: "quoted", prompt: "Again", max_tokens: 4, temperature: 0, seed: 6 });
+    expect(await checkAll(receipt.id)).toMatchObject({ [`proveEquivocation(${receipt.id}, ${receipt.id + 1})`]: "NoEquivocation", "proveNotPosted(epoch 1)": "ReceiptPosted" });
   });
 
   it("each access policy admits whom it names and refuses the rest before any compute", async () => {
