@@ -15,6 +15,7 @@ import {
 } from "../attribution/receipts.js";
 import { IRegistryAbi, ISettlementAbi, ReceiptCourtAbi, RegistryCourtAbi } from "./abi.js";
 import type { Deployment } from "./deploy.js";
+import { MAX_RANGE } from "./follower.js";
 import { oerr } from "../errors.js";
 
 /** ReceiptCourt.Reason, by index. */
@@ -35,6 +36,14 @@ export interface ProofCheck {
 
 const id = (name: string): Hex => keccak256(stringToHex(name));
 
+/** `read` over [from, head] in ranges of MAX_RANGE blocks (what public RPC endpoints answer), concatenated. */
+async function inRanges<T>(client: PublicClient, from: bigint, read: (fromBlock: bigint, toBlock: bigint) => Promise<T[]>): Promise<T[]> {
+  const head = await client.getBlockNumber();
+  const out: T[] = [];
+  for (let a = from; a <= head; a += MAX_RANGE) out.push(...(await read(a, a + MAX_RANGE - 1n < head ? a + MAX_RANGE - 1n : head)));
+  return out;
+}
+
 /** Runs every proof on `receipt` (signed with `signature`) as `account` would send it, none sent. */
 export async function checkReceipt(
   client: PublicClient, d: Deployment, receipt: Receipt, signature: Hex, account: Address, next?: { receipt: Receipt; signature: Hex },
@@ -47,7 +56,7 @@ export async function checkReceipt(
   const termsOf = async (model: Hex, at: bigint): Promise<RegistryTerms | null> => {
     const [, version] = await client.readContract({ address: d.registry, abi: IRegistryAbi, functionName: "termsAt", args: [model, at] }).catch(() => [null, 0] as const);
     if (!version) return null;
-    const logs = await client.getContractEvents({ address: d.registry, abi: IRegistryAbi, eventName: "TermsSet", args: { id: model }, fromBlock });
+    const logs = await inRanges(client, fromBlock, (f, t) => client.getContractEvents({ address: d.registry, abi: IRegistryAbi, eventName: "TermsSet", args: { id: model }, fromBlock: f, toBlock: t }));
     const t = logs.find((l) => l.args.version === version)?.args.terms;
     return t ? (t as unknown as RegistryTerms) : null;
   };
@@ -66,7 +75,7 @@ export async function checkReceipt(
   const [struct, parts] = receiptCourtArgs(receipt);
   await run("proveBadSplit", court, ReceiptCourtAbi, "proveBadSplit", [struct, parts, signature]);
   if (next) await run(`proveEquivocation(${receipt.id}, ${next.receipt.id})`, court, ReceiptCourtAbi, "proveEquivocation", [struct, signature, receiptCourtArgs(next.receipt)[0], next.signature]);
-  const posted = await client.getContractEvents({ address: d.settlement, abi: ISettlementAbi, eventName: "EpochPosted", args: { operator: receipt.node }, fromBlock });
+  const posted = await inRanges(client, fromBlock, (f, t) => client.getContractEvents({ address: d.settlement, abi: ISettlementAbi, eventName: "EpochPosted", args: { operator: receipt.node }, fromBlock: f, toBlock: t }));
   for (const e of posted.filter((x) => x.args.lastReceipt === BigInt(receipt.id))) {
     await run(`proveNotPosted(epoch ${e.args.epoch})`, court, ReceiptCourtAbi, "proveNotPosted", [struct, signature, e.args.epoch]);
   }
@@ -96,7 +105,8 @@ async function publishedVersion(client: PublicClient, d: Deployment, key: string
   const at = key.lastIndexOf("@");
   const version = Number(key.slice(at + 1));
   if (at <= 0 || !/^[1-9][0-9]{0,9}$/.test(key.slice(at + 1))) return null;
-  const logs = await client.getContractEvents({ address: d.registry, abi: IRegistryAbi, eventName: "DatanetVersionPublished", args: { id: id(key.slice(0, at)) }, fromBlock: BigInt(d.deployBlock) });
+  const logs = await inRanges(client, BigInt(d.deployBlock), (f, t) =>
+    client.getContractEvents({ address: d.registry, abi: IRegistryAbi, eventName: "DatanetVersionPublished", args: { id: id(key.slice(0, at)) }, fromBlock: f, toBlock: t }));
   const l = logs.find((x) => x.args.version === version);
   return l ? { root: l.args.root!, contributors: l.args.contributors!, approvedTokens: l.args.approvedTokens! } : null;
 }

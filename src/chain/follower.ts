@@ -27,7 +27,7 @@ const ERC1155_EVENTS = parseAbi([
 ]);
 
 /** The most blocks one eth_getLogs asks for (public RPCs cap ranges). */
-const MAX_RANGE = 2_000n;
+export const MAX_RANGE = 2_000n;
 
 export interface FollowerOptions {
   confirmations: number;

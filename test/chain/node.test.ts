@@ -286,6 +286,8 @@ describe("Datanet lineage from the chain", () => {
     const merge = (name: string, parents: [string, bigint][]) => t.send(t.wallets[OWNER]!, {
       address: reg, abi: RegistryAbi, functionName: "registerModel", args: [name, 2, nameId("base"), testTerms(owner, { parents: parents.map(([m, w]) => ({ model: nameId(m), weight: w })) })],
     });
+    // 2,100 empty blocks first: the merge's logs lie beyond one log range (MAX_RANGE) from the deployment.
+    await t.publicClient.request({ method: "anvil_mine", params: ["0x834"] } as never);
     await t.send(t.wallets[OWNER]!, { address: reg, abi: RegistryAbi, functionName: "registerModel", args: ["tales-lora-2", 1, nameId("base"), testTerms(owner, { lineage: [{ datanet: nameId("tales"), version: 1, weight: 5n }] })] });
     await merge("tales-mix", [["tales-lora", 3n], ["tales-lora-2", 1n]]);
     await merge("forged-mix", [["tales-lora", 1n], ["forged-lora", 1n]]);
