@@ -38,7 +38,7 @@ export const CHAIN_USAGE = `  openlora chain deploy --rpc <url> --key-file <file
         allow --model <name> --agent <address> [--remove] | licence-mint --model <name> --to <address> --amount N
         claim [--account <address>]                 (the proof comes from --server; the tokens go to the account)
         check-receipt --receipt N [--send]          (every fraud proof of --server's receipt N (and N + 1), simulated with the
-                       chain's terms, stakes, Datanet versions, policy and epochs; exit 2 when one would slash; --send sends it)
+                       chain's terms, stakes, Datanet versions, policy and epochs; exit 3 when one would slash; --send sends it)
         complete --model <name> --prompt <text> [--max-tokens N]   (a completion paid by the key's account, signed)
         balance [--account <address>]
         With --dev, the RPC URL and contracts are those of 'openlora serve --dev-chain'. --server defaults to
@@ -145,7 +145,7 @@ export async function runChain(argv: string[]): Promise<number> {
       const lie = checks.find((x) => x.verdict === "slashes");
       const sent = lie && values.send ? { proof: lie.proof, tx: await send(lie.call!.address, lie.call!.abi, lie.call!.functionName, lie.call!.args) } : undefined;
       print({ receipt: receipt.id, node: receipt.node, checks: checks.map(({ proof, verdict, detail }) => ({ proof, verdict, detail })), ...(sent ? { sent } : {}) });
-      return lie ? 2 : 0;
+      return lie ? 3 : 0;
     }
     case "request-withdrawal":
       print({ tx: await send(deployment.settlement, SettlementAbi, "requestWithdrawal", [await operator(), amount()]) });

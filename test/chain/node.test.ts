@@ -326,14 +326,14 @@ describe("Datanet lineage from the chain", () => {
     ]);
     const lieChecks = await checkReceipt(t.publicClient, t.deployment, lie, lieSig, challenger);
     expect(lieChecks.filter((x) => x.verdict === "slashes").map((x) => [x.proof, x.detail])).toEqual([["proveBadMergedLineage(tales-mix)", "MergedLineageMismatch"]]);
-    // `openlora chain check-receipt --send` with the lie served as a node serves receipts: exit 2, the slashing proof sent.
+    // `openlora chain check-receipt --send` with the lie served as a node serves receipts: exit 3, the slashing proof sent.
     const source = createServer((_req, res) => { res.setHeader("content-type", "application/json"); res.end(JSON.stringify({ json: receiptToJSON(lie), signature: lieSig })); });
     await new Promise<void>((r) => source.listen(0, "127.0.0.1", () => r()));
     const contracts = join(dir, "contracts.json");
     writeDeployment(contracts, t.deployment);
     try {
       const cli = await runCli(["chain", "check-receipt", "--rpc", t.anvil.url, "--contracts", contracts, "--server", `http://127.0.0.1:${(source.address() as AddressInfo).port}`, "--receipt", String(lie.id), "--send"], { OPENLORA_CHAIN_KEY: ANVIL_KEYS[6]! });
-      expect(cli.code, cli.stderr).toBe(2);
+      expect(cli.code, cli.stderr).toBe(3);
       const sent = (JSON.parse(cli.stdout) as { sent: { proof: string; tx: Hex } }).sent;
       expect(sent.proof).toBe("proveBadMergedLineage(tales-mix)");
       const proof = await t.publicClient.getTransactionReceipt({ hash: sent.tx });

@@ -3,6 +3,8 @@
  * input with codes before sending anything.
  */
 import { writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import type { Hex } from "viem";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -100,5 +102,24 @@ describe("openlora chain", () => {
     }
     const none = await runCli(["chain", "balance", "--key-file", keyFile]);
     expect(none.stderr).toContain("INVALID_ARGUMENT");
+  });
+
+  it("check-receipt refuses a malformed receipt id and a receipt that is not one, with codes, sending nothing", async () => {
+    const out = join(dir, "delayed.json");
+    const hostile = createServer((_req, res) => { res.setHeader("content-type", "application/json"); res.end(JSON.stringify({ json: "{not json", signature: "0x00" })); });
+    await new Promise<void>((r) => hostile.listen(0, "127.0.0.1", () => r()));
+    const check = (...a: string[]) => runCli(["chain", "check-receipt", "--rpc", anvil.url, "--contracts", out, "--key-file", keyFile, "--server", `http://127.0.0.1:${(hostile.address() as AddressInfo).port}`, ...a]);
+    try {
+      for (const v of ["-1", "1e3", "x", ""]) {
+        const r = await check("--receipt", v);
+        expect(r.code, v).toBe(2);
+        expect(r.stderr).toContain("INVALID_ARGUMENT");
+      }
+      const bad = await check("--receipt", "1", "--send");
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toContain("RECEIPT_INVALID");
+    } finally {
+      hostile.close();
+    }
   });
 });
