@@ -212,14 +212,8 @@ export class Ledger {
   }
 
   /**
-   * On a chain: lists every version of terms whose time has come (chain-book.ts), oldest first —
-   * a version the node cannot list leaves its model unservable until a later one it can — then
-   * mirrors the stake changes whose time has come. Returns the terms it applied, with the reason
-   * of each that could not be listed.
-   */
-  /**
    * The fee policy a receipt of time `ms` splits by: on a chain, the node's policy declared there and in
-   * force then (ReceiptCourt.proveBadPolicy); before its first declaration, and off chain, the configured one.
+   * force then (RegistryCourt.proveBadPolicy); before its first declaration, and off chain, the configured one.
    */
   policyAt(ms: number): FeePolicy {
     return (this.onChain ? this.chain.policyAt(ms)?.policy : undefined) ?? this.policy;
@@ -230,6 +224,12 @@ export class Ledger {
     return { ...this.policy };
   }
 
+  /**
+   * On a chain: lists every version of terms whose time has come (chain-book.ts), oldest first —
+   * a version the node cannot list leaves its model unservable until a later one it can — then
+   * mirrors the stake changes whose time has come. Returns the terms it applied, with the reason
+   * of each that could not be listed.
+   */
   applyChainChanges(nowMs = this.now()): { model: string; version: number; problem: string | null }[] {
     // A merged model's lineage is computed from its parents' listings: those in force at its terms' time,
     // so within one time the other models' versions are listed first (the sort is stable).
