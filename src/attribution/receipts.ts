@@ -195,7 +195,7 @@ export function proveBadStakersArgs(r: Receipt, signature: Hex, model: number | 
   return [struct, parts.inputs, signature, BigInt(inputsModelIndex(r, model))] as const;
 }
 
-/** ReceiptCourt.proveBadPolicy's arguments: the signed struct, the inputs part, the signature. */
+/** RegistryCourt.proveBadPolicy's arguments: the signed struct, the inputs part, the signature. */
 export function proveBadPolicyArgs(r: Receipt, signature: Hex) {
   const [struct, parts] = receiptCourtArgs(r);
   return [struct, parts.inputs, signature] as const;

@@ -308,7 +308,7 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 8,
     name: "the node's fee policy as declared on chain",
     // Every OperatorPolicySet of this node (Registry.setOperatorPolicy): a receipt splits by the version in
-    // force at its time (from_ms <= time), as ReceiptCourt.proveBadPolicy judges it. policy: canonical JSON.
+    // force at its time (from_ms <= time), as RegistryCourt.proveBadPolicy judges it. policy: canonical JSON.
     sql: `
       CREATE TABLE chain_policies (
         version INTEGER PRIMARY KEY,

@@ -293,7 +293,7 @@ describe("ReceiptCourt.proveBadContributors (Datanet versions from MockRegistry)
   });
 });
 
-describe("ReceiptCourt.proveBadPolicy (the node's policy from MockRegistry, the treasury from MockSettlement)", () => {
+describe("RegistryCourt.proveBadPolicy (the node's policy from MockRegistry, the treasury from MockSettlement)", () => {
   const TREASURY = `0x${"7e".repeat(20)}` as const;
   const ZERO = { protocolBps: 0, operatorBps: 0, developerBps: 0, stakerBps: 0, dataBps: 0, lambdaBps: 0 };
   let honest: Awaited<ReturnType<typeof settleRequest>>;
