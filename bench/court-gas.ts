@@ -62,22 +62,26 @@ try {
   const deployer = c.wallet(ANVIL_KEYS[0]!);
   await c.client.waitForTransactionReceipt({ hash: await deployer.writeContract({ address: c.registry, abi: MockRegistryAbi, functionName: "setTermsHash", args: [nameId("legal-lora"), termsHash(terms)] }) });
   const sign = (r: Receipt) => nodeSigner(NODE_KEY).sign(receiptDigest(r, { chainId: chain.chainId, verifyingContract: c.court }));
-  /** `n` proofs by `functionName`, each of a fresh receipt changed by `lie`; prints their gas. */
-  async function proofs(functionName: "proveBadTerms" | "proveBadStakers" | "proveBadContributors", lie: (m: ModelUse) => ModelUse, args: (r: Receipt, sig: Hex) => readonly unknown[]) {
+  type Proof = "proveBadTerms" | "proveBadStakers" | "proveBadContributors" | "proveBadPolicy" | "proveBadMergedLineage";
+  /** `n` proofs by `functionName`, each of a fresh receipt (`settle`) changed by `lie` and re-signed; prints their gas. */
+  async function measure(functionName: Proof, settle: (i: number) => Promise<{ receipt: Receipt }>, lie: (r: Receipt) => Receipt, args: (r: Receipt, sig: Hex) => readonly unknown[]) {
+    const deputy = functionName === "proveBadPolicy" || functionName === "proveBadMergedLineage";
+    const [address, abi] = deputy ? [c.registryCourt, RegistryCourtAbi] : [c.court, ReceiptCourtAbi];
     const used: bigint[] = [];
     for (let i = 0; i < n; i++) {
-      const s = await settleRequest(ledger, 1000 + proofsMade++);
-      const r: Receipt = { ...s.receipt, inputs: { ...s.receipt.inputs!, models: s.receipt.inputs!.models.map((m) => (m.model === "legal-lora" ? lie(m) : m)) } };
+      const r = lie((await settle(i)).receipt);
       const a = args(r, sign(r));
-      const hash = await w.writeContract({ address: c.court, abi: ReceiptCourtAbi, functionName, args: a as never });
-      const rc = await c.client.waitForTransactionReceipt({ hash });
+      const rc = await c.client.waitForTransactionReceipt({ hash: await w.writeContract({ address, abi, functionName, args: a } as never) });
       if (rc.status !== "success") throw new Error(`${functionName} ${i} reverted`);
       used.push(rc.gasUsed);
-      calldata = (encodeFunctionData({ abi: ReceiptCourtAbi, functionName, args: a as never }).length - 2) / 2;
+      calldata = (encodeFunctionData({ abi, functionName, args: a } as never).length - 2) / 2;
     }
     console.log(`${functionName} calldata ${calldata} B`);
     table(functionName, used);
   }
+  /** The fixture's request, with legal-lora's model use changed by `lie`. */
+  const proofs = (functionName: Proof, lie: (m: ModelUse) => ModelUse, args: (r: Receipt, sig: Hex) => readonly unknown[]) =>
+    measure(functionName, () => settleRequest(ledger, 1000 + proofsMade++), (r) => ({ ...r, inputs: { ...r.inputs!, models: r.inputs!.models.map((m) => (m.model === "legal-lora" ? lie(m) : m)) } }), args);
   let proofsMade = 0;
   await proofs("proveBadTerms", (m) => ({ ...m, developers: [{ party: bob!, share: 1n }, { party: alice!, share: 2n }] }), (r, sig) => proveBadTermsArgs(r, sig, "legal-lora", terms));
 
@@ -102,18 +106,11 @@ try {
   const treasury = `0x${"7e".repeat(20)}` as Address;
   await c.client.waitForTransactionReceipt({ hash: await deployer.writeContract({ address: c.settlement, abi: MockSettlementAbi, functionName: "setTreasury", args: [treasury] }) });
   await c.client.waitForTransactionReceipt({ hash: await deployer.writeContract({ address: c.registry, abi: MockRegistryAbi, functionName: "setPolicy", args: [c.node, POLICY] }) });
-  const policyGas: bigint[] = [];
-  for (let i = 0; i < n; i++) {
-    const s = await settleRequest(ledger, 2000 + i);
-    const r: Receipt = { ...s.receipt, inputs: { ...s.receipt.inputs!, policy: POLICY, treasury: `${treasury.slice(0, -2)}7f`, operator: c.node.toLowerCase() } };
-    const a = proveBadPolicyArgs(r, sign(r));
-    const rc = await c.client.waitForTransactionReceipt({ hash: await w.writeContract({ address: c.registryCourt, abi: RegistryCourtAbi, functionName: "proveBadPolicy", args: a }) });
-    if (rc.status !== "success") throw new Error(`proveBadPolicy ${i} reverted`);
-    policyGas.push(rc.gasUsed);
-    calldata = (encodeFunctionData({ abi: RegistryCourtAbi, functionName: "proveBadPolicy", args: a }).length - 2) / 2;
-  }
-  console.log(`proveBadPolicy calldata ${calldata} B`);
-  table("proveBadPolicy", policyGas);
+  await measure(
+    "proveBadPolicy", (i) => settleRequest(ledger, 2000 + i),
+    (r) => ({ ...r, inputs: { ...r.inputs!, policy: POLICY, treasury: `${treasury.slice(0, -2)}7f`, operator: c.node.toLowerCase() } }),
+    (r, sig) => proveBadPolicyArgs(r, sig),
+  );
 
   // proveBadMergedLineage: "mix" merges legal-lora and case-lora 1:1 (lineage cases 13 : legal 7); the receipt says 14 : 7.
   ledger.registerModel({
@@ -127,20 +124,13 @@ try {
   for (const [m, t] of [["mix", mixTerms], ["legal-lora", legalTerms], ["case-lora", caseTerms]] as const) {
     await c.client.waitForTransactionReceipt({ hash: await deployer.writeContract({ address: c.registry, abi: MockRegistryAbi, functionName: "setTermsHash", args: [nameId(m), termsHash(t)] }) });
   }
-  const mergedGas: bigint[] = [];
-  for (let i = 0; i < n; i++) {
-    const worst = ledger.worstCaseFee({ baseModel: "llama", adapters: ["mix"], tokensIn: 3, maxTokens: 4 });
-    const s = await ledger.settle(ledger.reserve("agent", worst), { baseModel: "llama", adapters: [{ id: "mix", weightPpm: 1_000_000 }], promptTokens: [1, 2, 3], outputTokens: [4, 5, 6, 100 + i], sampling: { seed: 1 }, finish: "length" });
-    const models = s.receipt.inputs!.models.map((m) => (m.model === "mix" ? { ...m, lineage: m.lineage.map((e) => (e.datanet === "cases@1" ? { ...e, weight: 14n } : e)) } : m));
-    const r: Receipt = { ...s.receipt, inputs: { ...s.receipt.inputs!, models } };
-    const a = proveBadMergedLineageArgs(r, sign(r), "mix", mixTerms, [legalTerms, caseTerms]);
-    const rc = await c.client.waitForTransactionReceipt({ hash: await w.writeContract({ address: c.registryCourt, abi: RegistryCourtAbi, functionName: "proveBadMergedLineage", args: a }) });
-    if (rc.status !== "success") throw new Error(`proveBadMergedLineage ${i} reverted`);
-    mergedGas.push(rc.gasUsed);
-    calldata = (encodeFunctionData({ abi: RegistryCourtAbi, functionName: "proveBadMergedLineage", args: a }).length - 2) / 2;
-  }
-  console.log(`proveBadMergedLineage calldata ${calldata} B`);
-  table("proveBadMergedLineage", mergedGas);
+  const worst = ledger.worstCaseFee({ baseModel: "llama", adapters: ["mix"], tokensIn: 3, maxTokens: 4 });
+  await measure(
+    "proveBadMergedLineage",
+    (i) => ledger.settle(ledger.reserve("agent", worst), { baseModel: "llama", adapters: [{ id: "mix", weightPpm: 1_000_000 }], promptTokens: [1, 2, 3], outputTokens: [4, 5, 6, 100 + i], sampling: { seed: 1 }, finish: "length" }),
+    (r) => ({ ...r, inputs: { ...r.inputs!, models: r.inputs!.models.map((m) => (m.model === "mix" ? { ...m, lineage: m.lineage.map((e) => (e.datanet === "cases@1" ? { ...e, weight: 14n } : e)) } : m)) } }),
+    (r, sig) => proveBadMergedLineageArgs(r, sig, "mix", mixTerms, [legalTerms, caseTerms]),
+  );
   ledger.close();
 } finally {
   await chain.stop();
