@@ -92,6 +92,10 @@ try {
   record("claim, first (10k-entry tree, fresh account)", await claims(e1, accounts));
   record("claim, cumulative second (10k-entry tree)", await claims(e2, accounts));
   record("claim, first (10k-entry tree, account holding tokens)", await claims(e1, who.map((a) => a.account.address)));
+  // How the worst case grows with the tree: 100,000 entries, proofs of 17 hashes (~200 gas a level).
+  const e3 = await post(10, Array.from({ length: 100_000 }, (_, i) => ({ kind: 0 as const, account: randomAddress(200_000 + i), cumulative: 100n + BigInt(i) })));
+  await c.increaseTime(TEST_PARAMS.challengeWindow);
+  record("claim, first (100k-entry tree, fresh account)", await claims(e3, Array.from({ length: RUNS }, (_, i) => randomAddress(200_000 + i * 9973))));
   const smallEpoch = { tree: buildPayoutTree(small), epoch: 1n };
   record("claim, first (5-entry tree, fresh account)", await claims(smallEpoch, small.map((e) => e.account)));
 

@@ -5,20 +5,36 @@ import {IRegistry} from "./interfaces/IRegistry.sol";
 import {Lineage} from "./FeeSplit.sol";
 import {TermsCheck} from "./TermsCheck.sol";
 
-/// @notice Whether a merged model's lineage in a receipt's inputs has the weights the node computes from its
-/// parents (src/ledger/models.ts mergedLineage): Σ_p (w_p / Σw) · (l_pd / Σ_d l_pd) per Datanet version over
-/// the parents with terms (a parent without terms then, or without lineage, adds nothing), exact, then the
-/// smallest integers with the same ratios; compared as multisets of (Datanet, version, weight), an inputs key
-/// parsed as TermsCheck.parseKey does. The arithmetic is checked: weights so large that a product overflows
-/// revert (not provable here).
+/// @notice A merged model's lineage as the node computes it from its parents' (src/ledger/models.ts mergedLineage):
+/// Σ_p (w_p / Σw) · (l_pd / Σ_d l_pd) per Datanet version over the parents with terms (a parent without terms
+/// then, or without lineage, adds nothing), exact, then the smallest integers with the same ratios; a merged
+/// parent's lineage is its own merge, normalised the same way (RegistryCourt recurses). Compared with a receipt's
+/// as multisets of (Datanet, version, weight), an inputs key parsed as TermsCheck.parseKey does. The arithmetic is
+/// checked: weights so large that a product overflows revert (not provable here).
 library MergeCheck {
+    /// A lineage: weight n/d per Datanet version (ids[i], versions[i]); d is 1 once normalised; `len` in use.
     struct Acc { bytes32[] ids; uint256[] versions; uint256[] n; uint256[] d; uint256 len; }
 
-    /// `counted[j]`: whether parent j had terms at the merged terms' time (then `parents[j]` are those terms).
-    function matches(Lineage[] memory ls, IRegistry.Terms calldata merged, IRegistry.Terms[] calldata parents, bool[] memory counted)
-        internal pure returns (bool)
-    {
-        Acc memory a = weights(merged, parents, counted);
+    /// A plain model's lineage as its registry terms list it.
+    function ofEntries(IRegistry.LineageEntry[] calldata lin) internal pure returns (Acc memory a) {
+        a = Acc(new bytes32[](lin.length), new uint256[](lin.length), new uint256[](lin.length), new uint256[](lin.length), lin.length);
+        for (uint256 k = 0; k < lin.length; k++) (a.ids[k], a.versions[k], a.n[k], a.d[k]) = (lin[k].datanet, lin[k].version, lin[k].weight, 1);
+    }
+
+    /// The merged lineage of `parents` (weights w_p), parent j's lineage `lins[j]` (integer weights) when
+    /// `counted[j]`: Σ_p (w_p / Σw) · (l_pd / Σ_d l_pd), as the smallest integers with the same ratios.
+    function merge(IRegistry.Parent[] calldata parents, Acc[] memory lins, bool[] memory counted) internal pure returns (Acc memory a) {
+        uint256 cap;
+        for (uint256 j = 0; j < parents.length; j++) if (counted[j]) cap += lins[j].len;
+        a = Acc(new bytes32[](cap), new uint256[](cap), new uint256[](cap), new uint256[](cap), 0);
+        uint256 totalW;
+        for (uint256 j = 0; j < parents.length; j++) totalW += parents[j].weight;
+        for (uint256 j = 0; j < parents.length; j++) if (counted[j]) addParent(a, parents[j].weight, totalW, lins[j]);
+        normalise(a);
+    }
+
+    /// Whether the receipt's lineage `ls` is `a` as a multiset of (Datanet, version, weight).
+    function matches(Lineage[] memory ls, Acc memory a) internal pure returns (bool) {
         if (ls.length != a.len) return false;
         bool[] memory used = new bool[](a.len);
         for (uint256 i = 0; i < ls.length; i++) {
@@ -32,25 +48,12 @@ library MergeCheck {
         return true;
     }
 
-    /// The merged lineage: ids, versions and integer weights in a.n (a.d all 1), a.len entries.
-    function weights(IRegistry.Terms calldata merged, IRegistry.Terms[] calldata parents, bool[] memory counted)
-        internal pure returns (Acc memory a)
-    {
-        uint256 cap;
-        for (uint256 j = 0; j < parents.length; j++) if (counted[j]) cap += parents[j].lineage.length;
-        a = Acc(new bytes32[](cap), new uint256[](cap), new uint256[](cap), new uint256[](cap), 0);
-        uint256 totalW;
-        for (uint256 j = 0; j < merged.parents.length; j++) totalW += merged.parents[j].weight;
-        for (uint256 j = 0; j < parents.length; j++) if (counted[j]) addParent(a, merged.parents[j].weight, totalW, parents[j].lineage);
-        normalise(a);
-    }
-
     /// Adds (w / totalW) · (l_d / Σ_d l_d) for each entry of one parent's lineage (nothing when Σ_d l_d is 0).
-    function addParent(Acc memory a, uint256 w, uint256 totalW, IRegistry.LineageEntry[] calldata lin) private pure {
+    function addParent(Acc memory a, uint256 w, uint256 totalW, Acc memory lin) private pure {
         uint256 totalL;
-        for (uint256 k = 0; k < lin.length; k++) totalL += lin[k].weight;
+        for (uint256 k = 0; k < lin.len; k++) totalL += lin.n[k];
         if (totalL == 0) return;
-        for (uint256 k = 0; k < lin.length; k++) add(a, lin[k].datanet, lin[k].version, w * lin[k].weight, totalW * totalL);
+        for (uint256 k = 0; k < lin.len; k++) add(a, lin.ids[k], lin.versions[k], w * lin.n[k], totalW * totalL);
     }
 
     function normalise(Acc memory a) private pure {

@@ -34,10 +34,8 @@ contract RegistryCourt {
     error NotRegistryTerms(bytes32 model, bytes32 registryHash);
     /// The model's terms in force have no parents.
     error NotMerged(bytes32 model);
-    /// `parents` must hold one Terms per parent of the merged terms, in their order.
+    /// `tree` holds `given` Terms; the merge's ancestry reads `want` (at least `want` when it ran out).
     error ParentsCount(uint256 given, uint256 want);
-    /// A parent is itself merged: its lineage comes from its own parents (not judged here).
-    error NestedMerge(bytes32 parent);
     error MergedLineageConsistent();
 
     constructor(ReceiptCourt court_) {
@@ -64,15 +62,17 @@ contract RegistryCourt {
     }
 
     /// `merged`: the registry's terms of model `modelIndex` in force at the receipt's time (they have parents);
-    /// `parents[j]`: the terms of `merged.parents[j]` in force at the time those merged terms apply from
-    /// (registry.termsFrom); a parent without terms then is skipped (pass any Terms in its place).
+    /// `tree`: in depth-first pre-order, for each parent of `merged` in their order, its terms in force at the time
+    /// `merged` applies from (registry.termsFrom; any Terms for a parent without terms then: it adds nothing), each
+    /// merged parent's followed at once by its own parents' the same way, at the time its terms apply from. A
+    /// merge of plain adapters takes exactly its parents' terms.
     function proveBadMergedLineage(
         Receipt calldata receipt, Inputs calldata inputs, bytes calldata signature, uint256 modelIndex,
-        IRegistry.Terms calldata merged, IRegistry.Terms[] calldata parents
+        IRegistry.Terms calldata merged, IRegistry.Terms[] calldata tree
     ) external returns (ReceiptCourt.Reason) {
         (bytes32 digest, address signer, ModelUse memory m) = signedModel(receipt, inputs, signature, modelIndex);
-        bool[] memory counted = countedParents(keccak256(bytes(m.model)), receipt.time / 1000, merged, parents);
-        if (MergeCheck.matches(m.lineage, merged, parents, counted)) revert MergedLineageConsistent();
+        MergeCheck.Acc memory lineage = lineageAt(keccak256(bytes(m.model)), receipt.time / 1000, merged, tree);
+        if (MergeCheck.matches(m.lineage, lineage)) revert MergedLineageConsistent();
         court.slashFor(digest, signer, ReceiptCourt.Reason.MergedLineageMismatch, msg.sender);
         return ReceiptCourt.Reason.MergedLineageMismatch;
     }
@@ -88,25 +88,46 @@ contract RegistryCourt {
         m = inp.models[modelIndex];
     }
 
-    /// Checks `merged` against the registry at `time` and each parent's terms at the time `merged` applies from;
-    /// which parents had terms then.
-    function countedParents(bytes32 id, uint64 time, IRegistry.Terms calldata merged, IRegistry.Terms[] calldata parents)
-        private view returns (bool[] memory counted)
+    /// The lineage of merged model `id` at `time`, `merged` its terms then, its ancestry's terms all of `tree`.
+    function lineageAt(bytes32 id, uint64 time, IRegistry.Terms calldata merged, IRegistry.Terms[] calldata tree)
+        private view returns (MergeCheck.Acc memory lineage)
     {
         (bytes32 h, uint32 version) = termsAt(id, time);
         if (keccak256(abi.encode(merged)) != h) revert NotRegistryTerms(id, h);
         if (merged.parents.length == 0) revert NotMerged(id);
-        if (parents.length != merged.parents.length) revert ParentsCount(parents.length, merged.parents.length);
+        uint256 used;
+        (lineage, used) = mergedLineage(id, version, merged, tree, 0);
+        if (used != tree.length) revert ParentsCount(tree.length, used);
+    }
+
+    /// The lineage of `t`, version `version` of merged model `id`'s terms, from its parents' terms read from
+    /// `tree[at..]` (each checked against the registry at the time `t` applies from); the index after them. Every
+    /// level reads entries of `tree`, so a cycle of merges runs out of them (ParentsCount) rather than looping.
+    function mergedLineage(bytes32 id, uint32 version, IRegistry.Terms calldata t, IRegistry.Terms[] calldata tree, uint256 at)
+        private view returns (MergeCheck.Acc memory lineage, uint256 next)
+    {
         uint64 from = registry.termsFrom(id, version);
-        counted = new bool[](parents.length);
-        for (uint256 j = 0; j < parents.length; j++) {
-            bytes32 pid = merged.parents[j].model;
-            (bytes32 ph, uint32 pv) = registry.termsAt(pid, from);
-            if (pv == 0) continue;
-            if (keccak256(abi.encode(parents[j])) != ph) revert NotRegistryTerms(pid, ph);
-            if (parents[j].parents.length != 0) revert NestedMerge(pid);
-            counted[j] = true;
-        }
+        MergeCheck.Acc[] memory lins = new MergeCheck.Acc[](t.parents.length);
+        bool[] memory counted = new bool[](t.parents.length);
+        next = at;
+        for (uint256 j = 0; j < t.parents.length; j++) (lins[j], counted[j], next) = parentLineage(t.parents[j].model, from, tree, next);
+        lineage = MergeCheck.merge(t.parents, lins, counted);
+    }
+
+    /// Parent `pid`'s lineage at `from`, its terms `tree[at]` (and its own ancestry's after them when merged);
+    /// whether it had terms then; the index after what it read.
+    function parentLineage(bytes32 pid, uint64 from, IRegistry.Terms[] calldata tree, uint256 at)
+        private view returns (MergeCheck.Acc memory lineage, bool counted, uint256 next)
+    {
+        if (at >= tree.length) revert ParentsCount(tree.length, at + 1);
+        IRegistry.Terms calldata p = tree[at];
+        next = at + 1;
+        (bytes32 h, uint32 version) = registry.termsAt(pid, from);
+        if (version == 0) return (lineage, false, next);
+        if (keccak256(abi.encode(p)) != h) revert NotRegistryTerms(pid, h);
+        if (p.parents.length == 0) return (MergeCheck.ofEntries(p.lineage), true, next);
+        (lineage, next) = mergedLineage(pid, version, p, tree, next);
+        counted = true;
     }
 
     /// The receipt's digest (ReceiptCourt's) and signer: a registered operator, the receipt's node, not yet proven.

@@ -59,11 +59,16 @@ export function merkleProofAt(levels: readonly Hex[][], index: number): Hex[] {
   return proof;
 }
 
-/** OpenZeppelin MerkleProof.verify: fold the proof with sorted-pair hashing and compare. */
-export function verifyMerkleProof(proof: readonly Hex[], root: Hex, leaf: Hex): boolean {
+/** The node a proof leads to from `leaf` (OpenZeppelin MerkleProof.processProof: sorted-pair hashing). */
+export function merkleTopOf(proof: readonly Hex[], leaf: Hex): Hex {
   let h = leaf.toLowerCase() as Hex;
   for (const p of proof) h = hashPair(h, p);
-  return h === root.toLowerCase();
+  return h;
+}
+
+/** OpenZeppelin MerkleProof.verify: fold the proof and compare with `root`. */
+export function verifyMerkleProof(proof: readonly Hex[], root: Hex, leaf: Hex): boolean {
+  return merkleTopOf(proof, leaf) === root.toLowerCase();
 }
 
 function checkBytes32(h: string): void {

@@ -207,12 +207,14 @@ const NO_TERMS: RegistryTerms = {
 
 /**
  * RegistryCourt.proveBadMergedLineage's arguments: the signed struct, the inputs part, the signature, which
- * model, its registry terms at the receipt's time (with parents) and, per parent in their order, the parent's
- * terms at the time those apply from (null for a parent without terms then).
+ * model, its registry terms at the receipt's time (with parents) and its ancestry, depth-first: per parent in
+ * their order, the parent's terms at the time the merge's apply from (null for a parent without terms then),
+ * a merged parent's followed at once by its own parents' at the time its terms apply from. For a merge of
+ * plain adapters that is just its parents' terms.
  */
-export function proveBadMergedLineageArgs(r: Receipt, signature: Hex, model: number | string, merged: RegistryTerms, parents: readonly (RegistryTerms | null)[]) {
+export function proveBadMergedLineageArgs(r: Receipt, signature: Hex, model: number | string, merged: RegistryTerms, ancestry: readonly (RegistryTerms | null)[]) {
   const [struct, parts] = receiptCourtArgs(r);
-  return [struct, parts.inputs, signature, BigInt(inputsModelIndex(r, model)), merged, parents.map((p) => p ?? NO_TERMS)] as const;
+  return [struct, parts.inputs, signature, BigInt(inputsModelIndex(r, model)), merged, ancestry.map((p) => p ?? NO_TERMS)] as const;
 }
 
 /** A Datanet version as Registry.publishVersion took it (the DatanetVersionPublished event's root, contributors, approvedTokens). */

@@ -35,6 +35,7 @@ export interface ProofCheck {
 }
 
 const id = (name: string): Hex => keccak256(stringToHex(name));
+const MAX_MERGE_DEPTH = 32;
 
 /** `read` over [from, head] in ranges of MAX_RANGE blocks (what public RPC endpoints answer), concatenated. */
 async function inRanges<T>(client: PublicClient, from: bigint, read: (fromBlock: bigint, toBlock: bigint) => Promise<T[]>): Promise<T[]> {
@@ -59,6 +60,20 @@ export async function checkReceipt(
     const logs = await inRanges(client, fromBlock, (f, t) => client.getContractEvents({ address: d.registry, abi: IRegistryAbi, eventName: "TermsSet", args: { id: model }, fromBlock: f, toBlock: t }));
     const t = logs.find((l) => l.args.version === version)?.args.terms;
     return t ? (t as unknown as RegistryTerms) : null;
+  };
+  // A merge's ancestry as proveBadMergedLineage reads it: depth-first, each parent's terms at the time the
+  // merge's apply from (null: none then), a merged parent's own ancestry right after it. The depth cap stops a
+  // cycle of merges (the court refuses one too: it runs out of entries).
+  const ancestry = async (model: Hex, terms: RegistryTerms, at: bigint, depth = 0): Promise<(RegistryTerms | null)[]> => {
+    const [, version] = await client.readContract({ address: d.registry, abi: IRegistryAbi, functionName: "termsAt", args: [model, at] });
+    const from = await client.readContract({ address: d.registry, abi: IRegistryAbi, functionName: "termsFrom", args: [model, version] });
+    const out: (RegistryTerms | null)[] = [];
+    for (const p of terms.parents) {
+      const t = await termsOf(p.model, from);
+      out.push(t);
+      if (t && t.parents.length > 0 && depth < MAX_MERGE_DEPTH) out.push(...(await ancestry(p.model, t, from, depth + 1)));
+    }
+    return out;
   };
   const out: ProofCheck[] = [];
   const run = async (proof: string, address: Address, abi: Abi, functionName: string, args: readonly unknown[]) => {
@@ -91,10 +106,8 @@ export async function checkReceipt(
       else out.push({ proof: `proveBadContributors(${m.model}, ${e.datanet})`, verdict: "stands", detail: "NotPublishedVersion (a Datanet version the chain does not hold)" });
     }
     if (terms && terms.parents.length > 0) {
-      const [, version] = await client.readContract({ address: d.registry, abi: IRegistryAbi, functionName: "termsAt", args: [id(m.model), time] });
-      const from = await client.readContract({ address: d.registry, abi: IRegistryAbi, functionName: "termsFrom", args: [id(m.model), version] });
-      const parents = await Promise.all(terms.parents.map((p) => termsOf(p.model, from)));
-      await run(`proveBadMergedLineage(${m.model})`, deputy, RegistryCourtAbi, "proveBadMergedLineage", proveBadMergedLineageArgs(receipt, signature, m.model, terms, parents));
+      const tree = await ancestry(id(m.model), terms, time);
+      await run(`proveBadMergedLineage(${m.model})`, deputy, RegistryCourtAbi, "proveBadMergedLineage", proveBadMergedLineageArgs(receipt, signature, m.model, terms, tree));
     }
   }
   return out;

@@ -144,9 +144,12 @@ export class ChainBook {
       .run(p.model, p.version, p.fromMs, p.input ? JSON.stringify(p.input, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v)) : null, p.problem);
   }
 
-  /** Versions whose time has come, oldest first. */
+  /**
+   * Versions whose time has come, in the order they are listed: oldest first and, within one time, a
+   * version after its parents' (a merge's lineage is computed from its parents' listings in force then).
+   */
   dueTerms(nowMs: number): PendingTerms[] {
-    return (this.db.prepare("SELECT model, version, from_ms, input, problem FROM chain_pending_terms WHERE from_ms <= ? ORDER BY from_ms, version").all(nowMs) as PendingRow[]).map(pendingOf);
+    return parentsFirst((this.db.prepare("SELECT model, version, from_ms, input, problem FROM chain_pending_terms WHERE from_ms <= ? ORDER BY from_ms, version").all(nowMs) as PendingRow[]).map(pendingOf));
   }
 
   pendingTerms(model?: string): PendingTerms[] {
@@ -472,4 +475,34 @@ export class ChainBook {
     if (i < 0) throw oerr("CLAIM_NOT_FOUND", `${account} has no ${kind === EARNINGS ? "earnings" : "committed spend"} in epoch ${last.epoch}`, { epoch: last.epoch });
     return { epoch: last.epoch, payoutRoot: last.payoutRoot, account: tree.entries[i]!.account, kind, cumulative: tree.entries[i]!.cumulative, proof: tree.proofs[i]! };
   }
+}
+
+/**
+ * `due` (ordered by time) with each version of one time after those of its parents of the same time; a
+ * cycle of merges (two models re-termed to name each other at once) keeps its order.
+ */
+function parentsFirst(due: PendingTerms[]): PendingTerms[] {
+  const out: PendingTerms[] = [];
+  for (let i = 0; i < due.length;) {
+    let j = i;
+    while (j < due.length && due[j]!.fromMs === due[i]!.fromMs) j++;
+    const group = due.slice(i, j);
+    const byModel = new Map(group.map((p) => [p.model, p]));
+    const placed = new Set<PendingTerms>();
+    const visiting = new Set<PendingTerms>();
+    const place = (p: PendingTerms): void => {
+      if (placed.has(p) || visiting.has(p)) return;
+      visiting.add(p);
+      for (const parent of p.input?.parents ?? []) {
+        const q = byModel.get(parent.model);
+        if (q) place(q);
+      }
+      visiting.delete(p);
+      placed.add(p);
+      out.push(p);
+    };
+    for (const p of group) place(p);
+    i = j;
+  }
+  return out;
 }

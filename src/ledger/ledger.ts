@@ -225,16 +225,13 @@ export class Ledger {
   }
 
   /**
-   * On a chain: lists every version of terms whose time has come (chain-book.ts), oldest first —
+   * On a chain: lists every version of terms whose time has come (chain-book.ts), oldest first, parents first —
    * a version the node cannot list leaves its model unservable until a later one it can — then
    * mirrors the stake changes whose time has come. Returns the terms it applied, with the reason
    * of each that could not be listed.
    */
   applyChainChanges(nowMs = this.now()): { model: string; version: number; problem: string | null }[] {
-    // A merged model's lineage is computed from its parents' listings: those in force at its terms' time,
-    // so within one time the other models' versions are listed first (the sort is stable).
-    const merged = (p: { input: RegisterModelInput | null }) => ((p.input?.parents?.length ?? 0) > 0 ? 1 : 0);
-    const due = this.chain.dueTerms(nowMs).sort((a, b) => a.fromMs - b.fromMs || merged(a) - merged(b));
+    const due = this.chain.dueTerms(nowMs);
     const stakes = this.chain.dueStakes(nowMs);
     if (due.length === 0 && stakes.length === 0) return [];
     return this.db.transaction(() => {

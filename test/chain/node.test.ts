@@ -342,16 +342,41 @@ describe("Datanet lineage from the chain", () => {
       source.close();
     }
 
-    // Versions due at one time: a parent's new lineage is listed before the merge that names it, whatever their order.
+    // A merge of merges: the ledger lists it from tales-mix's listing (itself a merge) and tales-lora-2's; the court
+    // reads its whole ancestry, depth first, as checkReceipt gathers it from the chain.
+    await merge("mix-of-mixes", [["tales-mix", 2n], ["tales-lora-2", 1n]]);
+    await n.flush();
+    expect(l.getModel("mix-of-mixes")).toMatchObject({ kind: "merged", lineage: [{ datanet: "tales", version: 1, weight: 1n }] });
+    const nested = await l.settle(l.reserve(partyOf(agent), 10_000n), { baseModel: "base", adapters: [{ id: "mix-of-mixes", weightPpm: 1_000_000 }], promptTokens: [1, 2], outputTokens: [3], sampling: { seed: 1 }, finish: "length" });
+    const nestedChecks = await checkReceipt(t.publicClient, t.deployment, nested.receipt, nested.signature, challenger);
+    // (Only the lineage proofs are read: this ledger shares its node key with the first describe's, whose posted
+    // epochs end at receipt ids this one reuses, so proveNotPosted rightly slashes some of its receipts.)
+    const verdicts = (cs: typeof nestedChecks) => cs.filter((x) => /Merged|Contributors/.test(x.proof)).map((x) => [x.proof, x.detail]);
+    expect(verdicts(nestedChecks)).toEqual([
+      ["proveBadContributors(mix-of-mixes, tales@1)", "ContributorsConsistent"],
+      ["proveBadMergedLineage(mix-of-mixes)", "MergedLineageConsistent"],
+    ]);
+    const nestedLie: Receipt = { ...nested.receipt, inputs: { ...nested.receipt.inputs!, models: nested.receipt.inputs!.models.map((m) => (m.model === "mix-of-mixes" ? { ...m, lineage: m.lineage.map((e) => ({ ...e, weight: 3n })) } : m)) } };
+    const nestedLieChecks = await checkReceipt(t.publicClient, t.deployment, nestedLie, nodeSigner(NODE_KEY).sign(receiptDigest(nestedLie, l.domainOptions)), challenger);
+    expect(verdicts(nestedLieChecks)).toEqual([
+      ["proveBadContributors(mix-of-mixes, tales@1)", "ContributorsConsistent"],
+      ["proveBadMergedLineage(mix-of-mixes)", "MergedLineageMismatch"],
+    ]);
+
+    // Versions due at one time: a parent's new lineage is listed before the merge that names it, whatever their order;
+    // a merge of that merge after both.
     l.createDatanet("fables", partyOf(owner));
     l.approveRecord("fables", l.contribute("fables", { contributor: partyOf(contributor), content: "a fable", tokenIds: [7, 8] }).id, partyOf(owner));
     l.publishVersion("fables", partyOf(owner));
     const at = t.clock() + 1;
     l.chain.queueTerms({ model: "fable-mix", version: 1, fromMs: at, problem: null, input: { id: "fable-mix", kind: "adapter", owner: partyOf(owner), baseModel: "base", priceIn: 1n, priceOut: 1n, contentHash: `0x${"00".repeat(32)}`, developers: [{ party: partyOf(owner), share: 1n }], parents: [{ model: "tales-lora-2", weight: 1n }] } });
     l.chain.queueTerms({ model: "tales-lora-2", version: 2, fromMs: at, problem: null, input: { id: "tales-lora-2", kind: "adapter", owner: partyOf(owner), baseModel: "base", priceIn: 1n, priceOut: 1n, contentHash: `0x${"00".repeat(32)}`, developers: [{ party: partyOf(owner), share: 1n }], lineage: [{ datanet: "fables", version: 1, weight: 2n }] } });
-    expect(l.chain.dueTerms(at).map((p) => p.model)).toEqual(["fable-mix", "tales-lora-2"]);
+    l.chain.queueTerms({ model: "fable-mix-2", version: 1, fromMs: at, problem: null, input: { id: "fable-mix-2", kind: "adapter", owner: partyOf(owner), baseModel: "base", priceIn: 1n, priceOut: 1n, contentHash: `0x${"00".repeat(32)}`, developers: [{ party: partyOf(owner), share: 1n }], parents: [{ model: "fable-mix", weight: 1n }, { model: "tales-lora", weight: 1n }] } });
+    expect(l.chain.pendingTerms().filter((p) => p.fromMs === at).map((p) => p.model)).toEqual(["fable-mix", "fable-mix-2", "tales-lora-2"]);
+    expect(l.chain.dueTerms(at).map((p) => p.model)).toEqual(["tales-lora-2", "fable-mix", "fable-mix-2"]);
     l.applyChainChanges(at);
     expect(l.getModel("fable-mix").lineage).toEqual([{ datanet: "fables", version: 1, weight: 1n }]);
+    expect(l.getModel("fable-mix-2").lineage).toEqual([{ datanet: "fables", version: 1, weight: 1n }, { datanet: "tales", version: 1, weight: 1n }]);
     await n.stop();
     l.close();
   });

@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { encodeAbiParameters, getAddress, keccak256, type Address } from "viem";
 import { describe, expect, it } from "vitest";
 import { merkleProof, merkleRoot, verifyMerkleProof, ZERO_HASH } from "../../src/attribution/merkle.js";
-import { buildPayoutTree, payoutLeaf, type PayoutEntry } from "../../src/chain/payout-tree.js";
+import { buildPayoutTree, payoutLeaf, payoutRootOf, verifyPayoutProof, type PayoutEntry } from "../../src/chain/payout-tree.js";
 import { isOpenLoraError } from "../../src/errors.js";
 
 const addrOf = (i: number): Address => getAddress(`0x${(i + 1).toString(16).padStart(40, "0")}`);
@@ -34,10 +34,14 @@ describe("buildPayoutTree", () => {
     fc.assert(fc.property(entries, fc.integer(), (es, seed) => {
       const input: PayoutEntry[] = es.map((e) => ({ kind: e.kind, account: addrOf(e.i), cumulative: e.cumulative }));
       const t = buildPayoutTree(input);
-      expect(t.root).toBe(merkleRoot(t.leaves));
+      expect(t.root).toBe(payoutRootOf(merkleRoot(t.leaves)));
+      expect(t.root.endsWith("0".repeat(16))).toBe(true);
       t.leaves.forEach((leaf, i) => {
+        const e = t.entries[i]!;
         expect(t.proofs[i]).toEqual(merkleProof(t.leaves, i));
-        expect(verifyMerkleProof(t.proofs[i]!, t.root, leaf)).toBe(true);
+        expect(verifyMerkleProof(t.proofs[i]!, merkleRoot(t.leaves), leaf)).toBe(true);
+        expect(verifyPayoutProof(t.proofs[i]!, t.root, e.kind, e.account, e.cumulative)).toBe(true);
+        expect(verifyPayoutProof(t.proofs[i]!, t.root, e.kind, e.account, e.cumulative ^ 1n)).toBe(false);
       });
       for (const e of input) expect(t.proofOf(e.kind, e.account).cumulative).toBe(e.cumulative);
       const shuffled = [...input].sort(() => ((seed = (seed * 1103515245 + 12345) | 0) & 1 ? 1 : -1));
@@ -48,7 +52,7 @@ describe("buildPayoutTree", () => {
   it("an empty tree has the zero root; a missing entry is CLAIM_NOT_FOUND; a repeat is refused", () => {
     expect(buildPayoutTree([]).root).toBe(ZERO_HASH);
     const t = buildPayoutTree([{ kind: 0, account: addrOf(1), cumulative: 5n }]);
-    expect(t.root).toBe(payoutLeaf(0, addrOf(1), 5n));
+    expect(t.root).toBe(payoutRootOf(payoutLeaf(0, addrOf(1), 5n)));
     let err: unknown;
     try { t.proofOf(1, addrOf(1)); } catch (e) { err = e; }
     expect(isOpenLoraError(err, "CLAIM_NOT_FOUND")).toBe(true);

@@ -442,10 +442,7 @@ describe("RegistryCourt.proveBadMergedLineage (terms from MockRegistry, in force
     const plain = await settleRequest(ledger, 50);
     expect(await prove(plain.receipt, plain.signature, legal, [], "legal-lora")).toBe(`NotMerged:${id("legal-lora")}`);
     expect(await prove(r, sig, mix, [legal, cases], "llama")).toBe(`NoTermsAtTime:${id("llama")}:${Math.floor(r.time / 1000)}`);
-    const nested = terms({ parents: [{ model: id("legal-lora"), weight: 1n }] });
-    await setTerms("case-lora", nested);
-    expect(await prove(r, sig, mix, [legal, nested])).toBe(`NestedMerge:${id("case-lora")}`);
-    await setTerms("case-lora", cases);
+    expect(await prove(r, sig, mix, [legal, cases, legal])).toBe("ParentsCount:3:2");
     const [struct, inputs, , m, t, ps] = proveBadMergedLineageArgs(r, sig, "mix", mix, [legal, cases]);
     const w = c.wallet(CHALLENGER);
     const call = (args: readonly unknown[]) => c.client.simulateContract({ account: w.account, address: c.registryCourt, abi: RegistryCourtAbi, functionName: "proveBadMergedLineage", args: args as never });
@@ -455,6 +452,35 @@ describe("RegistryCourt.proveBadMergedLineage (terms from MockRegistry, in force
     await expect(call([struct, inputs, nodeSigner(CHALLENGER).sign(receiptDigest(r, domain())), m, t, ps])).rejects.toThrow(/SignerNotNode/);
     const stranger: Receipt = { ...r, node: challenger };
     expect(await prove(stranger, sign(stranger, CHALLENGER))).toBe(`NotOperator:${challenger}`);
+  });
+
+  it("judges a merge of merges from its whole ancestry, depth first; a short or long ancestry, or a cycle, is refused", async () => {
+    // case-lora re-termed as a merge of legal-lora and the plain tale-lora (3 : 1): its lineage is
+    // ¾·(7/10 legal, 3/10 cases) + ¼·(1 tales) = 21 : 9 : 10, and mix = ½·legal + ½·case-lora =
+    // (7/20 + 21/80, 3/20 + 9/80, 10/80) = 49 : 21 : 10.
+    const tales = terms({ lineage: [{ datanet: id("tales"), version: 1, weight: 5n }] });
+    const merge2 = terms({ parents: [{ model: id("legal-lora"), weight: 3n }, { model: id("tale-lora"), weight: 1n }] });
+    await setTerms("tale-lora", tales);
+    await setTerms("case-lora", merge2);
+    try {
+      const tree = [legal, merge2, legal, tales];
+      const [r, sig] = withLineage([{ datanet: "legal@1", weight: 49n }, { datanet: "cases@1", weight: 21n }, { datanet: "tales@1", weight: 10n }]);
+      expect(await prove(r, sig, mix, tree)).toBe("MergedLineageConsistent");
+      expect(await prove(r, sig, mix, [legal, merge2, legal])).toBe("ParentsCount:3:4");
+      expect(await prove(r, sig, mix, [...tree, legal])).toBe("ParentsCount:5:4");
+      expect(await prove(r, sig, mix, [legal, merge2, tales, legal])).toBe(`NotRegistryTerms:${id("legal-lora")}:${hash(legal)}`);
+      // The 7 : 13 the ledger gave under the old terms is a lie under these.
+      const [old, oldSig] = withLineage([{ datanet: "legal@1", weight: 7n }, { datanet: "cases@1", weight: 13n }]);
+      expect(await prove(old, oldSig, mix, tree)).toBe("proven:MergedLineageMismatch");
+      // case-lora naming mix, which names case-lora: every level reads an entry, so the ancestry runs out.
+      const loop = terms({ parents: [{ model: id("mix"), weight: 1n }] });
+      await setTerms("case-lora", loop);
+      const [r2, sig2] = withLineage([{ datanet: "legal@1", weight: 1n }]);
+      expect(await prove(r2, sig2, mix, [legal, loop, mix, legal, loop])).toBe("ParentsCount:5:6");
+    } finally {
+      await setTerms("case-lora", cases);
+      await setTerms("tale-lora", null);
+    }
   });
 
   it("one slash per receipt across both courts; only the deployer sets the deputy, once; only the deputy slashes through slashFor", async () => {

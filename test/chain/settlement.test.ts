@@ -5,7 +5,7 @@ import { ANVIL_KEYS } from "../../src/chain/anvil.js";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { RegistryAbi, SettlementAbi, TestTokenAbi } from "../../src/chain/abi.js";
 import { loadArtifact } from "../../src/chain/deploy.js";
-import { buildPayoutTree, type PayoutEntry, type PayoutTree } from "../../src/chain/payout-tree.js";
+import { buildPayoutTree, payoutRootOf, type PayoutEntry, type PayoutTree } from "../../src/chain/payout-tree.js";
 import {
   TEST_PARAMS, errorNames, expectRevert, nameId, seenErrors, startTestChain, testTerms, type TestChain, type TestWallet,
 } from "../helpers/chain.js";
@@ -124,6 +124,10 @@ describe("deposits, epochs and claims", () => {
     await expectRevert(s.write.postEpoch([2n, r, 1n, 5n, r, r]), "EpochOutOfOrder", [addr(op), 1n, 2n]);
     await expectRevert(s.write.postEpoch([1n, r, 0n, 5n, r, r]), "ReceiptsOutOfOrder", [1n, 0n]);
     await expectRevert(s.write.postEpoch([1n, r, 5n, 3n, r, r]), "InvalidReceiptRange", [5n, 3n]);
+    // A payout root is a tree's top node with its low 64 bits zeroed (payoutRootOf); a full hash is refused.
+    const full = keccak256(toHex("a top node"));
+    await expectRevert(s.write.postEpoch([1n, r, 1n, 5n, r, full]), "PayoutRootNotTruncated", [full]);
+    expect(payoutRootOf(full)).toBe(`${full.slice(0, 50)}${"0".repeat(16)}`);
     // The first epoch may start anywhere (a node may go on chain with receipts behind it).
     await c.mine(s.write.postEpoch([1n, r, 7n, 9n, r, r]));
     await expectRevert(s.write.postEpoch([1n, r, 10n, 12n, r, r]), "EpochAlreadyPosted", [addr(op), 1n]);
