@@ -1,13 +1,17 @@
 /**
- * Datanets: contributed records, the owner's approve/reject decisions, and published versions.
- * A version is a snapshot of every approved record at publication, identified by the Merkle
- * root (merkle.ts) of their record hashes in record-id order. Versions never change afterwards.
+ * Datanets: contributed records, the decisions on them (the owner's, or its approval committee's
+ * votes: datanet-committee.ts), and published versions. A version is a snapshot of every approved
+ * record at publication, identified by the Merkle root (merkle.ts) of their record hashes in
+ * record-id order. Versions never change afterwards. A record that repeats an approved record
+ * verbatim (datanet-duplicates.ts) is refused when contributed and when approved.
  */
 import { encodeAbiParameters, keccak256, type Hex } from "viem";
 import { merkleRoot } from "../attribution/merkle.js";
 import { hashTokenIds } from "../attribution/receipts.js";
 import type { ContributorTokens } from "../attribution/types.js";
 import { oerr } from "../errors.js";
+import { checkCommittee, Committees, votedStatus, type ApprovalCommittee, type Vote, type VoteTally } from "./datanet-committee.js";
+import { ApprovedRecords, type DuplicateRelation } from "./datanet-duplicates.js";
 import { blobToTokens, checkDatanetId, checkName, conflict, notFound, tokensToBlob, versionKey, type Db } from "./db.js";
 
 export type RecordStatus = "pending" | "approved" | "rejected";
@@ -29,6 +33,21 @@ export interface DatanetRecord {
   tokenCount: number;
   recordHash: Hex;
   status: RecordStatus;
+}
+
+/** A record after an approve or reject: its status and the votes on it. */
+export interface RecordDecision {
+  record: DatanetRecord;
+  votes: VoteTally;
+}
+
+/** What replacing a committee did to the pending records that hold votes. */
+export interface CommitteeChange {
+  committee: ApprovalCommittee;
+  approved: number[];
+  rejected: number[];
+  /** Records the new committee's votes would approve but that repeat an approved record: still pending. */
+  held: { recordId: number; duplicateOf: number; relation: DuplicateRelation }[];
 }
 
 export interface DatanetVersion {
@@ -67,8 +86,13 @@ const ZERO32: Hex = `0x${"0".repeat(64)}`;
 export class Datanets {
   /** Contributor token counts per version key; versions are immutable, so this never goes stale. */
   private readonly contributorCache = new Map<string, ContributorTokens[]>();
+  readonly committees: Committees;
+  private readonly approvedRecords: ApprovedRecords;
 
-  constructor(private readonly db: Db, private readonly now: () => number) {}
+  constructor(private readonly db: Db, private readonly now: () => number) {
+    this.committees = new Committees(db, now);
+    this.approvedRecords = new ApprovedRecords(db);
+  }
 
   create(id: string, owner: string): void {
     checkDatanetId(id);
@@ -98,9 +122,10 @@ export class Datanets {
     const tokensHash = c.tokenIds ? hashTokenIds(c.tokenIds) : ZERO32;
     const contentHash = keccak256(content);
     return this.db.transaction(() => {
+      if (c.tokenIds) this.approvedRecords.refuse(datanet, c.tokenIds, "the contribution", tokensHash);
       const info = this.db.prepare(
-        "INSERT INTO datanet_records (datanet_id, contributor, content, content_hash, token_count, token_ids, record_hash, status, created) VALUES (?, ?, ?, ?, ?, ?, '', 'pending', ?)",
-      ).run(datanet, c.contributor, content, contentHash, tokenCount, blob, this.now());
+        "INSERT INTO datanet_records (datanet_id, contributor, content, content_hash, token_count, token_ids, tokens_hash, record_hash, status, created) VALUES (?, ?, ?, ?, ?, ?, ?, '', 'pending', ?)",
+      ).run(datanet, c.contributor, content, contentHash, tokenCount, blob, c.tokenIds ? tokensHash : null, this.now());
       const id = Number(info.lastInsertRowid);
       const hash = recordHash(datanet, id, c.contributor, contentHash, tokenCount, tokensHash);
       this.db.prepare("UPDATE datanet_records SET record_hash = ? WHERE id = ?").run(hash, id);
@@ -108,15 +133,80 @@ export class Datanets {
     }).immediate();
   }
 
-  /** Approves or rejects a pending record; only the Datanet's owner may. */
-  decide(datanet: string, recordId: number, by: string, decision: "approved" | "rejected"): void {
-    if (this.owner(datanet) !== by) throw oerr("LEDGER_FORBIDDEN", `${by} does not own Datanet ${datanet}`, { datanet, by });
-    this.db.transaction(() => {
-      const row = this.db.prepare("SELECT status FROM datanet_records WHERE id = ? AND datanet_id = ?").get(recordId, datanet) as { status: RecordStatus } | undefined;
+  /**
+   * The owner's decision on a pending record, or an approver's vote on it (rules in
+   * datanet-committee.ts). Anyone else: LEDGER_FORBIDDEN. Approving (deciding or voting) a record
+   * that repeats an approved one verbatim: DATANET_DUPLICATE_RECORD, nothing written.
+   */
+  decide(datanet: string, recordId: number, by: string, decision: "approved" | "rejected"): RecordDecision {
+    const byOwner = this.owner(datanet) === by;
+    if (!byOwner && !this.committees.isMember(datanet, by)) {
+      throw oerr("LEDGER_FORBIDDEN", `${by} neither owns Datanet ${datanet} nor is one of its approvers`, { datanet, by });
+    }
+    const vote: Vote = decision === "approved" ? "approve" : "reject";
+    return this.db.transaction(() => {
+      const row = this.db.prepare("SELECT status, token_ids, tokens_hash FROM datanet_records WHERE id = ? AND datanet_id = ?").get(recordId, datanet) as
+        { status: RecordStatus; token_ids: Buffer | null; tokens_hash: Hex | null } | undefined;
       if (!row) notFound("record", `${datanet}#${recordId}`);
+      const earlier = byOwner ? undefined : this.committees.voteOf(recordId, by);
+      if (earlier === vote) return this.decision(datanet, recordId);
       if (row.status !== "pending") conflict(`record ${recordId} is already ${row.status}`, { recordId, status: row.status });
-      this.db.prepare("UPDATE datanet_records SET status = ?, decided_by = ?, decided_at = ? WHERE id = ?").run(decision, by, this.now(), recordId);
+      if (earlier !== undefined) conflict(`${by} already voted ${earlier} on record ${recordId}; a vote is final`, { recordId, vote: earlier });
+      if (vote === "approve" && row.token_ids) this.approvedRecords.refuse(datanet, blobToTokens(row.token_ids), `record ${recordId}`, row.tokens_hash ?? undefined);
+      if (byOwner) {
+        this.setStatus(recordId, decision, by);
+      } else {
+        this.committees.cast(recordId, by, vote);
+        const status = votedStatus(this.committees.tally(datanet, recordId));
+        if (status !== "pending") this.setStatus(recordId, status, by);
+      }
+      return this.decision(datanet, recordId);
     }).immediate();
+  }
+
+  /** The record's status and the votes cast on it. */
+  decision(datanet: string, recordId: number): RecordDecision {
+    return { record: this.record(datanet, recordId), votes: this.committees.tally(datanet, recordId) };
+  }
+
+  approvers(datanet: string): ApprovalCommittee {
+    this.owner(datanet);
+    return this.committees.get(datanet);
+  }
+
+  /**
+   * Replaces the approval committee (only the owner may) and re-evaluates every pending record
+   * that holds votes under it, in one transaction. `approvers` empty with threshold 0 removes it.
+   */
+  setApprovers(datanet: string, by: string, approvers: readonly string[], threshold: number): CommitteeChange {
+    const owner = this.owner(datanet);
+    if (owner !== by) throw oerr("LEDGER_FORBIDDEN", `${by} does not own Datanet ${datanet}`, { datanet, by });
+    const members = checkCommittee(approvers, threshold, owner);
+    return this.db.transaction(() => {
+      this.committees.replace(datanet, members, threshold);
+      const change: CommitteeChange = { committee: this.committees.get(datanet), approved: [], rejected: [], held: [] };
+      for (const recordId of this.committees.pendingWithVotes(datanet)) {
+        const status = votedStatus(this.committees.tally(datanet, recordId));
+        if (status === "rejected") {
+          this.setStatus(recordId, status, by);
+          change.rejected.push(recordId);
+        } else if (status === "approved") {
+          const row = this.db.prepare("SELECT token_ids, tokens_hash FROM datanet_records WHERE id = ?").get(recordId) as { token_ids: Buffer | null; tokens_hash: Hex | null };
+          const dup = row.token_ids ? this.approvedRecords.find(datanet, blobToTokens(row.token_ids), row.tokens_hash ?? undefined) : null;
+          if (dup) {
+            change.held.push({ recordId, duplicateOf: dup.recordId, relation: dup.relation });
+          } else {
+            this.setStatus(recordId, status, by);
+            change.approved.push(recordId);
+          }
+        }
+      }
+      return change;
+    }).immediate();
+  }
+
+  private setStatus(recordId: number, status: "approved" | "rejected", by: string): void {
+    this.db.prepare("UPDATE datanet_records SET status = ?, decided_by = ?, decided_at = ? WHERE id = ?").run(status, by, this.now(), recordId);
   }
 
   record(datanet: string, recordId: number): DatanetRecord {

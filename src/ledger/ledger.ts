@@ -18,7 +18,8 @@ import { oerr } from "../errors.js";
 import { Accounts, type AgentAccount } from "./accounts.js";
 import { ChainBook } from "./chain-book.js";
 import { auditBalances, verifyChain, type BalanceAudit, type ChainReport } from "./audit.js";
-import { Datanets, type ContributionInput, type DatanetRecord, type DatanetVersion, type VersionRecord } from "./datanets.js";
+import type { ApprovalCommittee } from "./datanet-committee.js";
+import { Datanets, type CommitteeChange, type ContributionInput, type DatanetRecord, type DatanetVersion, type RecordDecision, type VersionRecord } from "./datanets.js";
 import { big, checkName, conflict, money, nonNegative, notFound, openDb, type Db } from "./db.js";
 import { Events, type StoredEvent } from "./events.js";
 import { ApiKeys } from "./keys.js";
@@ -158,8 +159,11 @@ export class Ledger {
   listModels(): ModelInfo[] { return this.models.list(); }
   createDatanet(id: string, owner: string): void { this.datanets.create(id, owner); }
   contribute(datanet: string, c: ContributionInput): DatanetRecord { return this.datanets.contribute(datanet, c); }
-  approveRecord(datanet: string, recordId: number, by: string): void { this.datanets.decide(datanet, recordId, by, "approved"); }
-  rejectRecord(datanet: string, recordId: number, by: string): void { this.datanets.decide(datanet, recordId, by, "rejected"); }
+  /** The owner's decision, or an approver's vote (src/ledger/datanet-committee.ts). */
+  approveRecord(datanet: string, recordId: number, by: string): RecordDecision { return this.datanets.decide(datanet, recordId, by, "approved"); }
+  rejectRecord(datanet: string, recordId: number, by: string): RecordDecision { return this.datanets.decide(datanet, recordId, by, "rejected"); }
+  setApprovers(datanet: string, by: string, approvers: readonly string[], threshold: number): CommitteeChange { return this.datanets.setApprovers(datanet, by, approvers, threshold); }
+  getApprovers(datanet: string): ApprovalCommittee { return this.datanets.approvers(datanet); }
   publishVersion(datanet: string, by: string): DatanetVersion { return this.datanets.publish(datanet, by); }
   listVersions(datanet: string): DatanetVersion[] { return this.datanets.versions(datanet); }
   versionRecords(datanet: string, version: number): VersionRecord[] { return this.datanets.versionRecords(datanet, version); }

@@ -317,6 +317,33 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 9,
+    name: "Datanet approval committees and verbatim duplicates",
+    // A Datanet's owner may name up to 32 approvers and a threshold k (src/ledger/datanet-committee.ts):
+    // threshold 0 means no committee. Each approver's vote on a record is one row (who, which, when).
+    // tokens_hash (hashTokenIds of the record's token ids) finds a verbatim duplicate of an approved
+    // record by one index lookup; rows written before this migration get it when the node next opens
+    // the file (src/ledger/datanet-duplicates.ts).
+    sql: `
+      ALTER TABLE datanets ADD COLUMN approval_threshold INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE datanets ADD COLUMN approvers_updated INTEGER;
+      CREATE TABLE datanet_approvers (
+        datanet_id TEXT NOT NULL REFERENCES datanets(id),
+        account TEXT NOT NULL,
+        PRIMARY KEY (datanet_id, account)
+      );
+      CREATE TABLE datanet_votes (
+        record_id INTEGER NOT NULL REFERENCES datanet_records(id),
+        account TEXT NOT NULL,
+        vote TEXT NOT NULL CHECK (vote IN ('approve', 'reject')),
+        at INTEGER NOT NULL,
+        PRIMARY KEY (record_id, account)
+      );
+      ALTER TABLE datanet_records ADD COLUMN tokens_hash TEXT;
+      CREATE INDEX datanet_records_by_tokens ON datanet_records(datanet_id, tokens_hash, status) WHERE tokens_hash IS NOT NULL;
+    `,
+  },
 ];
 
 /** Applies the migrations this file lacks. Refuses a file that knows migrations we don't. */

@@ -52,7 +52,7 @@ export type Principal =
 export type Access = "public" | "inference" | "operator" | "account" | "self" | "self-or-operator" | "party-or-operator" | "agent-signed";
 
 export interface EndpointRule {
-  method: "GET" | "POST";
+  method: "GET" | "POST" | "PUT";
   url: string;
   access: Access;
   /** What the route does, and any rule beyond `access` that its handler enforces. */
@@ -73,10 +73,13 @@ export const ENDPOINTS: readonly EndpointRule[] = [
   { method: "GET", url: "/v1/ledger/models/:id", access: "public", what: "one listed model" },
   { method: "POST", url: "/v1/datanets", access: "operator", what: "create a Datanet for an owner account" },
   { method: "GET", url: "/v1/datanets/:id", access: "public", what: "a Datanet and its versions" },
-  { method: "POST", url: "/v1/datanets/:id/records", access: "account", what: "contribute a record; the caller is the contributor" },
+  { method: "POST", url: "/v1/datanets/:id/records", access: "account", what: "contribute a record; the caller is the contributor; 409 if it repeats an approved record verbatim" },
   { method: "GET", url: "/v1/datanets/:id/records", access: "public", what: "records and their status (no contents)" },
-  { method: "POST", url: "/v1/datanets/:id/records/:record/approve", access: "account", what: "approve a pending record; the caller must own the Datanet" },
-  { method: "POST", url: "/v1/datanets/:id/records/:record/reject", access: "account", what: "reject a pending record; the caller must own the Datanet" },
+  { method: "POST", url: "/v1/datanets/:id/records/:record/approve", access: "account", what: "approve a pending record: the owner decides, an approver votes (k of n); 409 if it repeats an approved record verbatim" },
+  { method: "POST", url: "/v1/datanets/:id/records/:record/reject", access: "account", what: "reject a pending record: the owner decides, an approver votes" },
+  { method: "GET", url: "/v1/datanets/:id/records/:record/votes", access: "public", what: "a record's status and its approvers' votes (who, which, when, counted)" },
+  { method: "GET", url: "/v1/datanets/:id/approvers", access: "public", what: "the Datanet's approval committee: approvers and threshold k" },
+  { method: "PUT", url: "/v1/datanets/:id/approvers", access: "account", what: "replace the approval committee (k of n, n ≤ 32) and re-evaluate pending votes; the caller must own the Datanet" },
   { method: "POST", url: "/v1/datanets/:id/publish", access: "account", what: "publish the next version; the caller must own the Datanet" },
   { method: "GET", url: "/v1/datanets/:id/versions", access: "public", what: "published versions" },
   { method: "POST", url: "/v1/accounts/agents", access: "operator", what: "create an account; answers its API key, once" },

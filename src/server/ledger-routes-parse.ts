@@ -135,6 +135,14 @@ export function arrayField<T>(o: Obj, key: string, each: (item: Obj, param: stri
   });
 }
 
+/** A required array of at most `max` names (account ids), each checked as nameField does; param "key[i]". */
+export function nameArrayField(o: Obj, key: string, max: number): string[] {
+  const v = o[key];
+  if (!Array.isArray(v)) throw invalidArgument(key, `${key} is required: an array of account ids.`);
+  if (v.length > max) throw invalidArgument(key, `${key} has ${v.length} entries; at most ${max} are accepted.`);
+  return v.map((x: unknown, i) => checkNameValue(x, `${key}[${i}]`));
+}
+
 /** A path segment that must be a positive integer id (records, receipts). */
 export function pathId(v: string, param: string): number {
   const n = /^[1-9][0-9]{0,15}$/.test(v) ? Number(v) : NaN;

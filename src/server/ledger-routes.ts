@@ -2,15 +2,17 @@
  * The economics endpoints: the node's ledger (src/ledger/) over HTTP, for `openlora ledger …`
  * (src/cli/ledger.ts) and operators' scripts. Who may call each is in src/server/access.ts (one
  * table, enforced before the handler runs); the handlers here only add "the caller is the party":
- * a contributor contributes as itself, a staker stakes its own balance, a Datanet owner decides
- * with its own key (`contributor`, `staker` and `by` may be omitted; given, they must name the caller).
+ * a contributor contributes as itself, a staker stakes its own balance, a Datanet owner or approver
+ * decides or votes with its own key (`contributor`, `staker` and `by` may be omitted; given, they
+ * must name the caller).
  *
  * Conventions: JSON in and out. Money, stakes, developer shares and lineage/parent weights are
  * decimal strings in both directions ("1000"; a JSON number is refused: it loses precision above
  * 2^53); versions and basis points are JSON integers. Lists are `{"object":"list","data":[…]}`.
  * Unknown body fields are refused. Errors are OpenAI-style bodies with the registry code
  * (src/errors.ts): INVALID_ARGUMENT 400 (with `param`), UNAUTHENTICATED 401, PERMISSION_DENIED and
- * LEDGER_FORBIDDEN 403, LEDGER_NOT_FOUND 404, LEDGER_CONFLICT 409, INSUFFICIENT_BALANCE 402.
+ * LEDGER_FORBIDDEN 403, LEDGER_NOT_FOUND 404, LEDGER_CONFLICT and DATANET_DUPLICATE_RECORD 409,
+ * INSUFFICIENT_BALANCE 402.
  * The routes and their bodies are listed in docs/api-access.md.
  */
 import type { FastifyInstance, FastifyRequest } from "fastify";
@@ -19,11 +21,12 @@ import { receiptMessage } from "../attribution/receipts.js";
 import { OpenLoraError, quoted } from "../errors.js";
 import type { Ledger } from "../ledger/ledger.js";
 import type { RegisterModelInput } from "../ledger/models.js";
-import type { RecordStatus } from "../ledger/datanets.js";
+import { MAX_APPROVERS } from "../ledger/datanet-committee.js";
+import type { RecordDecision, RecordStatus } from "../ledger/datanets.js";
 import type { Principal } from "./access.js";
 import { invalidArgument } from "./http-errors.js";
 import {
-  absent, amountField, arrayField, hex32Field, intField, list, nameField, objectOf, oneOf, optionalName,
+  absent, amountField, arrayField, hex32Field, intField, list, nameArrayField, nameField, objectOf, oneOf, optionalName,
   pathId, pathName, textField, wire, type Obj,
 } from "./ledger-routes-parse.js";
 
@@ -164,16 +167,33 @@ export function registerLedgerRoutes(app: FastifyInstance, attribution: Attribut
     return list(ledger.datanets.records(datanet, status));
   });
 
+  const decisionWire = (d: RecordDecision): unknown => wire({ ...d.record, votes: d.votes });
+
   for (const action of ["approve", "reject"] as const) {
     app.post<P<"id" | "record">>(`/v1/datanets/:id/records/:record/${action}`, async (request) => {
       const datanet = pathName(request.params.id, "id");
       const record = pathId(request.params.record, "record");
       const by = caller(request, objectOf(request.body, ["by"]), "by");
-      if (action === "approve") ledger.approveRecord(datanet, record, by);
-      else ledger.rejectRecord(datanet, record, by);
-      return wire(ledger.datanets.record(datanet, record));
+      return decisionWire(action === "approve" ? ledger.approveRecord(datanet, record, by) : ledger.rejectRecord(datanet, record, by));
     });
   }
+
+  app.get<P<"id" | "record">>("/v1/datanets/:id/records/:record/votes", async (request) => {
+    const datanet = pathName(request.params.id, "id");
+    return decisionWire(ledger.datanets.decision(datanet, pathId(request.params.record, "record")));
+  });
+
+  app.get<P<"id">>("/v1/datanets/:id/approvers", async (request) => wire(ledger.getApprovers(pathName(request.params.id, "id"))));
+
+  app.put<P<"id">>("/v1/datanets/:id/approvers", async (request) => {
+    const datanet = pathName(request.params.id, "id");
+    const o = objectOf(request.body, ["approvers", "threshold", "by"]);
+    const by = caller(request, o, "by");
+    const approvers = nameArrayField(o, "approvers", MAX_APPROVERS);
+    const threshold = intField(o, "threshold", 0, MAX_APPROVERS);
+    const change = ledger.setApprovers(datanet, by, approvers, threshold);
+    return wire({ ...change.committee, approved: change.approved, rejected: change.rejected, held: change.held });
+  });
 
   app.post<P<"id">>("/v1/datanets/:id/publish", async (request) => {
     const datanet = pathName(request.params.id, "id");

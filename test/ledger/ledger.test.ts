@@ -339,7 +339,7 @@ describe("ledger: tampering and reopening", () => {
     expect(receipt.id).toBe(3);
     expect(receipt.prevHash).toBe(head.hash);
     expect(await again.verifyChain()).toMatchObject({ ok: true, receipts: 3 });
-    expect((again.db.prepare("SELECT version FROM schema_migrations").all() as { version: number }[]).map((r) => r.version)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect((again.db.prepare("SELECT version FROM schema_migrations").all() as { version: number }[]).map((r) => r.version)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9]);
     again.close();
     expect(code(() => open(path, { chainId: 5 }))).toBe("LEDGER_CONFLICT");
     const raw = new Database(path);

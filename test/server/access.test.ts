@@ -123,7 +123,7 @@ describe("every state-changing endpoint, attacked", () => {
   it("refuses the anonymous, a public id as token, foreign bearers, revoked keys, other accounts' keys — and writes nothing", async () => {
     const w = await world();
     const guarded = ENDPOINTS.filter((e) => e.access !== "public" && e.access !== "inference");
-    expect(guarded.length).toBe(21);
+    expect(guarded.length).toBe(22);
     for (const rule of guarded) {
       const before = snapshot(w.ledger);
       const adaptersBefore = (await w.engine.listAdapters()).map((a) => a.id);
