@@ -11,7 +11,7 @@ import { receiptCourtArgs, receiptDigest, type Receipt } from "../src/attributio
 import { nodeSigner } from "../src/attribution/signing.js";
 import { courtLedger, NODE_KEY, settleRequest } from "../test/chain/court-fixture.js";
 import { privateKeyToAccount } from "viem/accounts";
-import { getAddress, getContract, keccak256, toHex, type Address, type Hex, type TransactionReceipt } from "viem";
+import { getAddress, getContract, keccak256, toHex, type Address, type Hex, type TransactionReceipt, zeroHash } from "viem";
 import { merkleRoot } from "../src/attribution/merkle.js";
 import { ReceiptCourtAbi, RegistryAbi, SettlementAbi, TestTokenAbi } from "../src/chain/abi.js";
 import { buildPayoutTree, type PayoutEntry } from "../src/chain/payout-tree.js";
@@ -62,7 +62,7 @@ try {
     epoch++;
     const first = lastReceipt + 1n;
     lastReceipt += BigInt(receipts);
-    const r = await c.mine(settle(op).write.postEpoch([epoch, merkleRoot(leaves), first, lastReceipt, leaves[leaves.length - 1]!, tree.root]));
+    const r = await c.mine(settle(op).write.postEpoch([epoch, merkleRoot(leaves), first, lastReceipt, leaves[leaves.length - 1]!, tree.root, zeroHash]));
     return { r, tree, epoch };
   };
   const small: PayoutEntry[] = who.map((a, i) => ({ kind: 0, account: randomAddress(i), cumulative: 100n }));

@@ -24,7 +24,7 @@ try {
   const entries: PayoutEntry[] = Array.from({ length: 10_000 }, (_, i) => ({ kind: 0 as const, account: party(i), cumulative: 10n ** 15n + BigInt(i) }));
   const tree = buildPayoutTree(entries);
   const receipts = [keccak256(toHex("receipt 1"))];
-  await c.mine(settlement(op).write.postEpoch([1n, merkleRoot(receipts), 1n, 1n, receipts[0]!, tree.root]));
+  await c.mine(settlement(op).write.postEpoch([1n, merkleRoot(receipts), 1n, 1n, receipts[0]!, tree.root, `0x${"00".repeat(32)}`]));
   await c.increaseTime(TEST_PARAMS.challengeWindow);
 
   // The fresh account with the longest proof among the first 1,000 (14 hashes for 10,000 entries).

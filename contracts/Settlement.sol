@@ -6,6 +6,7 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {Checkpoints} from "@openzeppelin/contracts/utils/structs/Checkpoints.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {BatchInbox} from "./BatchInbox.sol";
 import {IRegistry} from "./interfaces/IRegistry.sol";
 import {ISettlement} from "./interfaces/ISettlement.sol";
 
@@ -38,8 +39,11 @@ contract Settlement is ISettlement, ReentrancyGuardTransient {
         uint64 firstReceipt;
         uint64 lastReceipt;
         uint64 postedAt;
+        /// Whether BatchInbox held the whole batch when the epoch was posted (calldata data availability).
+        bool batchOnChain;
         bytes32 receiptsRoot;
         bytes32 lastReceiptHash;
+        bytes32 batchCommitment;
     }
 
     /// Per operator, one slot: what its agents funded (deposits - withdrawals) and what claims paid.
@@ -75,6 +79,7 @@ contract Settlement is ISettlement, ReentrancyGuardTransient {
     address public immutable override token;
     address public immutable override registry;
     address public immutable treasury;
+    address public immutable inbox;
     address public immutable deployer;
     uint64 public immutable override challengeWindow;
     uint64 public immutable override withdrawDelay;
@@ -103,16 +108,18 @@ contract Settlement is ISettlement, ReentrancyGuardTransient {
     constructor(
         address token_,
         address registry_,
+        address inbox_,
         address treasury_,
         uint64 challengeWindow_,
         uint64 withdrawDelay_,
         uint64 unbondingDelay_,
         uint16 slashRewardBps_
     ) {
-        if (token_ == address(0) || registry_ == address(0) || treasury_ == address(0)) revert ZeroAddress();
+        if (token_ == address(0) || registry_ == address(0) || inbox_ == address(0) || treasury_ == address(0)) revert ZeroAddress();
         if (slashRewardBps_ > 10000) revert InvalidParameters();
         token = token_;
         registry = registry_;
+        inbox = inbox_;
         treasury = treasury_;
         deployer = msg.sender;
         challengeWindow = challengeWindow_;
@@ -338,7 +345,8 @@ contract Settlement is ISettlement, ReentrancyGuardTransient {
         uint64 firstReceipt,
         uint64 lastReceipt,
         bytes32 lastReceiptHash,
-        bytes32 payoutRoot
+        bytes32 payoutRoot,
+        bytes32 batchCommitment
     ) external {
         _requireOperator(msg.sender);
         OperatorChain storage c = _chains[msg.sender];
@@ -359,13 +367,15 @@ contract Settlement is ISettlement, ReentrancyGuardTransient {
             firstReceipt: firstReceipt,
             lastReceipt: lastReceipt,
             postedAt: uint64(block.timestamp),
+            batchOnChain: BatchInbox(inbox).available(msg.sender, batchCommitment),
             receiptsRoot: receiptsRoot,
-            lastReceiptHash: lastReceiptHash
+            lastReceiptHash: lastReceiptHash,
+            batchCommitment: batchCommitment
         });
         c.lastEpoch = epoch;
         c.lastReceipt = lastReceipt;
         c.lastClaimableAt = claimableAt;
-        emit EpochPosted(msg.sender, epoch, receiptsRoot, firstReceipt, lastReceipt, lastReceiptHash, payoutRoot, claimableAt);
+        emit EpochPosted(msg.sender, epoch, receiptsRoot, firstReceipt, lastReceipt, lastReceiptHash, payoutRoot, claimableAt, batchCommitment);
     }
 
     function lastEpoch(address operator) external view returns (uint64) {
@@ -387,7 +397,9 @@ contract Settlement is ISettlement, ReentrancyGuardTransient {
             lastReceiptHash: e.lastReceiptHash,
             payoutRoot: bytes32(e.payoutRoot),
             postedAt: e.postedAt,
-            claimableAt: e.claimableAt
+            claimableAt: e.claimableAt,
+            batchCommitment: e.batchCommitment,
+            batchOnChain: e.batchOnChain
         });
     }
 

@@ -78,6 +78,10 @@ export const ERROR_TABLE = {
   CHAIN_TERMS_UNSUPPORTED: { status: 503, summary: "The model's terms in force on chain name something this node cannot list (a Datanet version it does not hold as published): it does not serve the model." },
   CLAIM_NOT_FOUND: { status: 404, summary: "The party has nothing in a posted payout root yet (or its epoch's challenge window is still open)." },
   ACCESS_DENIED: { status: 403, summary: "The model's on-chain access policy does not admit the caller (allowlist, licence or minimum stake)." },
+  // Data availability (epoch batches) and validators
+  DA_UNAVAILABLE: { status: 503, summary: "An epoch's batch cannot be retrieved from its data availability layer (not published, or the service does not answer)." },
+  DA_COMMITMENT_MISMATCH: { status: 502, summary: "Bytes retrieved for an epoch's batch do not hash to the commitment its post names." },
+  DA_BATCH_INVALID: { status: 400, summary: "An epoch batch is malformed, too large, or does not match its epoch (node, epoch, receipt range)." },
   // Signed requests (agents as chain addresses)
   SIGNATURE_INVALID: { status: 401, summary: "A request signature is malformed, or does not recover to the address it claims." },
   SIGNATURE_EXPIRED: { status: 401, summary: "A signed request's expiry has passed, or lies further ahead than the server accepts." },

@@ -12,6 +12,10 @@ interface ISettlement {
         bytes32 payoutRoot;
         uint64 postedAt;
         uint64 claimableAt;
+        /// The epoch's batch (receipt bodies, signatures, token ids): BatchInbox's commitment of its bytes.
+        bytes32 batchCommitment;
+        /// Whether BatchInbox held all of it at the post (else it is announced as kept elsewhere, or withheld).
+        bool batchOnChain;
     }
 
     event Deposited(address indexed operator, address indexed agent, uint256 amount);
@@ -27,7 +31,7 @@ interface ISettlement {
     event UnstakeRequested(bytes32 indexed model, address indexed staker, uint256 amount, uint64 readyAt);
     event Unstaked(bytes32 indexed model, address indexed staker, uint256 amount);
     event Bonded(address indexed operator, uint256 total);
-    event EpochPosted(address indexed operator, uint64 indexed epoch, bytes32 receiptsRoot, uint64 firstReceipt, uint64 lastReceipt, bytes32 lastReceiptHash, bytes32 payoutRoot, uint64 claimableAt);
+    event EpochPosted(address indexed operator, uint64 indexed epoch, bytes32 receiptsRoot, uint64 firstReceipt, uint64 lastReceipt, bytes32 lastReceiptHash, bytes32 payoutRoot, uint64 claimableAt, bytes32 batchCommitment);
     event Claimed(address indexed operator, address indexed account, uint256 amount, uint256 cumulative);
     event Slashed(address indexed operator, address indexed challenger, uint256 slashed, uint256 reward);
 
@@ -91,7 +95,7 @@ interface ISettlement {
     /// to the treasury.
     function slash(address operator, address challenger) external returns (uint256 slashed);
 
-    function postEpoch(uint64 epoch, bytes32 receiptsRoot, uint64 firstReceipt, uint64 lastReceipt, bytes32 lastReceiptHash, bytes32 payoutRoot) external;
+    function postEpoch(uint64 epoch, bytes32 receiptsRoot, uint64 firstReceipt, uint64 lastReceipt, bytes32 lastReceiptHash, bytes32 payoutRoot, bytes32 batchCommitment) external;
     function lastEpoch(address operator) external view returns (uint64);
     function epochOf(address operator, uint64 epoch) external view returns (Epoch memory);
 

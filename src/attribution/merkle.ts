@@ -8,7 +8,8 @@
  * Leaves must themselves be digests of typed content (EIP-712 digests, record hashes), never raw
  * 64-byte data, so an inner node can never pass for a leaf.
  */
-import { concatHex, keccak256, type Hex } from "viem";
+import { concatHex, type Hex } from "viem";
+import { keccak256 } from "../crypto/keccak.js";
 import { oerr } from "../errors.js";
 
 export const ZERO_HASH: Hex = `0x${"0".repeat(64)}`;

@@ -4,7 +4,8 @@
  * it is given against the signed receipt and compute with it (contracts/ReceiptLib.sol declares the
  * same structs). Parties, models and Datanet keys are strings: off chain they are arbitrary names.
  */
-import { encodeAbiParameters, keccak256, type Hex } from "viem";
+import { encodeAbiParameters, type Hex } from "viem";
+import { keccak256 } from "../crypto/keccak.js";
 import type { SamplingParams } from "../engine/sampling.js";
 import type {
   AdapterUse, AttributionWeight, FeePolicy, ModelRef, ModelUse, SpanEvidence, SpanMatch, SplitLine, SplitRole,

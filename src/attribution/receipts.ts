@@ -7,12 +7,13 @@
  * and the leaf of its epoch's Merkle tree.
  */
 import {
-  getAddress, hashTypedData, isAddress, isAddressEqual, keccak256, recoverTypedDataAddress,
+  domainSeparator, getAddress, hashTypedData, hexToBytes, isAddress, isAddressEqual, numberToHex, recoverTypedDataAddress,
   type Address, type Hex, type TypedDataDomain,
 } from "viem";
 import { privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
 import type { SamplingParams } from "../engine/sampling.js";
 import { oerr } from "../errors.js";
+import { keccak256 } from "../crypto/keccak.js";
 import { MAX_WEIGHT_PPM, compositionWeightPpm } from "../adapters/composition.js";
 import { canonicalHash, canonicalJson } from "./canonical.js";
 import { ZERO_HASH } from "./merkle.js";
@@ -244,9 +245,55 @@ export function receiptTypedData(r: Receipt, opts: ReceiptDomainOptions = {}) {
   return { domain: receiptDomain(opts, receiptVersion(r)), types, primaryType: "Receipt" as const, message: receiptMessage(r) };
 }
 
-/** The receipt's hash: its EIP-712 digest. */
+/** The receipt's hash: its EIP-712 digest (viem's hashTypedData gives the same; test/attribution/receipt-digest.test.ts). */
 export function receiptDigest(r: Receipt, opts: ReceiptDomainOptions = {}): Hex {
+  const version = receiptVersion(r);
+  const fields = version === 2 ? RECEIPT_V2_TYPES.Receipt : RECEIPT_TYPES.Receipt;
+  const m = receiptMessage(r) as Record<string, unknown>;
+  // Every field of a receipt is one 32-byte word: numbers big-endian, an address left-padded, a string's keccak256.
+  const words = new Uint8Array(32 * (fields.length + 1));
+  words.set(RECEIPT_TYPE_HASHES[version], 0);
+  fields.forEach((f, i) => {
+    const at = 32 * (i + 1);
+    const v = m[f.name];
+    if (f.type === "string") words.set(hexToBytes(keccak256(utf8.encode(v as string))), at);
+    else if (f.type === "bytes32" || f.type === "address") {
+      const b = hexToBytes(v as Hex);
+      if (b.length !== (f.type === "address" ? 20 : 32)) throw oerr("RECEIPT_INVALID", `receipt ${f.name} is not a ${f.type}`);
+      words.set(b, at + 32 - b.length);
+    }
+    else {
+      const n = BigInt(v as number | bigint);
+      if (n < 0n || n >> BigInt(f.type.slice(4)) !== 0n) throw oerr("RECEIPT_INVALID", `receipt ${f.name} ${n} is not a ${f.type}`);
+      words.set(hexToBytes(numberToHex(n, { size: 32 })), at);
+    }
+  });
+  const out = new Uint8Array(66);
+  out.set([0x19, 0x01], 0);
+  out.set(hexToBytes(domainSeparatorOf(opts, version)), 2);
+  out.set(hexToBytes(keccak256(words)), 34);
+  return keccak256(out);
+}
+
+/** receiptDigest by viem's EIP-712 implementation: the reference the fast path is tested against. */
+export function receiptDigestReference(r: Receipt, opts: ReceiptDomainOptions = {}): Hex {
   return hashTypedData(receiptTypedData(r, opts));
+}
+
+const utf8 = new TextEncoder();
+const typeHashOf = (fields: readonly { name: string; type: string }[]) =>
+  hexToBytes(keccak256(utf8.encode(`Receipt(${fields.map((f) => `${f.type} ${f.name}`).join(",")})`)));
+const RECEIPT_TYPE_HASHES: Record<ReceiptVersion, Uint8Array> = { 1: typeHashOf(RECEIPT_TYPES.Receipt), 2: typeHashOf(RECEIPT_V2_TYPES.Receipt) };
+const domainSeparators = new Map<string, Hex>();
+
+function domainSeparatorOf(opts: ReceiptDomainOptions, version: ReceiptVersion): Hex {
+  const key = `${opts.chainId ?? 1}:${opts.verifyingContract ?? ""}:${version}`;
+  let d = domainSeparators.get(key);
+  if (d === undefined) {
+    d = domainSeparator({ domain: receiptDomain(opts, version) });
+    domainSeparators.set(key, d);
+  }
+  return d;
 }
 
 export async function signReceipt(r: Receipt, signer: Hex | PrivateKeyAccount, opts: ReceiptDomainOptions = {}): Promise<Hex> {

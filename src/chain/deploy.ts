@@ -3,7 +3,7 @@
  * `--contracts FILE` names.
  *
  * Order: TestToken (only when no token is given), Registry(termsDelay), Licence(registry, token),
- * Settlement(token, registry, treasury, windows…), Registry.wire(settlement, licence), then the
+ * BatchInbox (epoch batches' data availability), Settlement(token, registry, inbox, treasury, windows…), Registry.wire(settlement, licence), then the
  * ReceiptCourt(registry, settlement) with its deputy RegistryCourt(court) (ReceiptCourt.setDeputy) — or,
  * when `opts.court` is given, whatever court it deploys from the addresses so far — and
  * Settlement.setCourt. Every wiring call can be made once only.
@@ -13,7 +13,7 @@ import {
   getAddress, isAddress, type Abi, type Address, type Hex, type PublicClient, type WalletClient,
 } from "viem";
 import { OpenLoraError, oerr } from "../errors.js";
-import { LicenceAbi, ReceiptCourtAbi, RegistryAbi, RegistryCourtAbi, SettlementAbi, TestTokenAbi } from "./abi.js";
+import { BatchInboxAbi, LicenceAbi, ReceiptCourtAbi, RegistryAbi, RegistryCourtAbi, SettlementAbi, TestTokenAbi } from "./abi.js";
 
 export interface DeployOptions {
   /** The settlement ERC-20; a fresh TestToken when absent. */
@@ -43,6 +43,8 @@ export interface CoreAddresses {
   token: Address;
   registry: Address;
   licence: Address;
+  /** BatchInbox: where epoch batches are published (calldata) or announced (EigenDA). */
+  inbox: Address;
   settlement: Address;
 }
 
@@ -66,9 +68,9 @@ export interface Deployment extends CoreAddresses {
 
 export const DEFAULT_PARAMS = { challengeWindow: 3600n, withdrawDelay: 3600n, unbondingDelay: 86_400n, slashRewardBps: 5000, termsDelay: 3600n } as const;
 
-type ContractName = "TestToken" | "Registry" | "Licence" | "Settlement" | "ReceiptCourt" | "RegistryCourt";
+type ContractName = "TestToken" | "Registry" | "Licence" | "BatchInbox" | "Settlement" | "ReceiptCourt" | "RegistryCourt";
 const ABIS: Record<ContractName, Abi> = {
-  TestToken: TestTokenAbi, Registry: RegistryAbi, Licence: LicenceAbi, Settlement: SettlementAbi, ReceiptCourt: ReceiptCourtAbi, RegistryCourt: RegistryCourtAbi,
+  TestToken: TestTokenAbi, Registry: RegistryAbi, Licence: LicenceAbi, BatchInbox: BatchInboxAbi, Settlement: SettlementAbi, ReceiptCourt: ReceiptCourtAbi, RegistryCourt: RegistryCourtAbi,
 };
 
 interface ArtifactFile {
@@ -131,15 +133,16 @@ export async function deployOpenLora(wallet: WalletClient, publicClient: PublicC
   const token = opts.token ? getAddress(opts.token) : await deploy("TestToken", []);
   const registry = await deploy("Registry", [termsDelay]);
   const licence = await deploy("Licence", [registry, token]);
-  const settlement = await deploy("Settlement", [token, registry, getAddress(opts.treasury), challengeWindow, withdrawDelay, unbondingDelay, slashRewardBps]);
+  const inbox = await deploy("BatchInbox", []);
+  const settlement = await deploy("Settlement", [token, registry, inbox, getAddress(opts.treasury), challengeWindow, withdrawDelay, unbondingDelay, slashRewardBps]);
   await call(registry, RegistryAbi, "wire", [settlement, licence]);
   // The ReceiptCourt (fraud proofs of single receipts) is the only address that may slash.
   // Its deputy, RegistryCourt (ReceiptCourt.deputy()), proves what ReceiptCourt has no room left for and slashes through it.
-  const court = opts.court ? getAddress(await opts.court({ token, registry, licence, settlement })) : await deploy("ReceiptCourt", [registry, settlement]);
+  const court = opts.court ? getAddress(await opts.court({ token, registry, licence, inbox, settlement })) : await deploy("ReceiptCourt", [registry, settlement]);
   if (!opts.court) await call(court, ReceiptCourtAbi, "setDeputy", [await deploy("RegistryCourt", [court])]);
   await call(settlement, SettlementAbi, "setCourt", [court]);
   return {
-    chainId, token, registry, licence, settlement, court,
+    chainId, token, registry, licence, inbox, settlement, court,
     deployBlock: (firstBlock ?? 0n).toString(),
     params: {
       treasury: getAddress(opts.treasury),
@@ -204,6 +207,7 @@ export function parseDeployment(v: unknown): Deployment {
     token: addr(o.token, "token"),
     registry: addr(o.registry, "registry"),
     licence: addr(o.licence, "licence"),
+    inbox: addr(o.inbox, "inbox"),
     settlement: addr(o.settlement, "settlement"),
     court: o.court === null ? null : addr(o.court, "court"),
     deployBlock: decimal(o.deployBlock, "deployBlock"),
@@ -259,7 +263,7 @@ export async function checkDeployment(publicClient: PublicClient, d: Deployment)
   };
   await code("token", d.token);
   if (d.court) await code("court", d.court);
-  for (const [name, address] of [["Registry", d.registry], ["Licence", d.licence], ["Settlement", d.settlement]] as const) {
+  for (const [name, address] of [["Registry", d.registry], ["Licence", d.licence], ["BatchInbox", d.inbox], ["Settlement", d.settlement]] as const) {
     if (!sameCode(await code(name, address), loadArtifact(name).deployedBytecode)) missing(name, address, "the code is not this build's");
   }
   const read = async (address: Address, abi: Abi, functionName: string): Promise<Address> =>
@@ -271,6 +275,7 @@ export async function checkDeployment(publicClient: PublicClient, d: Deployment)
     ["Licence.token", read(d.licence, LicenceAbi, "token"), d.token],
     ["Settlement.registry", read(d.settlement, SettlementAbi, "registry"), d.registry],
     ["Settlement.token", read(d.settlement, SettlementAbi, "token"), d.token],
+    ["Settlement.inbox", read(d.settlement, SettlementAbi, "inbox"), d.inbox],
     ["Settlement.court", read(d.settlement, SettlementAbi, "court"), d.court ?? "0x0000000000000000000000000000000000000000"],
   ];
   for (const [what, got, want] of wiring) {

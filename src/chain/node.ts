@@ -14,6 +14,7 @@ import { connectChain, type ChainClients } from "./client.js";
 import type { Deployment } from "./deploy.js";
 import { ChainFollower } from "./follower.js";
 import { EpochPoster } from "./poster.js";
+import { EigenDaProxy } from "../da/eigenda.js";
 
 export interface ChainNodeOptions {
   url: string;
@@ -29,6 +30,8 @@ export interface ChainNodeOptions {
   pollMs?: number;
   /** The operator URL registered on chain at first start. */
   operatorUrl?: string;
+  /** Publish epoch batches through this EigenDA proxy instead of calldata. */
+  eigenDaProxy?: string;
   log?: { info(o: object, msg: string): void; warn(o: object, msg: string): void; error(o: object, msg: string): void };
   now?: () => number;
 }
@@ -77,7 +80,7 @@ export class ChainNode {
     this.clients = clients;
     const warn = (msg: string, details?: Record<string, unknown>) => opts.log?.warn(details ?? {}, msg);
     this.follower = new ChainFollower(clients, opts.deployment, ledger, { confirmations: opts.confirmations ?? 0, termsDelay, warn });
-    this.poster = new EpochPoster(clients, opts.deployment, ledger);
+    this.poster = new EpochPoster(clients, opts.deployment, ledger, opts.eigenDaProxy ? new EigenDaProxy(opts.eigenDaProxy) : undefined);
     this.lastClose = (opts.now ?? Date.now)();
   }
 

@@ -4,6 +4,10 @@
  * answer was lost, a post by a previous run) is marked posted after checking the chain holds our
  * roots; the contract itself refuses a repeat (EpochAlreadyPosted) or a gap (EpochOutOfOrder).
  * A failed attempt is recorded (attempts, last error) and retried on the next round.
+ *
+ * Before each post the epoch's batch (src/da/batch.ts) is published — in calldata through BatchInbox
+ * by default, through an EigenDA proxy when one is configured — and its commitment is part of the post.
+ * Publishing is idempotent: a retry resumes the chunks where they stopped, or finds the batch announced.
  */
 import { getAddress, type Address, type Hex } from "viem";
 import { oerr } from "../errors.js";
@@ -11,6 +15,9 @@ import type { Ledger } from "../ledger/ledger.js";
 import { ISettlementAbi } from "./abi.js";
 import type { ChainClients } from "./client.js";
 import type { Deployment } from "./deploy.js";
+import { encodeBatch } from "../da/batch.js";
+import { publishCalldata } from "../da/calldata.js";
+import { publishEigenDa, type EigenDaProxy } from "../da/eigenda.js";
 
 export interface PostResult {
   posted: number[];
@@ -21,8 +28,20 @@ export interface PostResult {
 export class EpochPoster {
   private readonly node: Address;
 
-  constructor(private readonly clients: ChainClients, private readonly deployment: Deployment, private readonly ledger: Ledger) {
+  constructor(
+    private readonly clients: ChainClients, private readonly deployment: Deployment, private readonly ledger: Ledger,
+    /** Where batches go: calldata (BatchInbox) without one. */
+    private readonly eigenDa?: EigenDaProxy,
+  ) {
     this.node = getAddress(ledger.nodeAddress);
+  }
+
+  /** Publishes sealed epoch `epoch`'s batch; its commitment. */
+  async publishBatch(epoch: number): Promise<Hex> {
+    const payload = encodeBatch(this.ledger.chain.epochBatch(epoch, this.node));
+    const inbox = this.deployment.inbox;
+    if (this.eigenDa) return (await publishEigenDa(this.clients, inbox, this.eigenDa, payload, BigInt(this.deployment.deployBlock))).commitment;
+    return (await publishCalldata(this.clients, inbox, payload)).commitment;
   }
 
   async lastPosted(): Promise<number> {
@@ -51,7 +70,7 @@ export class EpochPoster {
         }
         const hash = await this.clients.wallet.writeContract({
           address: this.deployment.settlement, abi: ISettlementAbi, functionName: "postEpoch",
-          args: [BigInt(e.epoch), e.receiptsRoot, BigInt(e.firstReceipt), BigInt(e.lastReceipt), e.lastReceiptHash, e.payoutRoot],
+          args: [BigInt(e.epoch), e.receiptsRoot, BigInt(e.firstReceipt), BigInt(e.lastReceipt), e.lastReceiptHash, e.payoutRoot, await this.publishBatch(e.epoch)],
         });
         const receipt = await this.clients.public.waitForTransactionReceipt({ hash, timeout: 60_000 });
         if (receipt.status !== "success") throw oerr("CHAIN_TX_FAILED", `postEpoch(${e.epoch}) was reverted (tx ${hash})`, { epoch: e.epoch, tx: hash });

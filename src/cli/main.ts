@@ -1,5 +1,5 @@
 /**
- * `openlora <command>`: generate, serve, verify, ledger, chain, bench serve, synth, adapters. Errors print as `error [CODE]: message` on stderr with
+ * `openlora <command>`: generate, serve, verify, validate, ledger, chain, bench serve, synth, adapters. Errors print as `error [CODE]: message` on stderr with
  * exit code 1; usage errors exit with 2.
  */
 import { isOpenLoraError, OpenLoraError } from "../errors.js";
@@ -9,6 +9,7 @@ import { runGenerate } from "./generate.js";
 import { BENCH_SERVE_USAGE, runBenchServe } from "./bench-serve.js";
 import { LEDGER_USAGE, runLedger } from "./ledger.js";
 import { runServe, SERVE_USAGE } from "./serve.js";
+import { runValidate, VALIDATE_USAGE } from "./validate.js";
 import { runVerify, VERIFY_USAGE } from "./verify.js";
 import { runSynth } from "./synth.js";
 
@@ -22,7 +23,7 @@ Usage:
                     [--adapter <id or path>[=<weight>]]... [--adapters <dir>] [--max-lora-rank R]
         Without --model, uses the embedded default demo model (generated once and cached).
         Several --adapter flags apply the weighted sum of their updates.
-${SERVE_USAGE}${VERIFY_USAGE}${LEDGER_USAGE}${CHAIN_USAGE}  ${BENCH_SERVE_USAGE}  openlora synth --preset <name> --out <path> [--format gguf|hf] [--type f32|f16|bf16|q8_0|q4_0|q4_k|q6_k] [--seed S]
+${SERVE_USAGE}${VERIFY_USAGE}${VALIDATE_USAGE}${LEDGER_USAGE}${CHAIN_USAGE}  ${BENCH_SERVE_USAGE}  openlora synth --preset <name> --out <path> [--format gguf|hf] [--type f32|f16|bf16|q8_0|q4_0|q4_k|q6_k] [--seed S]
         Writes a random-weight model with a real tokenizer. 'openlora synth --list' lists presets.
   openlora adapters merge [--model <base>] --out <dir> --method cat|linear|svd|ties|dare_linear|dare_ties|magnitude_prune
                           --adapter <id or path>[=<weight>]... [--adapters <dir>] [--density D] [--seed S] [--rank R]
@@ -39,6 +40,7 @@ export async function main(argv: string[]): Promise<number> {
       case "generate": return await runGenerate(rest);
       case "serve": return await runServe(rest);
       case "verify": return await runVerify(rest);
+      case "validate": return await runValidate(rest);
       case "ledger": return await runLedger(rest);
       case "chain": return await runChain(rest);
       case "bench":

@@ -5,6 +5,7 @@
 import { availableParallelism, homedir } from "node:os";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { EigenDaProxy } from "../da/eigenda.js";
 import { oerr } from "../errors.js";
 import { relaxHeapGrowth } from "../engine/engine-client.js";
 import { EngineSupervisor } from "../engine/supervisor.js";
@@ -24,6 +25,7 @@ export const SERVE_USAGE = `  openlora serve [--model <gguf file | HF folder>] [
                  [--ledger <sqlite file>] [--node-key-file <file>] [--operator-token-file <file>] [--treasury <party>]
                  [--min-agent-stake N] [--fee-policy protocol=N,operator=N,developer=N,staker=N,data=N,lambda=N] [--no-attribution]
                  [--chain <rpc url> --contracts <file> | --dev-chain [--dev-chain-port 8545]] [--epoch-interval-s 60] [--epoch-receipts N] [--confirmations N]
+                 [--eigenda-proxy <url>]
         OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/models, /v1/load_lora_adapter,
         /v1/unload_lora_adapter, /health, /metrics). Every adapter in --adapters is a model.
         Without --model, serves the embedded default demo model and demo adapters (generated once, cached).
@@ -32,7 +34,9 @@ export const SERVE_USAGE = `  openlora serve [--model <gguf file | HF folder>] [
         State-changing endpoints need the operator token (default ~/.cache/openlora/operator.token, generated,
         0600); paid requests need an account's API key (docs/api-access.md).
         With --chain (or --dev-chain: a local anvil with the contracts deployed), deposits, stakes, models and access
-        policies come from the chain, epochs are posted there and every party claims its earnings (docs/chain.md).
+        policies come from the chain, epochs are posted there and every party claims its earnings (docs/chain.md);
+        each epoch's batch (receipts and token ids, for validators) goes in calldata, or to an EigenDA proxy with
+        --eigenda-proxy (docs/validators.md).
 `;
 
 export async function runServe(argv: string[]): Promise<number> {
@@ -48,7 +52,7 @@ export async function runServe(argv: string[]): Promise<number> {
       "operator-token-file": { type: "string" }, treasury: { type: "string" }, "min-agent-stake": { type: "string" }, "no-attribution": { type: "boolean" },
       "fee-policy": { type: "string" },
       chain: { type: "string" }, contracts: { type: "string" }, "dev-chain": { type: "boolean" }, "dev-chain-port": { type: "string" },
-      "epoch-interval-s": { type: "string" }, "epoch-receipts": { type: "string" }, confirmations: { type: "string" },
+      "epoch-interval-s": { type: "string" }, "epoch-receipts": { type: "string" }, confirmations: { type: "string" }, "eigenda-proxy": { type: "string" },
     },
   });
   if (values["node-key"] !== undefined) {
@@ -103,6 +107,11 @@ export async function runServe(argv: string[]): Promise<number> {
   const epochIntervalMs = intArg(values["epoch-interval-s"], "epoch-interval-s", 1, 60)! * 1000;
   const epochReceipts = intArg(values["epoch-receipts"], "epoch-receipts", 1);
   const confirmations = intArg(values.confirmations, "confirmations", 0, chainFlags.devChain ? 0 : 2)!;
+  const eigenDaProxy = values["eigenda-proxy"];
+  if (eigenDaProxy !== undefined) {
+    if (!onChain) throw oerr("INVALID_ARGUMENT", "--eigenda-proxy publishes epoch batches: it needs --chain or --dev-chain");
+    new EigenDaProxy(eigenDaProxy); // checks the URL before the model loads
+  }
   const operator = operatorToken(values["operator-token-file"], log);
   const slot: EngineSlot = { state: "loading", engine: undefined, message: "loading the model" };
   const app = await buildServer(slot, {
@@ -162,7 +171,7 @@ export async function runServe(argv: string[]): Promise<number> {
       if (chain) {
         slot.chain = await ChainNode.start({
           url: chain.url, deployment: chain.deployment, nodeKey: resolveNodeKey(flags, engine.info.modelId, log), confirmations, epochIntervalMs,
-          ...(epochReceipts !== undefined ? { epochReceipts } : {}), operatorUrl: `http://${host}:${bound}/v1`, log: app.log,
+          ...(epochReceipts !== undefined ? { epochReceipts } : {}), ...(eigenDaProxy !== undefined ? { eigenDaProxy } : {}), operatorUrl: `http://${host}:${bound}/v1`, log: app.log,
         }, slot.attribution.ledger);
         slot.chain.run();
         log(`on chain ${chain.deployment.chainId} via ${chain.url}: operator ${slot.chain.status().operator}, settlement ${chain.deployment.settlement}`);

@@ -23,18 +23,13 @@ import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import Database from "better-sqlite3";
 import { getAddress, isAddress, type Address, type Hex } from "viem";
-import { baseShapeOf } from "../adapters/base-shape.js";
-import { createAdapterLoader } from "../adapters/loader.js";
-import { AdapterRegistry } from "../adapters/registry.js";
 import { checkpointSignedBy, parseSignedCheckpoint } from "../attribution/checkpoints.js";
-import { contentHash } from "../attribution/content-hash.js";
 import { merkleProof, verifyMerkleProof } from "../attribution/merkle.js";
-import { hashTokenIds, receiptDigest, receiptFromJSON, receiptSplitProblem, verifyReceiptSignature, type Receipt, type ReceiptDomainOptions } from "../attribution/receipts.js";
-import { generate } from "../engine/generate.js";
+import { receiptDigest, receiptFromJSON, receiptSplitProblem, verifyReceiptSignature, type ReceiptDomainOptions } from "../attribution/receipts.js";
 import { oerr } from "../errors.js";
 import { auditBalances, checkAgainstCheckpoint, verifyChain } from "../ledger/audit.js";
-import { loadModel } from "../model/load.js";
-import { native } from "../native/index.js";
+import { fromTokenBlob } from "../ledger/token-blob.js";
+import { Replayer } from "../validator/replay.js";
 import { intArg } from "./args.js";
 
 export const VERIFY_USAGE = `  openlora verify [<receipt id>] --ledger <sqlite file> (--signer <0x address> | --signer-file <file>)
@@ -126,7 +121,10 @@ export async function runVerify(argv: string[]): Promise<number> {
       if (values["no-replay"]) replayed = { ok: true, detail: "skipped (--no-replay)" };
       else if (!values.model) throw oerr("INVALID_ARGUMENT", "replay needs --model (or pass --no-replay)");
       else if (!row.prompt || !row.output) replayed = { ok: false, detail: "the ledger holds no tokens for this receipt" };
-      else replayed = await replay(receipt, fromBlob(row.prompt), values.model, values.adapters, intArg(values.threads, "threads", 1, availableParallelism())!);
+      else {
+        const { ok, detail } = await new Replayer(values.model, values.adapters, intArg(values.threads, "threads", 1, availableParallelism())!).replay(receipt, fromTokenBlob(row.prompt));
+        replayed = { ok, detail };
+      }
       checks.replay = replayed;
     }
 
@@ -158,31 +156,3 @@ function domainOf(db: Database.Database): ReceiptDomainOptions {
   return { ...(d.chainId !== undefined ? { chainId: d.chainId } : {}), ...(d.verifyingContract ? { verifyingContract: d.verifyingContract } : {}) };
 }
 
-async function replay(receipt: Receipt, prompt: number[], modelPath: string, adaptersDir: string | undefined, threads: number): Promise<Check> {
-  const baseHash = await contentHash(modelPath);
-  if (baseHash !== receipt.base.contentHash) return { ok: false, detail: `model file hash ${baseHash} differs from the receipt's ${receipt.base.contentHash}` };
-  native.setThreads(threads);
-  const loaded = await loadModel(modelPath);
-  const registry = new AdapterRegistry();
-  if (adaptersDir) await registry.scanDirectory(adaptersDir);
-  const load = createAdapterLoader(baseShapeOf(loaded.config));
-  const applied = [];
-  for (const a of receipt.adapters) {
-    const entry = registry.get(a.id);
-    if (!entry) return { ok: false, detail: `adapter ${a.id} is not in ${adaptersDir ?? "(no --adapters)"}` };
-    const h = await contentHash(entry.source.path);
-    if (h !== a.contentHash) return { ok: false, detail: `adapter ${a.id} files hash ${h}, the receipt says ${a.contentHash}` };
-    applied.push({ adapter: (await load(entry, new AbortController().signal)).weights, weight: a.weightPpm / 1_000_000 });
-  }
-  const out = generate(loaded, { prompt, maxTokens: receipt.tokensOut, sampling: receipt.sampling, ignoreEos: true, adapters: applied });
-  const hash = hashTokenIds(out.tokens);
-  return hash === receipt.outputHash
-    ? { ok: true, detail: `${out.tokens.length} tokens replayed, output hash matches` }
-    : { ok: false, detail: `replayed output hashes to ${hash}, the receipt says ${receipt.outputHash}` };
-}
-
-function fromBlob(b: Buffer): number[] {
-  const out: number[] = [];
-  for (let i = 0; i + 4 <= b.length; i += 4) out.push(b.readUInt32LE(i));
-  return out;
-}

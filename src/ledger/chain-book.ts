@@ -34,6 +34,8 @@ import type { Accounts } from "./accounts.js";
 import { big, money, type Db } from "./db.js";
 import type { RegisterModelInput } from "./models.js";
 import type { FeePolicy } from "../attribution/types.js";
+import type { EpochBatch } from "../da/batch.js";
+import { fromTokenBlob } from "./token-blob.js";
 
 /** IRegistry.AccessKind, in its enum order. */
 export const ACCESS_KINDS = ["public", "allowlist", "licence", "min_stake"] as const;
@@ -445,6 +447,17 @@ export class ChainBook {
       payoutRoot: r.payout_root, status: r.status, txHash: r.tx_hash, attempts: r.attempts, lastError: r.last_error,
       lastReceiptHash: r.last_hash ?? ZERO_HASH,
     }));
+  }
+
+  /** Sealed epoch `epoch`'s batch for data availability: every receipt's stored body, signature and token ids. */
+  epochBatch(epoch: number, node: Address): EpochBatch {
+    const e = this.db.prepare("SELECT first_receipt, last_receipt FROM epochs WHERE id = ?").get(epoch) as { first_receipt: number; last_receipt: number } | undefined;
+    if (!e) throw oerr("LEDGER_NOT_FOUND", `no epoch ${epoch}`, { epoch });
+    const rows = this.db.prepare(
+      "SELECT r.body, r.signature, t.prompt, t.output FROM receipts r JOIN receipt_tokens t ON t.receipt_id = r.id WHERE r.id BETWEEN ? AND ? ORDER BY r.id",
+    ).all(e.first_receipt, e.last_receipt) as { body: string; signature: Hex; prompt: Buffer; output: Buffer }[];
+    const entries = rows.map((r) => ({ body: r.body, signature: r.signature, prompt: fromTokenBlob(r.prompt), output: fromTokenBlob(r.output) }));
+    return { node, epoch, firstReceipt: e.first_receipt, lastReceipt: e.last_receipt, entries };
   }
 
   markPosted(epoch: number, txHash: Hex | null): void {

@@ -24,6 +24,7 @@ import { big, checkName, conflict, money, nonNegative, notFound, openDb, type Db
 import { Events, type StoredEvent } from "./events.js";
 import { ApiKeys } from "./keys.js";
 import { Models, type ModelInfo, type RegisterModelInput } from "./models.js";
+import { fromTokenBlob, tokenBlob } from "./token-blob.js";
 
 export interface LedgerOptions {
   /** SQLite file (created if absent). */
@@ -553,16 +554,4 @@ export class Ledger {
         .run(JSON.stringify([...known, this.nodeAddress]));
     }
   }
-}
-
-function tokenBlob(ids: readonly number[]): Buffer {
-  const b = Buffer.alloc(ids.length * 4);
-  ids.forEach((t, i) => b.writeUInt32LE(t, i * 4));
-  return b;
-}
-
-function fromTokenBlob(b: Buffer): number[] {
-  const out: number[] = [];
-  for (let i = 0; i + 4 <= b.length; i += 4) out.push(b.readUInt32LE(i));
-  return out;
 }

@@ -43,7 +43,7 @@ describe("deployOpenLora", () => {
       },
     });
     expect(d.token).toBe(token);
-    expect(seen).toEqual({ token, registry: d.registry, licence: d.licence, settlement: d.settlement });
+    expect(seen).toEqual({ token, registry: d.registry, licence: d.licence, inbox: d.inbox, settlement: d.settlement });
     const s = getContract({ address: d.settlement, abi: SettlementAbi, client: c.publicClient });
     expect(await s.read.court()).toBe(d.court);
     expect([await s.read.challengeWindow(), await s.read.withdrawDelay(), await s.read.unbondingDelay(), await s.read.slashRewardBps(), await s.read.treasury()])

@@ -145,7 +145,7 @@ it("claims never exceed deposits − withdrawals; the token balance always adds 
               ...parties.map((p, i) => ({ kind: 0 as const, account: p.account.address, cumulative: earned[i]! })),
               ...agents.map((a, i) => ({ kind: 1 as const, account: a.account.address, cumulative: committed[i]! })),
             ]);
-            await c.mine(s.write.postEpoch([epoch, zeroHash, first, first + 4n, zeroHash, tree.root]));
+            await c.mine(s.write.postEpoch([epoch, zeroHash, first, first + 4n, zeroHash, tree.root, zeroHash]));
             m.earned[act.o] = earned;
             m.trees.set(`${act.o}:${epoch}`, tree);
             break;

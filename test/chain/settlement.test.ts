@@ -27,7 +27,7 @@ async function post(entries: PayoutEntry[], n = 10n, from: TestWallet = op): Pro
   const epoch = (await s.read.lastEpoch([addr(from)])) + 1n;
   const first = (await s.read.lastReceiptOf([addr(from)])) + 1n;
   const tree = buildPayoutTree(entries);
-  await c.mine(s.write.postEpoch([epoch, keccak256(toHex(`receipts ${epoch}`)), first, first + n - 1n, keccak256(toHex(`last ${epoch}`)), tree.root]));
+  await c.mine(s.write.postEpoch([epoch, keccak256(toHex(`receipts ${epoch}`)), first, first + n - 1n, keccak256(toHex(`last ${epoch}`)), tree.root, zeroHash]));
   return { tree, epoch };
 }
 
@@ -120,28 +120,28 @@ describe("deposits, epochs and claims", () => {
   it("epochs are 1, 2, 3… per operator, receipts contiguous, empty epochs allowed, operators only", async () => {
     const s = settle(op);
     const r = zeroHash;
-    await expectRevert(settle(anyone).write.postEpoch([1n, r, 1n, 5n, r, r]), "NotOperator", [addr(anyone)]);
-    await expectRevert(s.write.postEpoch([2n, r, 1n, 5n, r, r]), "EpochOutOfOrder", [addr(op), 1n, 2n]);
-    await expectRevert(s.write.postEpoch([1n, r, 0n, 5n, r, r]), "ReceiptsOutOfOrder", [1n, 0n]);
-    await expectRevert(s.write.postEpoch([1n, r, 5n, 3n, r, r]), "InvalidReceiptRange", [5n, 3n]);
+    await expectRevert(settle(anyone).write.postEpoch([1n, r, 1n, 5n, r, r, r]), "NotOperator", [addr(anyone)]);
+    await expectRevert(s.write.postEpoch([2n, r, 1n, 5n, r, r, r]), "EpochOutOfOrder", [addr(op), 1n, 2n]);
+    await expectRevert(s.write.postEpoch([1n, r, 0n, 5n, r, r, r]), "ReceiptsOutOfOrder", [1n, 0n]);
+    await expectRevert(s.write.postEpoch([1n, r, 5n, 3n, r, r, r]), "InvalidReceiptRange", [5n, 3n]);
     // A payout root is a tree's top node with its low 64 bits zeroed (payoutRootOf); a full hash is refused.
     const full = keccak256(toHex("a top node"));
-    await expectRevert(s.write.postEpoch([1n, r, 1n, 5n, r, full]), "PayoutRootNotTruncated", [full]);
+    await expectRevert(s.write.postEpoch([1n, r, 1n, 5n, r, full, r]), "PayoutRootNotTruncated", [full]);
     expect(payoutRootOf(full)).toBe(`${full.slice(0, 50)}${"0".repeat(16)}`);
     // The first epoch may start anywhere (a node may go on chain with receipts behind it).
-    await c.mine(s.write.postEpoch([1n, r, 7n, 9n, r, r]));
-    await expectRevert(s.write.postEpoch([1n, r, 10n, 12n, r, r]), "EpochAlreadyPosted", [addr(op), 1n]);
-    await expectRevert(s.write.postEpoch([2n, r, 11n, 12n, r, r]), "ReceiptsOutOfOrder", [10n, 11n]);
-    await expectRevert(s.write.postEpoch([2n, r, 9n, 12n, r, r]), "ReceiptsOutOfOrder", [10n, 9n]);
-    await c.mine(s.write.postEpoch([2n, r, 10n, 9n, r, r])); // empty
-    await c.mine(s.write.postEpoch([3n, r, 10n, 10n, r, r]));
+    await c.mine(s.write.postEpoch([1n, r, 7n, 9n, r, r, r]));
+    await expectRevert(s.write.postEpoch([1n, r, 10n, 12n, r, r, r]), "EpochAlreadyPosted", [addr(op), 1n]);
+    await expectRevert(s.write.postEpoch([2n, r, 11n, 12n, r, r, r]), "ReceiptsOutOfOrder", [10n, 11n]);
+    await expectRevert(s.write.postEpoch([2n, r, 9n, 12n, r, r, r]), "ReceiptsOutOfOrder", [10n, 9n]);
+    await c.mine(s.write.postEpoch([2n, r, 10n, 9n, r, r, r])); // empty
+    await c.mine(s.write.postEpoch([3n, r, 10n, 10n, r, r, r]));
     expect(await s.read.lastEpoch([addr(op)])).toBe(3n);
     const e = await s.read.epochOf([addr(op), 3n]);
     expect([e.firstReceipt, e.lastReceipt]).toEqual([10n, 10n]);
     // Another operator's epochs count on their own.
     const op2 = c.wallets[8]!;
     await c.mine(registry(op2).write.registerOperator(["http://op2"]));
-    await c.mine(settle(op2).write.postEpoch([1n, r, 1n, 1n, r, r]));
+    await c.mine(settle(op2).write.postEpoch([1n, r, 1n, 1n, r, r, r]));
   });
 
   it("deposits only to registered operators, never zero", async () => {
@@ -304,10 +304,12 @@ describe("construction", () => {
   it("refuses zero addresses and a reward above 10000 bps; a fresh one refuses setCourt(0)", async () => {
     const t = c.deployment.token;
     const reg = c.deployment.registry;
-    await expectRevert(deploy([zeroAddress, reg, t, 1n, 1n, 1n, 0]), "ZeroAddress");
-    await expectRevert(deploy([t, reg, zeroAddress, 1n, 1n, 1n, 0]), "ZeroAddress");
-    await expectRevert(deploy([t, reg, t, 1n, 1n, 1n, 10001]), "InvalidParameters");
-    const r = await c.mine(deploy([t, reg, t, 1n, 1n, 1n, 10000]));
+    const inbox = c.deployment.inbox;
+    await expectRevert(deploy([zeroAddress, reg, inbox, t, 1n, 1n, 1n, 0]), "ZeroAddress");
+    await expectRevert(deploy([t, reg, zeroAddress, t, 1n, 1n, 1n, 0]), "ZeroAddress");
+    await expectRevert(deploy([t, reg, inbox, zeroAddress, 1n, 1n, 1n, 0]), "ZeroAddress");
+    await expectRevert(deploy([t, reg, inbox, t, 1n, 1n, 1n, 10001]), "InvalidParameters");
+    const r = await c.mine(deploy([t, reg, inbox, t, 1n, 1n, 1n, 10000]));
     const fresh = getContract({ address: r.contractAddress!, abi: SettlementAbi, client: { public: c.publicClient, wallet: deployer } });
     await expectRevert(fresh.write.setCourt([zeroAddress]), "ZeroAddress");
   });
