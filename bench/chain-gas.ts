@@ -11,9 +11,13 @@ import { receiptCourtArgs, receiptDigest, type Receipt } from "../src/attributio
 import { nodeSigner } from "../src/attribution/signing.js";
 import { courtLedger, NODE_KEY, settleRequest } from "../test/chain/court-fixture.js";
 import { privateKeyToAccount } from "viem/accounts";
-import { getAddress, getContract, keccak256, toHex, type Address, type Hex, type TransactionReceipt, zeroHash } from "viem";
+import { getAddress, getContract, keccak256, toHex, type Address, type Hex, type TransactionReceipt } from "viem";
+import { ANVIL_KEYS } from "../src/chain/anvil.js";
+import { connectChain } from "../src/chain/client.js";
+import { publishCalldata } from "../src/da/calldata.js";
+import { batchCommitment, MAX_CHUNK } from "../src/da/commitment.js";
 import { merkleRoot } from "../src/attribution/merkle.js";
-import { ReceiptCourtAbi, RegistryAbi, SettlementAbi, TestTokenAbi } from "../src/chain/abi.js";
+import { BatchInboxAbi, ReceiptCourtAbi, RegistryAbi, SettlementAbi, TestTokenAbi } from "../src/chain/abi.js";
 import { buildPayoutTree, type PayoutEntry } from "../src/chain/payout-tree.js";
 import { TEST_PARAMS, startTestChain, testTerms, nameId, type TestWallet } from "../test/helpers/chain.js";
 
@@ -53,7 +57,13 @@ try {
   for (let i = 0; i < RUNS; i++) bonds.push(await c.mine(settle(op).write.bond([1000n])));
   record("bond", bonds);
 
-  // Epochs: the same 6 arguments whatever the epoch summarises; the trees are built off chain.
+  // Epochs: the same 7 arguments whatever the epoch summarises; the trees are built off chain. Each post's
+  // batch is published first (1 kB of random bytes, one chunk), so its commitment is real and batchOnChain true.
+  const opClients = await connectChain(c.anvil.url, ANVIL_KEYS[1]!);
+  if (getAddress(opClients.account.address) !== getAddress(op.account.address)) throw new Error("the operator is not ANVIL_KEYS[1]");
+  let batchSeed = 1;
+  const randomBytes = (n: number) => { const b = new Uint8Array(n); for (let i = 0; i < n; i++) b[i] = (batchSeed = (batchSeed * 1103515245 + 12345) >>> 0) >>> 24; return b; };
+  const publishes: TransactionReceipt[] = [];
   let epoch = 0n;
   let lastReceipt = 0n;
   const post = async (receipts: number, entries: PayoutEntry[]) => {
@@ -62,7 +72,8 @@ try {
     epoch++;
     const first = lastReceipt + 1n;
     lastReceipt += BigInt(receipts);
-    const r = await c.mine(settle(op).write.postEpoch([epoch, merkleRoot(leaves), first, lastReceipt, leaves[leaves.length - 1]!, tree.root, zeroHash]));
+    const { commitment } = await publishCalldata(opClients, c.deployment.inbox, randomBytes(1000));
+    const r = await c.mine(settle(op).write.postEpoch([epoch, merkleRoot(leaves), first, lastReceipt, leaves[leaves.length - 1]!, tree.root, commitment]));
     return { r, tree, epoch };
   };
   const small: PayoutEntry[] = who.map((a, i) => ({ kind: 0, account: randomAddress(i), cumulative: 100n }));
@@ -71,6 +82,15 @@ try {
     for (let i = 0; i < RUNS; i++) rs.push((await post(n, small)).r);
     record(`postEpoch (${n} receipts)`, rs);
   }
+  // A full chunk of a large batch (a 10,000-receipt epoch is ≈ 36 of them: bench/validator.ts).
+  for (let i = 0; i < RUNS; i++) {
+    const chunk = randomBytes(MAX_CHUNK);
+    const payload = new Uint8Array(MAX_CHUNK + 1);
+    payload.set(chunk);
+    const commitment = batchCommitment(payload);
+    publishes.push(await c.mine(opClients.wallet.writeContract({ address: c.deployment.inbox, abi: BatchInboxAbi, functionName: "publish", args: [commitment, 0, 2, toHex(chunk)] })));
+  }
+  record(`BatchInbox.publish (a ${MAX_CHUNK}-byte chunk of random bytes)`, publishes);
 
   // Claims against a 10,000-entry payout tree (proofs of 14 hashes), to fresh accounts (their first token balance).
   const big = (cum: bigint): PayoutEntry[] => [
