@@ -53,6 +53,7 @@ export const ERROR_TABLE = {
   ROUTE_NOT_FOUND: { status: 404, summary: "No such HTTP route." },
   ENGINE_FAILED: { status: 500, summary: "The engine thread failed; requests in flight were failed." },
   LOGITS_NONFINITE: { status: 422, summary: "The sequence's logits turned NaN or infinite; it was stopped alone, the batch went on." },
+  FAULT_INJECTION_REFUSED: { status: 500, summary: "OPENLORA_FAULT_INJECTION (a node that signs altered outputs, for tests) is set but NODE_ENV is not \"test\": the server refuses to start." },
   // Access (src/server/access.ts)
   UNAUTHENTICATED: { status: 401, summary: "The endpoint needs a credential (the operator's token or an account's API key), or the one sent is not valid." },
   PERMISSION_DENIED: { status: 403, summary: "The credential sent is valid but does not allow this action." },

@@ -18,6 +18,7 @@ import { installAccess, OPERATOR_TOKEN_PREFIX } from "./access.js";
 import { registerAdminRoutes } from "./admin-routes.js";
 import { registerChainRoutes } from "./chain-routes.js";
 import { registerGenerationRoutes } from "./completions.js";
+import { faultInjectionFromEnv } from "./fault-injection.js";
 import { DEFAULT_BODY_LIMIT_BYTES, resolveLimits, type EngineSlot, type ServerContext, type ServerOptions } from "./context.js";
 import { ROUTE_NOT_FOUND, sendHttpError, toHttpError } from "./http-errors.js";
 import { registerLedgerRoutes, type AttributionContext } from "./ledger-routes.js";
@@ -27,6 +28,8 @@ export type { EngineSlot, ServerOptions } from "./context.js";
 export { ROUTE_NOT_FOUND } from "./http-errors.js";
 
 export async function buildServer(slot: EngineSlot, opts: ServerOptions = {}): Promise<FastifyInstance> {
+  // Tests only; refused (FAULT_INJECTION_REFUSED) unless NODE_ENV=test, before anything starts.
+  const fault = faultInjectionFromEnv(process.env);
   // forceCloseConnections: idle keep-alive sockets would otherwise hold close() (and a drain) for seconds.
   const app = Fastify({
     logger: withRedaction(opts.logger ?? false), bodyLimit: opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES, forceCloseConnections: true,
@@ -39,7 +42,8 @@ export async function buildServer(slot: EngineSlot, opts: ServerOptions = {}): P
         : { status: 400, code: "INVALID_ARGUMENT", message: "The URL is not valid (e.g. a malformed percent-encoding).", param: null });
     },
   });
-  const ctx: ServerContext = { slot, ...resolveLimits(opts), metrics: new ServerMetrics(), log: app.log };
+  const ctx: ServerContext = { slot, ...resolveLimits(opts), metrics: new ServerMetrics(), log: app.log, ...(fault ? { fault } : {}) };
+  if (fault) app.log.warn(`fault injection on (tests only): one output token altered in ${fault.describe()} before its receipt is signed`);
   const signed = signedContext(slot, opts);
   installAccess(app, opts.operatorToken ?? `${OPERATOR_TOKEN_PREFIX}${randomBytes(32).toString("base64url")}`,
     () => slot.attribution?.ledger, () => slot.attribution?.ledger.operatorParty, signed);

@@ -130,10 +130,13 @@ interface Generation {
 
 /** Ends the request in the ledger: a receipt id, or undefined (nothing produced, or attribution off). */
 async function settle(g: Generation, finish: FinishReason | "failed"): Promise<number | undefined> {
+  // Tests only (src/server/fault-injection.ts): the tokens a lying node would sign, for a completed request.
+  const completed = finish === "eos" || finish === "stop" || finish === "length";
+  const outputTokens = g.ctx.fault && completed && g.run.outputTokens.length > 0 ? g.ctx.fault.completedOutput(g.run.outputTokens, g.info.vocabSize) : g.run.outputTokens;
   const attr = g.ctx.slot.attribution;
   if (!attr || !g.adm) return undefined;
   try {
-    const stored = await attr.finish(g.adm, { promptTokenIds: g.run.promptTokenIds, outputTokens: g.run.outputTokens, sampling: g.req.sampling, finish });
+    const stored = await attr.finish(g.adm, { promptTokenIds: g.run.promptTokenIds, outputTokens, sampling: g.req.sampling, finish });
     return stored?.receipt.id;
   } catch (e) {
     // The answer stands; the missing receipt is logged and counted, never silent.

@@ -3,6 +3,7 @@ import type { ChainNode } from "../chain/node.js";
 import type { FastifyBaseLogger, FastifyServerOptions } from "fastify";
 import type { AttributionService } from "./attribution.js";
 import type { EngineHandle } from "../engine/protocol.js";
+import type { OutputTokenFault } from "./fault-injection.js";
 import { OpenLoraError } from "../errors.js";
 import { realpathSync } from "node:fs";
 import { pathRedactor, type RetryDefaults } from "./http-errors.js";
@@ -56,6 +57,8 @@ export interface ServerContext {
   retry: RetryDefaults;
   metrics: ServerMetrics;
   log?: FastifyBaseLogger;
+  /** Tests only (src/server/fault-injection.ts): OPENLORA_FAULT_INJECTION with NODE_ENV=test. */
+  fault?: OutputTokenFault;
 }
 
 export const DEFAULT_BODY_LIMIT_BYTES = 4 * 1024 * 1024;
