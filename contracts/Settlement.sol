@@ -10,10 +10,14 @@ import {BatchInbox} from "./BatchInbox.sol";
 import {IRegistry} from "./interfaces/IRegistry.sol";
 import {ISettlement} from "./interfaces/ISettlement.sol";
 
-/// @notice ISettlement. The deployer calls `setCourt` once. Rules beyond the interface (docs/chain.md):
+/// @notice ISettlement. The deployer calls `setCourt` and `setDisputes` once each. Rules beyond the interface (docs/chain.md):
 /// deposits and bonds only to registered operators; epochs may be empty (lastReceipt == firstReceipt - 1), the first
 /// epoch of an operator may start at any receipt >= 1; bonds leave through requestUnbond/withdrawBond; the token must
-/// move exact amounts (no fee-on-transfer tokens).
+/// move exact amounts (no fee-on-transfer tokens). The disputes contract (ValidatorCourt) freezes an operator's epochs
+/// from a disputed one on while a dispute is open (their claimableAt is type(uint64).max, so a claim still reads one
+/// slot), releases them when its disputes close, and on a fault it upholds jails the operator: the frozen epochs from
+/// the faulty one on never finalise, the operator posts no more epochs, and its agents withdraw against the last
+/// epoch before the faulty one.
 contract Settlement is ISettlement, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
     using SafeCast for uint256;
@@ -26,8 +30,20 @@ contract Settlement is ISettlement, ReentrancyGuardTransient {
     error InvalidReceiptRange(uint64 firstReceipt, uint64 lastReceipt);
     error NothingUnbonding();
     error PayoutRootNotTruncated(bytes32 payoutRoot);
+    error DisputesAlreadySet(address disputes);
+    error NotDisputes(address caller);
+    /// A dispute against the operator is open: it posts again once its disputes close.
+    error OperatorDisputed(address operator, uint64 frozenFrom);
+    /// A dispute upheld a fault in epoch `fromEpoch`: that epoch and those after it never finalise.
+    error OperatorJailed(address operator, uint64 fromEpoch);
+    error EpochDisputed(address operator, uint64 epoch);
 
     event CourtSet(address court);
+    event DisputesSet(address disputes);
+    /// Epochs `fromEpoch`..`toEpoch` no longer finalise until released.
+    event EpochsFrozen(address indexed operator, uint64 fromEpoch, uint64 toEpoch);
+    event EpochsReleased(address indexed operator, uint64 fromEpoch, uint64 toEpoch);
+    event OperatorJailedFrom(address indexed operator, uint64 fromEpoch);
     event UnbondRequested(address indexed operator, uint256 amount, uint64 unlockAt);
     event BondWithdrawn(address indexed operator, uint256 amount);
 
@@ -56,6 +72,8 @@ contract Settlement is ISettlement, ReentrancyGuardTransient {
         uint64 lastEpoch;
         uint64 lastReceipt;
         uint64 lastClaimableAt;
+        /// The first epoch frozen by an open dispute; 0 when none is.
+        uint64 frozenFrom;
     }
 
     struct WithdrawalRequest {
@@ -87,6 +105,10 @@ contract Settlement is ISettlement, ReentrancyGuardTransient {
     uint16 public immutable slashRewardBps;
     uint64 public immutable override termsDelay;
     address public override court;
+    /// ValidatorCourt: may freeze, release and jail, and slash through slashFor.
+    address public disputes;
+    /// The first epoch of the operator's that a dispute found faulty; 0 when none.
+    mapping(address => uint64) public jailedFrom;
 
     mapping(address => mapping(address => uint256)) public override deposited;
     mapping(address => mapping(address => uint256)) public withdrawn;
@@ -137,11 +159,20 @@ contract Settlement is ISettlement, ReentrancyGuardTransient {
         emit CourtSet(court_);
     }
 
+    function setDisputes(address disputes_) external {
+        if (msg.sender != deployer) revert NotDeployer(msg.sender);
+        if (disputes != address(0)) revert DisputesAlreadySet(disputes);
+        if (disputes_ == address(0)) revert ZeroAddress();
+        disputes = disputes_;
+        emit DisputesSet(disputes_);
+    }
+
     // ---- deposits and withdrawals
 
     function deposit(address operator, uint256 amount) external nonReentrant {
         if (amount == 0) revert ZeroAmount();
         _requireOperator(operator);
+        if (jailedFrom[operator] != 0) revert OperatorJailed(operator, jailedFrom[operator]);
         IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
         deposited[operator][msg.sender] += amount;
         _books[operator].funded += amount.toUint128();
@@ -167,9 +198,15 @@ contract Settlement is ISettlement, ReentrancyGuardTransient {
         WithdrawalRequest memory r = _withdrawals[operator][msg.sender];
         if (r.amount == 0) revert NoWithdrawalRequested(msg.sender);
         if (block.timestamp < r.readyAt) revert WithdrawalNotReady(r.readyAt);
-        uint64 latest = _chains[operator].lastEpoch;
-        if (latest == r.epochAtRequest) revert NoEpochSinceRequest(r.requestedAt);
-        if (!_proves(proof, _epochs[operator][latest].payoutRoot, 1, msg.sender, committed)) {
+        uint64 jailed = jailedFrom[operator];
+        if (jailed == 0) {
+            uint64 latest = _chains[operator].lastEpoch;
+            if (latest == r.epochAtRequest) revert NoEpochSinceRequest(r.requestedAt);
+            if (!_proves(proof, _epochs[operator][latest].payoutRoot, 1, msg.sender, committed)) revert InvalidProof();
+        } else if (jailed > 1) {
+            // A jailed operator posts no more: what counts is the last epoch before the faulty one.
+            if (!_proves(proof, _epochs[operator][jailed - 1].payoutRoot, 1, msg.sender, committed)) revert InvalidProof();
+        } else if (committed != 0) {
             revert InvalidProof();
         }
         uint256 unspent = _sub0(deposited[operator][msg.sender] - withdrawn[operator][msg.sender], committed);
@@ -305,7 +342,9 @@ contract Settlement is ISettlement, ReentrancyGuardTransient {
         uint256 amount = s.unbonding;
         if (amount == 0) revert NothingUnbonding();
         if (block.timestamp < s.unlockAt) revert BondLocked(s.unlockAt);
-        uint64 lastOpen = _chains[msg.sender].lastClaimableAt;
+        OperatorChain storage c = _chains[msg.sender];
+        if (c.frozenFrom != 0) revert BondLocked(type(uint64).max);
+        uint64 lastOpen = c.lastClaimableAt;
         if (block.timestamp < lastOpen) revert BondLocked(lastOpen);
         s.unbonding = 0;
         IERC20(token).safeTransfer(msg.sender, amount);
@@ -326,15 +365,81 @@ contract Settlement is ISettlement, ReentrancyGuardTransient {
     /// An operator without a bond is slashed for 0 (no revert, so the court's verdict still lands).
     function slash(address operator, address challenger) external nonReentrant returns (uint256 slashed) {
         if (msg.sender != court) revert NotCourt(msg.sender);
+        return _slash(operator, challenger, address(0), 0);
+    }
+
+    /// The disputes contract's slash: the whole bond; first up to `refund` of it to `refundTo` (the agent a faulty
+    /// answer was sold to), then slashRewardBps of the rest to the challenger, the remainder to the treasury.
+    function slashFor(address operator, address challenger, address refundTo, uint256 refund)
+        external
+        nonReentrant
+        returns (uint256 slashed)
+    {
+        if (msg.sender != disputes) revert NotDisputes(msg.sender);
+        return _slash(operator, challenger, refundTo, refund);
+    }
+
+    function _slash(address operator, address challenger, address refundTo, uint256 refund) private returns (uint256 slashed) {
         BondState storage s = _bonds[operator];
         slashed = uint256(s.active) + s.unbonding;
         s.active = 0;
         s.unbonding = 0;
-        uint256 reward = (slashed * slashRewardBps) / 10000;
+        if (refundTo == address(0)) refund = 0;
+        else if (refund > slashed) refund = slashed;
+        if (refund > 0) IERC20(token).safeTransfer(refundTo, refund);
+        uint256 reward = ((slashed - refund) * slashRewardBps) / 10000;
         if (reward > 0) IERC20(token).safeTransfer(challenger, reward);
-        if (slashed > reward) IERC20(token).safeTransfer(treasury, slashed - reward);
+        if (slashed > refund + reward) IERC20(token).safeTransfer(treasury, slashed - refund - reward);
         emit Slashed(operator, challenger, slashed, reward);
         emit Bonded(operator, 0);
+    }
+
+    // ---- disputes (ValidatorCourt)
+
+    /// Freezes `epoch` and every later epoch of the operator (each is younger, so still in its window).
+    function freeze(address operator, uint64 epoch) external {
+        if (msg.sender != disputes) revert NotDisputes(msg.sender);
+        OperatorChain storage c = _chains[operator];
+        if (epoch == 0 || epoch > c.lastEpoch) revert NoEpoch(operator);
+        if (c.frozenFrom != 0 && c.frozenFrom <= epoch) return;
+        uint64 to = c.frozenFrom == 0 ? c.lastEpoch : c.frozenFrom - 1;
+        for (uint64 n = epoch; n <= to; n++) _epochs[operator][n].claimableAt = type(uint64).max;
+        c.frozenFrom = epoch;
+        emit EpochsFrozen(operator, epoch, to);
+    }
+
+    /// Ends the freeze: the frozen epochs before the jailed one (all of them when not jailed) open for claims at the
+    /// end of their own window, or now when it has passed.
+    function release(address operator) external {
+        if (msg.sender != disputes) revert NotDisputes(msg.sender);
+        OperatorChain storage c = _chains[operator];
+        uint64 from = c.frozenFrom;
+        if (from == 0) return;
+        uint64 jailed = jailedFrom[operator];
+        uint64 to = jailed == 0 ? c.lastEpoch : jailed - 1;
+        uint64 latestOpen = c.lastClaimableAt;
+        for (uint64 n = from; n <= to; n++) {
+            StoredEpoch storage e = _epochs[operator][n];
+            uint64 at = e.postedAt + challengeWindow;
+            if (at < block.timestamp) at = uint64(block.timestamp);
+            e.claimableAt = at;
+            if (at > latestOpen) latestOpen = at;
+        }
+        c.lastClaimableAt = latestOpen;
+        c.frozenFrom = 0;
+        if (from <= to) emit EpochsReleased(operator, from, to);
+    }
+
+    function jail(address operator, uint64 epoch) external {
+        if (msg.sender != disputes) revert NotDisputes(msg.sender);
+        uint64 j = jailedFrom[operator];
+        if (j != 0 && j <= epoch) return;
+        jailedFrom[operator] = epoch;
+        emit OperatorJailedFrom(operator, epoch);
+    }
+
+    function frozenFrom(address operator) external view returns (uint64) {
+        return _chains[operator].frozenFrom;
     }
 
     // ---- epochs and claims
@@ -350,6 +455,8 @@ contract Settlement is ISettlement, ReentrancyGuardTransient {
     ) external {
         _requireOperator(msg.sender);
         OperatorChain storage c = _chains[msg.sender];
+        if (c.frozenFrom != 0) revert OperatorDisputed(msg.sender, c.frozenFrom);
+        if (jailedFrom[msg.sender] != 0) revert OperatorJailed(msg.sender, jailedFrom[msg.sender]);
         uint64 expected = c.lastEpoch + 1;
         if (epoch < expected) revert EpochAlreadyPosted(msg.sender, epoch);
         if (epoch > expected) revert EpochOutOfOrder(msg.sender, expected, epoch);
@@ -412,7 +519,10 @@ contract Settlement is ISettlement, ReentrancyGuardTransient {
             (bytes24 root, uint64 claimableAt) = (e.payoutRoot, e.claimableAt);
             // claimableAt = postedAt + challengeWindow > 0 for every posted epoch.
             if (claimableAt == 0) revert NoEpoch(operator);
-            if (block.timestamp < claimableAt) revert ChallengeWindowOpen(claimableAt);
+            if (block.timestamp < claimableAt) {
+                if (claimableAt == type(uint64).max) revert EpochDisputed(operator, epoch);
+                revert ChallengeWindowOpen(claimableAt);
+            }
             if (!_proves(proof, root, 0, account, cumulative)) revert InvalidProof();
         }
         uint256 before = claimed[operator][account];

@@ -6,14 +6,16 @@
  * BatchInbox (epoch batches' data availability), Settlement(token, registry, inbox, treasury, windows…), Registry.wire(settlement, licence), then the
  * ReceiptCourt(registry, settlement) with its deputy RegistryCourt(court) (ReceiptCourt.setDeputy) — or,
  * when `opts.court` is given, whatever court it deploys from the addresses so far — and
- * Settlement.setCourt. Every wiring call can be made once only.
+ * Settlement.setCourt; with the default court, ValidatorCourt(settlement, court, validator params)
+ * (the validator set and replay/withheld disputes) and Settlement.setDisputes. Every wiring call
+ * can be made once only.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import {
   getAddress, isAddress, type Abi, type Address, type Hex, type PublicClient, type WalletClient,
 } from "viem";
 import { OpenLoraError, oerr } from "../errors.js";
-import { BatchInboxAbi, LicenceAbi, ReceiptCourtAbi, RegistryAbi, RegistryCourtAbi, SettlementAbi, TestTokenAbi } from "./abi.js";
+import { BatchInboxAbi, LicenceAbi, ReceiptCourtAbi, RegistryAbi, RegistryCourtAbi, SettlementAbi, TestTokenAbi, ValidatorCourtAbi } from "./abi.js";
 
 export interface DeployOptions {
   /** The settlement ERC-20; a fresh TestToken when absent. */
@@ -35,8 +37,26 @@ export interface DeployOptions {
    * signing receipts under superseded terms, which proveBadTerms slashes (tests only).
    */
   termsDelay?: bigint;
-  /** Deploys another court than ReceiptCourt(registry, settlement) and returns its address (tests). */
+  /** Deploys another court than ReceiptCourt(registry, settlement) and returns its address (tests); no ValidatorCourt then. */
   court?: (addrs: CoreAddresses) => Promise<Address>;
+  /** The ValidatorCourt's parameters; each defaults to DEFAULT_VALIDATOR_PARAMS. */
+  validators?: Partial<ValidatorParams<bigint>>;
+}
+
+/** ValidatorCourt's parameters (contracts/ValidatorCourt.sol, docs/validators.md). */
+export interface ValidatorParams<N> {
+  /** The least stake (token units) that lets a validator attest and vote. */
+  minStake: N;
+  /** What a challenger deposits with a dispute (token units). */
+  challengeBond: N;
+  /** Seconds a replay dispute's vote lasts. */
+  voteWindow: N;
+  /** Seconds an operator has to publish a withheld batch. */
+  answerWindow: N;
+  /** Seconds a validator's unstake waits. */
+  unbondingDelay: N;
+  /** Of the total validator stake, what a verdict needs, basis points (1..10000). */
+  quorumBps: number;
 }
 
 export interface CoreAddresses {
@@ -61,16 +81,25 @@ export interface DeploymentParams {
 export interface Deployment extends CoreAddresses {
   chainId: number;
   court: Address | null;
+  /** ValidatorCourt; null with a custom court (or a file from before validators). */
+  validatorCourt: Address | null;
+  /** Its parameters, decimal strings; null when validatorCourt is. */
+  validators: ValidatorParams<string> | null;
   /** The block of the first deployment transaction, decimal: where event scans start. */
   deployBlock: string;
   params: DeploymentParams;
 }
 
 export const DEFAULT_PARAMS = { challengeWindow: 3600n, withdrawDelay: 3600n, unbondingDelay: 86_400n, slashRewardBps: 5000, termsDelay: 3600n } as const;
+/** The vote and answer windows fit inside the default challenge window, so a dispute opened in it ends in it. */
+export const DEFAULT_VALIDATOR_PARAMS: ValidatorParams<bigint> = {
+  minStake: 10n ** 18n, challengeBond: 10n ** 18n, voteWindow: 1800n, answerWindow: 1800n, unbondingDelay: 86_400n, quorumBps: 5000,
+};
 
-type ContractName = "TestToken" | "Registry" | "Licence" | "BatchInbox" | "Settlement" | "ReceiptCourt" | "RegistryCourt";
+type ContractName = "TestToken" | "Registry" | "Licence" | "BatchInbox" | "Settlement" | "ReceiptCourt" | "RegistryCourt" | "ValidatorCourt";
 const ABIS: Record<ContractName, Abi> = {
   TestToken: TestTokenAbi, Registry: RegistryAbi, Licence: LicenceAbi, BatchInbox: BatchInboxAbi, Settlement: SettlementAbi, ReceiptCourt: ReceiptCourtAbi, RegistryCourt: RegistryCourtAbi,
+  ValidatorCourt: ValidatorCourtAbi,
 };
 
 interface ArtifactFile {
@@ -92,9 +121,15 @@ export function loadArtifact(name: string): ArtifactFile {
 }
 
 const U64_MAX = (1n << 64n) - 1n;
+const U128_MAX = (1n << 128n) - 1n;
 
 function checkSeconds(name: string, v: bigint): bigint {
   if (typeof v !== "bigint" || v < 0n || v > U64_MAX) throw oerr("INVALID_ARGUMENT", `${name} must be a uint64 number of seconds`);
+  return v;
+}
+
+function checkUint(name: string, v: bigint, max: bigint, min = 0n): bigint {
+  if (typeof v !== "bigint" || v < min || v > max) throw oerr("INVALID_ARGUMENT", `${name} must be an integer in ${min}..${max}`);
   return v;
 }
 
@@ -109,6 +144,18 @@ export async function deployOpenLora(wallet: WalletClient, publicClient: PublicC
   const slashRewardBps = opts.slashRewardBps ?? DEFAULT_PARAMS.slashRewardBps;
   if (!Number.isInteger(slashRewardBps) || slashRewardBps < 0 || slashRewardBps > 10_000) {
     throw oerr("INVALID_ARGUMENT", "slashRewardBps must be an integer in 0..10000");
+  }
+  const v = { ...DEFAULT_VALIDATOR_PARAMS, ...opts.validators };
+  const validators: ValidatorParams<bigint> = {
+    minStake: checkUint("validators.minStake", v.minStake, U128_MAX, 1n),
+    challengeBond: checkUint("validators.challengeBond", v.challengeBond, U128_MAX),
+    voteWindow: checkUint("validators.voteWindow", v.voteWindow, U64_MAX, 1n),
+    answerWindow: checkUint("validators.answerWindow", v.answerWindow, U64_MAX, 1n),
+    unbondingDelay: checkSeconds("validators.unbondingDelay", v.unbondingDelay),
+    quorumBps: v.quorumBps,
+  };
+  if (!Number.isInteger(validators.quorumBps) || validators.quorumBps < 1 || validators.quorumBps > 10_000) {
+    throw oerr("INVALID_ARGUMENT", "validators.quorumBps must be an integer in 1..10000");
   }
   const chainId = await rpc(() => publicClient.getChainId());
   let firstBlock: bigint | undefined;
@@ -141,8 +188,14 @@ export async function deployOpenLora(wallet: WalletClient, publicClient: PublicC
   const court = opts.court ? getAddress(await opts.court({ token, registry, licence, inbox, settlement })) : await deploy("ReceiptCourt", [registry, settlement]);
   if (!opts.court) await call(court, ReceiptCourtAbi, "setDeputy", [await deploy("RegistryCourt", [court])]);
   await call(settlement, SettlementAbi, "setCourt", [court]);
+  let validatorCourt: Address | null = null;
+  if (!opts.court) {
+    validatorCourt = await deploy("ValidatorCourt", [settlement, court, validators]);
+    await call(settlement, SettlementAbi, "setDisputes", [validatorCourt]);
+  }
   return {
-    chainId, token, registry, licence, inbox, settlement, court,
+    chainId, token, registry, licence, inbox, settlement, court, validatorCourt,
+    validators: validatorCourt ? stringParams(validators) : null,
     deployBlock: (firstBlock ?? 0n).toString(),
     params: {
       treasury: getAddress(opts.treasury),
@@ -152,6 +205,13 @@ export async function deployOpenLora(wallet: WalletClient, publicClient: PublicC
       slashRewardBps,
       termsDelay: termsDelay.toString(),
     },
+  };
+}
+
+function stringParams(p: ValidatorParams<bigint>): ValidatorParams<string> {
+  return {
+    minStake: p.minStake.toString(), challengeBond: p.challengeBond.toString(), voteWindow: p.voteWindow.toString(),
+    answerWindow: p.answerWindow.toString(), unbondingDelay: p.unbondingDelay.toString(), quorumBps: p.quorumBps,
   };
 }
 
@@ -202,6 +262,21 @@ export function parseDeployment(v: unknown): Deployment {
   const p = obj(o.params, "params");
   const bps = p.slashRewardBps;
   if (typeof bps !== "number" || !Number.isInteger(bps) || bps < 0 || bps > 10_000) bad("params.slashRewardBps", "an integer in 0..10000");
+  const validatorCourt = o.validatorCourt === undefined || o.validatorCourt === null ? null : addr(o.validatorCourt, "validatorCourt");
+  let validators: ValidatorParams<string> | null = null;
+  if (validatorCourt) {
+    const vp = obj(o.validators, "validators");
+    const q = vp.quorumBps;
+    if (typeof q !== "number" || !Number.isInteger(q) || q < 1 || q > 10_000) bad("validators.quorumBps", "an integer in 1..10000");
+    validators = {
+      minStake: decimal(vp.minStake, "validators.minStake", U128_MAX),
+      challengeBond: decimal(vp.challengeBond, "validators.challengeBond", U128_MAX),
+      voteWindow: decimal(vp.voteWindow, "validators.voteWindow", U64_MAX),
+      answerWindow: decimal(vp.answerWindow, "validators.answerWindow", U64_MAX),
+      unbondingDelay: decimal(vp.unbondingDelay, "validators.unbondingDelay", U64_MAX),
+      quorumBps: q,
+    };
+  }
   return {
     chainId,
     token: addr(o.token, "token"),
@@ -210,6 +285,8 @@ export function parseDeployment(v: unknown): Deployment {
     inbox: addr(o.inbox, "inbox"),
     settlement: addr(o.settlement, "settlement"),
     court: o.court === null ? null : addr(o.court, "court"),
+    validatorCourt,
+    validators,
     deployBlock: decimal(o.deployBlock, "deployBlock"),
     params: {
       treasury: addr(p.treasury, "params.treasury"),
@@ -278,12 +355,26 @@ export async function checkDeployment(publicClient: PublicClient, d: Deployment)
     ["Settlement.inbox", read(d.settlement, SettlementAbi, "inbox"), d.inbox],
     ["Settlement.court", read(d.settlement, SettlementAbi, "court"), d.court ?? "0x0000000000000000000000000000000000000000"],
   ];
+  if (d.validatorCourt) {
+    if (!sameCode(await code("ValidatorCourt", d.validatorCourt), loadArtifact("ValidatorCourt").deployedBytecode)) missing("ValidatorCourt", d.validatorCourt, "the code is not this build's");
+    wiring.push(
+      ["ValidatorCourt.settlement", read(d.validatorCourt, ValidatorCourtAbi, "settlement"), d.settlement],
+      ["ValidatorCourt.court", read(d.validatorCourt, ValidatorCourtAbi, "court"), d.court ?? "0x0000000000000000000000000000000000000000"],
+    );
+  }
+  wiring.push(["Settlement.disputes", read(d.settlement, SettlementAbi, "disputes"), d.validatorCourt ?? "0x0000000000000000000000000000000000000000"]);
   for (const [what, got, want] of wiring) {
     const g = await got;
     if (g !== want) missing(what, g, `expected ${want}`);
   }
   const termsDelay = await rpc(() => publicClient.readContract({ address: d.registry, abi: RegistryAbi, functionName: "termsDelay" }) as Promise<bigint>);
   if (termsDelay.toString() !== d.params.termsDelay) missing("Registry.termsDelay", d.registry, `${termsDelay}, the file says ${d.params.termsDelay}`);
+  if (d.validatorCourt && d.validators) {
+    for (const k of ["minStake", "challengeBond", "voteWindow", "answerWindow", "unbondingDelay", "quorumBps"] as const) {
+      const got = await rpc(() => publicClient.readContract({ address: d.validatorCourt!, abi: ValidatorCourtAbi, functionName: k }) as Promise<bigint | number>);
+      if (got.toString() !== String(d.validators[k])) missing(`ValidatorCourt.${k}`, d.validatorCourt, `${got}, the file says ${d.validators[k]}`);
+    }
+  }
 }
 
 /**
@@ -293,7 +384,7 @@ export async function checkDeployment(publicClient: PublicClient, d: Deployment)
 export async function isCurrentDeployment(publicClient: PublicClient, d: Deployment): Promise<boolean> {
   try {
     await checkDeployment(publicClient, d);
-    if (!d.court) return false;
+    if (!d.court || !d.validatorCourt) return false;
     const court = await publicClient.getCode({ address: d.court });
     if (!court || !sameCode(court, loadArtifact("ReceiptCourt").deployedBytecode)) return false;
     const deputy = await publicClient.readContract({ address: d.court, abi: ReceiptCourtAbi, functionName: "deputy" });

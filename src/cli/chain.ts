@@ -23,6 +23,8 @@ import { devChainDir } from "./serve-chain.js";
 export const CHAIN_USAGE = `  openlora chain deploy --rpc <url> --key-file <file> --out <contracts.json> [--token <erc20>] [--treasury <address>]
                        [--challenge-window-s N] [--withdraw-delay-s N] [--unbonding-delay-s N] [--slash-reward-bps N]
                        [--terms-delay-s N]   (terms take effect N s after their block; default 3600)
+                       [--validator-min-stake N] [--challenge-bond N] [--vote-window-s N] [--answer-window-s N]
+                       [--validator-unbonding-s N] [--quorum-bps N]   (ValidatorCourt: who attests and votes, what a dispute costs)
   openlora chain <action> (--rpc <url> --contracts <file> --key-file <file> | --dev [--dev-account N]) [--server <node url>]
         mint [--to <address>] --amount N           (the test token only; default to the key's address)
         deposit --amount N [--operator <address>]  (approves and deposits at the node: --operator, or --server's)
@@ -56,6 +58,8 @@ export async function runChain(argv: string[]): Promise<number> {
       server: { type: "string" }, out: { type: "string" }, token: { type: "string" }, treasury: { type: "string" },
       "challenge-window-s": { type: "string" }, "withdraw-delay-s": { type: "string" }, "unbonding-delay-s": { type: "string" }, "slash-reward-bps": { type: "string" },
       "terms-delay-s": { type: "string" }, wait: { type: "boolean" },
+      "validator-min-stake": { type: "string" }, "challenge-bond": { type: "string" }, "vote-window-s": { type: "string" }, "answer-window-s": { type: "string" },
+      "validator-unbonding-s": { type: "string" }, "quorum-bps": { type: "string" },
       to: { type: "string" }, amount: { type: "string" }, operator: { type: "string" }, model: { type: "string" }, name: { type: "string" }, kind: { type: "string" },
       base: { type: "string" }, "price-in": { type: "string" }, "price-out": { type: "string" }, files: { type: "string" }, "content-hash": { type: "string" },
       developer: { type: "string", multiple: true }, policy: { type: "string" }, "min-stake": { type: "string" }, agent: { type: "string" },
@@ -83,6 +87,12 @@ export async function runChain(argv: string[]): Promise<number> {
       ...opt("challengeWindow", secs("challenge-window-s")), ...opt("withdrawDelay", secs("withdraw-delay-s")), ...opt("unbondingDelay", secs("unbonding-delay-s")),
       ...opt("termsDelay", secs("terms-delay-s")),
       ...(values["slash-reward-bps"] !== undefined ? { slashRewardBps: intOf(values["slash-reward-bps"], "slash-reward-bps", 10_000) } : {}),
+      validators: {
+        ...opt("minStake", values["validator-min-stake"] === undefined ? undefined : amountOf(values["validator-min-stake"])),
+        ...opt("challengeBond", values["challenge-bond"] === undefined ? undefined : amountOf(values["challenge-bond"])),
+        ...opt("voteWindow", secs("vote-window-s")), ...opt("answerWindow", secs("answer-window-s")), ...opt("unbondingDelay", secs("validator-unbonding-s")),
+        ...(values["quorum-bps"] !== undefined ? { quorumBps: intOf(values["quorum-bps"], "quorum-bps", 10_000) } : {}),
+      },
     });
     writeDeployment(values.out, d);
     print(d);

@@ -64,7 +64,9 @@ export async function prepareChain(f: ChainFlags, nodeKey: Hex, log: (m: string)
     if (d && d.chainId === local.chainId && (await isCurrentDeployment(deployer.public, d))) deployment = d;
     if (!deployment) {
       // Short windows, so the whole flow (terms in force, post, window, claim) runs in a minute on one machine.
-      deployment = await deployOpenLora(deployer.wallet, deployer.public, { treasury: privateKeyToAccount(ANVIL_KEYS[9]!).address, challengeWindow: 20n, withdrawDelay: 20n, unbondingDelay: 60n, termsDelay: 5n });
+      deployment = await deployOpenLora(deployer.wallet, deployer.public, { treasury: privateKeyToAccount(ANVIL_KEYS[9]!).address, challengeWindow: 20n, withdrawDelay: 20n, unbondingDelay: 60n, termsDelay: 5n,
+        validators: { voteWindow: 10n, answerWindow: 10n, unbondingDelay: 60n },
+      });
       writeDeployment(contractsFile, deployment);
       log(`dev chain: deployed the contracts (${contractsFile})`);
     }

@@ -44,9 +44,13 @@ export interface TestChain {
 
 /**
  * Test defaults: short windows (seconds), the treasury is ANVIL_KEYS[9]'s address, terms in force
- * at once (termsDelay 0: the tests of the delay deploy with one).
+ * at once (termsDelay 0: the tests of the delay deploy with one); validators: a stake of 100 units
+ * attests and votes, a dispute costs 40, votes and answers last 30 s, a verdict needs half the stake.
  */
-export const TEST_PARAMS = { challengeWindow: 100n, withdrawDelay: 50n, unbondingDelay: 200n, slashRewardBps: 2500, termsDelay: 0n } as const;
+export const TEST_PARAMS = {
+  challengeWindow: 100n, withdrawDelay: 50n, unbondingDelay: 200n, slashRewardBps: 2500, termsDelay: 0n,
+  validators: { minStake: 100n, challengeBond: 40n, voteWindow: 30n, answerWindow: 30n, unbondingDelay: 50n, quorumBps: 5000 },
+} as const;
 
 export async function startTestChain(opts: Partial<DeployOptions> = {}, anvilOpts: StartAnvilOptions = {}): Promise<TestChain> {
   const anvil = await startAnvil(anvilOpts);
@@ -140,6 +144,9 @@ const ALL_ERRORS: Abi = (() => {
   }
   return out;
 })();
+
+/** Settlement's errors of the validator disputes: test/chain/settlement-disputes.test.ts triggers them. */
+export const SETTLEMENT_DISPUTE_ERRORS = ["DisputesAlreadySet", "EpochDisputed", "NotDisputes", "OperatorDisputed", "OperatorJailed"];
 
 /** Every error name expectRevert has matched in this test file. */
 export const seenErrors = new Set<string>();
