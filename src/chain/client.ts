@@ -3,7 +3,7 @@
  * account that posts epochs, and the checks made before serving (right chain, our contracts there).
  */
 import {
-  createPublicClient, createWalletClient, defineChain, http, type Address, type Chain, type Hex, type PublicClient, type Transport, type WalletClient,
+  BaseError, ContractFunctionRevertedError, createPublicClient, createWalletClient, defineChain, http, type Address, type Chain, type Hex, type PublicClient, type Transport, type WalletClient,
 } from "viem";
 import { privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
 import { oerr, isOpenLoraError } from "../errors.js";
@@ -56,6 +56,12 @@ export function isRpcOutage(e: unknown): boolean {
   const name = (e as { name?: string })?.name ?? "";
   const msg = String((e as Error)?.message ?? "");
   return /HttpRequestError|TimeoutError|SocketClosedError|WebSocketRequestError/.test(name) || /fetch failed|ECONNREFUSED|ECONNRESET|socket hang up|timed out/i.test(msg);
+}
+
+/** The custom error's name a contract reverted with (decoded against the call's ABI), or undefined. */
+export function revertName(e: unknown): string | undefined {
+  const r = e instanceof BaseError ? e.walk((x) => x instanceof ContractFunctionRevertedError) : null;
+  return r instanceof ContractFunctionRevertedError ? r.data?.errorName : undefined;
 }
 
 export type { Address };

@@ -173,6 +173,12 @@ export class ChainNode {
     try {
       await this.follower.sync();
       this.maybeClose(now);
+      // A failed answer (say, a dispute of an epoch this book does not hold) must not stop posting.
+      const answered = await this.poster.answerWithheld().catch((e: unknown) => {
+        this.opts.log?.warn({ err: (e as Error).message.split("\n")[0] }, "answering a withheld-batch dispute failed; retrying next round");
+        return [] as number[];
+      });
+      if (answered.length) this.opts.log?.info({ epochs: answered }, "answered withheld-batch disputes: published the batches in calldata");
       const r = await this.poster.postPending();
       for (const e of [...r.posted, ...r.adopted]) this.lastPosted = Math.max(this.lastPosted ?? 0, e);
       if (r.posted.length) this.opts.log?.info({ epochs: r.posted }, "posted epochs on chain");

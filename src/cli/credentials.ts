@@ -62,6 +62,11 @@ export function operatorToken(file: string | undefined, log: (m: string) => void
   return { token, path };
 }
 
+/** A private key from a 0600 file. */
+export function keyFile(path: string, what: string): Hex {
+  return hexKey(readSecretFile(path, what), `${what} file ${path}`);
+}
+
 function hexKey(k: string, where: string): Hex {
   if (!/^0x[0-9a-fA-F]{64}$/.test(k)) throw oerr("INVALID_ARGUMENT", `${where} must hold a 0x-prefixed 32-byte hex private key`);
   return k as Hex;

@@ -5,18 +5,21 @@
  * replaySample), and reports each epoch. Its progress — the last epoch judged — is saved after every
  * epoch, so a restart resumes after it.
  * An epoch whose batch cannot be fetched is reported `withheld` and retried on the next round.
+ * With a key (an `actor`, actions.ts) it also attests, challenges and votes on chain; each report lists
+ * what it sent.
  */
 import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { getAddress, type Address, type PublicClient } from "viem";
+import { getAddress, type Address, type Hex, type PublicClient } from "viem";
 import { ZERO_HASH } from "../attribution/merkle.js";
 import type { ReceiptDomainOptions } from "../attribution/receipts.js";
-import { ISettlementAbi } from "../chain/abi.js";
+import { BatchInboxAbi, ISettlementAbi } from "../chain/abi.js";
 import type { Deployment } from "../chain/deploy.js";
 import { MAX_RANGE } from "../chain/follower.js";
-import { decodeBatch } from "../da/batch.js";
+import { decodeBatch, type DecodedBatch } from "../da/batch.js";
 import { fetchCalldata } from "../da/calldata.js";
 import { fetchEigenDa, type EigenDaProxy } from "../da/eigenda.js";
 import { isOpenLoraError, oerr } from "../errors.js";
+import type { Action, ValidatorActor } from "./actions.js";
 import { checkEpoch, replaySample, type PostedEpoch } from "./epoch.js";
 import type { Finding } from "./judge.js";
 import { RegistryView } from "./registry-view.js";
@@ -35,7 +38,11 @@ export interface EpochReport {
   checkMs: number;
   replayMs: number;
   detail?: string;
+  /** What the validator sent on chain about it (with a key; else empty). */
+  actions: Action[];
 }
+
+type Fetched = { batch: DecodedBatch; digests: Hex[] };
 
 interface State {
   operator: Address;
@@ -54,6 +61,8 @@ export interface ValidatorOptions {
   replayRate: number;
   replayer?: Replayer;
   eigenDa?: EigenDaProxy;
+  /** Attests, challenges, votes and resolves with the validator's key. */
+  actor?: ValidatorActor;
   onReport?: (r: EpochReport) => void;
 }
 
@@ -62,6 +71,8 @@ export class Validator {
   private readonly posts = new Map<number, PostedEpoch>();
   private state: State;
   private readonly domain: ReceiptDomainOptions;
+  /** Recently fetched batches by epoch (a dispute's vote replays from its epoch's batch). */
+  private readonly batches = new Map<number, Fetched>();
 
   constructor(private readonly o: ValidatorOptions) {
     if (!(o.replayRate >= 0 && o.replayRate <= 1)) throw oerr("INVALID_ARGUMENT", "the replay rate must be in [0, 1]");
@@ -83,7 +94,9 @@ export class Validator {
     await this.scanPosts(head);
     const out: EpochReport[] = [];
     for (let n = this.state.lastEpoch + 1; this.posts.has(n); n++) {
-      const report = await this.judge(this.posts.get(n)!);
+      const p = this.posts.get(n)!;
+      const report = await this.judge(p);
+      if (this.o.actor) report.actions = await this.o.actor.onEpoch(p, report.verdict, report.findings, this.batches.get(n) ?? null);
       out.push(report);
       this.o.onReport?.(report);
       if (report.verdict === "withheld") break;
@@ -91,6 +104,44 @@ export class Validator {
       saveState(this.o.stateFile, this.state);
     }
     return out;
+  }
+
+  /** With an actor: votes on and resolves the operator's open disputes (after a round, so posts are known). */
+  async disputes(): Promise<Action[]> {
+    if (!this.o.actor) return [];
+    return this.o.actor.disputes({ batchOf: (epoch) => this.batchOf(epoch), ...(this.o.replayer ? { replayer: this.o.replayer } : {}) });
+  }
+
+  private async batchOf(epoch: number): Promise<Fetched | null> {
+    const cached = this.batches.get(epoch);
+    if (cached) return cached;
+    const p = this.posts.get(epoch);
+    if (!p) return null;
+    try {
+      const batch = decodeBatch((await this.fetchPayload(p)).payload, { node: p.operator, epoch: p.epoch, firstReceipt: p.firstReceipt, lastReceipt: p.lastReceipt });
+      return this.remember(epoch, { batch, digests: checkEpoch(batch, p, null, this.view!, this.domain).digests });
+    } catch {
+      return null;
+    }
+  }
+
+  private remember(epoch: number, f: Fetched): Fetched {
+    this.batches.set(epoch, f);
+    for (const k of this.batches.keys()) if (this.batches.size > 4 && k !== epoch) this.batches.delete(k);
+    return f;
+  }
+
+  /** The batch's bytes: from calldata when BatchInbox holds it (at the post, or published since), else EigenDA. */
+  private async fetchPayload(p: PostedEpoch): Promise<{ payload: Uint8Array; source: "calldata" | "eigenda" }> {
+    const { client, deployment } = this.o;
+    const from = BigInt(deployment.deployBlock);
+    const calldata = async (to: bigint) => ({ payload: await fetchCalldata(client, deployment.inbox, p.operator, p.batchCommitment, from, to), source: "calldata" as const });
+    if (p.batchOnChain) return calldata(p.block);
+    if (await client.readContract({ address: deployment.inbox, abi: BatchInboxAbi, functionName: "available", args: [p.operator, p.batchCommitment] })) {
+      return calldata(await client.getBlockNumber());
+    }
+    if (this.o.eigenDa) return { payload: await fetchEigenDa(client, deployment.inbox, this.o.eigenDa, p.operator, p.batchCommitment, from), source: "eigenda" };
+    throw oerr("DA_UNAVAILABLE", "the batch is not in BatchInbox and no EigenDA proxy is configured (--eigenda-proxy)");
   }
 
   private async scanPosts(head: bigint): Promise<void> {
@@ -112,19 +163,11 @@ export class Validator {
   }
 
   private async judge(p: PostedEpoch): Promise<EpochReport> {
-    const base = { operator: p.operator, epoch: p.epoch, receipts: p.lastReceipt - p.firstReceipt + 1, replayed: [] as number[], checkMs: 0, replayMs: 0 };
+    const base = { operator: p.operator, epoch: p.epoch, receipts: p.lastReceipt - p.firstReceipt + 1, replayed: [] as number[], checkMs: 0, replayMs: 0, actions: [] as Action[] };
     let payload: Uint8Array;
     let source: EpochReport["source"];
     try {
-      if (p.batchOnChain) {
-        payload = await fetchCalldata(this.o.client, this.o.deployment.inbox, p.operator, p.batchCommitment, BigInt(this.o.deployment.deployBlock), p.block);
-        source = "calldata";
-      } else if (this.o.eigenDa) {
-        payload = await fetchEigenDa(this.o.client, this.o.deployment.inbox, this.o.eigenDa, p.operator, p.batchCommitment, BigInt(this.o.deployment.deployBlock));
-        source = "eigenda";
-      } else {
-        return { ...base, verdict: "withheld", findings: [], source: null, detail: "the batch is not in BatchInbox and no EigenDA proxy is configured (--eigenda-proxy)" };
-      }
+      ({ payload, source } = await this.fetchPayload(p));
     } catch (e) {
       if (isOpenLoraError(e, "DA_UNAVAILABLE")) return { ...base, verdict: "withheld", findings: [], source: null, detail: e.message };
       if (!isOpenLoraError(e, "DA_COMMITMENT_MISMATCH") && !isOpenLoraError(e, "DA_BATCH_INVALID")) throw e;
@@ -140,7 +183,8 @@ export class Validator {
     }
     // The first receipt links to the previous epoch's last; an operator's first epoch may start past receipt 1 (unknown link).
     const prev = p.firstReceipt === 1 ? ZERO_HASH : (this.posts.get(p.epoch - 1)?.lastReceiptHash ?? null);
-    const { findings } = checkEpoch(batch, p, prev, this.view!, this.domain);
+    const { findings, digests } = checkEpoch(batch, p, prev, this.view!, this.domain);
+    this.remember(p.epoch, { batch, digests });
     const checkMs = performance.now() - t0;
     const t1 = performance.now();
     const replayed = replaySample(p, this.o.replayRate);
