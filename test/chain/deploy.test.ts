@@ -3,7 +3,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createPublicClient, getAddress, getContract, http, zeroAddress, type Address, type PublicClient } from "viem";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ReceiptCourtAbi, RegistryAbi, RegistryCourtAbi, SettlementAbi, TestTokenAbi } from "../../src/chain/abi.js";
+import { ReceiptCourtAbi, RegistryAbi, RegistryCourtAbi, SettlementAbi, TestTokenAbi, ValidatorCourtAbi } from "../../src/chain/abi.js";
 import { freePort } from "../../src/chain/anvil.js";
 import {
   checkDeployment, deployOpenLora, isCurrentDeployment, loadArtifact, parseDeployment, readDeployment, sameCode, writeDeployment, type CoreAddresses, type Deployment,
@@ -67,6 +67,24 @@ describe("deployOpenLora", () => {
     expect(await isCurrentDeployment(c.publicClient, { ...d, court: d.token })).toBe(false);
     expect(await isCurrentDeployment(c.publicClient, { ...d, registry: d.licence })).toBe(false);
     expect(await isCurrentDeployment(c.publicClient, { ...d, court: null })).toBe(false);
+    expect(await isCurrentDeployment(c.publicClient, { ...d, validatorCourt: null, validators: null })).toBe(false);
+  });
+
+  it("the default deployment has a ValidatorCourt with the given parameters, wired as Settlement's disputes", async () => {
+    const d = c.deployment;
+    expect(d.validatorCourt).not.toBeNull();
+    expect(await c.publicClient.readContract({ address: d.settlement, abi: SettlementAbi, functionName: "disputes" })).toBe(d.validatorCourt);
+    const read = (functionName: string) => c.publicClient.readContract({ address: d.validatorCourt!, abi: ValidatorCourtAbi, functionName } as never);
+    expect([await read("minStake"), await read("challengeBond"), await read("voteWindow"), await read("answerWindow"), await read("unbondingDelay"), await read("quorumBps")])
+      .toEqual([100n, 40n, 30n, 30n, 50n, 5000]);
+    expect(d.validators).toEqual({ minStake: "100", challengeBond: "40", voteWindow: "30", answerWindow: "30", unbondingDelay: "50", quorumBps: 5000 });
+    // Defaults for what is not given.
+    const dflt = await deployOpenLora(c.wallets[1]!, c.publicClient, { token: d.token, treasury: c.addresses[2]! });
+    expect(dflt.validators).toEqual({ minStake: "1000000000000000000", challengeBond: "1000000000000000000", voteWindow: "1800", answerWindow: "1800", unbondingDelay: "86400", quorumBps: 5000 });
+    await checkDeployment(c.publicClient, dflt);
+    for (const bad of [{ quorumBps: 0 }, { quorumBps: 10_001 }, { minStake: 0n }, { voteWindow: 0n }, { answerWindow: 0n }, { challengeBond: 1n << 128n }, { unbondingDelay: -1n }]) {
+      expect(await code(deployOpenLora(c.wallets[1]!, c.publicClient, { treasury: c.addresses[2]!, validators: bad })), JSON.stringify(bad, (_k, v: unknown) => String(v))).toBe("INVALID_ARGUMENT");
+    }
   });
 
   it("refuses bad options", async () => {
@@ -97,6 +115,12 @@ describe("the deployment file", () => {
     for (const [k, v] of broken) expect(await code(() => parseDeployment({ ...good, [k]: v })), k).toBe("INVALID_ARGUMENT");
     expect(await code(() => parseDeployment([]))).toBe("INVALID_ARGUMENT");
     expect(parseDeployment({ ...good, token: (good.token as string).toLowerCase() }).token).toBe(c.deployment.token);
+    for (const v of [null, { ...(good.validators as object), quorumBps: 0 }, { ...(good.validators as object), voteWindow: "x" }]) {
+      expect(await code(() => parseDeployment({ ...good, validators: v })), JSON.stringify(v)).toBe("INVALID_ARGUMENT");
+    }
+    // A file from before validators: no ValidatorCourt.
+    const { validatorCourt: _v, validators: _p, ...older } = good;
+    expect(parseDeployment(older)).toMatchObject({ validatorCourt: null, validators: null });
   });
 });
 
@@ -110,6 +134,9 @@ describe("checkDeployment", () => {
     expect(await code(checkDeployment(c.publicClient, { ...d, court: c.addresses[5]! }))).toBe("CHAIN_CONTRACT_MISSING");
     expect(await code(checkDeployment(c.publicClient, { ...d, court: d.token }))).toBe("CHAIN_CONTRACT_MISSING"); // Settlement.court() is 0
     expect(await code(checkDeployment(c.publicClient, { ...d, params: { ...d.params, termsDelay: "7" } }))).toBe("CHAIN_CONTRACT_MISSING");
+    expect(await code(checkDeployment(c.publicClient, { ...d, validatorCourt: d.token }))).toBe("CHAIN_CONTRACT_MISSING");
+    expect(await code(checkDeployment(c.publicClient, { ...d, validators: { ...d.validators!, quorumBps: 1 } }))).toBe("CHAIN_CONTRACT_MISSING");
+    expect(await code(checkDeployment(c.publicClient, { ...d, validatorCourt: null, validators: null }))).toBe("CHAIN_CONTRACT_MISSING"); // Settlement.disputes() is set
     const other: Deployment = await deployOpenLora(c.wallets[0]!, c.publicClient, { token: d.token, treasury: c.addresses[9]! });
     expect(await code(checkDeployment(c.publicClient, { ...d, settlement: other.settlement }))).toBe("CHAIN_CONTRACT_MISSING");
     const dead = createPublicClient({ transport: http(`http://127.0.0.1:${await freePort()}`, { retryCount: 0 }) }) as PublicClient;

@@ -12,14 +12,14 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
-import { keccak256, toHex, type Address, type Hex } from "viem";
+import { getAddress, keccak256, toHex, type Address, type Hex } from "viem";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { contentHash } from "../../src/attribution/content-hash.js";
 import { merkleRoot } from "../../src/attribution/merkle.js";
 import { hashTokenIds, receiptDigest, receiptFromJSON, receiptToJSON, type Receipt } from "../../src/attribution/receipts.js";
 import { nodeSigner } from "../../src/attribution/signing.js";
 import { signingFetch } from "../../src/auth/client.js";
-import { RegistryAbi, SettlementAbi, TestTokenAbi } from "../../src/chain/abi.js";
+import { RegistryAbi, SettlementAbi, TestTokenAbi, ValidatorCourtAbi } from "../../src/chain/abi.js";
 import { ANVIL_KEYS } from "../../src/chain/anvil.js";
 import { connectChain } from "../../src/chain/client.js";
 import { writeDeployment } from "../../src/chain/deploy.js";
@@ -27,6 +27,7 @@ import { decodeBatch, encodeBatch, type EpochBatch } from "../../src/da/batch.js
 import { fetchCalldata, publishCalldata } from "../../src/da/calldata.js";
 import { writeGgufLora } from "../../src/synth/adapters.js";
 import { writeGgufModel } from "../../src/synth/synthesize.js";
+import { ValidatorActor } from "../../src/validator/actions.js";
 import { Replayer } from "../../src/validator/replay.js";
 import { Validator, type EpochReport } from "../../src/validator/validator.js";
 import { nameId, startTestChain, testTerms, type TestChain } from "../helpers/chain.js";
@@ -146,9 +147,30 @@ describe("a validator", () => {
     expect(receiptFromJSON(honest.entries[0]!.body).id).toBe(Number(e2.firstReceipt));
   }, 120_000);
 
+  it("with a key it sends the single-receipt proofs (slashing through ReceiptCourt) and challenges the withheld batch", async () => {
+    const me = t.wallets[6]!;
+    await t.send(me, { address: t.deployment.token, abi: TestTokenAbi, functionName: "mint", args: [me.account.address, 10n ** 18n] });
+    const keyed = join(dir, "keyed.json");
+    writeFileSync(keyed, JSON.stringify({ operator: a(NODE), settlement: t.deployment.settlement, lastEpoch: 3, scannedBlock: "0" }));
+    const actor = new ValidatorActor(await connectChain(t.anvil.url, ANVIL_KEYS[6]!, t.deployment.chainId), t.deployment, a(NODE));
+    const v = new Validator({ client: t.publicClient, deployment: t.deployment, operator: a(NODE), stateFile: keyed, replayRate: 0, actor });
+    const reports = await v.round();
+    expect(reports.map((r) => [r.epoch, r.verdict, r.actions.map((x) => [x.action, x.detail, x.tx !== undefined ? "sent" : x.skipped])])).toEqual([
+      [4, "faulty", [["proof", "proveBadSplit", "sent"]]],
+      [5, "faulty", [["proof", "proveNotPosted(epoch 5)", "sent"]]],
+      [6, "withheld", [["challengeWithheld", undefined, "sent"]]],
+    ]);
+    const slashes = await t.publicClient.getContractEvents({ address: t.deployment.settlement, abi: SettlementAbi, eventName: "Slashed", args: { operator: a(NODE) }, fromBlock: 0n });
+    expect(slashes.map((l) => getAddress(l.args.challenger!))).toEqual([me.account.address, me.account.address]);
+    expect(await t.publicClient.readContract({ address: t.deployment.validatorCourt!, abi: ValidatorCourtAbi, functionName: "withheldDisputed", args: [a(NODE), 6n] })).toBe(true);
+    // Once more: the withheld epoch is retried and its dispute not opened twice.
+    expect((await v.round()).map((r) => [r.epoch, r.actions.map((x) => x.skipped)])).toEqual([[6, ["AlreadyDisputed"]]]);
+  }, 120_000);
+
   it("openlora validate --once: one JSON line per epoch from a fresh state, exit 3 for a faulty one; bad arguments refused with codes", async () => {
     const contracts = join(dir, "contracts.json");
     const state = join(dir, "cli-state.json");
+    writeFileSync(join(dir, "open.key"), `${ANVIL_KEYS[6]}\n`, { mode: 0o644 });
     const base = ["validate", "--chain", t.anvil.url, "--contracts", contracts];
     const r = await runCli([...base, "--node", `http://127.0.0.1:${server.port}`, "--model", modelPath, "--adapters", adapters, "--state", state, "--replay-rate", "1", "--once"]);
     expect(r.code, r.stderr).toBe(3);
@@ -162,6 +184,9 @@ describe("a validator", () => {
       [[...base, "--operator", a(NODE), "--replay-rate", "2", "--once"], "rate"],
       [[...base, "--operator", a(NODE), "--replay-rate", "0.5", "--once"], "replay without a model"],
       [[...base, "--operator", a(AGENT), "--state", state, "--once"], "another operator's state"],
+      [[...base, "--operator", a(NODE), "--stake", "100", "--once"], "stake without a key"],
+      [[...base, "--operator", a(NODE), "--key-file", join(dir, "open.key"), "--once"], "a key file others can read"],
+      [[...base, "--operator", a(NODE), "--key-file", join(dir, "node.key"), "--stake", "1e3", "--once"], "a stake that is not an integer"],
     ] as const) {
       const bad = await runCli([...args]);
       expect([bad.code, bad.stderr.match(/error \[([A-Z_]+)\]/)?.[1]], why).toEqual([2, "INVALID_ARGUMENT"]);
