@@ -1,6 +1,7 @@
 /**
- * Gas of the Settlement operations on anvil (cancun, the artifacts' optimizer settings), and of the
- * two ReceiptCourt proofs that slash through the real Settlement (proveEquivocation, proveNotPosted):
+ * Gas of the Settlement operations on anvil (cancun, the artifacts' optimizer settings), of the
+ * two ReceiptCourt proofs that slash through the real Settlement (proveEquivocation, proveNotPosted),
+ * and of ValidatorCourt's stake, attest, disputes, votes and verdicts:
  *   npx tsx bench/chain-gas.ts
  * Each row is ≥ 5 transactions on distinct accounts or epochs; gasUsed from the receipts.
  */
@@ -16,8 +17,8 @@ import { ANVIL_KEYS } from "../src/chain/anvil.js";
 import { connectChain } from "../src/chain/client.js";
 import { publishCalldata } from "../src/da/calldata.js";
 import { batchCommitment, MAX_CHUNK } from "../src/da/commitment.js";
-import { merkleRoot } from "../src/attribution/merkle.js";
-import { BatchInboxAbi, ReceiptCourtAbi, RegistryAbi, SettlementAbi, TestTokenAbi } from "../src/chain/abi.js";
+import { merkleProof, merkleRoot } from "../src/attribution/merkle.js";
+import { BatchInboxAbi, ReceiptCourtAbi, RegistryAbi, SettlementAbi, TestTokenAbi, ValidatorCourtAbi } from "../src/chain/abi.js";
 import { buildPayoutTree, type PayoutEntry } from "../src/chain/payout-tree.js";
 import { TEST_PARAMS, startTestChain, testTerms, nameId, type TestWallet } from "../test/helpers/chain.js";
 
@@ -153,6 +154,67 @@ try {
     }
     record("ReceiptCourt.proveEquivocation (slash via Settlement)", equivocations);
     record("ReceiptCourt.proveNotPosted (slash via Settlement)", notPosted);
+
+    // ValidatorCourt: five validators of 200 each; disputes over real signed receipts, each run from a snapshot.
+    const vc = (w: TestWallet) => getContract({ address: c.deployment.validatorCourt!, abi: ValidatorCourtAbi, client: { public: c.publicClient, wallet: w } });
+    const tok = (w: TestWallet) => getContract({ address: c.deployment.token, abi: TestTokenAbi, client: { public: c.publicClient, wallet: w } });
+    const vstakes: TransactionReceipt[] = [];
+    for (const a of who) {
+      await c.mine(tok(a).write.approve([c.deployment.validatorCourt!, 10n ** 30n]));
+      vstakes.push(await c.mine(vc(a).write.stake([200n])));
+    }
+    record("ValidatorCourt.stake (a validator's first)", vstakes);
+    /** An epoch of 100 receipts whose first is `r` (signed); the rest are stand-in leaves. */
+    const postSigned = async (r: Receipt, publish: boolean) => {
+      const digest = receiptDigest(r, ledger.domainOptions);
+      const leaves = [digest, ...Array.from({ length: 99 }, (_, i) => keccak256(toHex(`leaf ${r.id} ${i}`)))];
+      epoch++;
+      const payload = randomBytes(1000);
+      const commitment = publish ? (await publishCalldata(opClients, c.deployment.inbox, payload)).commitment : batchCommitment(payload);
+      await c.mine(settle(op).write.postEpoch([epoch, merkleRoot(leaves), BigInt(r.id), BigInt(r.id) + 99n, leaves[99]!, small.length ? buildPayoutTree(small).root : `0x${"00".repeat(32)}`, commitment]));
+      lastReceipt = BigInt(r.id) + 99n;
+      return { leaves, payload, epoch };
+    };
+    const attests: TransactionReceipt[] = [];
+    const challenges: TransactionReceipt[] = [];
+    const votes: TransactionReceipt[] = [];
+    const upheld: TransactionReceipt[] = [];
+    const rejected: TransactionReceipt[] = [];
+    const withheld: TransactionReceipt[] = [];
+    const answered: TransactionReceipt[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      await c.mine(settle(op).write.bond([1000n]));
+      const s = await settleRequest(ledger, 100 + i);
+      // Receipt ids continue from the last epoch's.
+      const r: Receipt = { ...s.receipt, id: Number(lastReceipt) + 1 };
+      const sig = resign(r);
+      const snap = await c.snapshot();
+      const e = await postSigned(r, true);
+      attests.push(await c.mine(vc(who[i]!).write.attest([opAddr, e.epoch])));
+      const args = [opAddr, e.epoch, receiptCourtArgs(r)[0], sig, merkleProof(e.leaves, 0)] as const;
+      challenges.push(await c.mine(vc(who[0]!).write.challengeReplay(args as never)));
+      const id = (await vc(who[0]!).read.disputeCount()) - 1n;
+      for (const v of who.slice(0, 3)) votes.push(await c.mine(vc(v).write.vote([id, i % 2 === 0])));
+      (i % 2 === 0 ? upheld : rejected).push(await c.mine(vc(who[4]!).write.resolve([id])));
+      await c.revert(snap);
+      epoch--;
+      lastReceipt -= 100n;
+      const snap2 = await c.snapshot();
+      const w = await postSigned(r, false);
+      withheld.push(await c.mine(vc(who[1]!).write.challengeWithheld([opAddr, w.epoch])));
+      await publishCalldata(opClients, c.deployment.inbox, w.payload);
+      answered.push(await c.mine(vc(who[1]!).write.resolve([(await vc(who[1]!).read.disputeCount()) - 1n])));
+      await c.revert(snap2);
+      epoch--;
+      lastReceipt -= 100n;
+    }
+    record("ValidatorCourt.attest", attests);
+    record("ValidatorCourt.challengeReplay (100-receipt epoch: 7-hash proof)", challenges);
+    record("ValidatorCourt.vote", votes);
+    record("ValidatorCourt.resolve, upheld (jail, slash: refund + reward + treasury, bond back, release)", upheld);
+    record("ValidatorCourt.resolve, rejected (bond to the treasury, release)", rejected);
+    record("ValidatorCourt.challengeWithheld", withheld);
+    record("ValidatorCourt.resolve, answered (bond to the operator, release)", answered);
   } finally {
     ledger.close();
     rmSync(dir, { recursive: true, force: true });
