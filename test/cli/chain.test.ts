@@ -28,11 +28,13 @@ afterAll(async () => { await anvil?.stop(); });
 describe("openlora chain", () => {
   it("deploys the contracts and writes a contracts file that checks against the chain", async () => {
     const out = join(dir, "contracts.json");
-    const r = await runCli(["chain", "deploy", "--rpc", anvil.url, "--key-file", keyFile, "--out", out, "--challenge-window-s", "60"]);
+    const r = await runCli(["chain", "deploy", "--rpc", anvil.url, "--key-file", keyFile, "--out", out, "--challenge-window-s", "60",
+      "--validator-min-stake", "7", "--challenge-bond", "3", "--vote-window-s", "20", "--answer-window-s", "25", "--validator-unbonding-s", "90", "--quorum-bps", "6000"]);
     expect(r.code, r.stderr).toBe(0);
     const d = readDeployment(out);
     expect(d.chainId).toBe(anvil.chainId);
     expect(d.params.challengeWindow).toBe("60");
+    expect(d.validators).toEqual({ minStake: "7", challengeBond: "3", voteWindow: "20", answerWindow: "25", unbondingDelay: "90", quorumBps: 6000 });
     const c = await connectChain(anvil.url, ANVIL_KEYS[0]!);
     await expect(checkDeployment(c.public, d)).resolves.not.toThrow();
   });
@@ -95,6 +97,8 @@ describe("openlora chain", () => {
     expect(readable.stderr).toMatch(/error \[INVALID_ARGUMENT\].*(readable|mode)/i);
     const bad = await runCli(["chain", "mint", "--rpc", anvil.url, "--contracts", contracts, "--key-file", keyFile, "--to", "0x0000000000000000000000000000000000000001", "--amount", "1.5"]);
     expect(bad.stderr).toContain("INVALID_ARGUMENT");
+    const quorum = await runCli(["chain", "deploy", "--rpc", anvil.url, "--key-file", keyFile, "--out", join(dir, "never.json"), "--quorum-bps", "0"]);
+    expect([quorum.code, quorum.stderr.match(/INVALID_ARGUMENT/)?.[0]]).toEqual([2, "INVALID_ARGUMENT"]);
     for (const v of ["-5", "1e3", "18446744073709551616"]) {
       const delay = await runCli(["chain", "deploy", "--rpc", anvil.url, "--key-file", keyFile, "--out", join(dir, "never.json"), "--terms-delay-s", v]);
       expect(delay.code, v).not.toBe(0);
