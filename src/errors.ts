@@ -76,6 +76,7 @@ export const ERROR_TABLE = {
   CHAIN_TX_FAILED: { status: 502, summary: "A transaction was reverted by a contract, or never mined; the error names the contract's reason." },
   CHAIN_REORG_TOO_DEEP: { status: 500, summary: "A block the node had applied left the chain: a reorg deeper than the confirmation depth; following stopped." },
   CHAIN_VIEW_STALE: { status: 503, summary: "The node's view of the chain is older than half the Registry's terms delay (following stalled): it admits no request until following catches up, so it never signs under superseded terms." },
+  OPERATOR_JAILED: { status: 503, summary: "A validator dispute upheld a fault in one of this node's epochs: its epochs from that one on never pay out and it posts no more, so it admits no request on this chain." },
   CHAIN_TERMS_UNSUPPORTED: { status: 503, summary: "The model's terms in force on chain name something this node cannot list (a Datanet version it does not hold as published): it does not serve the model." },
   CLAIM_NOT_FOUND: { status: 404, summary: "The party has nothing in a posted payout root yet (or its epoch's challenge window is still open)." },
   ACCESS_DENIED: { status: 403, summary: "The model's on-chain access policy does not admit the caller (allowlist, licence or minimum stake)." },

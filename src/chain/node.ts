@@ -9,7 +9,7 @@ import { getAddress, type Address } from "viem";
 import { oerr } from "../errors.js";
 import type { FeePolicy } from "../attribution/types.js";
 import type { Ledger } from "../ledger/ledger.js";
-import { IRegistryAbi } from "./abi.js";
+import { IRegistryAbi, SettlementAbi } from "./abi.js";
 import { connectChain, type ChainClients } from "./client.js";
 import type { Deployment } from "./deploy.js";
 import { ChainFollower } from "./follower.js";
@@ -46,6 +46,8 @@ export interface ChainStatus {
   lastError: string | null;
   /** Rounds that failed since start (each retried with backoff). */
   failedRounds: number;
+  /** The first epoch a validator dispute found faulty (the node then admits nothing: OPERATOR_JAILED); null when none. */
+  jailedFrom: number | null;
   /** The Registry's delay (s) from a terms change to its effect. */
   termsDelay: string;
   /** Until when (ISO) the node admits requests on its current view of the chain; null without a terms delay. */
@@ -106,8 +108,15 @@ export class ChainNode {
     await node.ensureOperator();
     await node.ensurePolicy();
     await node.follower.sync();
+    await node.readJailed();
     node.lastPosted = await node.poster.lastPosted();
     return node;
+  }
+
+  private async readJailed(): Promise<void> {
+    if (!this.opts.deployment.validatorCourt) return;
+    const j = await this.clients.public.readContract({ address: this.opts.deployment.settlement, abi: SettlementAbi, functionName: "jailedFrom", args: [this.clients.account.address] });
+    this.ledger.chain.setJailed(Number(j));
   }
 
   private async ensureOperator(): Promise<void> {
@@ -172,6 +181,7 @@ export class ChainNode {
     if (now < this.nextTryAt) return;
     try {
       await this.follower.sync();
+      await this.readJailed();
       this.maybeClose(now);
       // A failed answer (say, a dispute of an epoch this book does not hold) must not stop posting.
       const answered = await this.poster.answerWithheld().catch((e: unknown) => {
@@ -242,6 +252,7 @@ export class ChainNode {
       pendingEpochs: this.ledger.chain.sealed({ status: "pending" }).length,
       lastError: this.lastError,
       failedRounds: this.failedRounds,
+      jailedFrom: this.ledger.chain.jailedFrom(),
       termsDelay: this.termsDelay.toString(),
       admitsUntil: view && view.delayMs > 0 ? new Date(view.safeUntilMs - view.delayMs / 2).toISOString() : null,
       pendingTerms: this.ledger.chain.pendingTerms().length,

@@ -111,6 +111,7 @@ export interface PendingStake { seq: number; staker: Address; model: string; tot
 
 export class ChainBook {
   private view: { safeUntilMs: number; delayMs: number } | null = null;
+  private jailed = 0;
   private policies: { version: number; fromMs: number; policy: FeePolicy }[] | null = null;
 
   constructor(private readonly db: Db, private readonly accounts: Accounts, private readonly now: () => number) {}
@@ -120,6 +121,22 @@ export class ChainBook {
   /** After a complete follow round: every terms change in force before `safeUntilMs` is known. */
   setView(safeUntilMs: number, delayMs: number): void {
     this.view = { safeUntilMs, delayMs };
+  }
+
+  /** Settlement.jailedFrom(node) as last read (0: not jailed). */
+  setJailed(fromEpoch: number): void {
+    this.jailed = fromEpoch;
+  }
+
+  jailedFrom(): number | null {
+    return this.jailed === 0 ? null : this.jailed;
+  }
+
+  /** OPERATOR_JAILED once a dispute upheld a fault: nothing this node signs from then on can pay. */
+  checkNotJailed(): void {
+    if (this.jailed !== 0) {
+      throw oerr("OPERATOR_JAILED", `a validator dispute upheld a fault in this node's epoch ${this.jailed}: its epochs from it on never pay out, and it admits no request on this chain`, { jailedFrom: this.jailed });
+    }
   }
 
   viewState(): { safeUntilMs: number; delayMs: number } | null {

@@ -103,6 +103,7 @@ export class AttributionService implements AttributionContext {
   admit(principal: Principal, adapters: AdapterRef[], prompt: string | readonly number[], maxTokens: number): Admission {
     const tokensIn = typeof prompt === "string" ? Buffer.byteLength(prompt, "utf8") + 8 : prompt.length;
     if (this.ledger.onChain) {
+      this.ledger.chain.checkNotJailed();
       this.ledger.chain.checkFresh("admission");
       this.ledger.applyChainChanges();
       const caller = principal.kind === "account" ? principal.id : undefined;

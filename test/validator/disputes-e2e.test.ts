@@ -11,7 +11,8 @@
  * 4. a validator restarted mid-epoch (a new `openlora validate` process on its state file) resumes
  *    after the last epoch it judged, and one that repeats an epoch sends nothing twice;
  * 5. the altered token is caught by replay, challenged, voted a fault: the node's bond is slashed —
- *    the agent refunded its fee, the challenger rewarded — and the node is jailed, the epoch void.
+ *    the agent refunded its fee, the challenger rewarded — and the node is jailed, the epoch void; the
+ *    node then admits no request (OPERATOR_JAILED) and its next post is refused on chain.
  */
 import { writeFileSync, readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -215,7 +216,12 @@ describe("validators with keys against a node", () => {
     await closeAndWait(4);
     const treasury = t.deployment.params.treasury;
     const [v1, agent0, t0] = [await bal(a(VALIDATORS[0])), await bal(a(AGENT)), await bal(treasury)];
-    const { reports, actions } = await everyone();
+    const reports: EpochReport[][] = [];
+    for (const v of validators) reports.push(await v.round());
+    // Served while the dispute is open (admitted: only posting waits), settled after: its epoch is never posted.
+    await complete(8);
+    const actions: Action[][] = [];
+    for (const v of validators) actions.push(await v.disputes());
     for (const r of reports) {
       expect(r.map((x) => [x.epoch, x.verdict, x.findings.map((f) => f.check)])).toEqual([[4, "faulty", ["replay"]]]);
     }
@@ -237,8 +243,15 @@ describe("validators with keys against a node", () => {
     expect(await settle("jailedFrom", [a(NODE)])).toBe(4n);
     expect(await vc("epochStatus", [a(NODE), 4n])).toBe(Voided);
     expect(await vc("epochStatus", [a(NODE), 3n])).toBe(Final);
-    // The jailed node's next post is refused on chain; it goes on serving, its posts failing.
-    await complete(8);
+    // The node reads that it is jailed: it admits no request (503 OPERATOR_JAILED), and a post is refused on chain.
+    let status = await get("/v1/chain");
+    for (let i = 0; i < 200 && status.jailedFrom !== 4; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      status = await get("/v1/chain");
+    }
+    expect(status.jailedFrom).toBe(4);
+    const refused = await complete(9).then(() => null, (e: unknown) => e as { status: number; code: string });
+    expect(refused).toMatchObject({ status: 503, code: "OPERATOR_JAILED" });
     expect((await fetch(`http://127.0.0.1:${server.port}/v1/epochs/close`, { method: "POST", headers: { ...server.operator, "content-type": "application/json" }, body: "{}" })).status).toBe(200);
     let chain = await get("/v1/chain");
     for (let i = 0; i < 200 && !/OperatorJailed/.test(JSON.stringify(chain)); i++) {
