@@ -17,28 +17,25 @@
 import { writeFileSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import OpenAI from "openai";
-import { getAddress, type Address, type Hex } from "viem";
+import { getAddress, type Address } from "viem";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { contentHash } from "../../src/attribution/content-hash.js";
 import { merkleProof } from "../../src/attribution/merkle.js";
 import { receiptCourtArgs, receiptDigest } from "../../src/attribution/receipts.js";
 import { signingFetch } from "../../src/auth/client.js";
-import { RegistryAbi, SettlementAbi, TestTokenAbi, ValidatorCourtAbi } from "../../src/chain/abi.js";
+import { SettlementAbi, TestTokenAbi, ValidatorCourtAbi } from "../../src/chain/abi.js";
 import { ANVIL_KEYS } from "../../src/chain/anvil.js";
 import { connectChain } from "../../src/chain/client.js";
-import { writeDeployment } from "../../src/chain/deploy.js";
 import { decodeBatch } from "../../src/da/batch.js";
 import { EigenDaProxy, fetchEigenDa } from "../../src/da/eigenda.js";
-import { writeGgufLora } from "../../src/synth/adapters.js";
-import { writeGgufModel } from "../../src/synth/synthesize.js";
 import { ValidatorActor, type Action } from "../../src/validator/actions.js";
 import { Replayer } from "../../src/validator/replay.js";
 import { Validator, type EpochReport } from "../../src/validator/validator.js";
-import { TEST_PARAMS, nameId, startTestChain, testTerms, type TestChain } from "../helpers/chain.js";
+import { TEST_PARAMS, startTestChain, type TestChain } from "../helpers/chain.js";
 import { runCli } from "../helpers/cli.js";
 import { startEigenDaStandIn, type EigenDaStandIn } from "../helpers/eigenda-stand-in.js";
 import { startServer, type ServerProcess } from "../helpers/serve.js";
 import { tempDir } from "../helpers/tmp.js";
+import { tinyNode } from "./fixture.js";
 
 const dir = tempDir("openlora-disputes-");
 const modelPath = join(dir, "tiny.gguf");
@@ -48,7 +45,6 @@ const [NODE, OWNER, AGENT, CHALLENGER] = [1, 2, 3, 8];
 const VALIDATORS = [5, 6, 7] as const;
 const STAKES = [200n, 200n, 100n];
 const BOND = 1000n;
-const ZERO32: Hex = `0x${"0".repeat(64)}`;
 const [Upheld, Rejected, Answered] = [2, 3, 5];
 const [Pending, Final, Voided] = [0, 2, 3];
 
@@ -91,14 +87,7 @@ async function everyone(): Promise<{ reports: EpochReport[][]; actions: Action[]
 beforeAll(async () => {
   t = await startTestChain();
   da = await startEigenDaStandIn();
-  writeGgufModel(modelPath, "tiny-qwen3", { seed: 9, type: "q8_0" });
-  writeGgufLora(join(adapters, "style.gguf"), "tiny-qwen3", { seed: 1, rank: 8, alpha: 16, targets: ["q", "v"], type: "f32", strength: 0.1 });
-  writeDeployment(contractsFile, t.deployment);
-  const nodeKeyFile = join(dir, "node.key");
-  writeFileSync(nodeKeyFile, `${ANVIL_KEYS[NODE]}\n`, { mode: 0o600 });
-  const reg = t.deployment.registry;
-  await t.send(t.wallets[OWNER]!, { address: reg, abi: RegistryAbi, functionName: "registerModel", args: ["tiny", 0, ZERO32, testTerms(a(OWNER), { contentHash: await contentHash(modelPath), priceIn: 1n, priceOut: 2n })] });
-  await t.send(t.wallets[OWNER]!, { address: reg, abi: RegistryAbi, functionName: "registerModel", args: ["style", 1, nameId("tiny"), testTerms(a(OWNER), { contentHash: await contentHash(join(adapters, "style.gguf")), priceIn: 1n, priceOut: 1n })] });
+  const { nodeKeyFile } = await tinyNode(dir, t, ANVIL_KEYS[NODE]!, OWNER);
   for (const i of [NODE, AGENT, CHALLENGER, ...VALIDATORS]) {
     await t.send(t.wallets[i]!, { address: t.deployment.token, abi: TestTokenAbi, functionName: "mint", args: [a(i), 10n ** 18n] });
     await t.send(t.wallets[i]!, { address: t.deployment.token, abi: TestTokenAbi, functionName: "approve", args: [t.deployment.settlement, 10n ** 18n] });

@@ -14,31 +14,27 @@ import { join } from "node:path";
 import OpenAI from "openai";
 import { getAddress, keccak256, toHex, type Address, type Hex } from "viem";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { contentHash } from "../../src/attribution/content-hash.js";
 import { merkleRoot } from "../../src/attribution/merkle.js";
 import { hashTokenIds, receiptDigest, receiptFromJSON, receiptToJSON, type Receipt } from "../../src/attribution/receipts.js";
 import { nodeSigner } from "../../src/attribution/signing.js";
 import { signingFetch } from "../../src/auth/client.js";
-import { RegistryAbi, SettlementAbi, TestTokenAbi, ValidatorCourtAbi } from "../../src/chain/abi.js";
+import { SettlementAbi, TestTokenAbi, ValidatorCourtAbi } from "../../src/chain/abi.js";
 import { ANVIL_KEYS } from "../../src/chain/anvil.js";
 import { connectChain } from "../../src/chain/client.js";
-import { writeDeployment } from "../../src/chain/deploy.js";
 import { decodeBatch, encodeBatch, type EpochBatch } from "../../src/da/batch.js";
 import { fetchCalldata, publishCalldata } from "../../src/da/calldata.js";
-import { writeGgufLora } from "../../src/synth/adapters.js";
-import { writeGgufModel } from "../../src/synth/synthesize.js";
 import { ValidatorActor } from "../../src/validator/actions.js";
 import { Replayer } from "../../src/validator/replay.js";
 import { Validator, type EpochReport } from "../../src/validator/validator.js";
-import { nameId, startTestChain, testTerms, type TestChain } from "../helpers/chain.js";
+import { nameId, startTestChain, type TestChain } from "../helpers/chain.js";
 import { runCli } from "../helpers/cli.js";
+import { tinyNode } from "./fixture.js";
 import { startServer, type ServerProcess } from "../helpers/serve.js";
 
 const dir = mkdtempSync(join(tmpdir(), "openlora-validator-"));
 const modelPath = join(dir, "tiny.gguf");
 const adapters = join(dir, "adapters");
 const [NODE, OWNER, AGENT, STAKER] = [1, 2, 3, 4];
-const ZERO32: Hex = `0x${"0".repeat(64)}`;
 
 let t: TestChain;
 let server: ServerProcess;
@@ -57,15 +53,7 @@ function validator(stateFile: string, rate = 1, reports: EpochReport[] = []): Va
 
 beforeAll(async () => {
   t = await startTestChain();
-  writeGgufModel(modelPath, "tiny-qwen3", { seed: 9, type: "q8_0" });
-  writeGgufLora(join(adapters, "style.gguf"), "tiny-qwen3", { seed: 1, rank: 8, alpha: 16, targets: ["q", "v"], type: "f32", strength: 0.1 });
-  const contractsFile = join(dir, "contracts.json");
-  writeDeployment(contractsFile, t.deployment);
-  const nodeKeyFile = join(dir, "node.key");
-  writeFileSync(nodeKeyFile, `${ANVIL_KEYS[NODE]}\n`, { mode: 0o600 });
-  const reg = t.deployment.registry;
-  await t.send(t.wallets[OWNER]!, { address: reg, abi: RegistryAbi, functionName: "registerModel", args: ["tiny", 0, ZERO32, testTerms(a(OWNER), { contentHash: await contentHash(modelPath), priceIn: 1n, priceOut: 2n })] });
-  await t.send(t.wallets[OWNER]!, { address: reg, abi: RegistryAbi, functionName: "registerModel", args: ["style", 1, nameId("tiny"), testTerms(a(OWNER), { contentHash: await contentHash(join(adapters, "style.gguf")), priceIn: 1n, priceOut: 1n })] });
+  const { contractsFile, nodeKeyFile } = await tinyNode(dir, t, ANVIL_KEYS[NODE]!, OWNER);
   for (const i of [AGENT, STAKER]) {
     await t.send(t.wallets[i]!, { address: t.deployment.token, abi: TestTokenAbi, functionName: "mint", args: [a(i), 10n ** 18n] });
     await t.send(t.wallets[i]!, { address: t.deployment.token, abi: TestTokenAbi, functionName: "approve", args: [t.deployment.settlement, 10n ** 18n] });
