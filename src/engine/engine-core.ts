@@ -30,7 +30,7 @@ import { blocksFor, type SchedulerConfig } from "../scheduler/types.js";
 import { PagedKvCache } from "./kv-cache.js";
 import { MAX_TOP_LOGPROBS, tokenLogprob } from "./logprobs.js";
 import type { AdapterInfo, CompletionRequest, EngineEvent, EngineStats, WireError } from "./protocol.js";
-import { sampleToken, validateSampling } from "./sampling.js";
+import { validateDecoding } from "./decoding.js";
 import { Sequence } from "./sequence.js";
 
 export interface EngineCoreOptions {
@@ -126,7 +126,7 @@ export class EngineCore {
       if (waiting >= this.opts.maxQueue) {
         throw oerr("QUEUE_FULL", `the queue is full (${waiting} requests waiting)`, { waiting, retryAfterSeconds: this.opts.retryAfterSeconds });
       }
-      seq = new Sequence(id, this.arrivals++, req, prompt, this.loaded.tokenizer, performance.now());
+      seq = new Sequence(id, this.arrivals++, req, prompt, this.loaded.tokenizer, this.eos, performance.now());
     } catch (e) {
       this.emit(id, { type: "error", error: toWireError(e) });
       return;
@@ -169,8 +169,7 @@ export class EngineCore {
       if (seen.has(a.id)) throw oerr("INVALID_ARGUMENT", `adapter ${a.id} is listed twice`);
       seen.add(a.id);
     }
-    validateSampling(req.sampling);
-    if (!Number.isSafeInteger(req.maxTokens) || req.maxTokens < 1) throw oerr("INVALID_ARGUMENT", `max_tokens must be a positive integer, got ${req.maxTokens}`);
+    validateDecoding(req, config.vocabSize);
     if (req.logprobs !== undefined && !(Number.isInteger(req.logprobs) && req.logprobs >= 0 && req.logprobs <= MAX_TOP_LOGPROBS)) {
       throw oerr("INVALID_ARGUMENT", `top logprobs must be an integer in [0, ${MAX_TOP_LOGPROBS}]`);
     }
@@ -320,22 +319,12 @@ export class EngineCore {
   }
 
   private sample(seq: Sequence, row: Float32Array): void {
-    const token = sampleToken(row, seq.history(), seq.req.sampling, seq.rng);
-    if (!Number.isInteger(token) || token < 0 || token >= row.length) throw oerr("INTERNAL", `the sampler returned ${token}, not a token id`);
-    seq.generated.push(token);
+    const history = seq.history();
+    const { token, text, finish } = seq.decoding.next(row, history);
     this.counts.completionTokens++;
     seq.firstTokenAt ??= performance.now();
+    seq.finish = finish;
     const logprobs = seq.req.logprobs !== undefined ? [tokenLogprob(row, token, seq.req.logprobs, this.loaded.tokenizer)] : undefined;
-    let text = "";
-    if (!seq.req.ignoreEos && this.eos.has(token)) {
-      seq.finish = "eos";
-    } else {
-      const { emit, stopped } = seq.stopper.push(seq.decoder.push(token));
-      text = emit;
-      if (stopped) seq.finish = "stop";
-    }
-    if (seq.finish === undefined && seq.generated.length >= seq.req.maxTokens) seq.finish = "length";
-    if (seq.finish !== undefined && seq.finish !== "stop") text += seq.stopper.flush(seq.decoder.flush());
     this.emit(seq.id, { type: "delta", tokens: [token], text, ...(logprobs ? { logprobs } : {}) });
     if (seq.finish !== undefined) {
       const now = performance.now();
@@ -357,6 +346,7 @@ export class EngineCore {
     this.kv.release(seq.table);
     if (seq.leases.length) this.exhausted.clear();
     seq.releaseLeases();
+    seq.decoding.dispose();
     this.seqs.delete(seq.id);
     this.emit(seq.id, event);
     if (this.seqs.size === 0) this.fairness.clear();

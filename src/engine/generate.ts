@@ -6,23 +6,22 @@
 import { oerr } from "../errors.js";
 import type { LoadedModel } from "../model/load.js";
 import { type AppliedAdapter, buildBatch, type SequenceChunk } from "../model/llama.js";
+import { Decoding, type DecodingParams, type FinishReason, type TokenConstraint, validateDecoding } from "./decoding.js";
 import { PagedKvCache } from "./kv-cache.js";
-import { Rng, sampleToken, type SamplingParams, validateSampling } from "./sampling.js";
-import { StopMatcher } from "./stop.js";
+import type { SamplingParams } from "./sampling.js";
 
-export interface GenerateRequest {
+export type { FinishReason } from "./decoding.js";
+
+export interface GenerateRequest extends Partial<Omit<DecodingParams, "maxTokens">> {
   /** Either a prompt text (tokenized with the model's special tokens) or token ids. */
   prompt: string | readonly number[];
   maxTokens: number;
   sampling?: SamplingParams;
-  stop?: readonly string[];
-  /** Keep generating past end-of-sequence tokens (benchmarks). */
-  ignoreEos?: boolean;
   /** LoRA adapters with weights (several = their weighted sum); none = the base model. */
   adapters?: readonly AppliedAdapter[];
+  /** A grammar's token mask per step (a fresh matcher: it is advanced and disposed here). */
+  constraint?: TokenConstraint;
 }
-
-export type FinishReason = "length" | "stop" | "eos";
 
 export interface GenerateResult {
   promptTokens: number[];
@@ -44,41 +43,42 @@ export interface GenerateOptions {
 
 class SequenceState {
   readonly promptTokens: number[];
-  readonly generated: number[] = [];
   readonly table: number[] = [];
   readonly logits: Float32Array[] = [];
+  readonly decoding: Decoding;
   cached = 0;
   text = "";
-  finish: FinishReason | undefined;
-  readonly rng: Rng;
-  readonly decoder;
-  readonly stopper: StopMatcher;
 
-  constructor(readonly index: number, readonly req: GenerateRequest, loaded: LoadedModel) {
+  constructor(readonly index: number, readonly req: GenerateRequest, loaded: LoadedModel, eos: ReadonlySet<number>) {
     this.promptTokens = typeof req.prompt === "string" ? loaded.tokenizer.encode(req.prompt) : [...req.prompt];
-    this.rng = new Rng(req.sampling?.seed ?? 0);
-    this.decoder = loaded.tokenizer.createDecoder({ continuation: true });
-    this.stopper = new StopMatcher(req.stop ?? []);
+    const params: DecodingParams = {
+      maxTokens: req.maxTokens, sampling: req.sampling ?? {}, stop: req.stop ?? [], ignoreEos: req.ignoreEos ?? false,
+      ...(req.minTokens !== undefined ? { minTokens: req.minTokens } : {}),
+      ...(req.logitBias !== undefined ? { logitBias: req.logitBias } : {}),
+      ...(req.includeStopStr !== undefined ? { includeStopStr: req.includeStopStr } : {}),
+    };
+    validate(params, loaded, this.promptTokens.length);
+    this.decoding = new Decoding(params, loaded.tokenizer, eos, req.constraint);
   }
 
   get all(): number[] {
-    return this.generated.length ? [...this.promptTokens, ...this.generated] : this.promptTokens;
+    const g = this.decoding.generated;
+    return g.length ? [...this.promptTokens, ...g] : this.promptTokens;
   }
 }
 
-function validate(req: GenerateRequest, loaded: LoadedModel, promptLen: number): void {
-  if (!Number.isInteger(req.maxTokens) || req.maxTokens < 1) throw oerr("INVALID_ARGUMENT", `max tokens must be a positive integer, got ${req.maxTokens}`);
-  validateSampling(req.sampling ?? {});
+function validate(p: DecodingParams, loaded: LoadedModel, promptLen: number): void {
+  validateDecoding(p, loaded.config.vocabSize);
   if (promptLen === 0) throw oerr("INVALID_ARGUMENT", "the prompt is empty (no tokens)");
   const ctx = loaded.config.contextLength;
-  if (promptLen + req.maxTokens > ctx) {
-    throw oerr("CONTEXT_OVERFLOW", `prompt (${promptLen} tokens) + max tokens (${req.maxTokens}) exceeds the context length ${ctx}`, { promptTokens: promptLen, maxTokens: req.maxTokens, contextLength: ctx });
+  if (promptLen + p.maxTokens > ctx) {
+    throw oerr("CONTEXT_OVERFLOW", `prompt (${promptLen} tokens) + max tokens (${p.maxTokens}) exceeds the context length ${ctx}`, { promptTokens: promptLen, maxTokens: p.maxTokens, contextLength: ctx });
   }
 }
 
 export function generateBatch(loaded: LoadedModel, requests: readonly GenerateRequest[], opts: GenerateOptions = {}): GenerateResult[] {
-  const seqs = requests.map((r, i) => new SequenceState(i, r, loaded));
-  seqs.forEach((s) => validate(s.req, loaded, s.promptTokens.length));
+  const eos = new Set(loaded.tokenizer.eosIds);
+  const seqs = requests.map((r, i) => new SequenceState(i, r, loaded, eos));
   const blockSize = opts.blockSize ?? 16;
   const totalTokens = seqs.reduce((a, s) => a + s.promptTokens.length + s.req.maxTokens, 0);
   const cache = new PagedKvCache({
@@ -89,10 +89,9 @@ export function generateBatch(loaded: LoadedModel, requests: readonly GenerateRe
   });
   if (totalTokens === 0) return [];
   const prefillChunk = opts.prefillChunk ?? 512;
-  const eos = new Set(loaded.tokenizer.eosIds);
 
   for (;;) {
-    const active = seqs.filter((s) => s.finish === undefined);
+    const active = seqs.filter((s) => s.decoding.finish === undefined);
     if (active.length === 0) break;
     const chunks: SequenceChunk[] = [];
     for (const s of active) {
@@ -114,32 +113,17 @@ export function generateBatch(loaded: LoadedModel, requests: readonly GenerateRe
       const row = logits.subarray(r * V, (r + 1) * V);
       r++;
       if (opts.collectLogits) s.logits.push(row.slice());
-      const token = sampleToken(row, s.all, s.req.sampling ?? {}, s.rng);
-      s.generated.push(token);
-      if (!s.req.ignoreEos && eos.has(token)) {
-        s.finish = "eos";
-      } else {
-        const { emit, stopped } = s.stopper.push(s.decoder.push(token));
-        s.text += emit;
-        if (emit && opts.onText) opts.onText(s.index, emit);
-        if (stopped) s.finish = "stop";
-      }
-      if (s.finish === undefined && s.generated.length >= s.req.maxTokens) s.finish = "length";
-      if (s.finish !== undefined) {
-        if (s.finish !== "stop") {
-          const tail = s.stopper.flush(s.decoder.flush());
-          s.text += tail;
-          if (tail && opts.onText) opts.onText(s.index, tail);
-        }
-        cache.release(s.table);
-      }
+      const { text, finish } = s.decoding.next(row, s.all);
+      s.text += text;
+      if (text && opts.onText) opts.onText(s.index, text);
+      if (finish !== undefined) cache.release(s.table);
     });
   }
   return seqs.map((s) => ({
     promptTokens: s.promptTokens,
-    tokens: s.generated,
+    tokens: s.decoding.generated,
     text: s.text,
-    finishReason: s.finish!,
+    finishReason: s.decoding.finish!,
     ...(opts.collectLogits ? { logits: s.logits } : {}),
   }));
 }

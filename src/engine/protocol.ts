@@ -5,7 +5,7 @@
  */
 import type { ErrorCode } from "../errors.js";
 import type { Hex } from "../formats/sha256.js";
-import type { SamplingParams } from "./sampling.js";
+import type { DecodingParams } from "./decoding.js";
 
 export type { Hex } from "../formats/sha256.js";
 
@@ -15,18 +15,14 @@ export interface AdapterRef {
   weight: number;
 }
 
-export interface CompletionRequest {
+export interface CompletionRequest extends DecodingParams {
   /** Text (tokenized here with `addSpecial`) or token ids. */
   prompt: string | number[];
   /** Add BOS when tokenizing a text prompt. Completions: true; rendered chat templates: false (the template has it). */
   addSpecial: boolean;
   /** Empty = the base model. */
   adapters: AdapterRef[];
-  maxTokens: number;
-  sampling: SamplingParams;
   stop: string[];
-  /** Keep generating past end-of-sequence tokens (benchmarks). */
-  ignoreEos: boolean;
   /** Log-probabilities of each sampled token with this many alternatives (0..20); absent = none. */
   logprobs?: number;
   /** Fairness key: the client (OpenAI `user`) or else the model/adapter named. */

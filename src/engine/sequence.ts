@@ -1,17 +1,15 @@
 /**
  * One request inside the engine loop: its tokens, its KV block table, its adapter leases, and the
- * per-request machinery that turns sampled tokens into streamed text (RNG, detokenizer, stop strings).
+ * per-request decoding (engine/decoding.ts: sampling, streamed text, stop strings, finishing).
  */
 import type { LeasedAdapter } from "../adapters/cache.js";
 import type { AppliedAdapter } from "../model/llama.js";
 import type { SeqState } from "../scheduler/types.js";
-import type { StreamDecoder, Tokenizer } from "../tokenizer/tokenizer.js";
+import type { Tokenizer } from "../tokenizer/tokenizer.js";
+import { Decoding } from "./decoding.js";
 import type { CompletionRequest, FinishReason } from "./protocol.js";
-import { Rng } from "./sampling.js";
-import { StopMatcher } from "./stop.js";
 
 export class Sequence {
-  readonly generated: number[] = [];
   /** KV blocks owned, in position order. */
   readonly table: number[] = [];
   /** Tokens whose keys/values are in the cache. */
@@ -20,9 +18,7 @@ export class Sequence {
   /** Held while running; released on finish and on preemption. */
   leases: LeasedAdapter[] = [];
   applied: AppliedAdapter[] = [];
-  readonly rng: Rng;
-  readonly decoder: StreamDecoder;
-  readonly stopper: StopMatcher;
+  readonly decoding: Decoding;
   readonly adapterIds: string[];
   admittedAt: number | undefined;
   /** Content hashes of its adapters (request order) at its first admission; a re-admission must match. */
@@ -36,12 +32,16 @@ export class Sequence {
     readonly req: CompletionRequest,
     readonly promptTokens: number[],
     tokenizer: Tokenizer,
+    eos: ReadonlySet<number>,
     readonly submittedAt: number,
   ) {
-    this.rng = new Rng(req.sampling.seed ?? 0);
-    this.decoder = tokenizer.createDecoder({ continuation: true });
-    this.stopper = new StopMatcher(req.stop);
+    this.decoding = new Decoding(req, tokenizer, eos);
     this.adapterIds = req.adapters.map((a) => a.id);
+  }
+
+  /** Tokens sampled so far. */
+  get generated(): readonly number[] {
+    return this.decoding.generated;
   }
 
   get totalTokens(): number {

@@ -1,13 +1,17 @@
 /**
  * Stop strings over streamed text: text is released only once it can no longer be the start of
- * a stop string, and generation stops at the first complete match (the match is not emitted).
+ * a stop string, and generation stops at the first complete match (the match is not emitted,
+ * unless `includeStop`; text after it never is).
  */
 export class StopMatcher {
   private pending = "";
   private stopped = false;
   private readonly longest: number;
 
-  constructor(private readonly stops: readonly string[]) {
+  private readonly includeStop: boolean;
+
+  constructor(private readonly stops: readonly string[], opts: { includeStop?: boolean } = {}) {
+    this.includeStop = opts.includeStop ?? false;
     this.longest = stops.reduce((a, s) => Math.max(a, s.length), 0);
   }
 
@@ -17,14 +21,15 @@ export class StopMatcher {
     if (this.stops.length === 0) return { emit: text, stopped: false };
     this.pending += text;
     let cut = -1;
+    let matched = "";
     for (const s of this.stops) {
       if (!s) continue;
       const at = this.pending.indexOf(s);
-      if (at >= 0 && (cut < 0 || at < cut)) cut = at;
+      if (at >= 0 && (cut < 0 || at < cut || (at === cut && s.length > matched.length))) { cut = at; matched = s; }
     }
     if (cut >= 0) {
       this.stopped = true;
-      const emit = this.pending.slice(0, cut);
+      const emit = this.pending.slice(0, this.includeStop ? cut + matched.length : cut);
       this.pending = "";
       return { emit, stopped: true };
     }
@@ -36,6 +41,14 @@ export class StopMatcher {
     }
     const emit = this.pending.slice(0, this.pending.length - hold);
     this.pending = this.pending.slice(this.pending.length - hold);
+    return { emit, stopped: false };
+  }
+
+  /** Adds text that is not searched for stop strings (min_tokens): it and anything held back are released. */
+  pass(text: string): { emit: string; stopped: boolean } {
+    if (this.stopped) return { emit: "", stopped: true };
+    const emit = this.pending + text;
+    this.pending = "";
     return { emit, stopped: false };
   }
 

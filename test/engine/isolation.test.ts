@@ -104,9 +104,9 @@ describe("one sequence fails alone", () => {
     const victim = h.submit({ prompt: "Victim", maxTokens: 12 });
     const others = NORMAL.map((r) => h.submit(r));
     // Reach into the engine's sequence: a bug in one request's text path, not in the engine.
-    const seqs = (h.core as unknown as { seqs: Map<number, { decoder: { push: (t: number) => string } }> }).seqs;
+    const seqs = (h.core as unknown as { seqs: Map<number, { decoding: { decoder: { push: (t: number) => string } } }> }).seqs;
     let calls = 0;
-    seqs.get(victim.id)!.decoder.push = () => {
+    seqs.get(victim.id)!.decoding.decoder.push = () => {
       if (++calls === 3) throw new Error("detokenizer exploded");
       return "x";
     };
